@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/index.js';
+import { createLogger } from '../logging/index.js';
+import { StartupError } from '../lib/startup-error.js';
+import { BundleError, ToolchainError } from '../policy/index.js';
+import { runAudit } from './audit.js';
+import { runMigrate } from './migrate.js';
+import { runPolicy } from './policy.js';
+import { runServe } from './serve.js';
+import { UsageError } from './usage.js';
+
+const USAGE = `usage: cynode-gateway <command> [options]
+
+commands:
+  serve [--role control|mcp|egress|all]   run the gateway (default: all roles)
+  migrate [up|down|status] [--all]        apply, revert (last batch, or --all) or list migrations
+  policy build [--out FILE] [--revision R] [--unsigned]
+                                          compile policies/ into a signed Wasm bundle with opa build
+  policy test                             run opa test with the coverage threshold
+  audit verify                            check the decision log's hash chain (exit 1 if broken)
+
+configuration: config/default.yaml, config/local.yaml, CYNODE_CONFIG, and CYNODE_* env overrides`;
+
+/** Exit codes: 0 ok, 1 failure, 2 usage or configuration error; OPA's own code for OPA failures. */
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return command ? 0 : 2;
+  }
+  const config = loadConfig({ env: process.env, cwd: process.cwd() });
+  const logger = createLogger({ level: config.log.level });
+  switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, options: { role: { type: 'string', default: process.env.CYNODE_ROLE ?? 'all' } } });
+      return runServe(config, logger, values.role);
+    }
+    case 'migrate':
+      return runMigrate(config, logger, rest);
+    case 'policy':
+      return runPolicy(config, rest);
+    case 'audit':
+      return runAudit(config, logger, rest);
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+function report(err: unknown): number {
+  const known: [new (...a: never[]) => Error, string, number][] = [
+    [ConfigError, 'config error', 2],
+    [UsageError, 'usage', 2],
+    [StartupError, 'cannot start', 1],
+    [BundleError, 'bundle', 1],
+  ];
+  if (err instanceof ToolchainError) {
+    console.error(`cynode-gateway: ${err.message}`);
+    return err.exitCode;
+  }
+  for (const [type, label, code] of known) {
+    if (err instanceof type) {
+      console.error(`cynode-gateway: ${label}: ${err.message}`);
+      if (type === UsageError) console.error(USAGE);
+      return code;
+    }
+  }
+  if ((err as { code?: string })?.code?.startsWith('ERR_PARSE_ARGS')) {
+    console.error(`cynode-gateway: usage: ${(err as Error).message}`);
+    return 2;
+  }
+  console.error('cynode-gateway: unexpected error:', err);
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err);
+  },
+);

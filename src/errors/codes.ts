@@ -1,0 +1,36 @@
+/**
+ * The closed set of stable error codes the gateway answers with, and the HTTP status of
+ * each. Clients and tests match on the code, never on the message; adding a code is an API
+ * change, so it happens here and only here.
+ */
+export const ERROR_STATUS = {
+  bad_request: 400,
+  invalid_json: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  forward_token_invalid: 401,
+  forward_token_replayed: 401,
+  forward_body_mismatch: 401,
+  policy_denied: 403,
+  setting_unknown: 404,
+  setting_invalid: 422,
+  entrypoint_unknown: 404,
+  internal: 500,
+  not_ready: 503,
+  database_unavailable: 503,
+  bundle_unavailable: 503,
+  policy_evaluation_failed: 503,
+  decision_log_unavailable: 503,
+} as const satisfies Record<string, number>;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The HTTP status for an error code. */
+export function statusOf(code: ErrorCode): number {
+  return ERROR_STATUS[code];
+}

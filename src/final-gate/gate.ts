@@ -1,0 +1,126 @@
+import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import type { Middleware } from 'koa';
+import { GatewayError } from '../errors/index.js';
+import type { Logger } from '../logging/index.js';
+import {
+  type Bundle,
+  type BundleSource,
+  createPolicyEngine,
+  type Decision,
+  type PolicyEngine,
+  REQUIRED_ENTRYPOINTS,
+  startBundleSource,
+} from '../policy/index.js';
+import { BUNDLE_NAME } from '../policy/service-routes.js';
+import { createReplayCache, FORWARD_TOKEN_HEADER, type VerifiedForward, verifyForwardToken } from './forward-token.js';
+
+/** Configuration of a target service's final gate. */
+export interface FinalGateOptions {
+  /** The gateway's control-plane URL, e.g. `http://gateway:12082`. */
+  gatewayUrl: string;
+  /** This service's name; forward tokens must be addressed to it. */
+  audience: string;
+  /** The `iss` of forward tokens (the gateway's issuer); defaults to `cynode-gateway`. */
+  issuer?: string;
+  /** Where the bundle comes from: defaults to the gateway's bundle service; a file path or URL. */
+  bundle?: string;
+  /** Bearer token for the bundle service. */
+  bundleToken: string | null;
+  /** Checks each bundle before use (signature verification); throw a BundleError to refuse. */
+  verify?: (bundle: Bundle) => void | Promise<void>;
+  /** Entrypoints this service needs; defaults to all of the gateway's. */
+  entrypoints?: readonly string[];
+  logger: Logger;
+  pollMinDelayMs?: number;
+  pollMaxDelayMs?: number;
+  longPollTimeoutMs?: number;
+  maxTokenTtlMs?: number;
+  /** Override key resolution (tests); defaults to the gateway's `/.well-known/jwks.json`. */
+  keys?: JWTVerifyGetKey;
+}
+
+/** The outcome of a final-gate check that allowed the request. */
+export interface FinalGateResult {
+  forward: VerifiedForward;
+  decision: Decision;
+  /** The revision this service decided with (may differ from the gateway's: skew). */
+  revision: string;
+}
+
+/** A target service's own policy gate. */
+export interface FinalGate {
+  engine: PolicyEngine;
+  /** Resolves after the first bundle load attempt. */
+  ready: Promise<void>;
+  /** Verifies the forward token for `body`, re-evaluates its entrypoint on this service's bundle, and throws unless allowed. */
+  check(token: string | undefined, body: Buffer | string): Promise<FinalGateResult>;
+  /** Koa middleware: reads the raw body (≤ maxBodyBytes) into `ctx.state.rawBody`, runs `check`, sets `ctx.state.finalGate`. */
+  middleware(maxBodyBytes?: number): Middleware;
+  close(): void;
+}
+
+/**
+ * Creates the final gate a target service runs: it pulls and verifies the gateway's bundle
+ * (or its own), trusts nothing the caller says, and denies on its own authority — so a
+ * request the gateway wrongly let through is still stopped here.
+ */
+export function createFinalGate(options: FinalGateOptions): FinalGate {
+  const log = options.logger.child({ component: 'final-gate', audience: options.audience });
+  const engine = createPolicyEngine({
+    logger: options.logger,
+    required: options.entrypoints ?? REQUIRED_ENTRYPOINTS,
+    ...(options.verify && { verify: options.verify }),
+  });
+  const base = options.gatewayUrl.replace(/\/+$/, '');
+  const source: BundleSource = startBundleSource(options.bundle ?? `${base}/v1/bundles/${BUNDLE_NAME}`, {
+    engine,
+    logger: options.logger,
+    token: options.bundleToken,
+    minDelayMs: options.pollMinDelayMs ?? 10_000,
+    maxDelayMs: options.pollMaxDelayMs ?? 20_000,
+    longPollTimeoutMs: options.longPollTimeoutMs ?? 0,
+  });
+  const keys = options.keys ?? createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`), { cooldownDuration: 5_000 });
+  const replay = createReplayCache();
+  const verifyOptions = {
+    keys,
+    issuer: options.issuer ?? 'cynode-gateway',
+    audience: options.audience,
+    replay,
+    maxTtlMs: options.maxTokenTtlMs ?? 120_000,
+  };
+
+  const check = async (token: string | undefined, body: Buffer | string): Promise<FinalGateResult> => {
+    const forward = await verifyForwardToken(token, body, verifyOptions);
+    const { decision, revision } = engine.evaluate(forward.entrypoint, forward.input);
+    if (revision !== forward.revision) {
+      log.warn({ gatewayRevision: forward.revision, revision, entrypoint: forward.entrypoint }, 'bundle revision differs from the gateway');
+    }
+    if (!decision.allow) {
+      throw new GatewayError('policy_denied', 'denied by the final gate', { reasons: decision.reasons, revision });
+    }
+    return { forward, decision, revision };
+  };
+
+  return {
+    engine,
+    ready: source.ready,
+    check,
+    middleware(maxBodyBytes = 1_048_576) {
+      return async (ctx, next) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+          size += chunk.length;
+          if (size > maxBodyBytes) throw new GatewayError('payload_too_large', `the body exceeds ${maxBodyBytes} bytes`);
+          chunks.push(chunk);
+        }
+        const rawBody = Buffer.concat(chunks);
+        ctx.state.rawBody = rawBody;
+        ctx.state.finalGate = await check(ctx.get(FORWARD_TOKEN_HEADER) || undefined, rawBody);
+        await next();
+      };
+    },
+    close: () => source.close(),
+  };
+}

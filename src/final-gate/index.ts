@@ -1,0 +1,16 @@
+/**
+ * The final-gate library for target services (`cynode-gateway/final-gate`): verify the
+ * gateway's forward token and re-decide with the same policy bundle before acting.
+ */
+export { createFinalGate, type FinalGate, type FinalGateOptions, type FinalGateResult } from './gate.js';
+export {
+  bodyHash,
+  createReplayCache,
+  FORWARD_TOKEN_HEADER,
+  FORWARD_TOKEN_TYPE,
+  type ForwardClaims,
+  type ReplayCache,
+  signForwardToken,
+  type VerifiedForward,
+  verifyForwardToken,
+} from './forward-token.js';

@@ -1,0 +1,2 @@
+export { jwksRoutes } from './routes.js';
+export { createKeyStore, JWT_ALG, type KeyStore, type SigningKey } from './store.js';

@@ -1,0 +1,31 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+
+/** The `prev_hash` of the first row of a chain. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** The hash of one chained record: SHA-256 over the previous hash and the record's canonical JSON. */
+export function chainHash(prevHash: string, record: unknown): string {
+  return createHash('sha256').update(prevHash).update('\n').update(canonicalJson(record)).digest('hex');
+}
+
+/** Where a chain stops verifying. */
+export interface ChainBreak {
+  seq: string;
+  reason: 'hash_mismatch' | 'link_broken';
+}
+
+/**
+ * Walks records in order and returns the first break: a row whose stored hash does not match
+ * its content (edited), or whose `prev_hash` is not the previous row's hash (a row removed or
+ * inserted). Returns undefined for an intact chain.
+ */
+export function findChainBreak(rows: Iterable<{ seq: string; prevHash: string; hash: string; record: unknown }>, start = GENESIS_HASH): ChainBreak | undefined {
+  let expectedPrev = start;
+  for (const row of rows) {
+    if (row.prevHash !== expectedPrev) return { seq: row.seq, reason: 'link_broken' };
+    if (chainHash(row.prevHash, row.record) !== row.hash) return { seq: row.seq, reason: 'hash_mismatch' };
+    expectedPrev = row.hash;
+  }
+  return undefined;
+}

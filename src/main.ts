@@ -1,0 +1,168 @@
+import Router from '@koa/router';
+import { bearerAuth, resolveAdminToken, type StaticToken } from './auth/index.js';
+import type { Config } from './config/index.js';
+import { createDecisionLog, createDecisionService, decisionRoutes, type DecisionLog, type DecisionService } from './decisions/index.js';
+import { createHealthService, healthRoutes } from './health/index.js';
+import { createKeyStore, jwksRoutes, type KeyStore } from './keys/index.js';
+import type { Logger } from './logging/index.js';
+import { StartupError } from './lib/startup-error.js';
+import { createMetrics, type Metrics, metricsRoutes } from './metrics/index.js';
+import {
+  BUNDLE_NAME,
+  bundleServiceRoutes,
+  createPolicyEngine,
+  type PolicyEngine,
+  REQUIRED_ENTRYPOINTS,
+  startBundleSource,
+  statusRoutes,
+} from './policy/index.js';
+import { createBundleChecks } from './policy/checks.js';
+import { createRoleApp } from './server/app.js';
+import { type Listening, listen } from './server/listen.js';
+import { portOf, type Role } from './server/roles.js';
+import { createSettingsService, type SettingsService, settingsRoutes, watchSettings } from './settings/index.js';
+import { connectAndMigrate, type Database } from './storage/index.js';
+
+/** A running gateway: its listeners and parts, and the one way to stop it. */
+export interface Gateway {
+  listening: Listening[];
+  db: Database;
+  policy: PolicyEngine;
+  decisions: DecisionService;
+  decisionLog: DecisionLog;
+  settings: SettingsService;
+  keys: KeyStore;
+  metrics: Metrics;
+  /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
+  stop(): Promise<void>;
+}
+
+/** What the composition root needs: validated config, the root logger and the roles to run. */
+export interface GatewayOptions {
+  config: Config;
+  logger: Logger;
+  roles: readonly Role[];
+}
+
+/** Tokens live at most this long; retired signing keys keep verifying that much longer. */
+const MAX_TOKEN_TTL_MS = 3_600_000;
+const SETTINGS_POLL_MS = 5_000;
+
+/**
+ * The composition root: builds every part from config with `createX(deps)` factories and
+ * wires them by hand. Nothing below reads `process.env` or reaches for a global.
+ */
+export async function startGateway({ config, logger, roles }: GatewayOptions): Promise<Gateway> {
+  const adminToken = resolveAdminToken(config.auth, logger);
+  const db = await connectAndMigrate(config.database, logger);
+  const metrics = createMetrics();
+  const checks = createBundleChecks(config.policy);
+  const policy = createPolicyEngine({ logger, required: REQUIRED_ENTRYPOINTS, ...checks });
+  policy.onActivate((info) => {
+    metrics.bundleInfo.reset();
+    metrics.bundleInfo.set({ bundle: BUNDLE_NAME, revision: info.revision, digest: info.digest }, 1);
+    metrics.bundleActivatedSeconds.set({ bundle: BUNDLE_NAME }, info.activatedAt.getTime() / 1000);
+    metrics.bundleLoads.inc({ bundle: BUNDLE_NAME, outcome: 'activated', code: '' });
+  });
+  policy.onRefuse((error) => metrics.bundleLoads.inc({ bundle: BUNDLE_NAME, outcome: 'refused', code: error.code }));
+  const decisionLog = createDecisionLog(db.knex, logger, config.decisionLog);
+  const decisions = createDecisionService({ engine: policy, log: decisionLog, maskPaths: config.decisionLog.maskPaths, metrics });
+  const settings = createSettingsService({
+    knex: db.knex,
+    logger,
+    notify: db.kind === 'postgres',
+    onChange: (all) => policy.setRuntimeData({ settings: all }),
+  });
+  await settings.refresh();
+  const settingsWatch = watchSettings({ url: config.database.url, settings, logger, pollIntervalMs: SETTINGS_POLL_MS });
+  const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
+
+  // A missing or bad bundle does not stop the process: /readyz reports it (503) and says why.
+  const source = startBundleSource(config.policy.bundle, {
+    engine: policy,
+    logger,
+    token: config.policy.bundleToken,
+    minDelayMs: config.policy.pollMinDelayMs,
+    maxDelayMs: config.policy.pollMaxDelayMs,
+    longPollTimeoutMs: config.policy.longPollTimeoutMs,
+  });
+  await source.ready;
+  const health = createHealthService({ db, policy, readyCheckTimeoutMs: config.server.readyCheckTimeoutMs });
+
+  const tokens: StaticToken[] = [{ token: adminToken, principal: { kind: 'admin', id: 'admin' } }];
+  if (config.auth.bundleServiceToken) {
+    tokens.push({ token: config.auth.bundleServiceToken, principal: { kind: 'bundle_reader', id: 'bundle-service' } });
+  }
+  const admin = bearerAuth(tokens, ['admin']);
+  const bundleReader = bearerAuth(tokens, ['admin', 'bundle_reader']);
+  const maxBodyBytes = config.server.maxBodyBytes;
+  const refreshGauges = () => metrics.decisionLogPending.set(decisionLog.pending());
+
+  const mounts: Record<Role, (router: Router) => void> = {
+    control(router) {
+      healthRoutes(router, health, 'control');
+      metricsRoutes(router, metrics, refreshGauges);
+      jwksRoutes(router, keys);
+      router.use(['/v1/bundles'], bundleReader);
+      bundleServiceRoutes(router, policy);
+      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions'], admin);
+      statusRoutes(router, policy, {
+        decisionLog: () => ({ pending: decisionLog.pending() }),
+        database: () => ({ kind: db.kind, target: db.target }),
+      });
+      settingsRoutes(router, settings, maxBodyBytes);
+      decisionRoutes(router, { decisions, log: decisionLog, engine: policy, maxBodyBytes });
+    },
+    mcp(router) {
+      healthRoutes(router, health, 'mcp');
+      metricsRoutes(router, metrics, refreshGauges);
+    },
+    egress(router) {
+      healthRoutes(router, health, 'egress');
+      metricsRoutes(router, metrics, refreshGauges);
+    },
+  };
+
+  const closeParts = async () => {
+    source.close();
+    keys.close();
+    await settingsWatch.close();
+    await decisionLog.close();
+    await db.close();
+  };
+  const listening: Listening[] = [];
+  try {
+    for (const role of roles) {
+      const app = createRoleApp(role, { logger, mount: mounts[role] });
+      const port = portOf(role, config.server);
+      listening.push(
+        await listen(role, app, config.server.host, port, config.server).catch((err: NodeJS.ErrnoException) => {
+          throw new StartupError(`cannot listen on ${config.server.host}:${port} for the ${role} role: ${err.code ?? err.message}`);
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(listening.map((l) => l.close(0)));
+    await closeParts();
+    throw err;
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    listening,
+    db,
+    policy,
+    decisions,
+    decisionLog,
+    settings,
+    keys,
+    metrics,
+    stop() {
+      stopping ??= (async () => {
+        await Promise.all(listening.map((l) => l.close(config.server.shutdownTimeoutMs)));
+        await closeParts();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export { createMetrics, type Metrics } from './registry.js';
+export { metricsRoutes } from './routes.js';

@@ -1,0 +1,56 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The gateway's Prometheus metrics, one registry per process, created by the composition root. */
+export interface Metrics {
+  registry: Registry;
+  decisions: Counter<'entrypoint' | 'result'>;
+  evalSeconds: Histogram<'entrypoint'>;
+  bundleInfo: Gauge<'bundle' | 'revision' | 'digest'>;
+  bundleActivatedSeconds: Gauge<'bundle'>;
+  bundleLoads: Counter<'bundle' | 'outcome' | 'code'>;
+  decisionLogPending: Gauge;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'cynode_process_' });
+  return {
+    registry,
+    decisions: new Counter({
+      name: 'cynode_decisions_total',
+      help: 'Policy decisions by entrypoint and result (allow, deny, error).',
+      labelNames: ['entrypoint', 'result'],
+      registers: [registry],
+    }),
+    evalSeconds: new Histogram({
+      name: 'cynode_policy_eval_seconds',
+      help: 'Wasm evaluation time per decision.',
+      labelNames: ['entrypoint'],
+      buckets: [5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 5e-3, 0.025],
+      registers: [registry],
+    }),
+    bundleInfo: new Gauge({
+      name: 'cynode_bundle_info',
+      help: 'The active bundle (value 1), labelled with its revision and digest.',
+      labelNames: ['bundle', 'revision', 'digest'],
+      registers: [registry],
+    }),
+    bundleActivatedSeconds: new Gauge({
+      name: 'cynode_bundle_activated_timestamp_seconds',
+      help: 'When the active bundle was activated (Unix seconds); age = now - this.',
+      labelNames: ['bundle'],
+      registers: [registry],
+    }),
+    bundleLoads: new Counter({
+      name: 'cynode_bundle_loads_total',
+      help: 'Bundle activation attempts by outcome (activated, refused) and refusal code.',
+      labelNames: ['bundle', 'outcome', 'code'],
+      registers: [registry],
+    }),
+    decisionLogPending: new Gauge({
+      name: 'cynode_decision_log_pending',
+      help: 'Decisions buffered in memory, not yet written.',
+      registers: [registry],
+    }),
+  };
+}

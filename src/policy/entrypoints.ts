@@ -1,0 +1,13 @@
+/**
+ * The policy entrypoints the gateway asks, one per action (DESIGN: policy contract). Every
+ * bundle the gateway activates must compile all of them; `policy build` passes exactly this
+ * list to `opa build -e`.
+ */
+export const ENTRYPOINTS = {
+  register: 'cynode/register/decision',
+} as const;
+
+export type Action = keyof typeof ENTRYPOINTS;
+export type Entrypoint = (typeof ENTRYPOINTS)[Action];
+
+export const REQUIRED_ENTRYPOINTS: readonly Entrypoint[] = Object.values(ENTRYPOINTS);

@@ -1,0 +1,134 @@
+import { readFile, stat } from 'node:fs/promises';
+import { unwatchFile, watchFile } from 'node:fs';
+import type { Logger } from '../logging/index.js';
+import type { ActiveBundle, PolicyEngine } from './engine.js';
+import { BundleError } from './errors.js';
+
+/** Activates the bundle file at `path`; failures are recorded in the engine's status and rethrown. */
+export function activateFromFile(engine: PolicyEngine, path: string): Promise<ActiveBundle> {
+  return engine.activate(path, () => readFile(path));
+}
+
+/** A running bundle source. */
+export interface BundleSource {
+  /** Resolves after the first load attempt (success or recorded failure). */
+  ready: Promise<void>;
+  close(): void;
+}
+
+/** Options shared by the sources. */
+export interface SourceOptions {
+  engine: PolicyEngine;
+  logger: Logger;
+}
+
+/**
+ * Loads a bundle file and reloads it whenever it changes (polled by stat, which survives the
+ * atomic rename `opa build` and editors use). A bad new file leaves the last good bundle active.
+ */
+export function watchBundleFile(path: string, options: SourceOptions & { intervalMs?: number }): BundleSource {
+  const log = options.logger.child({ component: 'bundle-file' });
+  let lastStamp = '';
+  const load = async () => {
+    const info = await stat(path).catch(() => undefined);
+    const stamp = info ? `${info.mtimeMs}:${info.size}:${info.ino}` : 'missing';
+    if (stamp === lastStamp) return;
+    lastStamp = stamp;
+    const before = options.engine.status().active?.digest;
+    const next = await activateFromFile(options.engine, path).catch(() => undefined);
+    if (next && before && next.digest !== before) log.info({ revision: next.revision }, 'bundle file changed; reloaded');
+  };
+  const ready = load();
+  const listener = () => void load();
+  watchFile(path, { interval: options.intervalMs ?? 500, persistent: false }, listener);
+  return { ready, close: () => unwatchFile(path, listener) };
+}
+
+/** Options of the URL source (OPA Bundle Service API client). */
+export interface UrlSourceOptions extends SourceOptions {
+  token: string | null;
+  minDelayMs: number;
+  maxDelayMs: number;
+  /** >0: ask the server to hold the request this long (OPA long polling). */
+  longPollTimeoutMs: number;
+  /** Per-request timeout when not long polling. */
+  requestTimeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+/**
+ * Pulls a bundle from an OPA Bundle Service: `If-None-Match` with the last ETag, a delay drawn
+ * between min and max (jitter spreads replicas), optional long polling. Download errors and
+ * bad bundles are recorded in status; the last good bundle stays active.
+ */
+export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSource {
+  const log = options.logger.child({ component: 'bundle-url' });
+  const doFetch = options.fetch ?? fetch;
+  let etag: string | undefined;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: AbortController | undefined;
+  let longPollSupported = false;
+
+  const once = async (): Promise<void> => {
+    const longPoll = options.longPollTimeoutMs > 0;
+    const headers: Record<string, string> = { accept: 'application/gzip, application/vnd.openpolicyagent.bundles' };
+    if (etag) headers['if-none-match'] = etag;
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    if (longPoll) headers.prefer = `modes=long-polling;wait=${Math.ceil(options.longPollTimeoutMs / 1000)}`;
+    inFlight = new AbortController();
+    const timeoutMs = (longPoll ? options.longPollTimeoutMs : 0) + (options.requestTimeoutMs ?? 30_000);
+    const timeout = setTimeout(() => inFlight?.abort(), timeoutMs);
+    try {
+      const res = await doFetch(url, { headers, signal: inFlight.signal });
+      longPollSupported = longPoll && (res.headers.get('content-type') ?? '').includes('vnd.openpolicyagent.bundles');
+      if (res.status === 304) {
+        await res.body?.cancel();
+        return;
+      }
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new BundleError('bundle_unreadable', `bundle server answered ${res.status} for ${url}`);
+      }
+      const bytes = Buffer.from(await res.arrayBuffer());
+      const newTag = res.headers.get('etag') ?? undefined;
+      await options.engine.activate(url, async () => bytes);
+      etag = newTag;
+    } catch (err) {
+      longPollSupported = false; // never spin on a failing server: fall back to the jittered delay
+      if (closed) return;
+      if (err instanceof BundleError) {
+        if (err.code === 'bundle_unreadable') options.engine.recordFailure(url, err);
+        return; // activate() already recorded its own refusals
+      }
+      const reason = (err as Error)?.name === 'AbortError' ? 'timed out' : String((err as Error)?.cause ?? (err as Error)?.message ?? err);
+      options.engine.recordFailure(url, new BundleError('bundle_unreadable', `cannot download ${url}: ${reason}`));
+    } finally {
+      clearTimeout(timeout);
+    }
+  };
+
+  const schedule = () => {
+    if (closed) return;
+    const jitter = options.minDelayMs + Math.random() * (options.maxDelayMs - options.minDelayMs);
+    // A server that holds requests answers when something changes: ask again at once.
+    const delay = longPollSupported ? 0 : jitter;
+    timer = setTimeout(() => void once().finally(schedule), delay);
+  };
+
+  const ready = once().finally(schedule);
+  log.info({ url }, 'pulling the policy bundle from a bundle service');
+  return {
+    ready,
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      inFlight?.abort();
+    },
+  };
+}
+
+/** Starts the source `CYNODE_BUNDLE` names: an http(s) URL, or a file path. */
+export function startBundleSource(bundle: string, options: Omit<UrlSourceOptions, 'fetch'>): BundleSource {
+  return /^https?:\/\//.test(bundle) ? pollBundleUrl(bundle, options) : watchBundleFile(bundle, options);
+}

@@ -1,0 +1,33 @@
+import type { Middleware } from 'koa';
+import { isGatewayError } from '../errors/index.js';
+import type { Logger } from '../logging/index.js';
+
+/**
+ * The one place errors become responses: a GatewayError is answered with its status and
+ * `{error: {code, message}}`; anything else is a bug, logged with its stack and answered
+ * with a bare `internal` that reveals nothing.
+ */
+export function errorMiddleware(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      if (isGatewayError(err)) {
+        ctx.status = err.status;
+        ctx.body = { error: { code: err.code, message: err.message, ...(err.details && { details: err.details }) } };
+        if (err.status >= 500) logger.warn({ code: err.code, path: ctx.path, reqId: ctx.state.requestId }, err.message);
+        return;
+      }
+      // Koa's own errors (e.g. from body parsing) carry `expose` and a status.
+      const httpErr = err as { status?: number; expose?: boolean; message?: string };
+      if (httpErr.expose && httpErr.status && httpErr.status < 500) {
+        ctx.status = httpErr.status;
+        ctx.body = { error: { code: 'bad_request', message: httpErr.message ?? 'bad request' } };
+        return;
+      }
+      logger.error({ err, path: ctx.path, reqId: ctx.state.requestId }, 'unhandled error');
+      ctx.status = 500;
+      ctx.body = { error: { code: 'internal', message: 'internal error' } };
+    }
+  };
+}

@@ -1,0 +1,22 @@
+/**
+ * The runtime settings operators may change without a bundle rebuild, each with the type its
+ * value must have. Policies read them as `data.runtime.settings[<key>]`.
+ */
+export const SETTINGS = {
+  /** The cloud routing kill switch (seed: disable cloud routing quickly). */
+  'cloud_routing.enabled': 'boolean',
+} as const satisfies Record<string, 'boolean' | 'number' | 'string' | 'object'>;
+
+export type SettingKey = keyof typeof SETTINGS;
+
+/** True when `key` is a known setting. */
+export function isSettingKey(key: string): key is SettingKey {
+  return Object.prototype.hasOwnProperty.call(SETTINGS, key);
+}
+
+/** True when `value` has the type the setting requires. */
+export function validSettingValue(key: SettingKey, value: unknown): boolean {
+  const type = SETTINGS[key] as string;
+  if (type === 'object') return value !== null && typeof value === 'object' && !Array.isArray(value);
+  return typeof value === type;
+}

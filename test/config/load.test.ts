@@ -1,0 +1,123 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { ConfigError, loadConfig, SCHEMA } from '../../src/config/index.js';
+import { tempDir } from '../helpers/config.js';
+import { runCli } from '../helpers/gateway.js';
+
+const load = (env: Record<string, string> = {}, cwd = '/srv/gw') => loadConfig({ env, cwd });
+
+test('shipped defaults: ports 12082/12083/12084, embedded database, bundle under build/', (t) => {
+  const c = load();
+  t.is(c.server.controlPort, 12082);
+  t.is(c.server.mcpPort, 12083);
+  t.is(c.server.egressPort, 12084);
+  t.is(c.server.host, '127.0.0.1');
+  t.is(c.database.url, null);
+  t.is(c.database.dataDir, '/srv/gw/.cynode/data');
+  t.is(c.policy.bundle, '/srv/gw/build/bundle.tar.gz');
+  t.is(c.log.level, 'info');
+  t.true(Object.isFrozen(c.server));
+});
+
+test('every schema key has a distinct env override that takes effect', (t) => {
+  const envs = Object.values(SCHEMA).map((s) => s.env);
+  t.is(new Set(envs).size, envs.length);
+  const c = load({
+    CYNODE_CONTROL_PORT: '9000',
+    DATABASE_URL: 'postgres://gw:pw@db:5432/gw',
+    CYNODE_DATA_DIR: '/var/lib/cynode',
+    CYNODE_BUNDLE: 'bundles/prod.tar.gz',
+    CYNODE_LOG_LEVEL: 'debug',
+  });
+  t.is(c.server.controlPort, 9000);
+  t.is(c.database.url, 'postgres://gw:pw@db:5432/gw');
+  t.is(c.database.dataDir, '/var/lib/cynode');
+  t.is(c.policy.bundle, '/srv/gw/bundles/prod.tar.gz');
+  t.is(c.log.level, 'debug');
+});
+
+test('an empty DATABASE_URL means the embedded database', (t) => {
+  t.is(load({ DATABASE_URL: '' }).database.url, null);
+});
+
+test('a bad env value names the key, the variable and what was expected', (t) => {
+  const err = t.throws(() => load({ CYNODE_CONTROL_PORT: 'eighty' }), { instanceOf: ConfigError });
+  t.regex(err.message, /'server\.controlPort'/);
+  t.regex(err.message, /env CYNODE_CONTROL_PORT/);
+  t.regex(err.message, /integer from 0 to 65535/);
+});
+
+test('out-of-range and wrong-enum values are refused', (t) => {
+  t.throws(() => load({ CYNODE_EGRESS_PORT: '70000' }), { instanceOf: ConfigError, message: /server\.egressPort/ });
+  t.throws(() => load({ CYNODE_LOG_LEVEL: 'loud' }), { instanceOf: ConfigError, message: /log\.level.*one of fatal/ });
+  t.throws(() => load({ CYNODE_HOST: '  ' }), { instanceOf: ConfigError, message: /server\.host/ });
+});
+
+test('a malformed DATABASE_URL is refused without echoing it (it may hold a password)', (t) => {
+  const err = t.throws(() => load({ DATABASE_URL: 'mysql://root:hunter2@db/x' }), { instanceOf: ConfigError });
+  t.regex(err.message, /database\.url/);
+  t.notRegex(err.message, /hunter2/);
+  t.regex(err.message, /value hidden/);
+});
+
+test('an unknown YAML key is named with its file', (t) => {
+  const dir = tempDir();
+  const file = join(dir, 'extra.yaml');
+  writeFileSync(file, 'server:\n  contrlPort: 1\n');
+  const err = t.throws(() => load({ CYNODE_CONFIG: file }), { instanceOf: ConfigError });
+  t.regex(err.message, /unknown key 'server\.contrlPort'/);
+  t.true(err.message.includes(file));
+});
+
+test('an unknown top-level YAML section is refused', (t) => {
+  const file = join(tempDir(), 'extra.yaml');
+  writeFileSync(file, 'serverz:\n  host: x\n');
+  t.throws(() => load({ CYNODE_CONFIG: file }), { instanceOf: ConfigError, message: /unknown key 'serverz'/ });
+});
+
+test('a YAML value of the wrong type names the file as its source', (t) => {
+  const file = join(tempDir(), 'extra.yaml');
+  writeFileSync(file, 'database:\n  poolMax: many\n');
+  t.throws(() => load({ CYNODE_CONFIG: file }), { instanceOf: ConfigError, message: new RegExp(`database\\.poolMax.*from ${file}`) });
+});
+
+test('layers apply in order: default.yaml < CYNODE_CONFIG file < env', (t) => {
+  const file = join(tempDir(), 'extra.yaml');
+  writeFileSync(file, 'server:\n  controlPort: 13000\n  mcpPort: 13001\n');
+  const c = load({ CYNODE_CONFIG: file, CYNODE_MCP_PORT: '14001' });
+  t.is(c.server.controlPort, 13000);
+  t.is(c.server.mcpPort, 14001);
+});
+
+test('invalid YAML, a mapping where a scalar belongs, and a missing CYNODE_CONFIG file', (t) => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'broken.yaml'), 'server: [unclosed\n');
+  t.throws(() => load({ CYNODE_CONFIG: join(dir, 'broken.yaml') }), { instanceOf: ConfigError, message: /invalid YAML/ });
+  writeFileSync(join(dir, 'list.yaml'), '- a\n- b\n');
+  t.throws(() => load({ CYNODE_CONFIG: join(dir, 'list.yaml') }), { instanceOf: ConfigError, message: /must be a mapping/ });
+  t.throws(() => load({ CYNODE_CONFIG: join(dir, 'absent.yaml') }), { instanceOf: ConfigError, message: /does not exist/ });
+});
+
+test('a config dir without a key reports it as missing with its env variable', (t) => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'default.yaml'), 'server:\n  host: 127.0.0.1\n');
+  const err = t.throws(() => loadConfig({ env: {}, cwd: '/', configDir: dir }), { instanceOf: ConfigError });
+  t.regex(err.message, /missing key 'server\.controlPort'.*CYNODE_CONTROL_PORT/);
+});
+
+test('the CLI exits 2 with the message, not a stack trace, on a bad value', async (t) => {
+  const { code, stderr } = await runCli(['serve'], { CYNODE_MCP_PORT: 'abc' });
+  t.is(code, 2);
+  t.regex(stderr, /config error: invalid value for 'server\.mcpPort' \(from env CYNODE_MCP_PORT\)/);
+  t.notRegex(stderr, /\n\s+at /);
+});
+
+test('the CLI exits 2 on an unknown key in a config file', async (t) => {
+  const file = join(tempDir(), 'extra.yaml');
+  writeFileSync(file, 'log:\n  levle: debug\n');
+  const { code, stderr } = await runCli(['serve'], { CYNODE_CONFIG: file });
+  t.is(code, 2);
+  t.regex(stderr, /unknown key 'log\.levle'/);
+  t.notRegex(stderr, /\n\s+at /);
+});

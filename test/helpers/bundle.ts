@@ -1,0 +1,59 @@
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { buildBundle, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
+import { packageRoot } from '../../src/lib/package-root.js';
+import { tempDir } from './config.js';
+
+/** Where the suite's bundle of the real `policies/` lives (built by `opa build`, never checked in). */
+export function bundlePath(): string {
+  return join(packageRoot(), 'build', 'test', 'bundle.tar.gz');
+}
+
+/**
+ * Builds the real policies into the suite's bundle once per run. `opa build` writes to a
+ * temporary file renamed into place, so concurrent test files never see half a bundle.
+ */
+export async function ensureBundle(): Promise<string> {
+  const out = bundlePath();
+  const policies = join(packageRoot(), 'policies');
+  if (!existsSync(out) || newestMtime(policies) > statSync(out).mtimeMs) {
+    await buildBundle({
+      policiesDir: policies,
+      out,
+      entrypoints: REQUIRED_ENTRYPOINTS,
+      revision: 'test-suite',
+    });
+  }
+  return out;
+}
+
+/**
+ * Builds a bundle from Rego and data written into a temp folder (for bundles the real policies
+ * would never produce: missing entrypoints, allow-all, malformed results).
+ */
+export async function buildCustomBundle(
+  files: Record<string, string>,
+  options: { entrypoints?: readonly string[]; revision?: string } = {},
+): Promise<string> {
+  const dir = tempDir('cynode-policies-');
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  }
+  const out = join(tempDir('cynode-bundle-'), 'bundle.tar.gz');
+  await buildBundle({
+    policiesDir: dir,
+    out,
+    entrypoints: options.entrypoints ?? REQUIRED_ENTRYPOINTS,
+    revision: options.revision ?? 'custom',
+  });
+  return out;
+}
+
+function newestMtime(dir: string): number {
+  return Math.max(
+    ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+      e.isDirectory() ? newestMtime(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs,
+    ),
+  );
+}

@@ -1,0 +1,10 @@
+import { ENTRYPOINTS, type Entrypoint } from '../../../src/policy/index.js';
+import type { Random } from './random.js';
+import { registerInput } from './register.js';
+
+export { seeded, type Random } from './random.js';
+
+/** One generator per entrypoint: adding an entrypoint is one file and one line here. */
+export const GENERATORS: Record<Entrypoint, (r: Random) => unknown> = {
+  [ENTRYPOINTS.register]: registerInput,
+};

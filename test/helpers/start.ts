@@ -1,0 +1,17 @@
+import pino from 'pino';
+import { startGateway, type Gateway } from '../../src/main.js';
+import { ROLES, type Role } from '../../src/server/roles.js';
+import { testConfig } from './config.js';
+
+/** An in-process gateway on loopback, with its control-plane URL. */
+export interface TestGateway {
+  gateway: Gateway;
+  url: (role?: Role) => string;
+}
+
+/** Starts an in-process gateway (real config loader, real database, ports 0). */
+export async function startTestGateway(env: Record<string, string>, roles: readonly Role[] = ROLES): Promise<TestGateway> {
+  const gateway = await startGateway({ config: testConfig(env), logger: pino({ level: 'silent' }), roles });
+  const url = (role: Role = roles[0]!) => `http://127.0.0.1:${gateway.listening.find((l) => l.role === role)!.port}`;
+  return { gateway, url };
+}
