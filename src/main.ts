@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import Router from '@koa/router';
 import { bearerAuth, resolveAdminToken, type StaticToken } from './auth/index.js';
 import type { Config } from './config/index.js';
 import { createDecisionLog, createDecisionService, decisionRoutes, type DecisionLog, type DecisionService } from './decisions/index.js';
 import { createHealthService, healthRoutes } from './health/index.js';
-import { createKeyStore, jwksRoutes, type KeyStore } from './keys/index.js';
+import { createJobService, createJobWaker, createLeaseService, JOBS_CHANNEL, jobAdminRoutes, jobWorkerRoutes, type JobService, type LeaseService, parseLeaseRefs } from './jobs/index.js';
+import { createKeyStore, jwksRoutes, keyAdminRoutes, type KeyStore } from './keys/index.js';
 import type { Logger } from './logging/index.js';
 import { StartupError } from './lib/startup-error.js';
 import { createMetrics, type Metrics, metricsRoutes } from './metrics/index.js';
@@ -20,8 +22,21 @@ import { createBundleChecks } from './policy/checks.js';
 import { createRoleApp } from './server/app.js';
 import { type Listening, listen } from './server/listen.js';
 import { portOf, type Role } from './server/roles.js';
-import { createSettingsService, type SettingsService, settingsRoutes, watchSettings } from './settings/index.js';
+import { createPreferencesService, PREFERENCES_CHANNEL, preferencesRoutes, type PreferencesService } from './preferences/index.js';
+import { createSettingsService, SETTINGS_CHANNEL, type SettingsService, settingsRoutes } from './settings/index.js';
 import { connectAndMigrate, type Database } from './storage/index.js';
+import { listenChannels } from './storage/listener.js';
+import {
+  createFailureThrottle,
+  createPskStore,
+  createWorkerService,
+  createWorkerTokens,
+  type PskStore,
+  workerAdminRoutes,
+  workerAuth,
+  workerRoutes,
+  type WorkerService,
+} from './workers/index.js';
 
 /** A running gateway: its listeners and parts, and the one way to stop it. */
 export interface Gateway {
@@ -32,6 +47,11 @@ export interface Gateway {
   decisionLog: DecisionLog;
   settings: SettingsService;
   keys: KeyStore;
+  preferences: PreferencesService;
+  psks: PskStore;
+  workers: WorkerService;
+  jobs: JobService;
+  leases: LeaseService;
   metrics: Metrics;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
   stop(): Promise<void>;
@@ -67,15 +87,70 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   policy.onRefuse((error) => metrics.bundleLoads.inc({ bundle: BUNDLE_NAME, outcome: 'refused', code: error.code }));
   const decisionLog = createDecisionLog(db.knex, logger, config.decisionLog);
   const decisions = createDecisionService({ engine: policy, log: decisionLog, maskPaths: config.decisionLog.maskPaths, metrics });
+  const notify = db.kind === 'postgres';
+  const waker = createJobWaker();
+  // Everything a dispatch decision depends on besides the job and the worker; a change lets
+  // jobs denied before be asked about again at once.
+  let settingsJson = '{}';
   const settings = createSettingsService({
     knex: db.knex,
     logger,
-    notify: db.kind === 'postgres',
-    onChange: (all) => policy.setRuntimeData({ settings: all }),
+    notify,
+    onChange: (all) => {
+      const json = JSON.stringify(all);
+      if (json === settingsJson) return;
+      settingsJson = json;
+      policy.setRuntimeData({ settings: all });
+      waker.wake();
+    },
   });
   await settings.refresh();
-  const settingsWatch = watchSettings({ url: config.database.url, settings, logger, pollIntervalMs: SETTINGS_POLL_MS });
+  const preferences = createPreferencesService({ knex: db.knex, logger, notify, onChange: () => waker.wake() });
+  await preferences.refresh();
+  policy.onActivate(() => waker.wake());
+  const epoch = () => `${policy.status().active?.digest.slice(0, 16) ?? 'none'}:${createHash('sha256').update(settingsJson).digest('hex').slice(0, 12)}:${preferences.version()}`;
+  const refreshRuntime = () => {
+    const warn = (err: unknown) => logger.warn({ err: String((err as Error)?.message ?? err) }, 'runtime data refresh failed');
+    settings.refresh().catch(warn);
+    preferences.refresh().catch(warn);
+  };
+  const runtimePoll = setInterval(refreshRuntime, SETTINGS_POLL_MS);
+  runtimePoll.unref();
+  const listener = listenChannels({
+    url: config.database.url,
+    logger,
+    channels: { [SETTINGS_CHANNEL]: refreshRuntime, [PREFERENCES_CHANNEL]: refreshRuntime, [JOBS_CHANNEL]: () => waker.wake() },
+  });
   const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
+  const psks = createPskStore(db.knex);
+  const workerTokens = createWorkerTokens({ keys, issuer: config.auth.issuer, ttlMs: config.auth.workerTokenTtlMs });
+  const intervals = { ...config.workers, leaseTtlMs: config.jobs.leaseTtlMs };
+  const workers = createWorkerService({
+    knex: db.knex,
+    logger,
+    psks,
+    tokens: workerTokens,
+    throttle: createFailureThrottle(config.auth.pskFailureLimit, config.auth.pskFailureWindowMs),
+    decisions,
+    intervals,
+  });
+  const jobs = createJobService({ knex: db.knex, logger, waker, notify });
+  const leases = createLeaseService({
+    knex: db.knex,
+    logger,
+    waker,
+    notify,
+    decisions,
+    preferences,
+    epoch,
+    metrics,
+    leaseTtlMs: config.jobs.leaseTtlMs,
+    candidates: config.jobs.claimCandidates,
+    wakeFallbackMs: config.jobs.wakeFallbackMs,
+    longPollMaxMs: config.jobs.longPollMaxMs,
+    retry: { baseMs: config.jobs.retryBaseMs, maxMs: config.jobs.retryMaxMs },
+  });
+  const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
 
   // A missing or bad bundle does not stop the process: /readyz reports it (503) and says why.
   const source = startBundleSource(config.policy.bundle, {
@@ -96,7 +171,12 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const admin = bearerAuth(tokens, ['admin']);
   const bundleReader = bearerAuth(tokens, ['admin', 'bundle_reader']);
   const maxBodyBytes = config.server.maxBodyBytes;
-  const refreshGauges = () => metrics.decisionLogPending.set(decisionLog.pending());
+  const refreshGauges = async () => {
+    metrics.decisionLogPending.set(decisionLog.pending());
+    const counts = (await db.knex('jobs').select('state').count({ n: '*' }).groupBy('state').catch(() => [])) as { state: string; n: string }[];
+    metrics.jobsByState.reset();
+    for (const c of counts) metrics.jobsByState.set({ state: c.state }, Number(c.n));
+  };
 
   const mounts: Record<Role, (router: Router) => void> = {
     control(router) {
@@ -105,13 +185,22 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       jwksRoutes(router, keys);
       router.use(['/v1/bundles'], bundleReader);
       bundleServiceRoutes(router, policy);
-      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions'], admin);
+      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions', '/v1/jobs', '/v1/workers', '/v1/psks', '/v1/keys', '/v1/preferences'], admin);
       statusRoutes(router, policy, {
         decisionLog: () => ({ pending: decisionLog.pending() }),
         database: () => ({ kind: db.kind, target: db.target }),
       });
       settingsRoutes(router, settings, maxBodyBytes);
       decisionRoutes(router, { decisions, log: decisionLog, engine: policy, maxBodyBytes });
+      preferencesRoutes(router, preferences, maxBodyBytes);
+      keyAdminRoutes(router, keys);
+      workerAdminRoutes(router, { workers, psks, maxBodyBytes });
+      jobAdminRoutes(router, jobs, { maxBodyBytes, defaults: { maxAttempts: config.jobs.defaultMaxAttempts, timeoutMs: config.jobs.defaultTimeoutMs } });
+      // The Worker API (seed paths): PSK registration, then the worker JWT for everything else.
+      const asWorker = workerAuth(workers);
+      workerRoutes(router, asWorker, { workers, renew: (w, l) => leases.renew(w, l), parseLeases: parseLeaseRefs, intervals, maxBodyBytes });
+      router.use(['/jobs', '/result'], asWorker);
+      jobWorkerRoutes(router, leases, maxBodyBytes);
     },
     mcp(router) {
       healthRoutes(router, health, 'mcp');
@@ -126,7 +215,10 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const closeParts = async () => {
     source.close();
     keys.close();
-    await settingsWatch.close();
+    reaper.stop();
+    clearInterval(runtimePoll);
+    waker.wake();
+    await listener.close();
     await decisionLog.close();
     await db.close();
   };
@@ -156,6 +248,11 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     decisionLog,
     settings,
     keys,
+    preferences,
+    psks,
+    workers,
+    jobs,
+    leases,
     metrics,
     stop() {
       stopping ??= (async () => {

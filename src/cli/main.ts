@@ -4,11 +4,13 @@ import { ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../logging/index.js';
 import { StartupError } from '../lib/startup-error.js';
 import { BundleError, ToolchainError } from '../policy/index.js';
+import { runAdmin } from './admin.js';
 import { runAudit } from './audit.js';
 import { runMigrate } from './migrate.js';
 import { runPolicy } from './policy.js';
 import { runServe } from './serve.js';
 import { UsageError } from './usage.js';
+import { runWorkerCommand } from './worker.js';
 
 const USAGE = `usage: cynode-gateway <command> [options]
 
@@ -19,6 +21,11 @@ commands:
                                           compile policies/ into a signed Wasm bundle with opa build
   policy test                             run opa test with the coverage threshold
   audit verify                            check the decision log's hash chain (exit 1 if broken)
+  worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
+                                          CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
+  psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
+                                          manage registration PSKs on a running gateway (--url, admin token)
+  keys rotate                             start signing worker JWTs with a new key (--url, admin token)
 
 configuration: config/default.yaml, config/local.yaml, CYNODE_CONFIG, and CYNODE_* env overrides`;
 
@@ -42,6 +49,11 @@ async function main(argv: string[]): Promise<number> {
       return runPolicy(config, rest);
     case 'audit':
       return runAudit(config, logger, rest);
+    case 'worker':
+      return runWorkerCommand(process.env, logger, rest);
+    case 'psk':
+    case 'keys':
+      return runAdmin(config, logger, command, rest);
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
@@ -73,11 +85,11 @@ function report(err: unknown): number {
   return 1;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.exitCode = report(err);
-  },
-);
+// The exit code is set and the loop left to drain (so piped output is written in full); a
+// handle something left open must not keep a finished command alive, so a timer that does
+// not itself hold the loop ends the process if it is still there two seconds later.
+const exit = (code: number) => {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2000).unref();
+};
+main(process.argv.slice(2)).then(exit, (err: unknown) => exit(report(err)));

@@ -4,6 +4,9 @@ import { startGateway } from '../main.js';
 import { parseRoles } from '../server/roles.js';
 import { UsageErrorFor } from './usage.js';
 
+/** How long closing the database and flushing logs may take after the drain grace. */
+const SHUTDOWN_CLOSE_MARGIN_MS = 15_000;
+
 /**
  * `serve`: starts the roles, logs one `gateway ready` line with the bound ports and bundle
  * revision, and on SIGTERM/SIGINT drains and exits 0 (a second signal exits at once).
@@ -42,6 +45,12 @@ export async function runServe(config: Config, logger: Logger, roleArg: string):
       }
       signalled = true;
       logger.info({ signal, graceMs: config.server.shutdownTimeoutMs }, 'shutting down');
+      // Draining is bounded by the grace period; closing the parts after it must not hang
+      // forever either, or a supervisor's SIGTERM would never end the process.
+      setTimeout(() => {
+        logger.error('shutdown did not finish in time; exiting');
+        logger.flush(() => process.exit(1));
+      }, config.server.shutdownTimeoutMs + SHUTDOWN_CLOSE_MARGIN_MS).unref();
       gateway.stop().then(
         () => {
           logger.info('shutdown complete');

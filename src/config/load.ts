@@ -164,11 +164,37 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
       bundleServiceToken: get('auth.bundleServiceToken'),
       keyRotationMs: get('auth.keyRotationMs'),
       forwardTokenTtlMs: get('auth.forwardTokenTtlMs'),
+      issuer: get('auth.issuer'),
+      workerTokenTtlMs: get('auth.workerTokenTtlMs'),
+      pskFailureLimit: get('auth.pskFailureLimit'),
+      pskFailureWindowMs: get('auth.pskFailureWindowMs'),
+    },
+    workers: {
+      pollIntervalMs: get('workers.pollIntervalMs'),
+      heartbeatIntervalMs: get('workers.heartbeatIntervalMs'),
+      nodeHoldMs: get('workers.nodeHoldMs'),
+    },
+    jobs: {
+      leaseTtlMs: get('jobs.leaseTtlMs'),
+      longPollMaxMs: get('jobs.longPollMaxMs'),
+      wakeFallbackMs: get('jobs.wakeFallbackMs'),
+      reaperIntervalMs: get('jobs.reaperIntervalMs'),
+      retryBaseMs: get('jobs.retryBaseMs'),
+      retryMaxMs: get('jobs.retryMaxMs'),
+      defaultMaxAttempts: get('jobs.defaultMaxAttempts'),
+      defaultTimeoutMs: get('jobs.defaultTimeoutMs'),
+      claimCandidates: get('jobs.claimCandidates'),
     },
     log: { level: get('log.level') },
   };
   if (config.policy.pollMaxDelayMs < config.policy.pollMinDelayMs) {
     throw new ConfigError(`'policy.pollMaxDelayMs' (${config.policy.pollMaxDelayMs}) must not be below 'policy.pollMinDelayMs' (${config.policy.pollMinDelayMs})`);
+  }
+  if (config.jobs.retryMaxMs < config.jobs.retryBaseMs) {
+    throw new ConfigError(`'jobs.retryMaxMs' (${config.jobs.retryMaxMs}) must not be below 'jobs.retryBaseMs' (${config.jobs.retryBaseMs})`);
+  }
+  if (config.workers.heartbeatIntervalMs >= config.jobs.leaseTtlMs) {
+    throw new ConfigError(`'workers.heartbeatIntervalMs' (${config.workers.heartbeatIntervalMs}) must be below 'jobs.leaseTtlMs' (${config.jobs.leaseTtlMs}), or leases lapse between heartbeats`);
   }
   return deepFreeze(config);
 }

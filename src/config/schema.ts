@@ -52,6 +52,22 @@ export const SCHEMA = {
   'auth.bundleServiceToken': { type: 'string', env: 'CYNODE_BUNDLE_SERVICE_TOKEN', nullable: true, secret: true },
   'auth.keyRotationMs': { type: 'int', env: 'CYNODE_KEY_ROTATION_MS', min: 60_000, max: 31_536_000_000 },
   'auth.forwardTokenTtlMs': { type: 'int', env: 'CYNODE_FORWARD_TOKEN_TTL_MS', min: 1000, max: 600_000 },
+  'auth.issuer': { type: 'string', env: 'CYNODE_AUTH_ISSUER' },
+  'auth.workerTokenTtlMs': { type: 'int', env: 'CYNODE_WORKER_TOKEN_TTL_MS', min: 1000, max: 3_600_000 },
+  'auth.pskFailureLimit': { type: 'int', env: 'CYNODE_PSK_FAILURE_LIMIT', min: 1, max: 10_000 },
+  'auth.pskFailureWindowMs': { type: 'int', env: 'CYNODE_PSK_FAILURE_WINDOW_MS', min: 1000, max: 86_400_000 },
+  'workers.pollIntervalMs': { type: 'int', env: 'CYNODE_WORKER_POLL_INTERVAL_MS', min: 100, max: 600_000 },
+  'workers.heartbeatIntervalMs': { type: 'int', env: 'CYNODE_WORKER_HEARTBEAT_INTERVAL_MS', min: 100, max: 600_000 },
+  'workers.nodeHoldMs': { type: 'int', env: 'CYNODE_WORKER_NODE_HOLD_MS', min: 1000, max: 86_400_000 },
+  'jobs.leaseTtlMs': { type: 'int', env: 'CYNODE_JOB_LEASE_TTL_MS', min: 500, max: 3_600_000 },
+  'jobs.longPollMaxMs': { type: 'int', env: 'CYNODE_JOB_LONG_POLL_MAX_MS', min: 0, max: 30_000 },
+  'jobs.wakeFallbackMs': { type: 'int', env: 'CYNODE_JOB_WAKE_FALLBACK_MS', min: 50, max: 60_000 },
+  'jobs.reaperIntervalMs': { type: 'int', env: 'CYNODE_JOB_REAPER_INTERVAL_MS', min: 50, max: 60_000 },
+  'jobs.retryBaseMs': { type: 'int', env: 'CYNODE_JOB_RETRY_BASE_MS', min: 0, max: 3_600_000 },
+  'jobs.retryMaxMs': { type: 'int', env: 'CYNODE_JOB_RETRY_MAX_MS', min: 0, max: 86_400_000 },
+  'jobs.defaultMaxAttempts': { type: 'int', env: 'CYNODE_JOB_DEFAULT_MAX_ATTEMPTS', min: 1, max: 100 },
+  'jobs.defaultTimeoutMs': { type: 'int', env: 'CYNODE_JOB_DEFAULT_TIMEOUT_MS', min: 1000, max: 86_400_000 },
+  'jobs.claimCandidates': { type: 'int', env: 'CYNODE_JOB_CLAIM_CANDIDATES', min: 1, max: 1000 },
   'log.level': {
     type: 'enum',
     env: 'CYNODE_LOG_LEVEL',
@@ -104,6 +120,23 @@ export interface Config {
     bundleServiceToken: string | null;
     keyRotationMs: number;
     forwardTokenTtlMs: number;
+    /** `iss` of every gateway-issued JWT. */
+    issuer: string;
+    workerTokenTtlMs: number;
+    pskFailureLimit: number;
+    pskFailureWindowMs: number;
+  };
+  workers: { pollIntervalMs: number; heartbeatIntervalMs: number; nodeHoldMs: number };
+  jobs: {
+    leaseTtlMs: number;
+    longPollMaxMs: number;
+    wakeFallbackMs: number;
+    reaperIntervalMs: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    defaultMaxAttempts: number;
+    defaultTimeoutMs: number;
+    claimCandidates: number;
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

@@ -1,2 +1,2 @@
-export { jwksRoutes } from './routes.js';
+export { jwksRoutes, keyAdminRoutes } from './routes.js';
 export { createKeyStore, JWT_ALG, type KeyStore, type SigningKey } from './store.js';

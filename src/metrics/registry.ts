@@ -9,6 +9,10 @@ export interface Metrics {
   bundleActivatedSeconds: Gauge<'bundle'>;
   bundleLoads: Counter<'bundle' | 'outcome' | 'code'>;
   decisionLogPending: Gauge;
+  jobsByState: Gauge<'state'>;
+  jobResults: Counter<'state'>;
+  leaseExpiries: Counter;
+  leasedJobs: Counter;
 }
 
 export function createMetrics(): Metrics {
@@ -50,6 +54,28 @@ export function createMetrics(): Metrics {
     decisionLogPending: new Gauge({
       name: 'cynode_decision_log_pending',
       help: 'Decisions buffered in memory, not yet written.',
+      registers: [registry],
+    }),
+    jobsByState: new Gauge({
+      name: 'cynode_jobs',
+      help: 'Jobs by state (queue depth is state="queued"), read at scrape time.',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
+    jobResults: new Counter({
+      name: 'cynode_job_results_total',
+      help: 'Accepted worker results by the state they moved the job to.',
+      labelNames: ['state'],
+      registers: [registry],
+    }),
+    leaseExpiries: new Counter({
+      name: 'cynode_lease_expiries_total',
+      help: 'Leases that lapsed (worker stopped renewing, or the attempt timed out).',
+      registers: [registry],
+    }),
+    leasedJobs: new Counter({
+      name: 'cynode_jobs_leased_total',
+      help: 'Jobs handed to workers by polls.',
       registers: [registry],
     }),
   };

@@ -5,6 +5,7 @@
  */
 export const ENTRYPOINTS = {
   register: 'cynode/register/decision',
+  dispatch: 'cynode/dispatch/decision',
 } as const;
 
 export type Action = keyof typeof ENTRYPOINTS;

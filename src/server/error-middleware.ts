@@ -14,6 +14,8 @@ export function errorMiddleware(logger: Logger): Middleware {
     } catch (err) {
       if (isGatewayError(err)) {
         ctx.status = err.status;
+        const retryAfter = err.details?.retry_after_s;
+        if (typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
         ctx.body = { error: { code: err.code, message: err.message, ...(err.details && { details: err.details }) } };
         if (err.status >= 500) logger.warn({ code: err.code, path: ctx.path, reqId: ctx.state.requestId }, err.message);
         return;

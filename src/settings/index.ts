@@ -1,4 +1,3 @@
 export { SETTINGS, type SettingKey } from './registry.js';
 export { settingsRoutes } from './routes.js';
 export { createSettingsService, SETTINGS_CHANNEL, type Setting, type SettingsService } from './service.js';
-export { watchSettings } from './watch.js';

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import test from 'ava';
 import { parseBundle } from '../../src/policy/index.js';
 import { ensureBundle } from '../helpers/bundle.js';
-import { tempDir } from '../helpers/config.js';
+import { embeddedDataDir, tempDir } from '../helpers/config.js';
 import { runCli, startGatewayProcess } from '../helpers/gateway.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { tarFromFiles } from '../helpers/tar-writer.js';
@@ -19,11 +19,11 @@ test.after.always(async () => {
 });
 
 for (const [kind, env] of [
-  ['embedded', () => ({ CYNODE_DATA_DIR: tempDir('cynode-data-') })],
-  ['PostgreSQL', () => ({ DATABASE_URL: pgDb.url })],
+  ['embedded', async () => ({ CYNODE_DATA_DIR: await embeddedDataDir() })],
+  ['PostgreSQL', async () => ({ DATABASE_URL: pgDb.url })],
 ] as const) {
   test.serial(`serve on ${kind}: ready with the revision, SIGTERM exits 0 after draining`, async (t) => {
-    const gw = await startGatewayProcess({ CYNODE_BUNDLE: bundle, ...env() });
+    const gw = await startGatewayProcess({ CYNODE_BUNDLE: bundle, ...(await env()) });
     t.deepEqual(Object.keys(gw.ports).sort(), ['control', 'egress', 'mcp']);
     const res = await fetch(`http://127.0.0.1:${gw.ports.control}/readyz`);
     t.is(res.status, 200);

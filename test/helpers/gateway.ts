@@ -50,7 +50,18 @@ export function startGatewayProcess(env: Record<string, string>, args: string[] 
     },
   });
   let out = '';
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  // Exit is awaited by tests; a process that does not end within a minute is killed and
+  // reported as such (-1), so a hang fails its test instead of stalling the suite.
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('close', (code) => resolve(code));
+  });
+  const bounded = (): Promise<number | null> => {
+    const watchdog = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    return exited.then((code) => {
+      clearTimeout(watchdog);
+      return code ?? -1;
+    });
+  };
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -66,7 +77,9 @@ export function startGatewayProcess(env: Record<string, string>, args: string[] 
           child,
           ports: Object.fromEntries(ready.listening.map((l) => [l.role, l.port])),
           output: () => out,
-          exited,
+          get exited() {
+            return bounded();
+          },
         });
         return;
       }

@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import pino from 'pino';
+import { createLogger, type Logger } from '../../src/logging/index.js';
 import { startGateway, type Gateway } from '../../src/main.js';
 import { ROLES, type Role } from '../../src/server/roles.js';
 import { testConfig } from './config.js';
@@ -10,8 +12,20 @@ export interface TestGateway {
 }
 
 /** Starts an in-process gateway (real config loader, real database, ports 0). */
-export async function startTestGateway(env: Record<string, string>, roles: readonly Role[] = ROLES): Promise<TestGateway> {
-  const gateway = await startGateway({ config: testConfig(env), logger: pino({ level: 'silent' }), roles });
+export async function startTestGateway(env: Record<string, string>, roles: readonly Role[] = ROLES, logger: Logger = pino({ level: 'silent' })): Promise<TestGateway> {
+  const gateway = await startGateway({ config: testConfig(env), logger, roles });
   const url = (role: Role = roles[0]!) => `http://127.0.0.1:${gateway.listening.find((l) => l.role === role)!.port}`;
   return { gateway, url };
+}
+
+/** The gateway's real logger (with its redaction), writing every line into `lines`. */
+export function captureLogger(): { lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return { lines, logger: createLogger({ level: 'debug', destination }) };
 }

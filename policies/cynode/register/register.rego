@@ -72,8 +72,19 @@ deny contains "provider_not_allowed" if {
 	not admission.providers[provider]
 }
 
-# A cloud worker names the cloud it runs on, and that cloud must be allowed.
+# The cloud a cloud worker says it runs on must be allowed. The seed's Example 1 worker
+# does not name one (CYNODE_CAP_PROVIDER is optional), so an absent provider is admitted
+# unless the allowlists require one (admission.require_cloud_provider).
 deny contains "cloud_provider_not_allowed" if {
 	node_class == "cloud"
-	not admission.cloud_providers[object.get(subject, "provider", "")]
+	has_provider
+	not admission.cloud_providers[subject.provider]
 }
+
+deny contains "cloud_provider_required" if {
+	node_class == "cloud"
+	admission.require_cloud_provider == true
+	not has_provider
+}
+
+has_provider if is_string(subject.provider)

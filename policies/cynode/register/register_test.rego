@@ -109,15 +109,21 @@ test_unlisted_cloud_denied if {
 	d == {"allow": false, "reasons": ["cloud_provider_not_allowed"]}
 }
 
-test_cloud_worker_without_cloud_provider_denied if {
-	d := decide(object.remove(cloud_worker, ["provider"]))
-	"cloud_provider_not_allowed" in d.reasons
+test_cloud_worker_without_cloud_provider_admitted_by_default if {
+	decide(object.remove(cloud_worker, ["provider"])) == {"allow": true, "reasons": []}
+}
+
+test_cloud_worker_without_cloud_provider_denied_when_required if {
+	no_provider := object.remove(cloud_worker, ["provider"])
+	d := decide(no_provider) with data.config.register.admission.require_cloud_provider as true
+	d == {"allow": false, "reasons": ["cloud_provider_required"]}
 }
 
 test_all_reasons_reported_sorted if {
 	d := decide({
 		"node_id": "cloud-quarantined-01",
 		"labels": ["cloud", "root_access"],
+		"provider": "mystery-cloud",
 		"inference_mode": "ollama_local",
 		"supported_providers": ["shadyai"],
 	})

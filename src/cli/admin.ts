@@ -1,0 +1,74 @@
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { resolveAdminToken } from '../auth/index.js';
+import type { Config } from '../config/index.js';
+import type { Logger } from '../logging/index.js';
+import { StartupError } from '../lib/startup-error.js';
+import { UsageError, UsageErrorFor } from './usage.js';
+
+/**
+ * Admin commands that act on a running gateway through its admin API (`--url`, default the
+ * configured control port on localhost), with the admin token: `psk create|list|revoke` and
+ * `keys rotate`. Going through the API, not the database, is what lets them work with the
+ * embedded database (locked by the running gateway) and rotate keys that live only in the
+ * gateway's memory.
+ */
+export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 'keys', args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { url: { type: 'string' }, name: { type: 'string' }, 'expires-at': { type: 'string' }, json: { type: 'boolean', default: false } },
+    });
+  } catch (err) {
+    throw UsageErrorFor(err);
+  }
+  const { values, positionals } = parsed;
+  const base = (values.url ?? `http://${config.server.host}:${config.server.controlPort}`).replace(/\/+$/, '');
+  if (!config.auth.adminToken && !existsSync(config.auth.adminTokenFile)) {
+    throw new StartupError(`no admin token: set CYNODE_ADMIN_TOKEN or run where the gateway keeps ${config.auth.adminTokenFile}`);
+  }
+  const token = resolveAdminToken(config.auth, logger);
+  const call = async (method: string, path: string, body?: unknown) => {
+    let res: Response;
+    try {
+      res = await fetch(base + path, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      throw new StartupError(`cannot reach the gateway at ${base}: ${(err as Error).cause ? String(((err as Error).cause as Error).message) : (err as Error).message}`);
+    }
+    const answer = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+    if (!res.ok) throw new StartupError(`${answer?.error?.code ?? res.status}: ${answer?.error?.message ?? res.statusText}`);
+    return answer as Record<string, unknown>;
+  };
+  const [sub, arg] = positionals;
+  const out = (v: unknown) => console.log(JSON.stringify(v, null, 2));
+
+  if (command === 'keys') {
+    if (sub !== 'rotate') throw new UsageError("keys takes 'rotate'");
+    out(await call('POST', '/v1/keys/rotate'));
+    return 0;
+  }
+  switch (sub) {
+    case 'create': {
+      if (!values.name) throw new UsageError('psk create needs --name');
+      const created = await call('POST', '/v1/psks', { name: values.name, ...(values['expires-at'] && { expires_at: values['expires-at'] }) });
+      out(created);
+      console.error('cynode-gateway: the secret is shown this once; give it to the worker as CYNODE_REGISTER_PSK');
+      return 0;
+    }
+    case 'list':
+      out(await call('GET', '/v1/psks'));
+      return 0;
+    case 'revoke':
+      if (!arg) throw new UsageError('psk revoke needs the PSK id');
+      out(await call('DELETE', `/v1/psks/${encodeURIComponent(arg)}`));
+      return 0;
+    default:
+      throw new UsageError("psk takes 'create', 'list' or 'revoke'");
+  }
+}

@@ -1,0 +1,72 @@
+/** An answer from the gateway that was not a success: status and stable code. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfterMs: number | null,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The Worker API over HTTP. Holds the worker JWT; on 401 it registers again (presenting the
+ * old token, which proves it holds its node id) and repeats the call once.
+ */
+export class WorkerClient {
+  private token: string | undefined;
+  intervals = { poll_interval_ms: 2000, heartbeat_interval_ms: 10_000, lease_ttl_ms: 30_000 };
+
+  constructor(
+    private readonly baseUrl: string,
+    private readonly psk: string,
+    private readonly report: Record<string, unknown>,
+  ) {}
+
+  /** `POST /register` with the PSK and the capability report. */
+  async register(): Promise<void> {
+    const res = await this.send('/register', {
+      method: 'POST',
+      headers: { 'x-cynode-psk': this.psk, ...(this.token && { authorization: `Bearer ${this.token}` }) },
+      body: this.report,
+    });
+    const answer = res as { token: string } & WorkerClient['intervals'];
+    this.token = answer.token;
+    this.intervals = { poll_interval_ms: answer.poll_interval_ms, heartbeat_interval_ms: answer.heartbeat_interval_ms, lease_ttl_ms: answer.lease_ttl_ms };
+  }
+
+  /** An authenticated call; a 401 triggers one re-registration and one retry. */
+  async call<T>(path: string, init: { method: string; body?: unknown; signal?: AbortSignal }): Promise<T> {
+    if (!this.token) await this.register();
+    try {
+      return (await this.send(path, { ...init, headers: { authorization: `Bearer ${this.token}` } })) as T;
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 401) throw err;
+      await this.register();
+      return (await this.send(path, { ...init, headers: { authorization: `Bearer ${this.token}` } })) as T;
+    }
+  }
+
+  private async send(path: string, init: { method: string; headers: Record<string, string>; body?: unknown; signal?: AbortSignal }): Promise<unknown> {
+    const res = await fetch(this.baseUrl + path, {
+      method: init.method,
+      headers: { ...init.headers, ...(init.body !== undefined && { 'content-type': 'application/json' }) },
+      ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
+      ...(init.signal && { signal: init.signal }),
+    });
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = null;
+    }
+    if (!res.ok) {
+      const e = (body as { error?: { code?: string; message?: string } } | null)?.error;
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new ApiError(res.status, e?.code ?? `http_${res.status}`, e?.message ?? res.statusText, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null);
+    }
+    return body;
+  }
+}

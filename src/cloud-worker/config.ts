@@ -1,0 +1,55 @@
+/**
+ * The reference cloud worker's configuration: exactly the seed's variables (Example 1), plus
+ * documented extras for the rest of the capability report and the loop.
+ */
+export interface WorkerConfig {
+  orchUrl: string;
+  nodeId: string;
+  psk: string;
+  report: Record<string, unknown>;
+  /** How long one poll may wait for work. */
+  pollWaitMs: number;
+}
+
+/** A missing or malformed variable, named. */
+export class WorkerConfigError extends Error {}
+
+const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+
+/** Reads the worker's configuration from the environment; throws naming the first bad variable. */
+export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
+  const required = (name: string) => {
+    const v = env[name]?.trim();
+    if (!v) throw new WorkerConfigError(`${name} is required`);
+    return v;
+  };
+  const int = (name: string, fallback: number | undefined, min: number, max: number) => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) throw new WorkerConfigError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  const orchUrl = required('CYNODE_ORCH_URL').replace(/\/+$/, '');
+  if (!/^https?:\/\/[^\s]+$/.test(orchUrl)) throw new WorkerConfigError('CYNODE_ORCH_URL must be an http(s) URL');
+  const nodeId = required('CYNODE_NODE_ID');
+  const psk = required('CYNODE_REGISTER_PSK');
+  const providers = list(env.CYNODE_CAP_SUPPORTED_PROVIDERS);
+  const rpm = int('CYNODE_CAP_RATE_LIMIT_RPM', undefined, 1, 1e9);
+  const tpm = int('CYNODE_CAP_RATE_LIMIT_TPM', undefined, 1, 1e9);
+  const region = env.CYNODE_CAP_REGION?.trim();
+  const provider = env.CYNODE_CAP_PROVIDER?.trim();
+  const report = {
+    node_id: nodeId,
+    labels: list(env.CYNODE_LABELS),
+    ...(region && { region }),
+    ...(provider && { provider }),
+    inference_mode: env.CYNODE_CAP_INFERENCE_MODE?.trim() || (providers.length > 0 ? 'provider_api' : 'ollama_remote'),
+    supported_providers: providers,
+    supported_models: list(env.CYNODE_CAP_SUPPORTED_MODELS),
+    max_concurrency: int('CYNODE_CAP_MAX_CONCURRENCY', 4, 1, 1024),
+    rate_limits: { ...(rpm && { rpm }), ...(tpm && { tpm }) },
+    reachable_endpoints: env.CYNODE_CAP_REACHABLE_ENDPOINTS ? list(env.CYNODE_CAP_REACHABLE_ENDPOINTS) : [orchUrl],
+  };
+  return { orchUrl, nodeId, psk, report, pollWaitMs: int('CYNODE_WORKER_POLL_WAIT_MS', 25_000, 0, 30_000)! };
+}

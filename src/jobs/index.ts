@@ -1,0 +1,7 @@
+export { claimJobs, dispatchInput, type LeasedJob } from './dispatch.js';
+export { createLeaseService, type LeaseRef, type LeaseService, type LeaseStatus, type ResultReport } from './lease.js';
+export { jobAdminRoutes, jobWorkerRoutes, parseLeaseRefs } from './routes.js';
+export { createJobService, type JobDetail, type JobService, type JobView } from './service.js';
+export { JOBS_CHANNEL, type JobState } from './types.js';
+export { parseJobSpec, type JobSpec, type Requirements } from './validate.js';
+export { createJobWaker, type JobWaker } from './wake.js';

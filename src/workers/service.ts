@@ -1,0 +1,206 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { ENTRYPOINTS } from '../policy/index.js';
+import type { DecisionService } from '../decisions/index.js';
+import { GatewayError } from '../errors/index.js';
+import type { Logger } from '../logging/index.js';
+import { type CapabilityReport, parseCapabilityReport, reportDigest } from './capabilities.js';
+import type { PskStore } from './psks.js';
+import type { FailureThrottle } from './throttle.js';
+import type { WorkerTokens } from './tokens.js';
+
+/** A registered worker as the gateway holds it. */
+export interface Worker {
+  nodeId: string;
+  sessionId: string;
+  capabilities: CapabilityReport;
+  capabilitiesSha256: string;
+  health: unknown;
+  load: unknown;
+  registeredAt: string;
+  lastSeenAt: string;
+}
+
+/** What `POST /register` answers. */
+export interface Registration {
+  node_id: string;
+  token: string;
+  token_type: 'Bearer';
+  expires_at: string;
+  poll_interval_ms: number;
+  heartbeat_interval_ms: number;
+  lease_ttl_ms: number;
+  decision_id: string;
+}
+
+/** The registration request, as the route hands it over. */
+export interface RegisterRequest {
+  psk: string | undefined;
+  report: unknown;
+  source: string;
+  /** A bearer token sent along: proof that this is the session holding the node id. */
+  bearer: string | undefined;
+}
+
+/** Registration, capability updates and worker lookups (the Worker API's identity half). */
+export interface WorkerService {
+  register(req: RegisterRequest): Promise<Registration>;
+  /** The worker behind a token, checked against its current session. */
+  authenticate(token: string): Promise<Worker>;
+  /** Applies a heartbeat: health, load, last seen; a changed capability report is re-admitted. */
+  heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown }): Promise<Worker>;
+  list(): Promise<Worker[]>;
+}
+
+export interface WorkerServiceDeps {
+  knex: Knex;
+  logger: Logger;
+  psks: PskStore;
+  tokens: WorkerTokens;
+  throttle: FailureThrottle;
+  decisions: DecisionService;
+  intervals: { pollIntervalMs: number; heartbeatIntervalMs: number; leaseTtlMs: number; nodeHoldMs: number };
+  now?: () => Date;
+}
+
+interface Row {
+  node_id: string;
+  session_id: string;
+  capabilities: CapabilityReport;
+  capabilities_sha256: string;
+  health: unknown;
+  load: unknown;
+  registered_at: Date;
+  last_seen_at: Date;
+  held_until: Date;
+}
+
+export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
+  const log = deps.logger.child({ component: 'workers' });
+  const now = deps.now ?? (() => new Date());
+  const { intervals } = deps;
+
+  const admit = async (report: CapabilityReport, requestedBy: string) => {
+    const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject: report }, requestedBy);
+    if (!record.decision.allow) {
+      throw new GatewayError('policy_denied', `registration of '${report.node_id}' denied: ${record.decision.reasons.join(', ')}`, {
+        reasons: record.decision.reasons,
+        decision_id: record.decisionId,
+      });
+    }
+    return record;
+  };
+
+  /** The session a bearer token proves, when it is for `nodeId`; expired tokens still count. */
+  const provenSession = async (bearer: string | undefined, nodeId: string): Promise<string | null> => {
+    if (!bearer) return null;
+    const claims = await deps.tokens.verifyForRenewal(bearer, intervals.nodeHoldMs).catch(() => null);
+    return claims?.nodeId === nodeId ? claims.sessionId : null;
+  };
+
+  return {
+    async register(req) {
+      const wait = deps.throttle.retryAfterSeconds(req.source);
+      if (wait > 0) throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
+      const pskId = req.psk ? await deps.psks.verify(req.psk) : null;
+      if (!pskId) {
+        deps.throttle.recordFailure(req.source);
+        log.warn({ source: req.source }, 'registration with an invalid or missing PSK');
+        throw new GatewayError('psk_invalid', 'a valid pre-shared key is required in the X-Cynode-PSK header');
+      }
+      const report = parseCapabilityReport(req.report);
+      const record = await admit(report, `psk:${pskId}`);
+      const proven = await provenSession(req.bearer, report.node_id);
+      const sessionId = randomUUID();
+      const at = now();
+      await deps.knex.transaction(async (trx) => {
+        const held = (await trx('workers').where({ node_id: report.node_id }).forUpdate().first()) as Row | undefined;
+        if (held && new Date(held.held_until) > at && held.session_id !== proven) {
+          const retry = Math.ceil((new Date(held.held_until).getTime() - at.getTime()) / 1000);
+          throw new GatewayError('node_id_taken', `node id '${report.node_id}' is held by another live session`, { retry_after_s: retry });
+        }
+        const row = {
+          node_id: report.node_id,
+          capabilities: JSON.stringify(report),
+          capabilities_sha256: reportDigest(report),
+          session_id: sessionId,
+          psk_id: pskId,
+          source: req.source,
+          registered_at: at,
+          last_seen_at: at,
+          held_until: new Date(at.getTime() + intervals.nodeHoldMs),
+        };
+        await trx('workers').insert(row).onConflict('node_id').merge();
+        await trx('capability_reports').insert({ node_id: report.node_id, session_id: sessionId, report: row.capabilities, reason: 'registration', reported_at: at });
+      });
+      const { token, expiresAt } = await deps.tokens.issue(report.node_id, sessionId);
+      log.info({ nodeId: report.node_id, pskId, source: req.source, renewed: proven !== null }, 'worker registered');
+      return {
+        node_id: report.node_id,
+        token,
+        token_type: 'Bearer',
+        expires_at: expiresAt.toISOString(),
+        poll_interval_ms: intervals.pollIntervalMs,
+        heartbeat_interval_ms: intervals.heartbeatIntervalMs,
+        lease_ttl_ms: intervals.leaseTtlMs,
+        decision_id: record.decisionId,
+      };
+    },
+
+    async authenticate(token) {
+      const claims = await deps.tokens.verify(token);
+      const row = (await deps.knex('workers').where({ node_id: claims.nodeId }).first()) as Row | undefined;
+      if (!row) throw new GatewayError('token_invalid', 'the worker token is not valid');
+      if (row.session_id !== claims.sessionId) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
+      return toWorker(row);
+    },
+
+    async heartbeat(worker, update) {
+      const at = now();
+      const patch: Record<string, unknown> = {
+        last_seen_at: at,
+        held_until: new Date(at.getTime() + intervals.nodeHoldMs),
+        ...(update.health !== undefined && { health: JSON.stringify(update.health) }),
+        ...(update.load !== undefined && { load: JSON.stringify(update.load) }),
+      };
+      let report: CapabilityReport | undefined;
+      if (update.capabilities !== undefined) {
+        report = parseCapabilityReport(update.capabilities);
+        if (report.node_id !== worker.nodeId) throw new GatewayError('forbidden', 'a worker may only report its own node id');
+        const digest = reportDigest(report);
+        if (digest === worker.capabilitiesSha256) report = undefined;
+        else {
+          await admit(report, `node:${worker.nodeId}`);
+          Object.assign(patch, { capabilities: JSON.stringify(report), capabilities_sha256: digest });
+        }
+      }
+      const [row] = (await deps.knex.transaction(async (trx) => {
+        if (report) {
+          await trx('capability_reports').insert({ node_id: worker.nodeId, session_id: worker.sessionId, report: JSON.stringify(report), reason: 'update', reported_at: at });
+        }
+        return trx('workers').where({ node_id: worker.nodeId, session_id: worker.sessionId }).update(patch).returning('*');
+      })) as Row[];
+      if (!row) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
+      if (report) log.info({ nodeId: worker.nodeId }, 'capability report updated');
+      return toWorker(row);
+    },
+
+    async list() {
+      const rows = (await deps.knex('workers').select('*').orderBy('node_id')) as Row[];
+      return rows.map(toWorker);
+    },
+  };
+}
+
+function toWorker(r: Row): Worker {
+  return {
+    nodeId: r.node_id,
+    sessionId: r.session_id,
+    capabilities: r.capabilities,
+    capabilitiesSha256: r.capabilities_sha256,
+    health: r.health ?? null,
+    load: r.load ?? null,
+    registeredAt: new Date(r.registered_at).toISOString(),
+    lastSeenAt: new Date(r.last_seen_at).toISOString(),
+  };
+}

@@ -1,0 +1,73 @@
+import { createLocalJWKSet, errors as joseErrors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import { GatewayError } from '../errors/index.js';
+import { JWT_ALG, type KeyStore } from '../keys/index.js';
+
+/** `typ` of a worker token; no other gateway token (forward tokens) verifies as one. */
+export const WORKER_TOKEN_TYPE = 'cynode-worker+jwt';
+/** `aud` of a worker token: the Worker API of this gateway. */
+export const WORKER_AUDIENCE = 'cynode-worker-api';
+
+/** What a verified worker token says. */
+export interface WorkerClaims {
+  nodeId: string;
+  sessionId: string;
+  expiresAt: Date;
+}
+
+/** Issues and verifies the short-lived JWTs workers use after registering with a PSK. */
+export interface WorkerTokens {
+  issue(nodeId: string, sessionId: string): Promise<{ token: string; expiresAt: Date }>;
+  verify(token: string): Promise<WorkerClaims>;
+  /**
+   * Verifies a token that may have expired up to `graceMs` ago: proof that a re-registering
+   * worker is the session that holds its node id, never accepted for anything else.
+   */
+  verifyForRenewal(token: string, graceMs: number): Promise<WorkerClaims>;
+}
+
+export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number }): WorkerTokens {
+  let cached: { json: string; set: ReturnType<typeof createLocalJWKSet> } | undefined;
+  const keySet = async () => {
+    const jwks = await deps.keys.jwks();
+    const json = JSON.stringify(jwks);
+    if (cached?.json !== json) cached = { json, set: createLocalJWKSet(jwks) };
+    return cached.set;
+  };
+  const verifyWith = async (token: string, graceMs: number): Promise<WorkerClaims> => {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, await keySet(), {
+        issuer: deps.issuer,
+        audience: WORKER_AUDIENCE,
+        typ: WORKER_TOKEN_TYPE,
+        algorithms: [JWT_ALG],
+        requiredClaims: ['sub', 'sid', 'exp', 'iat'],
+        clockTolerance: Math.floor(graceMs / 1000),
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new GatewayError('token_expired', 'the worker token has expired; register again');
+      throw new GatewayError('token_invalid', 'the worker token is not valid');
+    }
+    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string') throw new GatewayError('token_invalid', 'the worker token is not valid');
+    return { nodeId: payload.sub, sessionId: payload.sid, expiresAt: new Date(payload.exp! * 1000) };
+  };
+
+  return {
+    async issue(nodeId, sessionId) {
+      const key = deps.keys.current();
+      const issuedAt = Math.floor(Date.now() / 1000);
+      const expiresAt = new Date((issuedAt + Math.floor(deps.ttlMs / 1000)) * 1000);
+      const token = await new SignJWT({ sid: sessionId })
+        .setProtectedHeader({ alg: JWT_ALG, typ: WORKER_TOKEN_TYPE, kid: key.kid })
+        .setIssuer(deps.issuer)
+        .setAudience(WORKER_AUDIENCE)
+        .setSubject(nodeId)
+        .setIssuedAt(issuedAt)
+        .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+        .sign(key.privateKey);
+      return { token, expiresAt };
+    },
+    verify: (token) => verifyWith(token, 0),
+    verifyForRenewal: (token, graceMs) => verifyWith(token, graceMs),
+  };
+}
