@@ -256,6 +256,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     metrics,
     stop() {
       stopping ??= (async () => {
+        leases.close(); // long polls answer at once instead of holding the drain open
         await Promise.all(listening.map((l) => l.close(config.server.shutdownTimeoutMs)));
         await closeParts();
       })();

@@ -16,6 +16,7 @@ export class ApiError extends Error {
  */
 export class WorkerClient {
   private token: string | undefined;
+  private registering: Promise<void> | undefined;
   intervals = { poll_interval_ms: 2000, heartbeat_interval_ms: 10_000, lease_ttl_ms: 30_000 };
 
   constructor(
@@ -38,14 +39,27 @@ export class WorkerClient {
 
   /** An authenticated call; a 401 triggers one re-registration and one retry. */
   async call<T>(path: string, init: { method: string; body?: unknown; signal?: AbortSignal }): Promise<T> {
-    if (!this.token) await this.register();
+    if (!this.token) await this.refresh(undefined);
+    const used = this.token;
     try {
-      return (await this.send(path, { ...init, headers: { authorization: `Bearer ${this.token}` } })) as T;
+      return (await this.send(path, { ...init, headers: { authorization: `Bearer ${used}` } })) as T;
     } catch (err) {
       if (!(err instanceof ApiError) || err.status !== 401) throw err;
-      await this.register();
+      await this.refresh(used);
       return (await this.send(path, { ...init, headers: { authorization: `Bearer ${this.token}` } })) as T;
     }
+  }
+
+  /**
+   * Registers again, once for all the calls that found `stale` refused: concurrent calls
+   * (heartbeat, poll, results) share one registration, and a call whose token was already
+   * replaced simply uses the new one. Two registrations racing would replace each other's
+   * session and lock the node out of its own id.
+   */
+  private refresh(stale: string | undefined): Promise<void> {
+    if (this.token !== stale) return Promise.resolve();
+    this.registering ??= this.register().finally(() => (this.registering = undefined));
+    return this.registering;
   }
 
   private async send(path: string, init: { method: string; headers: Record<string, string>; body?: unknown; signal?: AbortSignal }): Promise<unknown> {

@@ -37,6 +37,8 @@ export interface LeaseService {
   /** Requeues (or dead-letters) jobs whose lease lapsed; returns how many. */
   reap(): Promise<number>;
   startReaper(intervalMs: number): { stop(): void };
+  /** Shutting down: waiting polls answer now, and no poll claims anything more. */
+  close(): void;
 }
 
 export interface LeaseDeps extends DispatchDeps {
@@ -55,6 +57,7 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
   const log = deps.logger.child({ component: 'leases' });
   const now = deps.now ?? (() => new Date());
   const { knex } = deps;
+  let closed = false;
 
   const activeCount = async (nodeId: string) => {
     const row = (await knex('jobs').where({ state: 'leased', leased_by: nodeId }).count({ n: '*' }).first()) as { n: string | number };
@@ -80,10 +83,11 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
       const waitMs = Math.min(Math.max(0, req.waitMs), deps.longPollMaxMs);
       const until = Date.now() + waitMs;
       for (;;) {
+        if (closed) return [];
         const jobs = await claimOnce(worker, req.maxJobs);
         if (jobs.length > 0) deps.metrics?.leasedJobs.inc(jobs.length);
         const left = until - Date.now();
-        if (jobs.length > 0 || left <= 0 || req.signal?.aborted) return jobs;
+        if (jobs.length > 0 || left <= 0 || req.signal?.aborted || closed) return jobs;
         await deps.waker.wait(Math.min(left, deps.wakeFallbackMs), req.signal);
       }
     },
@@ -205,6 +209,11 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
         log.info({ count: reaped }, 'lapsed leases returned to the queue');
       }
       return reaped;
+    },
+
+    close() {
+      closed = true;
+      deps.waker.wake();
     },
 
     startReaper(intervalMs) {

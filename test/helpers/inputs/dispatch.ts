@@ -14,9 +14,50 @@ function maybeOdd<T>(r: Random, value: T): unknown {
   return r.chance(0.04) ? r.pick(ODD_VALUES) : value;
 }
 
+/** A worker and a job made for each other: every signal matches, so the policy should allow. */
+function matched(r: Random): unknown {
+  const cloud = r.chance(0.5);
+  const region = cloud ? r.pick(['us-east-1', 'eu-west-1']) : 'onprem';
+  const providers = some(r, PROVIDERS.slice(0, 2), 2);
+  const models = some(r, MODELS, 2);
+  const max = r.pick([2, 4, 8]);
+  const nodeId = `node-${r.int(50)}`;
+  return {
+    action: 'dispatch',
+    subject: {
+      node_id: nodeId,
+      labels: cloud ? ['cloud', 'provider_openai'] : ['local', 'gpu'],
+      region,
+      ...(cloud && { provider: 'aws' }),
+      inference_mode: cloud ? 'provider_api' : 'ollama_local',
+      supported_providers: providers,
+      supported_models: models,
+      max_concurrency: max,
+    },
+    resource: {
+      job_id: `job-${r.int(1000)}`,
+      task_id: 'task-1',
+      priority: r.pick([0, 5, -3]),
+      requirements: { labels: cloud ? ['cloud'] : [], providers: providers.slice(0, 1), models: models.slice(0, 1), regions: r.chance(0.5) ? [region] : [] },
+      estimated_cost_usd: r.pick([0, 0.02, 1]),
+      budget_usd: r.pick([null, 2, 100]),
+      preferred_node_id: r.pick([null, nodeId]),
+    },
+    context: {
+      user_id: 'user-1',
+      project_id: null,
+      group_id: null,
+      preferences: { cloud_allowed: true, provider: r.chance(0.5) && providers.length > 0 ? providers[0] : null, regions: [], max_cost_usd: null, locality_max_wait_ms: 0 },
+      load: { active_jobs: r.int(max), max_concurrency: max },
+      locality: { waited_ms: r.int(60_000) },
+    },
+  };
+}
+
 /** One `dispatch` input: workers and jobs that match, miss on one signal, or are malformed. */
 export function dispatchInput(r: Random): unknown {
   if (r.chance(0.02)) return r.pick(ODD_VALUES);
+  if (r.chance(0.25)) return matched(r);
   const cloud = r.chance(0.5);
   const nodeId = r.pick(['cloud-us-east-1-01', 'lab-gpu-01', `node-${r.int(50)}`]);
   const subject: Record<string, unknown> = {
