@@ -119,7 +119,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const listener = listenChannels({
     url: config.database.url,
     logger,
-    channels: { [SETTINGS_CHANNEL]: refreshRuntime, [PREFERENCES_CHANNEL]: refreshRuntime, [JOBS_CHANNEL]: () => waker.wake() },
+    channels: { [SETTINGS_CHANNEL]: refreshRuntime, [PREFERENCES_CHANNEL]: refreshRuntime, [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1) },
   });
   const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
   const psks = createPskStore(db.knex);

@@ -69,30 +69,47 @@ export function dispatchInput(job: JobRow, worker: Worker, activeJobs: number, p
  * dispatch policy about each (every decision recorded), leases the best-scored allowed ones
  * and remembers every decision per job and node so `GET /v1/jobs/{id}` can say why a job waits.
  */
-export async function claimJobs(trx: Knex.Transaction, deps: DispatchDeps, worker: Worker, active: number, free: number, at: Date): Promise<LeasedJob[]> {
+export async function claimJobs(
+  trx: Knex.Transaction,
+  deps: DispatchDeps,
+  worker: Worker,
+  maxJobs: number,
+  at: Date,
+): Promise<{ leased: LeasedJob[]; leftAllowed: boolean }> {
   const epoch = `${deps.epoch()}:${worker.capabilitiesSha256.slice(0, 16)}`;
-  let limit = Math.min(deps.candidates, Math.max(free * 2, 4));
+  let limit = Math.min(deps.candidates, Math.max(Math.min(maxJobs, worker.capabilities.max_concurrency) * 2, 4));
   const leased: LeasedJob[] = [];
   const seen: string[] = [];
+  let active: number | undefined;
+  let leftAllowed = false;
   // Jobs this worker may not take must not hide the ones it may: when a batch of candidates
   // yields too little, look further down the queue (denied jobs are skipped from then on).
-  for (let round = 0; round < MAX_ROUNDS && leased.length < free; round++) {
+  for (let round = 0; round < MAX_ROUNDS; round++) {
     const { rows } = (await trx.raw(
-      `SELECT j.* FROM jobs j
+      `SELECT j.*, (SELECT count(*) FROM jobs l WHERE l.state = 'leased' AND l.leased_by = ?)::int AS active_count
+         FROM jobs j
         WHERE j.state = 'queued' AND j.available_at <= ? AND NOT (j.id = ANY(?::uuid[]))
           AND NOT EXISTS (SELECT 1 FROM job_decisions d
                            WHERE d.job_id = j.id AND d.node_id = ? AND NOT d.allow AND d.epoch = ? AND d.recheck_at > ?)
         ORDER BY j.priority DESC, j.available_at, j.created_at
         LIMIT ? FOR UPDATE OF j SKIP LOCKED`,
-      [at, seen, worker.nodeId, epoch, at, limit],
-    )) as { rows: JobRow[] };
+      [worker.nodeId, at, seen, worker.nodeId, epoch, at, limit],
+    )) as { rows: (JobRow & { active_count: number })[] };
     if (rows.length === 0) break;
+    // The worker's current load, as this transaction sees it (its own leases included).
+    active ??= rows[0]!.active_count;
+    const want = Math.min(maxJobs, worker.capabilities.max_concurrency - active);
+    if (want - leased.length <= 0) break;
     seen.push(...rows.map((j) => j.id));
-    leased.push(...(await decideAndLease(trx, deps, worker, rows, active + leased.length, free - leased.length, epoch, at)));
-    if (rows.length < limit) break;
+    const batch = await decideAndLease(trx, deps, worker, rows, active + leased.length, want - leased.length, epoch, at);
+    leased.push(...batch.leased);
+    // Allowed jobs left behind, or a full batch that may hide more: another poll should look.
+    leftAllowed ||= batch.leftAllowed || (rows.length === limit && leased.length >= want);
+    if (rows.length < limit || leased.length >= want) break;
     limit = Math.min(limit * 2, MAX_CANDIDATES);
   }
-  return leased;
+  // Candidates seen and none leased: they are for other workers; another poll should look.
+  return { leased, leftAllowed: leftAllowed || (seen.length > 0 && leased.length === 0) };
 }
 
 /** Asks the dispatch policy about each candidate, leases the best allowed ones, remembers every decision. */
@@ -105,7 +122,7 @@ async function decideAndLease(
   free: number,
   epoch: string,
   at: Date,
-): Promise<LeasedJob[]> {
+): Promise<{ leased: LeasedJob[]; leftAllowed: boolean }> {
   const evaluated = [];
   for (const job of rows) {
     const preferences = deps.preferences.resolve({ groupId: job.group_id, userId: job.user_id, projectId: job.project_id, task: job.preferences });
@@ -114,57 +131,73 @@ async function decideAndLease(
     const score = typeof record.decision.score === 'number' ? record.decision.score : 0;
     evaluated.push({ job, record, score, preferences });
   }
-  const chosen = evaluated
-    .filter((e) => e.record.decision.allow)
-    .sort((a, b) => b.job.priority - a.job.priority || b.score - a.score)
-    .slice(0, free);
+  const allowed = evaluated.filter((e) => e.record.decision.allow).sort((a, b) => b.job.priority - a.job.priority || b.score - a.score);
+  const chosen = allowed.slice(0, free);
 
-  const leased: LeasedJob[] = [];
-  for (const { job, record } of chosen) {
-    const leaseId = randomUUID();
+  const leased: LeasedJob[] = chosen.map(({ job, record }) => {
     const deadline = new Date(at.getTime() + job.timeout_ms);
-    const expires = new Date(Math.min(at.getTime() + deps.leaseTtlMs, deadline.getTime()));
-    await trx('jobs').where({ id: job.id }).update({
-      state: 'leased',
-      lease_id: leaseId,
-      leased_by: worker.nodeId,
-      lease_expires_at: expires,
-      attempt_deadline: deadline,
-      attempts: job.attempts + 1,
-      updated_at: at,
-    });
-    await trx('job_attempts').insert({ lease_id: leaseId, job_id: job.id, attempt: job.attempts + 1, node_id: worker.nodeId, decision_id: record.decisionId, leased_at: at });
-    leased.push({
+    return {
       job_id: job.id,
-      lease_id: leaseId,
+      lease_id: randomUUID(),
       attempt: job.attempts + 1,
       task_id: job.task_id,
       payload: job.payload,
       requirements: job.requirements,
-      lease_expires_at: iso(expires),
+      lease_expires_at: iso(new Date(Math.min(at.getTime() + deps.leaseTtlMs, deadline.getTime()))),
       deadline: iso(deadline),
       decision_id: record.decisionId,
-    });
-  }
+    };
+  });
 
-  await trx('job_decisions')
-    .insert(
-      evaluated.map(({ job, record, score, preferences }) => ({
-        job_id: job.id,
-        node_id: worker.nodeId,
-        decision_id: record.decisionId,
-        allow: record.decision.allow,
-        reasons: JSON.stringify(record.decision.reasons),
-        score,
-        revision: record.revision,
-        epoch,
-        recheck_at: recheckAt(record.decision.reasons, job, preferences, at),
-        decided_at: at,
-      })),
-    )
-    .onConflict(['job_id', 'node_id'])
-    .merge();
-  return leased;
+  // One statement writes the leases, their attempts and every decision: the job rows are
+  // already locked by this claim, and each round trip to the database is what claims cost.
+  const bindings: Knex.RawBinding[] = [];
+  const rowsOf = <T>(items: T[], placeholders: string, values: (item: T) => Knex.RawBinding[]) =>
+    items
+      .map((item) => {
+        bindings.push(...values(item));
+        return placeholders;
+      })
+      .join(', ');
+  const parts: string[] = [];
+  if (leased.length > 0) {
+    // Bindings follow the text: the SET values come before the VALUES list.
+    bindings.push(worker.nodeId, at);
+    const v = rowsOf(leased, '(?::uuid, ?::uuid, ?::timestamptz, ?::timestamptz)', (l) => [l.job_id, l.lease_id, l.lease_expires_at, l.deadline]);
+    parts.push(
+      `u AS (UPDATE jobs j SET state = 'leased', lease_id = v.lease_id, leased_by = ?, lease_expires_at = v.expires,
+                    attempt_deadline = v.deadline, attempts = j.attempts + 1, updated_at = ?
+               FROM (VALUES ${v}) AS v(id, lease_id, expires, deadline) WHERE j.id = v.id RETURNING j.id)`,
+    );
+    const a = rowsOf(leased, '(?::uuid, ?::uuid, ?::int, ?, ?, ?::timestamptz)', (l) => [l.lease_id, l.job_id, l.attempt, worker.nodeId, l.decision_id, at]);
+    parts.push(`a AS (INSERT INTO job_attempts (lease_id, job_id, attempt, node_id, decision_id, leased_at) VALUES ${a} RETURNING lease_id)`);
+  }
+  const d = rowsOf(evaluated, '(?::uuid, ?, ?, ?::boolean, ?::jsonb, ?::double precision, ?, ?, ?::timestamptz, ?::timestamptz)', ({ job, record, score, preferences }) => [
+    job.id,
+    worker.nodeId,
+    record.decisionId,
+    record.decision.allow,
+    JSON.stringify(record.decision.reasons),
+    score,
+    record.revision,
+    epoch,
+    recheckAt(record.decision.reasons, job, preferences, at),
+    at,
+  ]);
+  parts.push(
+    `d AS (INSERT INTO job_decisions (job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, decided_at)
+           VALUES ${d}
+           ON CONFLICT (job_id, node_id) DO UPDATE SET decision_id = excluded.decision_id, allow = excluded.allow, reasons = excluded.reasons,
+             score = excluded.score, revision = excluded.revision, epoch = excluded.epoch, recheck_at = excluded.recheck_at,
+             decided_at = excluded.decided_at
+           RETURNING job_id)`,
+  );
+  const counts = leased.length > 0 ? '(SELECT count(*) FROM u)::int AS u, (SELECT count(*) FROM a)::int AS a' : '0 AS u, 0 AS a';
+  const { rows: written } = (await trx.raw(`WITH ${parts.join(', ')} SELECT ${counts}, (SELECT count(*) FROM d)::int AS d`, bindings)) as {
+    rows: { u: number; a: number; d: number }[];
+  };
+  if (written[0]!.u !== leased.length || written[0]!.a !== leased.length) throw new Error('lease write did not cover the claimed jobs');
+  return { leased, leftAllowed: allowed.length > chosen.length };
 }
 
 function recheckAt(reasons: readonly string[], job: JobRow, preferences: Record<string, unknown>, at: Date): Date {

@@ -28,9 +28,8 @@ export async function idempotent(
   request: unknown,
   work: (trx: Knex.Transaction) => Promise<StoredAnswer>,
 ): Promise<StoredAnswer & { replayed: boolean }> {
-  if (!key) throw new GatewayError('idempotency_key_required', 'send an Idempotency-Key header');
-  if (!KEY.test(key)) throw new GatewayError('bad_request', 'the Idempotency-Key must be 1-255 printable ASCII characters');
-  const digest = createHash('sha256').update(canonicalJson(request)).digest('hex');
+  key = checkIdempotencyKey(key);
+  const digest = requestDigest(request);
   const now = new Date();
   const lockedUntil = new Date(now.getTime() + IN_FLIGHT_HOLD_MS);
 
@@ -64,4 +63,16 @@ export async function idempotent(
     await knex('idempotency_keys').where({ scope, key, state: 'in_flight' }).delete().catch(() => undefined);
     throw err;
   }
+}
+
+/** The key itself, or a 400 saying what is wrong with it. */
+export function checkIdempotencyKey(key: string | undefined): string {
+  if (!key) throw new GatewayError('idempotency_key_required', 'send an Idempotency-Key header');
+  if (!KEY.test(key)) throw new GatewayError('bad_request', 'the Idempotency-Key must be 1-255 printable ASCII characters');
+  return key;
+}
+
+/** The digest that tells a repeated request from a different one under the same key. */
+export function requestDigest(request: unknown): string {
+  return createHash('sha256').update(canonicalJson(request)).digest('hex');
 }

@@ -5,6 +5,7 @@ import { canonicalJson } from '../lib/canonical-json.js';
 import type { Logger } from '../logging/index.js';
 import type { Metrics } from '../metrics/index.js';
 import type { Worker } from '../workers/index.js';
+import { createBatcher } from '../lib/batcher.js';
 import { claimJobs, type DispatchDeps, type LeasedJob } from './dispatch.js';
 import { type AttemptRow, iso, JOBS_CHANNEL, type JobRow } from './types.js';
 import type { JobWaker } from './wake.js';
@@ -59,18 +60,16 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
   const { knex } = deps;
   let closed = false;
 
-  const activeCount = async (nodeId: string) => {
-    const row = (await knex('jobs').where({ state: 'leased', leased_by: nodeId }).count({ n: '*' }).first()) as { n: string | number };
-    return Number(row.n);
+  const claimOnce = (worker: Worker, maxJobs: number | undefined) =>
+    knex.transaction((trx) => claimJobs(trx, deps, worker, maxJobs ?? worker.capabilities.max_concurrency, now()));
+  const notifyRequeue = async (trx: Knex | Knex.Transaction, count = 1) => {
+    if (deps.notify) await trx.raw('select pg_notify(?, ?)', [JOBS_CHANNEL, String(count)]);
   };
-  const claimOnce = async (worker: Worker, maxJobs: number | undefined) => {
-    const active = await activeCount(worker.nodeId);
-    const free = Math.min(maxJobs ?? Infinity, worker.capabilities.max_concurrency - active);
-    if (free <= 0) return [];
-    return knex.transaction((trx) => claimJobs(trx, deps, worker, active, free, now()));
-  };
-  const notifyRequeue = async (trx: Knex | Knex.Transaction) => {
-    if (deps.notify) await trx.raw('select pg_notify(?, ?)', [JOBS_CHANNEL, 'requeued']);
+  /** Wakes `count` polls when a job requeued with backoff becomes available (here; other replicas poll). */
+  const wakeAt = (availableAt: Date, count: number) => {
+    const delay = availableAt.getTime() - Date.now();
+    if (delay <= 0) deps.waker.wake(count);
+    else setTimeout(() => deps.waker.wake(count), delay).unref();
   };
   /** Exponential backoff with jitter before attempt `attempts + 1`. */
   const backoffMs = (attempts: number) => {
@@ -78,14 +77,55 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   };
 
+  // Many workers' successful results in one statement; each row keeps its own fence
+  // (lease current, held by that worker, no result yet), so a batch never accepts what the
+  // one-by-one path would refuse.
+  const closeSucceeded = createBatcher<{ report: ResultReport; nodeId: string; digest: string; answer: object }, boolean>(async (items) => {
+    const at = now();
+    const bindings: Knex.RawBinding[] = [at]; // then the VALUES, then updated_at and ended_at
+    // A lease twice in one batch (a worker repeating itself concurrently): only its first
+    // result is tried here; the repeat goes the careful way and is replayed or refused.
+    const first = new Set<string>();
+    const unique = items.filter((i) => !first.has(i.report.lease_id) && first.add(i.report.lease_id));
+    const values = unique
+      .map(({ report, nodeId, digest, answer }) => {
+        bindings.push(report.job_id, report.lease_id, nodeId, JSON.stringify(report.result ?? null), digest, JSON.stringify(answer));
+        return '(?::uuid, ?::uuid, ?::text, ?::jsonb, ?::text, ?::jsonb)';
+      })
+      .join(', ');
+    bindings.push(at, at);
+    const { rows } = (await knex.raw(
+      `WITH t AS (SELECT ?::timestamptz AS at), v(job_id, lease_id, node_id, result, digest, answer) AS (VALUES ${values}),
+         u AS (
+           UPDATE jobs j SET state = 'succeeded', result = v.result, error = NULL, finished_at = (SELECT at FROM t), updated_at = ?::timestamptz
+             FROM v
+            WHERE j.id = v.job_id AND j.lease_id = v.lease_id AND j.leased_by = v.node_id AND j.state = 'leased'
+              AND EXISTS (SELECT 1 FROM job_attempts x WHERE x.lease_id = v.lease_id AND x.job_id = v.job_id AND x.result_sha256 IS NULL)
+           RETURNING j.lease_id
+         ), a AS (
+           UPDATE job_attempts x SET outcome = 'succeeded', ended_at = ?::timestamptz, result_sha256 = v.digest, answer = v.answer
+             FROM v JOIN u ON u.lease_id = v.lease_id
+            WHERE x.lease_id = v.lease_id
+           RETURNING x.lease_id
+         )
+       SELECT lease_id FROM a`,
+      bindings,
+    )) as { rows: { lease_id: string }[] };
+    const closed = new Set(rows.map((r) => r.lease_id));
+    return items.map((i) => unique.includes(i) && closed.has(i.report.lease_id));
+  }, 256);
+
   const service: LeaseService = {
     async poll(worker, req) {
       const waitMs = Math.min(Math.max(0, req.waitMs), deps.longPollMaxMs);
       const until = Date.now() + waitMs;
       for (;;) {
         if (closed) return [];
-        const jobs = await claimOnce(worker, req.maxJobs);
+        const { leased: jobs, leftAllowed } = await claimOnce(worker, req.maxJobs);
         if (jobs.length > 0) deps.metrics?.leasedJobs.inc(jobs.length);
+        // Jobs left that this worker could not take (denied, or no room): the next waiting
+        // poll may. Finding nothing at all passes nothing on: someone else got there first.
+        if (leftAllowed) deps.waker.wake(1);
         const left = until - Date.now();
         if (jobs.length > 0 || left <= 0 || req.signal?.aborted || closed) return jobs;
         await deps.waker.wait(Math.min(left, deps.wakeFallbackMs), req.signal);
@@ -131,12 +171,21 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
       const digest = createHash('sha256')
         .update(canonicalJson({ status: report.status, result: report.result ?? null, error: report.error ?? null }))
         .digest('hex');
+      if (report.status === 'succeeded') {
+        // The common case, group-committed: the lease is current and this worker's, so the
+        // job and its attempt close together. Anything else takes the careful path below.
+        const answer = { job_id: report.job_id, lease_id: report.lease_id, accepted: true, state: 'succeeded' };
+        if (await closeSucceeded.submit({ report, nodeId: worker.nodeId, digest, answer })) {
+          deps.metrics?.jobResults.inc({ state: 'succeeded' });
+          return answer;
+        }
+      }
       const outcome = await knex.transaction(async (trx) => {
         const attempt = (await trx('job_attempts').where({ lease_id: report.lease_id }).forUpdate().first()) as AttemptRow | undefined;
         if (!attempt || attempt.job_id !== report.job_id) throw new GatewayError('job_not_found', 'no such lease of this job');
         if (attempt.node_id !== worker.nodeId) throw new GatewayError('job_not_owned', 'this lease belongs to another worker');
         if (attempt.result_sha256 !== null) {
-          if (attempt.result_sha256 === digest) return { answer: attempt.answer, requeued: false, replay: true };
+          if (attempt.result_sha256 === digest) return { answer: attempt.answer, requeued: null, replay: true };
           throw new GatewayError('result_conflict', 'a different result was already accepted for this lease');
         }
         const job = (await trx('jobs').where({ id: report.job_id }).forUpdate().first()) as JobRow;
@@ -172,9 +221,9 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
           error: report.error ? JSON.stringify(report.error) : null,
         });
         if (patch.state === 'queued') await notifyRequeue(trx);
-        return { answer, requeued: patch.state === 'queued', replay: false };
+        return { answer, requeued: patch.state === 'queued' ? (patch.available_at as Date) : null, replay: false };
       });
-      if (outcome.requeued) deps.waker.wake();
+      if (outcome.requeued) wakeAt(outcome.requeued, 1);
       if (!outcome.replay) deps.metrics?.jobResults.inc({ state: String((outcome.answer as { state: string }).state) });
       return outcome.answer;
     },
@@ -190,6 +239,7 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
           .forUpdate()
           .skipLocked()
           .select('id', 'lease_id', 'attempts', 'max_attempts', 'attempt_deadline')) as Pick<JobRow, 'id' | 'lease_id' | 'attempts' | 'max_attempts' | 'attempt_deadline'>[];
+        let latest = at;
         for (const job of lapsed) {
           const timedOut = job.attempt_deadline !== null && new Date(job.attempt_deadline) <= at;
           const error = { code: timedOut ? 'attempt_timed_out' : 'lease_expired', message: timedOut ? 'the attempt ran past the job timeout' : 'the worker stopped renewing its lease', retryable: true };
@@ -198,17 +248,18 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
             job.attempts < job.max_attempts
               ? { state: 'queued', available_at: new Date(at.getTime() + backoffMs(job.attempts)), lease_id: null, leased_by: null, lease_expires_at: null }
               : { state: 'dead_lettered', finished_at: at };
+          if ('available_at' in patch && patch.available_at && patch.available_at > latest) latest = patch.available_at;
           await trx('jobs').where({ id: job.id }).update({ ...patch, error: JSON.stringify(error), updated_at: at });
         }
-        if (lapsed.length > 0) await notifyRequeue(trx);
-        return lapsed.length;
+        if (lapsed.length > 0) await notifyRequeue(trx, lapsed.length);
+        return { count: lapsed.length, latest };
       });
-      if (reaped > 0) {
-        deps.metrics?.leaseExpiries.inc(reaped);
-        deps.waker.wake();
-        log.info({ count: reaped }, 'lapsed leases returned to the queue');
+      if (reaped.count > 0) {
+        deps.metrics?.leaseExpiries.inc(reaped.count);
+        wakeAt(reaped.latest, reaped.count);
+        log.info({ count: reaped.count }, 'lapsed leases returned to the queue');
       }
-      return reaped;
+      return reaped.count;
     },
 
     close() {

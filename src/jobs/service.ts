@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import { createBatcher } from '../lib/batcher.js';
 import type { Logger } from '../logging/index.js';
-import { idempotent, type StoredAnswer } from './idempotency.js';
+import { checkIdempotencyKey, idempotent, requestDigest, type StoredAnswer } from './idempotency.js';
 import { type AttemptRow, iso, JOBS_CHANNEL, type JobRow, type JobState, num, TERMINAL_STATES } from './types.js';
 import type { JobSpec } from './validate.js';
 import type { JobWaker } from './wake.js';
@@ -57,6 +58,9 @@ export interface JobServiceDeps {
   now?: () => Date;
 }
 
+/** Jobs a woken poll is expected to take; see the waker. */
+const JOBS_PER_WAKE = 4;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Throws job_not_found for anything that is not a job id. */
@@ -68,6 +72,50 @@ export function checkJobId(id: string): string {
 export function createJobService(deps: JobServiceDeps): JobService {
   const log = deps.logger.child({ component: 'jobs' });
   const now = deps.now ?? (() => new Date());
+  // Submissions group-committed: each job goes in with its idempotency key (already holding
+  // the answer) in one statement, so a key and its job commit together or not at all. A key
+  // that exists already inserts nothing; its request then replays or is refused.
+  const insertJobs = createBatcher<{ scope: string; key: string; digest: string; row: JobRow; view: JobView }, boolean>(async (items) => {
+    const first = new Set<string>();
+    const unique = items.filter((i) => !first.has(`${i.scope}\n${i.key}`) && first.add(`${i.scope}\n${i.key}`));
+    const bindings: Knex.RawBinding[] = [];
+    const values = unique
+      .map(({ scope, key, digest, row: r, view }) => {
+        bindings.push(
+          scope, key, digest, JSON.stringify(view), r.id, r.task_id, r.user_id, r.project_id, r.group_id,
+          JSON.stringify(r.requirements), JSON.stringify(r.preferences), r.budget_usd, r.estimated_cost_usd, JSON.stringify(r.payload),
+          r.priority, r.max_attempts, r.timeout_ms, r.preferred_node_id, r.created_at, r.submitted_by,
+        );
+        return `(?::text, ?::text, ?::text, ?::jsonb, ?::uuid, ?::text, ?::text, ?::text, ?::text, ?::jsonb, ?::jsonb, ?::numeric, ?::numeric,
+                 ?::jsonb, ?::int, ?::int, ?::int, ?::text, ?::timestamptz, ?::text)`;
+      })
+      .join(', ');
+    bindings.push(JOBS_CHANNEL, deps.notify);
+    const { rows } = (await deps.knex.raw(
+      `WITH v(scope, key, digest, response, id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd,
+              estimated_cost_usd, payload, priority, max_attempts, timeout_ms, preferred_node_id, at, submitted_by) AS (VALUES ${values}),
+         k AS (
+           INSERT INTO idempotency_keys (scope, key, request_sha256, state, status, response, locked_until, created_at)
+           SELECT scope, key, digest, 'done', 201, response, at, at FROM v
+           ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key
+         ), j AS (
+           INSERT INTO jobs (id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd, estimated_cost_usd,
+                             payload, priority, max_attempts, timeout_ms, preferred_node_id, state, attempts, available_at,
+                             submitted_by, created_at, updated_at)
+           SELECT id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd, estimated_cost_usd,
+                  payload, priority, max_attempts, timeout_ms, preferred_node_id, 'queued', 0, at, submitted_by, at, at
+             FROM v JOIN k USING (scope, key)
+           RETURNING id
+         ), n AS (SELECT pg_notify(?, count(*)::text) FROM j HAVING count(*) > 0 AND ?)
+       SELECT id, (SELECT count(*) FROM n) AS notified FROM j`,
+      bindings,
+    )) as { rows: { id: string }[] };
+    const inserted = new Set(rows.map((r) => r.id));
+    // A poll takes several jobs and wakes the next one when it leaves some: one waiter per
+    // few jobs, not one per job, keeps fifty idle workers from racing for every submission.
+    if (inserted.size > 0) deps.waker.wake(Math.ceil(inserted.size / JOBS_PER_WAKE));
+    return items.map((i) => inserted.has(i.row.id));
+  }, 256);
   const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex) => {
     const row = (await trx('jobs').where({ id: checkJobId(id) }).first()) as JobRow | undefined;
     if (!row) throw new GatewayError('job_not_found', `no job with id '${id}'`);
@@ -76,31 +124,36 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
   return {
     async submit(spec, idempotencyKey, submittedBy) {
-      const answer = await idempotent(deps.knex, `jobs:${submittedBy}`, idempotencyKey, spec, async (trx) => {
-        const at = now();
-        const [row] = (await trx('jobs')
-          .insert({
-            id: randomUUID(),
-            ...spec,
-            requirements: JSON.stringify(spec.requirements),
-            preferences: JSON.stringify(spec.preferences),
-            payload: JSON.stringify(spec.payload),
-            state: 'queued',
-            attempts: 0,
-            available_at: at,
-            submitted_by: submittedBy,
-            created_at: at,
-            updated_at: at,
-          })
-          .returning('*')) as JobRow[];
-        if (deps.notify) await trx.raw('select pg_notify(?, ?)', [JOBS_CHANNEL, 'queued']);
-        return { status: 201, body: toView(row!) };
-      });
-      if (!answer.replayed) {
-        deps.waker.wake();
-        log.info({ jobId: (answer.body as JobView).id, taskId: spec.task_id, by: submittedBy }, 'job submitted');
+      const scope = `jobs:${submittedBy}`;
+      const key = checkIdempotencyKey(idempotencyKey);
+      const digest = requestDigest(spec);
+      const at = now();
+      const row: JobRow = {
+        id: randomUUID(),
+        ...spec,
+        state: 'queued',
+        attempts: 0,
+        available_at: at,
+        lease_id: null,
+        leased_by: null,
+        lease_expires_at: null,
+        attempt_deadline: null,
+        result: null,
+        error: null,
+        submitted_by: submittedBy,
+        created_at: at,
+        updated_at: at,
+        finished_at: null,
+      };
+      const view = toView(row);
+      if (await insertJobs.submit({ scope, key, digest, row, view })) {
+        log.debug({ jobId: row.id, taskId: spec.task_id, by: submittedBy }, 'job submitted');
+        return { status: 201, body: view, replayed: false };
       }
-      return answer;
+      // The key was there before: replay, refuse a different body, or say it is in flight.
+      return idempotent(deps.knex, scope, key, spec, () => {
+        throw new GatewayError('idempotency_in_flight', 'a request with this Idempotency-Key is in flight; retry shortly', { retry_after_s: 1 });
+      });
     },
 
     async get(id) {

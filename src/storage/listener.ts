@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Logger } from '../logging/index.js';
 
 /** A NOTIFY channel and what to do when it fires (also called after every reconnect). */
-export type ChannelHandlers = Record<string, () => void>;
+export type ChannelHandlers = Record<string, (payload?: string) => void>;
 
 /** Options of the channel listener. */
 export interface ListenOptions {
@@ -37,7 +37,7 @@ export function listenChannels(options: ListenOptions): { close(): Promise<void>
     try {
       await c.connect();
       for (const channel of Object.keys(options.channels)) await c.query(`LISTEN ${channel}`);
-      c.on('notification', (msg) => options.channels[msg.channel]?.());
+      c.on('notification', (msg) => options.channels[msg.channel]?.(msg.payload));
       client = c;
       if (attempt > 1) log.info('listening for changes again');
       all();

@@ -63,6 +63,8 @@ export interface WorkerServiceDeps {
   now?: () => Date;
 }
 
+const WORKER_CACHE_MS = 1000;
+
 interface Row {
   node_id: string;
   session_id: string;
@@ -79,6 +81,15 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
   const log = deps.logger.child({ component: 'workers' });
   const now = deps.now ?? (() => new Date());
   const { intervals } = deps;
+  // The worker behind each node id, read at most once a second per replica: every Worker API
+  // call needs it. A registration or heartbeat here refreshes it at once; one on another
+  // replica reaches this one within WORKER_CACHE_MS (a replaced session's token works that
+  // much longer here, at most).
+  const cache = new Map<string, { row: Row; at: number }>();
+  const cached = (row: Row) => {
+    cache.set(row.node_id, { row, at: Date.now() });
+    return row;
+  };
 
   const admit = async (report: CapabilityReport, requestedBy: string) => {
     const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject: report }, requestedBy);
@@ -130,7 +141,8 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
           last_seen_at: at,
           held_until: new Date(at.getTime() + intervals.nodeHoldMs),
         };
-        await trx('workers').insert(row).onConflict('node_id').merge();
+        const [stored] = (await trx('workers').insert(row).onConflict('node_id').merge().returning('*')) as Row[];
+        cached(stored!);
         await trx('capability_reports').insert({ node_id: report.node_id, session_id: sessionId, report: row.capabilities, reason: 'registration', reported_at: at });
       });
       const { token, expiresAt } = await deps.tokens.issue(report.node_id, sessionId);
@@ -149,7 +161,12 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
 
     async authenticate(token) {
       const claims = await deps.tokens.verify(token);
-      const row = (await deps.knex('workers').where({ node_id: claims.nodeId }).first()) as Row | undefined;
+      const hit = cache.get(claims.nodeId);
+      const row =
+        hit && Date.now() - hit.at < WORKER_CACHE_MS
+          ? hit.row
+          : ((await deps.knex('workers').where({ node_id: claims.nodeId }).first()) as Row | undefined);
+      if (row && row !== hit?.row) cached(row);
       if (!row) throw new GatewayError('token_invalid', 'the worker token is not valid');
       if (row.session_id !== claims.sessionId) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
       return toWorker(row);
@@ -180,7 +197,11 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
         }
         return trx('workers').where({ node_id: worker.nodeId, session_id: worker.sessionId }).update(patch).returning('*');
       })) as Row[];
-      if (!row) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
+      if (!row) {
+        cache.delete(worker.nodeId);
+        throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
+      }
+      cached(row);
       if (report) log.info({ nodeId: worker.nodeId }, 'capability report updated');
       return toWorker(row);
     },

@@ -7,6 +7,8 @@ export const WORKER_TOKEN_TYPE = 'cynode-worker+jwt';
 /** `aud` of a worker token: the Worker API of this gateway. */
 export const WORKER_AUDIENCE = 'cynode-worker-api';
 
+const VERIFIED_CACHE_SIZE = 10_000;
+
 /** What a verified worker token says. */
 export interface WorkerClaims {
   nodeId: string;
@@ -52,6 +54,14 @@ export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs
     return { nodeId: payload.sub, sessionId: payload.sid, expiresAt: new Date(payload.exp! * 1000) };
   };
 
+  // Verified tokens, so a worker's every call does not pay for an ES256 verification; an
+  // entry lives no longer than its token. Bounded: the oldest entries go first.
+  const verified = new Map<string, WorkerClaims>();
+  const remember = (token: string, claims: WorkerClaims) => {
+    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    verified.set(token, claims);
+  };
+
   return {
     async issue(nodeId, sessionId) {
       const key = deps.keys.current();
@@ -67,7 +77,14 @@ export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs
         .sign(key.privateKey);
       return { token, expiresAt };
     },
-    verify: (token) => verifyWith(token, 0),
+    async verify(token) {
+      const hit = verified.get(token);
+      if (hit && hit.expiresAt.getTime() > Date.now()) return hit;
+      if (hit) verified.delete(token);
+      const claims = await verifyWith(token, 0);
+      remember(token, claims);
+      return claims;
+    },
     verifyForRenewal: (token, graceMs) => verifyWith(token, graceMs),
   };
 }
