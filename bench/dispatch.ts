@@ -35,7 +35,7 @@ function percentiles(samples: number[]) {
 // the gateway it measures (fetch/undici costs several times more CPU per request).
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-function json(url: string, init: { method?: string; token: string; body?: unknown; headers?: Record<string, string> }): Promise<any> {
+function json(url: string, init: { method?: string; token: string; body?: unknown; headers?: Record<string, string> }): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -78,7 +78,6 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       tokens.push(((await json(`${base}/register`, { token: 'none', body: report, headers: { 'x-cynode-psk': psk } })) as { token: string }).token);
     }
 
-    let submitted = 0;
     const submitLatency: number[] = [];
     const submit = async (n: number, concurrency: number, tag: string) => {
       let next = 0;
@@ -89,7 +88,6 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
             const t0 = performance.now();
             await admin('/v1/jobs', { task_id: `task-${tag}-${i}`, user_id: 'bench', payload: { kind: 'echo', input: i }, estimated_cost_usd: 0.01 }, 'POST', { 'idempotency-key': `${tag}-${i}` });
             submitLatency.push(performance.now() - t0);
-            submitted++;
           }
         }),
       );
@@ -131,7 +129,6 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
     await drive(300);
 
     // End to end: submissions and work at the same time.
-    submitted = 0;
     submitLatency.length = 0;
     const e2eStart = performance.now();
     const [, e2e] = await Promise.all([submit(JOBS, SUBMITTERS, 'e2e'), drive(JOBS)]);

@@ -29,12 +29,13 @@ const registerRego = [
 
 test('policy build writes a Wasm bundle with the given revision', async (t) => {
   const out = join(tempDir(), 'b.tar.gz');
-  const { code, stderr } = await runCli(['policy', 'build', '--dir', policiesWith({ 'r.rego': registerRego }), '--out', out, '--revision', 'v7']);
+  const dispatchRego = 'package cynode.dispatch\n\ndecision := {"allow": false, "reasons": ["stub"], "score": 0}\n';
+  const { code, stderr } = await runCli(['policy', 'build', '--dir', policiesWith({ 'r.rego': registerRego, 'd.rego': dispatchRego }), '--out', out, '--revision', 'v7']);
   t.is(code, 0, stderr);
   t.regex(stderr, /revision v7/);
   const bundle = parseBundle(readFileSync(out));
   t.is(bundle.manifest.revision, 'v7');
-  t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint), ['cynode/register/decision']);
+  t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint).sort(), ['cynode/dispatch/decision', 'cynode/register/decision']);
 });
 
 test('a broken Rego file fails the build with OPA\'s own error, no stack trace, no bundle', async (t) => {

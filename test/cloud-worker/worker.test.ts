@@ -71,8 +71,7 @@ test.serial("Example 1 end to end: the reference worker registers, leases, runs 
 });
 
 test.serial('a missing seed variable is a usage error naming it', async (t) => {
-  const { CYNODE_REGISTER_PSK: _, ...env } = seedEnv('cloud-x');
-  const run = await runCli(['worker'], { ...env, CYNODE_REGISTER_PSK: '' });
+  const run = await runCli(['worker'], { ...seedEnv('cloud-x'), CYNODE_REGISTER_PSK: '' });
   t.is(run.code, 2);
   t.regex(run.stderr, /CYNODE_REGISTER_PSK is required/);
   const bad = await runCli(['worker'], { ...seedEnv('cloud-x'), CYNODE_CAP_RATE_LIMIT_RPM: 'lots' });

@@ -36,7 +36,17 @@ export async function buildCustomBundle(
   options: { entrypoints?: readonly string[]; revision?: string } = {},
 ): Promise<string> {
   const dir = tempDir('cynode-policies-');
-  for (const [path, text] of Object.entries(files)) {
+  // Every required entrypoint the test does not write itself gets a deny-all stand-in, so a
+  // test about one policy still builds a bundle the gateway accepts.
+  const stubs = options.entrypoints
+    ? {}
+    : Object.fromEntries(
+        REQUIRED_ENTRYPOINTS.filter((e) => !Object.keys(files).some((f) => f.startsWith(`${e.slice(0, e.lastIndexOf('/'))}/`))).map((e) => {
+          const pkg = e.slice(0, e.lastIndexOf('/'));
+          return [`${pkg}/stub.rego`, `package ${pkg.replaceAll('/', '.')}\n\ndecision := {"allow": false, "reasons": ["not_in_this_test"]}\n`];
+        }),
+      );
+  for (const [path, text] of Object.entries({ ...stubs, ...files })) {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), text);
   }

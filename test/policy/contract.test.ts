@@ -8,7 +8,14 @@ import { ensureBundle } from '../helpers/bundle.js';
 
 // docs/policy-input.md is the contract security teams read; these tests keep it true.
 const doc = readFileSync(join(packageRoot(), 'docs', 'policy-input.md'), 'utf8');
-const rego = readFileSync(join(packageRoot(), 'policies', 'cynode', 'register', 'register.rego'), 'utf8');
+const rego = (action: string) => readFileSync(join(packageRoot(), 'policies', 'cynode', action, `${action}.rego`), 'utf8');
+/** The part of the doc under a `### ` heading, up to the next heading. */
+const section = (heading: string) => {
+  const start = doc.indexOf(heading);
+  const rest = doc.slice(start + heading.length);
+  const end = rest.search(/^#{2,3} /m);
+  return start < 0 ? '' : end < 0 ? rest : rest.slice(0, end);
+};
 
 test('the documented register input is admitted by the shipped bundle', async (t) => {
   const example = /### `register`[\s\S]*?```json\n([\s\S]*?)```/.exec(doc)?.[1];
@@ -18,10 +25,22 @@ test('the documented register input is admitted by the shipped bundle', async (t
   t.deepEqual(engine.evaluate(ENTRYPOINTS.register, JSON.parse(example!)).decision, { allow: true, reasons: [] });
 });
 
-test('the documented reason codes are exactly the ones the register policy can give', (t) => {
-  const section = doc.slice(doc.indexOf('### Reason codes of `register`'));
-  const documented = [...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]).sort();
-  const inPolicy = [...rego.matchAll(/deny contains "([a-z_]+)"/g)].map((m) => m[1]).sort();
-  t.true(inPolicy.length > 0);
-  t.deepEqual(documented, inPolicy);
+for (const action of ['register', 'dispatch'] as const) {
+  test(`the documented reason codes are exactly the ones the ${action} policy can give`, (t) => {
+    const documented = [...section(`### Reason codes of \`${action}\``).matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]).sort();
+    const inPolicy = [...new Set([...rego(action).matchAll(/deny contains "([a-z_]+)"/g)].map((m) => m[1]))].sort();
+    t.true(inPolicy.length > 0);
+    t.deepEqual(documented, inPolicy);
+  });
+}
+
+test('the documented dispatch input is allowed by the shipped bundle, with a score', async (t) => {
+  const example = /```json\n([\s\S]*?)```/.exec(section('### `dispatch`'))?.[1];
+  t.truthy(example, 'the doc has a dispatch example');
+  const engine = createPolicyEngine({ logger: pino({ level: 'silent' }), required: REQUIRED_ENTRYPOINTS });
+  await activateFromFile(engine, await ensureBundle());
+  const { decision } = engine.evaluate(ENTRYPOINTS.dispatch, JSON.parse(example!));
+  t.deepEqual(decision.reasons, []);
+  t.true(decision.allow);
+  t.is(decision.score, 100 - 30 * (1 / 4));
 });

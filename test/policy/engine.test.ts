@@ -22,7 +22,7 @@ test('the real bundle activates and decides register admissions', async (t) => {
   const info = await activateFromFile(engine, realBundle);
   t.is(info.revision, 'test-suite');
   t.regex(info.digest, /^[0-9a-f]{64}$/);
-  t.deepEqual(info.entrypoints, [ENTRYPOINTS.register]);
+  t.deepEqual(info.entrypoints, [...REQUIRED_ENTRYPOINTS].sort());
 
   const ok = engine.evaluate(ENTRYPOINTS.register, register(seedWorker));
   t.deepEqual(ok, { decision: { allow: true, reasons: [] }, revision: 'test-suite' });
