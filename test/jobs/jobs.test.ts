@@ -272,3 +272,11 @@ test.serial('bad poll, status and result bodies get 400 with stable codes', asyn
   t.is((await call(base, '/jobs?max_jobs=abc', { token: w.token })).status, 400);
   t.is((await call(base, '/jobs?max_jobs=1', { token: w.token })).status, 200);
 });
+
+test.serial('metrics show queue depth, leases and lease expiries', async (t) => {
+  const text = (await call<string>(base, '/metrics', { token: null })).body;
+  t.regex(text, /cynode_jobs\{state="succeeded"\} [1-9]/);
+  t.regex(text, /cynode_jobs_leased_total [1-9]/);
+  t.regex(text, /cynode_lease_expiries_total [1-9]/);
+  t.regex(text, /cynode_decisions_total\{entrypoint="cynode\/dispatch\/decision",result="allow"\} [1-9]/);
+});

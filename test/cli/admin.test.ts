@@ -1,0 +1,68 @@
+import test from 'ava';
+import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
+import { ensureBundle } from '../helpers/bundle.js';
+import { runCli, startGatewayProcess, type GatewayProcess } from '../helpers/gateway.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { SEED_WORKER } from '../helpers/fixtures.js';
+import { register } from '../helpers/workers.js';
+
+let db: TestDatabase;
+let gw: GatewayProcess;
+let url: string;
+
+test.before(async () => {
+  db = await createTestDatabase();
+  gw = await startGatewayProcess({ CYNODE_BUNDLE: await ensureBundle(), DATABASE_URL: db.url });
+  url = `http://127.0.0.1:${gw.ports.control}`;
+});
+test.after.always(async () => {
+  gw?.child.kill('SIGTERM');
+  await gw?.exited;
+  await db?.drop();
+});
+
+const cli = (...args: string[]) => runCli([...args, '--url', url], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CYNODE_LOG_LEVEL: 'warn' });
+
+test.serial('psk create shows the secret once; list shows metadata only; revoke stops it', async (t) => {
+  const created = await cli('psk', 'create', '--name', 'fleet-a');
+  t.is(created.code, 0, created.stderr);
+  const psk = JSON.parse(created.stdout) as { id: string; secret: string; active: boolean };
+  t.true(psk.active);
+  t.regex(psk.secret, /^cynpsk_[a-z0-9]{12}_[\w-]{43}$/);
+  t.regex(created.stderr, /shown this once/);
+  t.is((await register(url, psk.secret, { ...SEED_WORKER, max_concurrency: 1 })).status, 200);
+
+  const listed = await cli('psk', 'list');
+  t.is(listed.code, 0);
+  t.true(listed.stdout.includes(psk.id));
+  t.false(listed.stdout.includes(psk.secret.slice(-43)), 'no secret in the list');
+
+  const revoked = await cli('psk', 'revoke', psk.id);
+  t.is(revoked.code, 0);
+  t.false((JSON.parse(revoked.stdout) as { active: boolean }).active);
+  t.is((await register(url, psk.secret, { ...SEED_WORKER, node_id: 'cli-2', max_concurrency: 1 })).status, 401);
+  const unknown = await cli('psk', 'revoke', 'nope');
+  t.is(unknown.code, 1);
+  t.regex(unknown.stderr, /psk_not_found/);
+});
+
+test.serial('keys rotate starts a new signing key and keeps the old one published', async (t) => {
+  const before = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+  const rotated = await cli('keys', 'rotate');
+  t.is(rotated.code, 0, rotated.stderr);
+  const { kid, keys } = JSON.parse(rotated.stdout) as { kid: string; keys: string[] };
+  t.false(before.keys.some((k) => k.kid === kid));
+  t.true(before.keys.every((k) => keys.includes(k.kid)), 'the old keys still verify');
+});
+
+test.serial('admin commands fail clearly: usage, a wrong token, an unreachable gateway', async (t) => {
+  t.is((await cli('psk', 'create')).code, 2);
+  t.is((await cli('keys', 'spin')).code, 2);
+  const wrong = await runCli(['psk', 'list', '--url', url], { CYNODE_ADMIN_TOKEN: 'not-the-admin-token-at-all' });
+  t.is(wrong.code, 1);
+  t.regex(wrong.stderr, /unauthorized/);
+  t.false(wrong.stderr.includes('not-the-admin-token-at-all'));
+  const down = await runCli(['psk', 'list', '--url', 'http://127.0.0.1:1'], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN });
+  t.is(down.code, 1);
+  t.regex(down.stderr, /cannot reach the gateway/);
+});
