@@ -171,8 +171,15 @@ async function decideAndLease(
     );
     const a = rowsOf(leased, '(?::uuid, ?::uuid, ?::int, ?, ?, ?::timestamptz)', (l) => [l.lease_id, l.job_id, l.attempt, worker.nodeId, l.decision_id, at]);
     parts.push(`a AS (INSERT INTO job_attempts (lease_id, job_id, attempt, node_id, decision_id, leased_at) VALUES ${a} RETURNING lease_id)`);
+    // An earlier deny by this node for a job it now leases no longer says anything.
+    parts.push(`x AS (DELETE FROM job_decisions WHERE node_id = ? AND job_id = ANY(?::uuid[]))`);
+    bindings.push(worker.nodeId, leased.map((l) => l.job_id));
   }
-  const d = rowsOf(evaluated, '(?::uuid, ?, ?, ?::boolean, ?::jsonb, ?::double precision, ?, ?, ?::timestamptz, ?::timestamptz)', ({ job, record, score, preferences }) => [
+  // A leased job's decision lives with its attempt (decision_id); the others are kept per
+  // job and node to say why the job waits. Nothing to keep: no statement part for them.
+  const leasedIds = new Set(leased.map((l) => l.job_id));
+  const waiting = evaluated.filter((e) => !leasedIds.has(e.job.id));
+  const d = rowsOf(waiting, '(?::uuid, ?, ?, ?::boolean, ?::jsonb, ?::double precision, ?, ?, ?::timestamptz, ?::timestamptz)', ({ job, record, score, preferences }) => [
     job.id,
     worker.nodeId,
     record.decisionId,
@@ -184,17 +191,20 @@ async function decideAndLease(
     recheckAt(record.decision.reasons, job, preferences, at),
     at,
   ]);
-  parts.push(
+  if (waiting.length > 0) {
+    parts.push(
     `d AS (INSERT INTO job_decisions (job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, decided_at)
            VALUES ${d}
            ON CONFLICT (job_id, node_id) DO UPDATE SET decision_id = excluded.decision_id, allow = excluded.allow, reasons = excluded.reasons,
              score = excluded.score, revision = excluded.revision, epoch = excluded.epoch, recheck_at = excluded.recheck_at,
              decided_at = excluded.decided_at
            RETURNING job_id)`,
-  );
+    );
+  }
+  if (parts.length === 0) return { leased, leftAllowed: false };
   const counts = leased.length > 0 ? '(SELECT count(*) FROM u)::int AS u, (SELECT count(*) FROM a)::int AS a' : '0 AS u, 0 AS a';
-  const { rows: written } = (await trx.raw(`WITH ${parts.join(', ')} SELECT ${counts}, (SELECT count(*) FROM d)::int AS d`, bindings)) as {
-    rows: { u: number; a: number; d: number }[];
+  const { rows: written } = (await trx.raw(`WITH ${parts.join(', ')} SELECT ${counts}`, bindings)) as {
+    rows: { u: number; a: number }[];
   };
   if (written[0]!.u !== leased.length || written[0]!.a !== leased.length) throw new Error('lease write did not cover the claimed jobs');
   return { leased, leftAllowed: allowed.length > chosen.length };

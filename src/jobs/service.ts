@@ -36,7 +36,7 @@ export interface JobView {
 
 /** `GET /v1/jobs/{id}`: the job, its attempts (its history) and why it waits. */
 export interface JobDetail extends JobView {
-  history: { attempt: number; lease_id: string; node_id: string; leased_at: string | null; ended_at: string | null; outcome: string | null; error: unknown }[];
+  history: { attempt: number; lease_id: string; node_id: string; decision_id: string; leased_at: string | null; ended_at: string | null; outcome: string | null; error: unknown }[];
   /** The last dispatch decision per node that considered the job, newest first. */
   decisions: { node_id: string; allow: boolean; reasons: string[]; score: number; decision_id: string; revision: string | null; decided_at: string | null }[];
 }
@@ -174,6 +174,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
           attempt: a.attempt,
           lease_id: a.lease_id,
           node_id: a.node_id,
+          decision_id: a.decision_id,
           leased_at: iso(a.leased_at),
           ended_at: iso(a.ended_at),
           outcome: a.outcome,

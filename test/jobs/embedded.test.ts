@@ -39,8 +39,8 @@ test.serial('embedded: register, submit, long-poll, lease, result, replay and fe
   const done = await call(base, '/result', { token: w.token, json: { ...ref, status: 'succeeded', result: { ok: true } } });
   t.is(done.status, 200);
   t.deepEqual((await call(base, '/result', { token: w.token, json: { ...ref, status: 'succeeded', result: { ok: true } } })).body, done.body);
-  const view = await call<{ state: string; result: unknown; decisions: { allow: boolean }[] }>(base, `/v1/jobs/${id}`);
+  const view = await call<{ state: string; result: unknown; history: { decision_id: string }[] }>(base, `/v1/jobs/${id}`);
   t.is(view.body.state, 'succeeded');
   t.deepEqual(view.body.result, { ok: true });
-  t.true(view.body.decisions.some((d) => d.allow));
+  t.is((await call(base, `/v1/decisions/${view.body.history[0]!.decision_id}`)).status, 200, 'the dispatch decision is on record');
 });
