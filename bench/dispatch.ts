@@ -3,9 +3,10 @@
  *  - gateway: a real gateway process on PostgreSQL; 50 workers (HTTP clients on 127.0.0.1)
  *    long-poll `POST /jobs/poll`, and post `POST /result` for every job, while an
  *    orchestrator submits jobs with Idempotency-Keys. Every claim asks the dispatch policy
- *    (Wasm) about each candidate and records the decision. Reports end-to-end jobs/s
- *    (first submission to last accepted result), drain jobs/s (queue filled first), and
- *    claim/result latency p50/p99. Target: ≥ 1,000 jobs/s end to end.
+ *    (Wasm) about each candidate and records the decision. Reports jobs/s end to end with
+ *    submissions running alongside (first submission to last accepted result), drain jobs/s
+ *    (queue filled first: poll, lease, result), claim/result latency p50/p99, and checks
+ *    (no job leased twice, every job succeeded). Target: ≥ 1,000 jobs/s.
  *  - peer: the same schema driven directly with SQL by 50 connections (claim with
  *    FOR UPDATE SKIP LOCKED, complete), no HTTP, no policy: the database's own ceiling
  *    on this machine, so the ratio shows what the gateway costs on top.
@@ -155,10 +156,12 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       endToEnd: {
         jobsPerSecond: Math.round((JOBS / e2eMs) * 1000),
         seconds: Math.round(e2eMs) / 1000,
-        claimMs: percentiles(e2e.claimLatency),
+        // Round trip of polls that came back with jobs; includes the time a long poll waited for work.
+        pollWithJobsMs: percentiles(e2e.claimLatency),
         resultMs: percentiles(e2e.resultLatency),
         submitMs: e2eSubmitMs,
       },
+      // Work waiting in the queue: a poll's round trip is the claim (lock, decide, lease).
       drain: { jobsPerSecond: Math.round((JOBS / drainMs) * 1000), claimMs: percentiles(drain.claimLatency), resultMs: percentiles(drain.resultLatency) },
       submissionsPerSecond: Math.round((JOBS / submitMs) * 1000),
       checks: { jobsByState: Object.fromEntries(rows.map((r) => [r.state, r.n])), dispatchDecisionsRecorded: decisions.rows[0].n, jobsLeasedMoreThanOnce: twice.rows[0].n },
@@ -231,7 +234,11 @@ console.log(
       gateway,
       peer: { name: 'plain SQL queue (same schema, no HTTP, no policy)', ...peer },
       ratios: { drainVsPeer: Math.round((drain / (peer.jobsPerSecond as number)) * 100) / 100, endToEndVsPeer: Math.round((e2e / (peer.jobsPerSecond as number)) * 100) / 100 },
-      target: { endToEndJobsPerSecond: 1000, met: e2e >= 1000 },
+      target: {
+        jobsPerSecond: 1000,
+        drainMet: drain >= 1000,
+        endToEndWithConcurrentSubmissionMet: e2e >= 1000,
+      },
     },
     null,
     2,
