@@ -35,6 +35,6 @@ export function submitJob(base: string, job: Record<string, unknown>, key = `k-$
 }
 
 /** `POST /jobs/poll` as a worker. */
-export function poll(base: string, worker: TestWorker, body: Record<string, unknown> = {}): Promise<Answer<{ jobs: { job_id: string; lease_id: string; payload: Record<string, unknown> }[] }>> {
+export function poll(base: string, worker: TestWorker, body: Record<string, unknown> = {}): Promise<Answer<{ jobs: { job_id: string; lease_id: string; lease_expires_at: string; payload: Record<string, unknown> }[] }>> {
   return call(base, '/jobs/poll', { token: worker.token, json: body });
 }

@@ -17,7 +17,7 @@ test.before(async () => {
   gw = await startTestGateway(
     {
       DATABASE_URL: db.url,
-      CYNODE_JOB_LEASE_TTL_MS: '800',
+      CYNODE_JOB_LEASE_TTL_MS: '1500',
       CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '200',
       CYNODE_JOB_REAPER_INTERVAL_MS: '100',
       CYNODE_JOB_RETRY_BASE_MS: '0',
@@ -146,7 +146,7 @@ test.serial('a worker killed mid-job: the lease lapses, another worker completes
   const id = await submit('crash-1');
   const first = (await poll(base, dead)).body.jobs.find((j) => j.job_id === id)!;
   t.truthy(first);
-  // `dead` never heartbeats again. Its lease lapses (800 ms) and the reaper requeues the job.
+  // `dead` never heartbeats again. Its lease lapses (1.5 s) and the reaper requeues the job.
   await eventually(async () => (await job(id)).body.state === 'queued', 5000);
   const second = (await poll(base, alive)).body.jobs.find((j) => j.job_id === id)!;
   t.truthy(second);
@@ -166,16 +166,21 @@ test.serial('a worker killed mid-job: the lease lapses, another worker completes
 
 test.serial('heartbeats extend leases; a job past its timeout is not extended', async (t) => {
   const w = await localWorker({ supported_models: ['beat'] });
-  const id = await submit('beat-1', { timeout_ms: 1500 });
+  const id = await submit('beat-1', { timeout_ms: 2500 });
   const leased = (await poll(base, w)).body.jobs.find((j) => j.job_id === id)!;
   const ref = { job_id: id, lease_id: leased.lease_id };
-  for (let i = 0; i < 3; i++) {
-    await new Promise((r) => setTimeout(r, 300));
+  // Four heartbeats 500 ms apart outlive the 1.5 s lease: only renewal keeps it.
+  let expires = Date.parse(leased.lease_expires_at);
+  for (let i = 0; i < 4; i++) {
+    await new Promise((r) => setTimeout(r, 500));
     const s = await call<any>(base, '/status', { token: w.token, json: { health: { status: 'ok' }, load: { active_jobs: 1 }, jobs: [ref] } });
     t.is(s.status, 200);
-    t.is(s.body.leases.length, 1, 'still leased after 900+ ms thanks to heartbeats');
+    t.is(s.body.leases.length, 1, 'still leased thanks to heartbeats');
+    const next = Date.parse(s.body.leases[0].lease_expires_at);
+    t.true(next >= expires, 'the lease moves forward (up to the attempt deadline)');
+    expires = next;
   }
-  // The attempt deadline (1.5 s) caps the lease: it lapses as timed out even with heartbeats.
+  // The attempt deadline (2.5 s) caps the lease: it lapses as timed out even with heartbeats.
   await eventually(async () => {
     await call(base, '/status', { token: w.token, json: { jobs: [ref] } });
     return (await job(id)).body.history[0]?.outcome === 'timed_out';
