@@ -25,6 +25,7 @@ import { portOf, type Role } from './server/roles.js';
 import { createPreferencesService, PREFERENCES_CHANNEL, preferencesRoutes, type PreferencesService } from './preferences/index.js';
 import { createSettingsService, SETTINGS_CHANNEL, type SettingsService, settingsRoutes } from './settings/index.js';
 import { connectAndMigrate, type Database } from './storage/index.js';
+import { createCredentialStore, credentialRoutes, type CredentialStore, loadKeyRing } from './vault/index.js';
 import { listenChannels } from './storage/listener.js';
 import {
   createFailureThrottle,
@@ -52,6 +53,7 @@ export interface Gateway {
   workers: WorkerService;
   jobs: JobService;
   leases: LeaseService;
+  credentials: CredentialStore;
   metrics: Metrics;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
   stop(): Promise<void>;
@@ -74,6 +76,7 @@ const SETTINGS_POLL_MS = 5_000;
  */
 export async function startGateway({ config, logger, roles }: GatewayOptions): Promise<Gateway> {
   const adminToken = resolveAdminToken(config.auth, logger);
+  const ring = loadKeyRing(config.vault, logger);
   const db = await connectAndMigrate(config.database, logger);
   const metrics = createMetrics();
   const checks = createBundleChecks(config.policy);
@@ -135,6 +138,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     intervals,
   });
   const jobs = createJobService({ knex: db.knex, logger, waker, notify });
+  const credentials = createCredentialStore({ knex: db.knex, ring, logger });
   const leases = createLeaseService({
     knex: db.knex,
     logger,
@@ -185,7 +189,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       jwksRoutes(router, keys);
       router.use(['/v1/bundles'], bundleReader);
       bundleServiceRoutes(router, policy);
-      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions', '/v1/jobs', '/v1/workers', '/v1/psks', '/v1/keys', '/v1/preferences'], admin);
+      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions', '/v1/jobs', '/v1/workers', '/v1/psks', '/v1/keys', '/v1/preferences', '/v1/credentials'], admin);
       statusRoutes(router, policy, {
         decisionLog: () => ({ pending: decisionLog.pending() }),
         database: () => ({ kind: db.kind, target: db.target }),
@@ -194,6 +198,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       decisionRoutes(router, { decisions, log: decisionLog, engine: policy, maxBodyBytes });
       preferencesRoutes(router, preferences, maxBodyBytes);
       keyAdminRoutes(router, keys);
+      credentialRoutes(router, credentials, maxBodyBytes);
       workerAdminRoutes(router, { workers, psks, maxBodyBytes });
       jobAdminRoutes(router, jobs, { maxBodyBytes, defaults: { maxAttempts: config.jobs.defaultMaxAttempts, timeoutMs: config.jobs.defaultTimeoutMs } });
       // The Worker API (seed paths): PSK registration, then the worker JWT for everything else.
@@ -253,6 +258,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     workers,
     jobs,
     leases,
+    credentials,
     metrics,
     stop() {
       stopping ??= (async () => {

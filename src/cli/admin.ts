@@ -4,6 +4,7 @@ import { resolveAdminToken } from '../auth/index.js';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logging/index.js';
 import { StartupError } from '../lib/startup-error.js';
+import { readSecretFromStdin } from './credentials.js';
 import { UsageError, UsageErrorFor } from './usage.js';
 
 /**
@@ -13,13 +14,20 @@ import { UsageError, UsageErrorFor } from './usage.js';
  * embedded database (locked by the running gateway) and rotate keys that live only in the
  * gateway's memory.
  */
-export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 'keys', args: string[]): Promise<number> {
+export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 'keys' | 'credentials', args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { url: { type: 'string' }, name: { type: 'string' }, 'expires-at': { type: 'string' }, json: { type: 'boolean', default: false } },
+      options: {
+        url: { type: 'string' },
+        name: { type: 'string' },
+        provider: { type: 'string' },
+        'owner-user': { type: 'string' },
+        'owner-group': { type: 'string' },
+        'expires-at': { type: 'string' },
+      },
     });
   } catch (err) {
     throw UsageErrorFor(err);
@@ -48,6 +56,38 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
   const [sub, arg] = positionals;
   const out = (v: unknown) => console.log(JSON.stringify(v, null, 2));
 
+  if (command === 'credentials') {
+    switch (sub) {
+      case 'add': {
+        if (!values.provider || !values.name) throw new UsageError('credentials add needs --provider and --name (the secret comes on standard input)');
+        const secret = await readSecretFromStdin();
+        out(
+          await call('POST', '/v1/credentials', {
+            provider: values.provider,
+            name: values.name,
+            secret,
+            ...(values['owner-user'] && { owner_user: values['owner-user'] }),
+            ...(values['owner-group'] && { owner_group: values['owner-group'] }),
+            ...(values['expires-at'] && { expires_at: values['expires-at'] }),
+          }),
+        );
+        return 0;
+      }
+      case 'list':
+        out(await call('GET', '/v1/credentials'));
+        return 0;
+      case 'rotate':
+        if (!arg) throw new UsageError('credentials rotate needs the credential id (the new secret comes on standard input)');
+        out(await call('POST', `/v1/credentials/${encodeURIComponent(arg)}/rotate`, { secret: await readSecretFromStdin() }));
+        return 0;
+      case 'disable':
+        if (!arg) throw new UsageError('credentials disable needs the credential id');
+        out(await call('POST', `/v1/credentials/${encodeURIComponent(arg)}/disable`));
+        return 0;
+      default:
+        throw new UsageError("credentials takes 'add', 'list', 'rotate', 'disable' or 'rewrap'");
+    }
+  }
   if (command === 'keys') {
     if (sub !== 'rotate') throw new UsageError("keys takes 'rotate'");
     out(await call('POST', '/v1/keys/rotate'));

@@ -6,6 +6,7 @@ import { StartupError } from '../lib/startup-error.js';
 import { BundleError, ToolchainError } from '../policy/index.js';
 import { runAdmin } from './admin.js';
 import { runAudit } from './audit.js';
+import { runRewrap } from './credentials.js';
 import { runMigrate } from './migrate.js';
 import { runPolicy } from './policy.js';
 import { runServe } from './serve.js';
@@ -26,6 +27,11 @@ commands:
   psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
                                           manage registration PSKs on a running gateway (--url, admin token)
   keys rotate                             start signing worker JWTs with a new key (--url, admin token)
+  credentials add --provider P --name N [--owner-user U] [--owner-group G] [--expires-at ISO]
+  credentials list | rotate ID | disable ID
+                                          provider credentials on a running gateway; secrets on standard input
+  credentials rewrap                      re-wrap every credential under CYNODE_MASTER_KEY (old keys in
+                                          CYNODE_MASTER_KEY_PREVIOUS), directly on the database
 
 configuration: config/default.yaml, config/local.yaml, CYNODE_CONFIG, and CYNODE_* env overrides`;
 
@@ -51,6 +57,9 @@ async function main(argv: string[]): Promise<number> {
       return runAudit(config, logger, rest);
     case 'worker':
       return runWorkerCommand(process.env, logger, rest);
+    case 'credentials':
+      if (rest[0] === 'rewrap') return runRewrap(config, logger);
+      return runAdmin(config, logger, command, rest);
     case 'psk':
     case 'keys':
       return runAdmin(config, logger, command, rest);

@@ -185,6 +185,11 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
       defaultTimeoutMs: get('jobs.defaultTimeoutMs'),
       claimCandidates: get('jobs.claimCandidates'),
     },
+    vault: {
+      masterKey: get('vault.masterKey'),
+      masterKeyFile: path('vault.masterKeyFile'),
+      previousMasterKeys: get('vault.previousMasterKeys'),
+    },
     log: { level: get('log.level') },
   };
   if (config.policy.pollMaxDelayMs < config.policy.pollMinDelayMs) {

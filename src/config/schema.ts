@@ -11,7 +11,7 @@ export type KeySpec =
   | { type: 'enum'; env: string; values: readonly string[] }
   | { type: 'bool'; env: string }
   /** A list of strings: a YAML sequence, or a comma-separated env value. */
-  | { type: 'list'; env: string };
+  | { type: 'list'; env: string; secret?: boolean };
 
 export const SCHEMA = {
   'server.host': { type: 'string', env: 'CYNODE_HOST' },
@@ -68,6 +68,9 @@ export const SCHEMA = {
   'jobs.defaultMaxAttempts': { type: 'int', env: 'CYNODE_JOB_DEFAULT_MAX_ATTEMPTS', min: 1, max: 100 },
   'jobs.defaultTimeoutMs': { type: 'int', env: 'CYNODE_JOB_DEFAULT_TIMEOUT_MS', min: 1000, max: 86_400_000 },
   'jobs.claimCandidates': { type: 'int', env: 'CYNODE_JOB_CLAIM_CANDIDATES', min: 1, max: 1000 },
+  'vault.masterKey': { type: 'string', env: 'CYNODE_MASTER_KEY', nullable: true, secret: true },
+  'vault.masterKeyFile': { type: 'string', env: 'CYNODE_MASTER_KEY_FILE' },
+  'vault.previousMasterKeys': { type: 'list', env: 'CYNODE_MASTER_KEY_PREVIOUS', secret: true },
   'log.level': {
     type: 'enum',
     env: 'CYNODE_LOG_LEVEL',
@@ -137,6 +140,13 @@ export interface Config {
     defaultMaxAttempts: number;
     defaultTimeoutMs: number;
     claimCandidates: number;
+  };
+  vault: {
+    /** The credential master key (base64, 32 bytes); null reads (or creates) `masterKeyFile`. Never log it. */
+    masterKey: string | null;
+    masterKeyFile: string;
+    /** Earlier master keys (base64), still able to unwrap until `credentials rewrap` has moved everything. */
+    previousMasterKeys: string[];
   };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { ensureBundle } from '../helpers/bundle.js';
@@ -6,13 +7,17 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 import { register } from '../helpers/workers.js';
 
+const MASTER = randomBytes(32).toString('base64');
+const NEXT_MASTER = randomBytes(32).toString('base64');
+const PROVIDER_KEY = `sk-live-${randomBytes(20).toString('hex')}`;
+
 let db: TestDatabase;
 let gw: GatewayProcess;
 let url: string;
 
 test.before(async () => {
   db = await createTestDatabase();
-  gw = await startGatewayProcess({ CYNODE_BUNDLE: await ensureBundle(), DATABASE_URL: db.url });
+  gw = await startGatewayProcess({ CYNODE_BUNDLE: await ensureBundle(), DATABASE_URL: db.url, CYNODE_MASTER_KEY: MASTER });
   url = `http://127.0.0.1:${gw.ports.control}`;
 });
 test.after.always(async () => {
@@ -22,6 +27,7 @@ test.after.always(async () => {
 });
 
 const cli = (...args: string[]) => runCli([...args, '--url', url], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CYNODE_LOG_LEVEL: 'warn' });
+const cliIn = (stdin: string, ...args: string[]) => runCli([...args, '--url', url], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CYNODE_LOG_LEVEL: 'warn' }, stdin);
 
 test.serial('psk create shows the secret once; list shows metadata only; revoke stops it', async (t) => {
   const created = await cli('psk', 'create', '--name', 'fleet-a');
@@ -65,4 +71,32 @@ test.serial('admin commands fail clearly: usage, a wrong token, an unreachable g
   const down = await runCli(['psk', 'list', '--url', 'http://127.0.0.1:1'], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN });
   t.is(down.code, 1);
   t.regex(down.stderr, /cannot reach the gateway/);
+});
+
+test.serial('credentials add, list, rotate and disable: the secret goes in on stdin and never comes out', async (t) => {
+  const added = await cliIn(`${PROVIDER_KEY}\n`, 'credentials', 'add', '--provider', 'openai', '--name', 'prod', '--owner-group', 'ml');
+  t.is(added.code, 0, added.stderr);
+  const { id, version } = JSON.parse(added.stdout) as { id: string; version: number };
+  t.is(version, 1);
+  const listed = await cli('credentials', 'list');
+  t.true(listed.stdout.includes(id));
+  const rotated = await cliIn(`${PROVIDER_KEY}-2\n`, 'credentials', 'rotate', id);
+  t.is((JSON.parse(rotated.stdout) as { version: number }).version, 2);
+  const disabled = await cli('credentials', 'disable', id);
+  t.false((JSON.parse(disabled.stdout) as { active: boolean }).active);
+  t.is((await cli('credentials', 'add', '--provider', 'openai')).code, 2);
+  for (const r of [added, listed, rotated, disabled]) t.false((r.stdout + r.stderr).includes(PROVIDER_KEY));
+});
+
+test.serial('credentials rewrap moves every credential under a new master key, on the database', async (t) => {
+  const env = { DATABASE_URL: db.url, CYNODE_LOG_LEVEL: 'warn' };
+  const run = await runCli(['credentials', 'rewrap'], { ...env, CYNODE_MASTER_KEY: NEXT_MASTER, CYNODE_MASTER_KEY_PREVIOUS: MASTER });
+  t.is(run.code, 0, run.stderr);
+  t.is((JSON.parse(run.stdout) as { rewrapped: number }).rewrapped, 1);
+  const again = await runCli(['credentials', 'rewrap'], { ...env, CYNODE_MASTER_KEY: NEXT_MASTER });
+  t.is((JSON.parse(again.stdout) as { rewrapped: number }).rewrapped, 0);
+  const wrongKey = await runCli(['credentials', 'rewrap'], { ...env, CYNODE_MASTER_KEY: 'not-base64-32-bytes' });
+  t.is(wrongKey.code, 1);
+  t.regex(wrongKey.stderr, /master key must be 32 bytes/);
+  t.false((run.stdout + run.stderr + wrongKey.stderr).includes(MASTER) || (run.stdout + run.stderr).includes(NEXT_MASTER));
 });

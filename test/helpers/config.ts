@@ -59,6 +59,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
       CYNODE_LOG_LEVEL: 'silent',
       CYNODE_SHUTDOWN_TIMEOUT_MS: '2000',
       CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      CYNODE_MASTER_KEY_FILE: join(tempDir('cynode-vault-'), 'master-key'),
       CYNODE_POLICY_ALLOW_UNSIGNED: 'true',
       CYNODE_DECISION_LOG_FLUSH_INTERVAL_MS: '20',
       ...env,

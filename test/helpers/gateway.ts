@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/lib/package-root.js';
-import { TEST_ADMIN_TOKEN } from './config.js';
+import { TEST_ADMIN_TOKEN, tempDir } from './config.js';
 
 /** A gateway process started through the real CLI. */
 export interface GatewayProcess {
@@ -20,7 +20,7 @@ export function cliArgs(...args: string[]): string[] {
 }
 
 /** Runs a CLI command to completion; returns its exit code and output. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], env: Record<string, string> = {}, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, cliArgs(...args), { cwd: packageRoot(), env: { ...process.env, ...env } });
     let stdout = '';
@@ -29,6 +29,7 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(stdin ?? '');
   });
 }
 
@@ -45,6 +46,7 @@ export function startGatewayProcess(env: Record<string, string>, args: string[] 
       CYNODE_MCP_PORT: '0',
       CYNODE_EGRESS_PORT: '0',
       CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      CYNODE_MASTER_KEY_FILE: join(tempDir('cynode-vault-'), 'master-key'),
       CYNODE_POLICY_ALLOW_UNSIGNED: 'true',
       ...env,
     },

@@ -1,0 +1,70 @@
+import type Router from '@koa/router';
+import type { Principal } from '../auth/index.js';
+import { GatewayError } from '../errors/index.js';
+import { readJson } from '../server/json-body.js';
+import type { CredentialStore, NewCredential } from './store.js';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
+const FIELDS = ['provider', 'name', 'secret', 'owner_user', 'owner_group', 'expires_at'];
+
+/**
+ * Admin routes: `POST|GET /v1/credentials`, `GET /v1/credentials/{id}`,
+ * `POST /v1/credentials/{id}/rotate`, `POST /v1/credentials/{id}/disable`. Secrets go in,
+ * never out: every answer is metadata.
+ */
+export function credentialRoutes(router: Router, store: CredentialStore, maxBodyBytes: number): void {
+  router.post('/v1/credentials', async (ctx) => {
+    const input = parseNew(await readJson(ctx, maxBodyBytes));
+    ctx.status = 201;
+    ctx.body = await store.create(input, (ctx.state.principal as Principal).id);
+  });
+  router.get('/v1/credentials', async (ctx) => {
+    ctx.body = { credentials: await store.list() };
+  });
+  router.get('/v1/credentials/:id', async (ctx) => {
+    ctx.body = await store.get(ctx.params.id!);
+  });
+  router.post('/v1/credentials/:id/rotate', async (ctx) => {
+    const body = (await readJson(ctx, maxBodyBytes)) as Record<string, unknown> | null;
+    if (body === null || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'secret')) {
+      throw new GatewayError('credential_invalid', 'send {"secret": "..."}');
+    }
+    ctx.body = await store.rotate(ctx.params.id!, secretOf(body.secret));
+  });
+  router.post('/v1/credentials/:id/disable', async (ctx) => {
+    ctx.body = await store.disable(ctx.params.id!);
+  });
+}
+
+function secretOf(v: unknown): string {
+  if (typeof v !== 'string' || v.length < 8 || v.length > 4096 || /[\r\n\0]/.test(v)) {
+    throw new GatewayError('credential_invalid', 'secret must be a string of 8 to 4096 characters without line breaks');
+  }
+  return v;
+}
+
+function parseNew(raw: unknown): NewCredential {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new GatewayError('credential_invalid', 'send a JSON object');
+  const r = raw as Record<string, unknown>;
+  const unknown = Object.keys(r).find((k) => !FIELDS.includes(k));
+  if (unknown) throw new GatewayError('credential_invalid', `'${unknown}' is not a credential field`);
+  const name = (field: string, required: boolean): string | null => {
+    const v = r[field];
+    if ((v === undefined || v === null) && !required) return null;
+    if (typeof v !== 'string' || !NAME.test(v)) throw new GatewayError('credential_invalid', `${field} must be 1-128 letters, digits or _.:@-`);
+    return v;
+  };
+  let expires: Date | null = null;
+  if (r.expires_at !== undefined && r.expires_at !== null) {
+    expires = typeof r.expires_at === 'string' ? new Date(r.expires_at) : new Date(NaN);
+    if (Number.isNaN(expires.getTime()) || expires <= new Date()) throw new GatewayError('credential_invalid', 'expires_at must be an ISO 8601 time in the future');
+  }
+  return {
+    provider: name('provider', true)!,
+    name: name('name', true)!,
+    secret: secretOf(r.secret),
+    owner_user: name('owner_user', false),
+    owner_group: name('owner_group', false),
+    expires_at: expires,
+  };
+}

@@ -1,0 +1,187 @@
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { GatewayError } from '../errors/index.js';
+import type { Logger } from '../logging/index.js';
+import { type Envelope, openSecret, rewrapKey, sealSecret } from './envelope.js';
+import type { KeyRing } from './keyring.js';
+
+/** A credential as the admin API shows it: metadata only, never the secret. */
+export interface CredentialInfo {
+  id: string;
+  provider: string;
+  name: string;
+  owner_user: string | null;
+  owner_group: string | null;
+  kid: string;
+  version: number;
+  active: boolean;
+  expires_at: string | null;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+  rotated_at: string | null;
+  disabled_at: string | null;
+}
+
+/** What creating a credential takes (the secret travels no further than the seal). */
+export interface NewCredential {
+  provider: string;
+  name: string;
+  secret: string;
+  owner_user: string | null;
+  owner_group: string | null;
+  expires_at: Date | null;
+}
+
+/**
+ * Provider credentials in PostgreSQL, envelope-encrypted. Only `reveal` ever returns a
+ * secret, and only to the egress path that injects it; everything the admin API and the
+ * CLI see is metadata.
+ */
+export interface CredentialStore {
+  create(input: NewCredential, by: string): Promise<CredentialInfo>;
+  list(): Promise<CredentialInfo[]>;
+  get(id: string): Promise<CredentialInfo>;
+  rotate(id: string, secret: string): Promise<CredentialInfo>;
+  disable(id: string): Promise<CredentialInfo>;
+  /** The secret of an active, unexpired credential; refused (403) otherwise. */
+  reveal(id: string): Promise<{ info: CredentialInfo; secret: string }>;
+  /** Re-wraps every data key still under an older master key; returns how many moved. */
+  rewrapAll(): Promise<number>;
+}
+
+interface Row {
+  id: string;
+  provider: string;
+  name: string;
+  owner_user: string | null;
+  owner_group: string | null;
+  kid: string;
+  wrapped_key: Buffer;
+  sealed_secret: Buffer;
+  version: number;
+  active: boolean;
+  expires_at: Date | null;
+  created_by: string;
+  created_at: Date;
+  updated_at: Date;
+  rotated_at: Date | null;
+  disabled_at: Date | null;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
+const envelopeOf = (r: Row): Envelope => ({ kid: r.kid, wrappedKey: Buffer.from(r.wrapped_key), sealedSecret: Buffer.from(r.sealed_secret) });
+
+export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger: Logger; now?: () => Date }): CredentialStore {
+  const log = deps.logger.child({ component: 'vault' });
+  const now = deps.now ?? (() => new Date());
+  const info = (r: Row): CredentialInfo => ({
+    id: r.id,
+    provider: r.provider,
+    name: r.name,
+    owner_user: r.owner_user,
+    owner_group: r.owner_group,
+    kid: r.kid,
+    version: r.version,
+    active: r.active && (r.expires_at === null || new Date(r.expires_at) > now()),
+    expires_at: iso(r.expires_at),
+    created_by: r.created_by,
+    created_at: iso(r.created_at)!,
+    updated_at: iso(r.updated_at)!,
+    rotated_at: iso(r.rotated_at),
+    disabled_at: iso(r.disabled_at),
+  });
+  const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex, lock = false) => {
+    const query = trx('credentials').where({ id });
+    if (lock) query.forUpdate();
+    const row = UUID.test(id) ? ((await query.first()) as Row | undefined) : undefined;
+    if (!row) throw new GatewayError('credential_not_found', `no credential with id '${id.slice(0, 64)}'`);
+    return row;
+  };
+
+  return {
+    async create(input, by) {
+      const id = randomUUID();
+      const at = now();
+      const env = sealSecret(deps.ring, id, 1, input.secret);
+      const exists = await deps.knex('credentials').where({ provider: input.provider, name: input.name }).first('id');
+      if (exists) throw new GatewayError('credential_exists', `a credential named '${input.name}' exists for ${input.provider}; rotate it instead`);
+      const [row] = (await deps.knex('credentials')
+        .insert({
+          id,
+          provider: input.provider,
+          name: input.name,
+          owner_user: input.owner_user,
+          owner_group: input.owner_group,
+          kid: env.kid,
+          wrapped_key: env.wrappedKey,
+          sealed_secret: env.sealedSecret,
+          version: 1,
+          active: true,
+          expires_at: input.expires_at,
+          created_by: by,
+          created_at: at,
+          updated_at: at,
+        })
+        .returning('*')) as Row[];
+      log.info({ id, provider: input.provider, name: input.name, kid: env.kid, by }, 'credential created');
+      return info(row!);
+    },
+    async list() {
+      return ((await deps.knex('credentials').select('*').orderBy(['provider', 'name'])) as Row[]).map(info);
+    },
+    async get(id) {
+      return info(await load(id));
+    },
+    async rotate(id, secret) {
+      const row = await deps.knex.transaction(async (trx) => {
+        const current = await load(id, trx, true);
+        const version = current.version + 1;
+        const env = sealSecret(deps.ring, id, version, secret);
+        const at = now();
+        const [updated] = (await trx('credentials')
+          .where({ id })
+          .update({ kid: env.kid, wrapped_key: env.wrappedKey, sealed_secret: env.sealedSecret, version, updated_at: at, rotated_at: at })
+          .returning('*')) as Row[];
+        return updated!;
+      });
+      log.info({ id, version: row.version, kid: row.kid }, 'credential rotated');
+      return info(row);
+    },
+    async disable(id) {
+      await load(id);
+      const at = now();
+      const [row] = (await deps.knex('credentials')
+        .where({ id })
+        .update({ active: false, disabled_at: deps.knex.raw('coalesce(disabled_at, ?)', [at]), updated_at: at })
+        .returning('*')) as Row[];
+      log.info({ id }, 'credential disabled');
+      return info(row!);
+    },
+    async reveal(id) {
+      const row = await load(id);
+      const meta = info(row);
+      if (!row.active) throw new GatewayError('credential_disabled', `credential ${id} is disabled`);
+      if (!meta.active) throw new GatewayError('credential_expired', `credential ${id} expired at ${meta.expires_at}`);
+      return { info: meta, secret: openSecret(deps.ring, id, row.version, envelopeOf(row)) };
+    },
+    async rewrapAll() {
+      let moved = 0;
+      for (;;) {
+        const batch = await deps.knex.transaction(async (trx) => {
+          const rows = (await trx('credentials').whereNot({ kid: deps.ring.current.kid }).limit(100).forUpdate().skipLocked()) as Row[];
+          for (const row of rows) {
+            const env = rewrapKey(deps.ring, row.id, envelopeOf(row));
+            await trx('credentials').where({ id: row.id }).update({ kid: env.kid, wrapped_key: env.wrappedKey, updated_at: now() });
+          }
+          return rows.length;
+        });
+        moved += batch;
+        if (batch === 0) break;
+      }
+      log.info({ moved, kid: deps.ring.current.kid }, 'credentials re-wrapped under the current master key');
+      return moved;
+    },
+  };
+}
