@@ -50,6 +50,8 @@ export interface PolicyEngine {
   onRefuse(listener: (error: BundleError, source: string) => void): () => void;
   /** The active bundle's archive exactly as loaded (for the bundle service), with its info. */
   activeArchive(): { archive: Buffer; info: ActiveBundle } | undefined;
+  /** The active bundle's data (without runtime data), for data the gateway itself reads (price table). */
+  bundleData(): { data: Record<string, unknown>; revision: string } | undefined;
   status(): BundleStatus;
 }
 
@@ -139,6 +141,9 @@ export function createPolicyEngine(deps: PolicyEngineDeps): PolicyEngine {
     },
     activeArchive() {
       return current && { archive: current.archive, info: current.info };
+    },
+    bundleData() {
+      return current && { data: current.data, revision: current.info.revision };
     },
     status() {
       return { active: current?.info, lastSuccessAt, lastError };
