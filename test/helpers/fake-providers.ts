@@ -39,7 +39,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      let body: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      let body: Record<string, any>;
       try {
         body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
       } catch {
