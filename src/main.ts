@@ -3,6 +3,18 @@ import Router from '@koa/router';
 import { bearerAuth, resolveAdminToken, type StaticToken } from './auth/index.js';
 import type { Config } from './config/index.js';
 import { createDecisionLog, createDecisionService, decisionRoutes, type DecisionLog, type DecisionService } from './decisions/index.js';
+import {
+  apiCallerAuth,
+  apiCallRoutes,
+  type AuditLog,
+  budgetAndAuditRoutes,
+  createApiCallGateway,
+  createAuditLog,
+  createEgressService,
+  createLedger,
+  egressRoutes,
+  type Ledger,
+} from './egress/index.js';
 import { createHealthService, healthRoutes } from './health/index.js';
 import { createJobService, createJobWaker, createLeaseService, JOBS_CHANNEL, jobAdminRoutes, jobWorkerRoutes, type JobService, type LeaseService, parseLeaseRefs } from './jobs/index.js';
 import { createKeyStore, jwksRoutes, keyAdminRoutes, type KeyStore } from './keys/index.js';
@@ -54,6 +66,8 @@ export interface Gateway {
   jobs: JobService;
   leases: LeaseService;
   credentials: CredentialStore;
+  ledger: Ledger;
+  audit: AuditLog;
   metrics: Metrics;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
   stop(): Promise<void>;
@@ -155,6 +169,46 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     retry: { baseMs: config.jobs.retryBaseMs, maxMs: config.jobs.retryMaxMs },
   });
   const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
+  const audit = createAuditLog(db.knex, logger, config.audit);
+  const ledger = createLedger({ knex: db.knex });
+  // Set once the roles listen: with the egress role in this process, the control plane forwards to its real port.
+  let egressUrl = config.egress.url ?? `http://127.0.0.1:${config.server.egressPort}`;
+  const apiCalls = createApiCallGateway({
+        knex: db.knex,
+        logger,
+        decisions,
+        policy,
+        audit,
+        preferences,
+        ledger,
+        keys,
+        issuer: config.auth.issuer,
+        forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
+        egressUrl: () => egressUrl,
+        region: config.egress.region,
+        requestTimeoutMs: config.server.requestTimeoutMs,
+      });
+  const egress = createEgressService({
+    knex: db.knex,
+    logger,
+    decisions,
+    policy,
+    audit,
+    ledger,
+    credentials,
+    keys,
+    issuer: config.auth.issuer,
+    forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
+    providerUrls: { openai: config.egress.openaiBaseUrl, anthropic: config.egress.anthropicBaseUrl },
+    call: {
+      connectTimeoutMs: config.egress.connectTimeoutMs,
+      idleTimeoutMs: config.egress.idleTimeoutMs,
+      maxRetries: config.egress.maxRetries,
+      maxRetryWaitMs: config.egress.maxRetryWaitMs,
+    },
+    reservationTtlMs: config.egress.reservationTtlMs,
+  });
+  const egressReaper = egress.startReaper(config.egress.reaperIntervalMs);
 
   // A missing or bad bundle does not stop the process: /readyz reports it (503) and says why.
   const source = startBundleSource(config.policy.bundle, {
@@ -189,7 +243,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       jwksRoutes(router, keys);
       router.use(['/v1/bundles'], bundleReader);
       bundleServiceRoutes(router, policy);
-      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions', '/v1/jobs', '/v1/workers', '/v1/psks', '/v1/keys', '/v1/preferences', '/v1/credentials'], admin);
+      router.use(['/v1/status', '/v1/settings', '/v1/data', '/v1/decisions', '/v1/jobs', '/v1/workers', '/v1/psks', '/v1/keys', '/v1/preferences', '/v1/credentials', '/v1/budgets', '/v1/audit'], admin);
       statusRoutes(router, policy, {
         decisionLog: () => ({ pending: decisionLog.pending() }),
         database: () => ({ kind: db.kind, target: db.target }),
@@ -199,6 +253,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       preferencesRoutes(router, preferences, maxBodyBytes);
       keyAdminRoutes(router, keys);
       credentialRoutes(router, credentials, maxBodyBytes);
+      budgetAndAuditRoutes(router, { ledger, audit, maxBodyBytes });
       workerAdminRoutes(router, { workers, psks, maxBodyBytes });
       jobAdminRoutes(router, jobs, { maxBodyBytes, defaults: { maxAttempts: config.jobs.defaultMaxAttempts, timeoutMs: config.jobs.defaultTimeoutMs } });
       // The Worker API (seed paths): PSK registration, then the worker JWT for everything else.
@@ -206,6 +261,8 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       workerRoutes(router, asWorker, { workers, renew: (w, l) => leases.renew(w, l), parseLeases: parseLeaseRefs, intervals, maxBodyBytes });
       router.use(['/jobs', '/result'], asWorker);
       jobWorkerRoutes(router, leases, maxBodyBytes);
+      // api.call (REST form): worker JWT for a leased job, or the orchestrator token (Option C).
+      apiCallRoutes(router, apiCallerAuth(adminToken, workers), apiCalls, maxBodyBytes);
     },
     mcp(router) {
       healthRoutes(router, health, 'mcp');
@@ -214,6 +271,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     egress(router) {
       healthRoutes(router, health, 'egress');
       metricsRoutes(router, metrics, refreshGauges);
+      egressRoutes(router, egress, maxBodyBytes);
     },
   };
 
@@ -221,10 +279,13 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     source.close();
     keys.close();
     reaper.stop();
+    egressReaper.stop();
+    apiCalls.close();
     clearInterval(runtimePoll);
     waker.wake();
     await listener.close();
     await decisionLog.close();
+    await audit.close();
     await db.close();
   };
   const listening: Listening[] = [];
@@ -238,6 +299,8 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
         }),
       );
     }
+    const egressListening = listening.find((l) => l.role === 'egress');
+    if (egressListening && config.egress.url === null) egressUrl = `http://127.0.0.1:${egressListening.port}`;
   } catch (err) {
     await Promise.all(listening.map((l) => l.close(0)));
     await closeParts();
@@ -259,6 +322,8 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     jobs,
     leases,
     credentials,
+    ledger,
+    audit,
     metrics,
     stop() {
       stopping ??= (async () => {

@@ -21,7 +21,7 @@ commands:
   policy build [--out FILE] [--revision R] [--unsigned]
                                           compile policies/ into a signed Wasm bundle with opa build
   policy test                             run opa test with the coverage threshold
-  audit verify                            check the decision log's hash chain (exit 1 if broken)
+  audit verify                            check the decision log's and the api.call audit's hash chains (exit 1 if broken)
   worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
                                           CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
   psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID

@@ -190,8 +190,29 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
       masterKeyFile: path('vault.masterKeyFile'),
       previousMasterKeys: get('vault.previousMasterKeys'),
     },
+    egress: {
+      url: get('egress.url'),
+      region: get('egress.region'),
+      openaiBaseUrl: get('egress.openaiBaseUrl'),
+      anthropicBaseUrl: get('egress.anthropicBaseUrl'),
+      connectTimeoutMs: get('egress.connectTimeoutMs'),
+      idleTimeoutMs: get('egress.idleTimeoutMs'),
+      maxRetries: get('egress.maxRetries'),
+      maxRetryWaitMs: get('egress.maxRetryWaitMs'),
+      reservationTtlMs: get('egress.reservationTtlMs'),
+      reaperIntervalMs: get('egress.reaperIntervalMs'),
+    },
+    audit: {
+      bufferSize: get('audit.bufferSize'),
+      flushIntervalMs: get('audit.flushIntervalMs'),
+      enqueueTimeoutMs: get('audit.enqueueTimeoutMs'),
+    },
     log: { level: get('log.level') },
   };
+  for (const key of ['egress.url', 'egress.openaiBaseUrl', 'egress.anthropicBaseUrl'] as const) {
+    const url = get<string | null>(key);
+    if (url !== null && !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError(`invalid value for '${key}': expected an http(s) URL, got ${JSON.stringify(url)}`);
+  }
   if (config.policy.pollMaxDelayMs < config.policy.pollMinDelayMs) {
     throw new ConfigError(`'policy.pollMaxDelayMs' (${config.policy.pollMaxDelayMs}) must not be below 'policy.pollMinDelayMs' (${config.policy.pollMinDelayMs})`);
   }

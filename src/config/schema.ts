@@ -71,6 +71,19 @@ export const SCHEMA = {
   'vault.masterKey': { type: 'string', env: 'CYNODE_MASTER_KEY', nullable: true, secret: true },
   'vault.masterKeyFile': { type: 'string', env: 'CYNODE_MASTER_KEY_FILE' },
   'vault.previousMasterKeys': { type: 'list', env: 'CYNODE_MASTER_KEY_PREVIOUS', secret: true },
+  'egress.url': { type: 'string', env: 'CYNODE_EGRESS_URL', nullable: true },
+  'egress.region': { type: 'string', env: 'CYNODE_EGRESS_REGION' },
+  'egress.openaiBaseUrl': { type: 'string', env: 'CYNODE_OPENAI_BASE_URL' },
+  'egress.anthropicBaseUrl': { type: 'string', env: 'CYNODE_ANTHROPIC_BASE_URL' },
+  'egress.connectTimeoutMs': { type: 'int', env: 'CYNODE_EGRESS_CONNECT_TIMEOUT_MS', min: 100, max: 600_000 },
+  'egress.idleTimeoutMs': { type: 'int', env: 'CYNODE_EGRESS_IDLE_TIMEOUT_MS', min: 100, max: 600_000 },
+  'egress.maxRetries': { type: 'int', env: 'CYNODE_EGRESS_MAX_RETRIES', min: 0, max: 10 },
+  'egress.maxRetryWaitMs': { type: 'int', env: 'CYNODE_EGRESS_MAX_RETRY_WAIT_MS', min: 0, max: 600_000 },
+  'egress.reservationTtlMs': { type: 'int', env: 'CYNODE_EGRESS_RESERVATION_TTL_MS', min: 10_000, max: 86_400_000 },
+  'egress.reaperIntervalMs': { type: 'int', env: 'CYNODE_EGRESS_REAPER_INTERVAL_MS', min: 100, max: 600_000 },
+  'audit.bufferSize': { type: 'int', env: 'CYNODE_AUDIT_BUFFER_SIZE', min: 1, max: 1_000_000 },
+  'audit.flushIntervalMs': { type: 'int', env: 'CYNODE_AUDIT_FLUSH_INTERVAL_MS', min: 1, max: 60_000 },
+  'audit.enqueueTimeoutMs': { type: 'int', env: 'CYNODE_AUDIT_ENQUEUE_TIMEOUT_MS', min: 1, max: 60_000 },
   'log.level': {
     type: 'enum',
     env: 'CYNODE_LOG_LEVEL',
@@ -148,5 +161,21 @@ export interface Config {
     /** Earlier master keys (base64), still able to unwrap until `credentials rewrap` has moved everything. */
     previousMasterKeys: string[];
   };
+  egress: {
+    /** Where the control plane forwards allowed calls; null: this host's egress port. */
+    url: string | null;
+    /** The region direct routing (Option C) calls originate from, for the policy's regional rules. */
+    region: string;
+    openaiBaseUrl: string;
+    anthropicBaseUrl: string;
+    connectTimeoutMs: number;
+    idleTimeoutMs: number;
+    maxRetries: number;
+    maxRetryWaitMs: number;
+    /** A reservation nobody settled within this long is charged in full (the call's replica died). */
+    reservationTtlMs: number;
+    reaperIntervalMs: number;
+  };
+  audit: { bufferSize: number; flushIntervalMs: number; enqueueTimeoutMs: number };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

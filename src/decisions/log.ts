@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { GatewayError } from '../errors/index.js';
-import { findChainBreak, type ChainBreak, chainHash, GENESIS_HASH } from '../lib/hash-chain.js';
+import { createChainedLog } from '../lib/chained-log.js';
+import type { ChainBreak } from '../lib/hash-chain.js';
 import type { Logger } from '../logging/index.js';
 
 /** One decision as OPA's decision log shapes it (input already masked). */
@@ -43,108 +43,39 @@ export interface DecisionLog {
   close(): Promise<void>;
 }
 
-// One lock key for the chain's tail: replicas append one batch at a time, so the chain stays
-// linear across processes.
-const CHAIN_LOCK = 0x64_65_63_6c; // "decl"
-const BATCH = 2000;
+// One lock key for the chain's tail ("decl").
+const CHAIN_LOCK = 0x64_65_63_6c;
 const COLUMNS =
   'decision_id uuid, path text, input jsonb, result jsonb, error jsonb, erased jsonb, revision text, bundle_digest text, ' +
-  'requested_by text, timestamp timestamptz, eval_ns bigint, prev_hash text, hash text';
-const NAMES = COLUMNS.split(', ').map((c) => c.split(' ')[0]).join(', ');
-const INSERT_BATCH = `INSERT INTO decision_log (${NAMES})
-  SELECT ${NAMES} FROM ROWS FROM (jsonb_to_recordset(?::jsonb) AS (${COLUMNS})) WITH ORDINALITY AS x(${NAMES}, n) ORDER BY n`;
+  'requested_by text, timestamp timestamptz, eval_ns bigint';
 
 /** Creates the writer; a timer flushes the buffer every `flushIntervalMs`. */
 export function createDecisionLog(knex: Knex, logger: Logger, options: DecisionLogOptions): DecisionLog {
-  const log = logger.child({ component: 'decision-log' });
-  const buffer: DecisionEvent[] = [];
-  const waiters: (() => void)[] = [];
-  let flushing: Promise<void> | undefined;
-  let failing = false;
-
-  const flushOnce = async (): Promise<void> => {
-    while (buffer.length > 0) {
-      const batch = buffer.slice(0, BATCH);
-      await knex.transaction(async (trx) => {
-        await trx.raw('select pg_advisory_xact_lock(?)', [CHAIN_LOCK]);
-        const tail = (await trx('decision_log').orderBy('seq', 'desc').first('hash')) as { hash: string } | undefined;
-        let prev = tail?.hash ?? GENESIS_HASH;
-        const rows = batch.map((e) => {
-          const hash = chainHash(prev, hashedFields(e));
-          const row = toRow(e, prev, hash);
-          prev = hash;
-          return row;
-        });
-        // One parameter for the whole batch; WITH ORDINALITY keeps seq in chain order.
-        await trx.raw(INSERT_BATCH, [JSON.stringify(rows)]);
-      });
-      buffer.splice(0, batch.length);
-      while (waiters.length > 0 && buffer.length < options.bufferSize) waiters.shift()!();
-    }
-  };
-
-  const flush = (): Promise<void> => {
-    flushing ??= flushOnce()
-      .then(() => {
-        if (failing) log.info('decision log writes resumed');
-        failing = false;
-      })
-      .catch((err: unknown) => {
-        if (!failing) log.error({ err: String((err as Error)?.message ?? err), pending: buffer.length }, 'decision log write failed; retrying');
-        failing = true;
-        throw err;
-      })
-      .finally(() => {
-        flushing = undefined;
-      });
-    return flushing;
-  };
-
-  const timer = setInterval(() => {
-    if (buffer.length > 0) flush().catch(() => undefined);
-  }, options.flushIntervalMs);
-  timer.unref();
-
-  return {
-    async record(event) {
-      if (buffer.length >= options.bufferSize) {
-        let release!: () => void;
-        const space = new Promise<void>((resolve) => (release = resolve));
-        waiters.push(release);
-        let timeout: NodeJS.Timeout | undefined;
-        const expired = new Promise<'timeout'>((resolve) => (timeout = setTimeout(() => resolve('timeout'), options.enqueueTimeoutMs)));
-        const outcome = await Promise.race([space, expired]);
-        clearTimeout(timeout);
-        if (outcome === 'timeout') {
-          waiters.splice(waiters.indexOf(release), 1);
-          throw new GatewayError('decision_log_unavailable', 'the decision log cannot keep up; decision not made');
-        }
-      }
-      buffer.push(event);
-      if (buffer.length >= BATCH) flush().catch(() => undefined);
+  const chain = createChainedLog<DecisionEvent>(
+    knex,
+    logger,
+    {
+      table: 'decision_log',
+      lockKey: CHAIN_LOCK,
+      columns: COLUMNS,
+      hashed: hashedFields,
+      // eval_ns is hashed as a string (bigint-safe) and stored as a number.
+      row: (e) => ({ ...hashedFields(e), eval_ns: e.eval_ns }),
+      fromRow: (r) => hashedFields(fromRow(r as unknown as Row)),
+      unavailable: 'decision_log_unavailable',
     },
-    flush,
+    options,
+  );
+  return {
+    record: (event) => chain.record(event),
+    flush: () => chain.flush(),
     async get(decisionId) {
       const row = (await knex('decision_log').where({ decision_id: decisionId }).first()) as Row | undefined;
       return row && fromRow(row);
     },
-    async verify() {
-      const rows = (await knex('decision_log').orderBy('seq', 'asc').select()) as Row[];
-      const chainBreak = findChainBreak(
-        rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: hashedFields(fromRow(r)) })),
-      );
-      return { rows: rows.length, break: chainBreak };
-    },
-    pending: () => buffer.length,
-    async close() {
-      clearInterval(timer);
-      await flushing?.catch(() => undefined);
-      if (buffer.length > 0) {
-        await flush().catch((err: unknown) => {
-          log.error({ lost: buffer.length, err: String((err as Error)?.message ?? err) }, 'decision log could not be flushed at shutdown');
-        });
-      }
-    },
+    verify: () => chain.verify(),
+    pending: () => chain.pending(),
+    close: () => chain.close(),
   };
 }
 
@@ -180,11 +111,6 @@ function hashedFields(e: DecisionEvent): Record<string, unknown> {
     timestamp: e.timestamp.toISOString(),
     eval_ns: String(e.eval_ns),
   };
-}
-
-// The stored row is the hashed record plus its chain links (serialised as JSON for the batch insert).
-function toRow(e: DecisionEvent, prevHash: string, hash: string): Record<string, unknown> {
-  return { ...hashedFields(e), eval_ns: e.eval_ns, prev_hash: prevHash, hash };
 }
 
 function fromRow(r: Row): DecisionEvent {

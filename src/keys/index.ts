@@ -1,2 +1,3 @@
 export { jwksRoutes, keyAdminRoutes } from './routes.js';
 export { createKeyStore, JWT_ALG, type KeyStore, type SigningKey } from './store.js';
+export { localKeySet } from './key-set.js';

@@ -6,6 +6,7 @@
 export const ENTRYPOINTS = {
   register: 'cynode/register/decision',
   dispatch: 'cynode/dispatch/decision',
+  apiCall: 'cynode/api_call/decision',
 } as const;
 
 export type Action = keyof typeof ENTRYPOINTS;

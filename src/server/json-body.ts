@@ -9,6 +9,18 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
   if (!ctx.is('application/json')) {
     throw new GatewayError('unsupported_media_type', 'send the body as application/json');
   }
+  const body = await readRaw(ctx, limitBytes);
+  const charset = ctx.request.charset;
+  if (charset && !/^utf-?8$/i.test(charset)) throw new GatewayError('unsupported_media_type', 'the body must be UTF-8');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new GatewayError('invalid_json', 'the body is not valid JSON');
+  }
+}
+
+/** Reads a request body of at most `limitBytes` (413, checked on Content-Length and while streaming). */
+export async function readRaw(ctx: Context, limitBytes: number): Promise<Buffer> {
   const declared = Number(ctx.get('content-length') || 0);
   if (declared > limitBytes) {
     ctx.set('Connection', 'close');
@@ -24,11 +36,5 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
     }
     chunks.push(chunk);
   }
-  const charset = ctx.request.charset;
-  if (charset && !/^utf-?8$/i.test(charset)) throw new GatewayError('unsupported_media_type', 'the body must be UTF-8');
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new GatewayError('invalid_json', 'the body is not valid JSON');
-  }
+  return Buffer.concat(chunks);
 }

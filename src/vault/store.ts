@@ -46,6 +46,12 @@ export interface CredentialStore {
   disable(id: string): Promise<CredentialInfo>;
   /** The secret of an active, unexpired credential; refused (403) otherwise. */
   reveal(id: string): Promise<{ info: CredentialInfo; secret: string }>;
+  /**
+   * The credential a call to `provider` uses: an active one, the user's own first, then the
+   * group's, then one owned by no one. Refused (403) with the
+   * state of the best candidate when none is usable, `credential_missing` when none exists.
+   */
+  revealFor(provider: string, owner: { user: string | null; group: string | null }): Promise<{ info: CredentialInfo; secret: string }>;
   /** Re-wraps every data key still under an older master key; returns how many moved. */
   rewrapAll(): Promise<number>;
 }
@@ -92,6 +98,7 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
     rotated_at: iso(r.rotated_at),
     disabled_at: iso(r.disabled_at),
   });
+  const unsealed = new Map<string, string>();
   const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex, lock = false) => {
     const query = trx('credentials').where({ id });
     if (lock) query.forUpdate();
@@ -165,6 +172,32 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
       if (!row.active) throw new GatewayError('credential_disabled', `credential ${id} is disabled`);
       if (!meta.active) throw new GatewayError('credential_expired', `credential ${id} expired at ${meta.expires_at}`);
       return { info: meta, secret: openSecret(deps.ring, id, row.version, envelopeOf(row)) };
+    },
+    async revealFor(provider, owner) {
+      const rows = (await deps.knex('credentials')
+        .where({ provider })
+        .andWhere((q) => {
+          q.where((n) => n.whereNull('owner_user').whereNull('owner_group'));
+          if (owner.user) q.orWhere({ owner_user: owner.user });
+          if (owner.group) q.orWhere((g) => g.whereNull('owner_user').andWhere({ owner_group: owner.group }));
+        })
+        .select('*')) as Row[];
+      const rank = (r: Row) => (r.owner_user !== null ? 0 : r.owner_group !== null ? 1 : 2);
+      const ordered = rows.sort((a, b) => Number(info(b).active) - Number(info(a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at));
+      const row = ordered[0];
+      if (!row) throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, { reasons: ['credential_missing'] });
+      const meta = info(row);
+      if (!row.active) throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, { reasons: ['credential_disabled'] });
+      if (!meta.active) throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, { reasons: ['credential_expired'] });
+      // Unsealing costs two AES-GCM operations; a rotation bumps the version, a rewrap the kid.
+      const cacheKey = `${row.id}:${row.version}:${row.kid}`;
+      let secret = unsealed.get(cacheKey);
+      if (secret === undefined) {
+        secret = openSecret(deps.ring, row.id, row.version, envelopeOf(row));
+        if (unsealed.size >= 256) unsealed.delete(unsealed.keys().next().value!);
+        unsealed.set(cacheKey, secret);
+      }
+      return { info: meta, secret };
     },
     async rewrapAll() {
       let moved = 0;

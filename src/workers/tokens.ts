@@ -1,6 +1,6 @@
-import { createLocalJWKSet, errors as joseErrors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import { errors as joseErrors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { GatewayError } from '../errors/index.js';
-import { JWT_ALG, type KeyStore } from '../keys/index.js';
+import { JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
 
 /** `typ` of a worker token; no other gateway token (forward tokens) verifies as one. */
 export const WORKER_TOKEN_TYPE = 'cynode-worker+jwt';
@@ -28,17 +28,11 @@ export interface WorkerTokens {
 }
 
 export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number }): WorkerTokens {
-  let cached: { json: string; set: ReturnType<typeof createLocalJWKSet> } | undefined;
-  const keySet = async () => {
-    const jwks = await deps.keys.jwks();
-    const json = JSON.stringify(jwks);
-    if (cached?.json !== json) cached = { json, set: createLocalJWKSet(jwks) };
-    return cached.set;
-  };
+  const keySet = localKeySet(deps.keys);
   const verifyWith = async (token: string, graceMs: number): Promise<WorkerClaims> => {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, await keySet(), {
+      ({ payload } = await jwtVerify(token, keySet, {
         issuer: deps.issuer,
         audience: WORKER_AUDIENCE,
         typ: WORKER_TOKEN_TYPE,

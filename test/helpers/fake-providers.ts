@@ -15,6 +15,8 @@ export interface Received {
   path: string;
   headers: IncomingMessage['headers'];
   body: Record<string, any>;
+  /** The usage the fake reported in its answer (billing truth for reconciliation). */
+  usage?: Record<string, unknown>;
 }
 
 /**
@@ -45,7 +47,8 @@ export async function startFakeProvider(): Promise<FakeProvider> {
       } catch {
         return json(res, 400, { error: { message: 'invalid JSON', type: 'invalid_request_error' } });
       }
-      received.push({ path: req.url ?? '', headers: req.headers, body });
+      const entry: Received = { path: req.url ?? '', headers: req.headers, body };
+      received.push(entry);
       const behaviour = queue.shift() ?? 'ok';
       if (behaviour === 'hang') return;
       if (typeof behaviour === 'object') {
@@ -55,14 +58,15 @@ export async function startFakeProvider(): Promise<FakeProvider> {
       const key = String(req.headers.authorization ?? '').replace(/^Bearer /, '') || String(req.headers['x-api-key'] ?? '');
       if (!key) return json(res, 401, { error: { message: 'missing API key', type: 'authentication_error' } });
       if (behaviour === 'echo-key') return json(res, 400, { error: { message: `invalid request for key ${key}`, type: 'invalid_request_error' } });
-      if (req.url === '/v1/chat/completions') return openaiChat(res, body, behaviour);
+      if (req.url === '/v1/chat/completions') return openaiChat(res, body, behaviour, entry);
       if (req.url === '/v1/embeddings') {
         const prompt = count(body.input);
+        entry.usage = { prompt_tokens: prompt, total_tokens: prompt };
         return json(res, 200, { object: 'list', model: body.model, data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: prompt, total_tokens: prompt } });
       }
       if (req.url === '/v1/messages') {
         if (req.headers['anthropic-version'] !== '2023-06-01') return json(res, 400, { type: 'error', error: { type: 'invalid_request_error', message: 'anthropic-version required' } });
-        return anthropicMessages(res, body, behaviour);
+        return anthropicMessages(res, body, behaviour, entry);
       }
       json(res, 404, { error: { message: `no route ${req.url}` } });
     });
@@ -106,11 +110,12 @@ async function streamWords(res: ServerResponse, behaviour: Behaviour, send: (wor
   return true;
 }
 
-async function openaiChat(res: ServerResponse, body: Record<string, any>, behaviour: Behaviour) {
+async function openaiChat(res: ServerResponse, body: Record<string, any>, behaviour: Behaviour, entry: Received) {
   const prompt = count(body.messages);
   const cached = JSON.stringify(body.messages).includes('cached') ? Math.floor(prompt / 2) : 0;
   const completion = Math.min(Number(body.max_completion_tokens ?? body.max_tokens ?? 4096), WORDS.length);
   const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
+  entry.usage = usage;
   const base = { id: 'chatcmpl-fake', model: `${body.model}-2026-01-01`, created: 1_800_000_000 };
   if (!body.stream) {
     return json(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: WORDS.join('') }, finish_reason: 'stop' }], usage });
@@ -125,12 +130,13 @@ async function openaiChat(res: ServerResponse, body: Record<string, any>, behavi
   res.end('data: [DONE]\n\n');
 }
 
-async function anthropicMessages(res: ServerResponse, body: Record<string, any>, behaviour: Behaviour) {
+async function anthropicMessages(res: ServerResponse, body: Record<string, any>, behaviour: Behaviour, entry: Received) {
   const input = count(body.messages) + count(body.system ?? '');
   const cacheRead = JSON.stringify(body).includes('cache_control') ? 100 : 0;
   const cacheWrite = cacheRead ? 20 : 0;
   const output = Math.min(Number(body.max_tokens), WORDS.length);
   const usage = { input_tokens: input, output_tokens: output, cache_creation_input_tokens: cacheWrite, cache_read_input_tokens: cacheRead };
+  entry.usage = usage;
   const message = { id: 'msg_fake', type: 'message', role: 'assistant', model: body.model, stop_reason: 'end_turn' };
   if (!body.stream) return json(res, 200, { ...message, content: [{ type: 'text', text: WORDS.join('') }], usage });
   startStream(res);

@@ -1,5 +1,6 @@
 import { ENTRYPOINTS, type Entrypoint } from '../../../src/policy/index.js';
 import type { Random } from './random.js';
+import { apiCallInput } from './api-call.js';
 import { dispatchInput } from './dispatch.js';
 import { registerInput } from './register.js';
 
@@ -9,4 +10,5 @@ export { seeded, type Random } from './random.js';
 export const GENERATORS: Record<Entrypoint, (r: Random) => unknown> = {
   [ENTRYPOINTS.register]: registerInput,
   [ENTRYPOINTS.dispatch]: dispatchInput,
+  [ENTRYPOINTS.apiCall]: apiCallInput,
 };

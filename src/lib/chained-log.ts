@@ -1,0 +1,142 @@
+import type { Knex } from 'knex';
+import { GatewayError } from '../errors/index.js';
+import { findChainBreak, type ChainBreak, chainHash, GENESIS_HASH } from './hash-chain.js';
+import type { Logger } from '../logging/index.js';
+
+/** How records of one append-only, hash-chained table are written. */
+export interface ChainedLogSpec<E> {
+  table: string;
+  /** Advisory lock key for the chain's tail: replicas append one batch at a time, so the chain stays linear across processes. */
+  lockKey: number;
+  /** `name type` pairs of the stored columns (besides prev_hash and hash), in order. */
+  columns: string;
+  /** What the hash covers; also what `verify` recomputes from a stored row. */
+  hashed(e: E): Record<string, unknown>;
+  /** The stored row's fields (the hashed ones, typed for storage). */
+  row(e: E): Record<string, unknown>;
+  /** Rebuilds the hashed fields from a stored row. */
+  fromRow(row: Record<string, unknown>): Record<string, unknown>;
+  /** Error code when the buffer stays full past the enqueue timeout. */
+  unavailable: 'decision_log_unavailable' | 'audit_unavailable';
+}
+
+/** Buffering and timing of a chained log writer. */
+export interface ChainedLogOptions {
+  bufferSize: number;
+  flushIntervalMs: number;
+  enqueueTimeoutMs: number;
+}
+
+/** A buffered writer of one hash-chained table. */
+export interface ChainedLog<E> {
+  /**
+   * Queues a record. Waits while the buffer is full and, past the enqueue timeout, throws the
+   * spec's `unavailable` code: a record that cannot be kept is never dropped silently, the
+   * request fails instead.
+   */
+  record(event: E): Promise<void>;
+  /** Writes everything queued. */
+  flush(): Promise<void>;
+  /** Recomputes the whole chain; returns the first break or undefined. */
+  verify(): Promise<{ rows: number; break: ChainBreak | undefined }>;
+  /** Records waiting in memory (what a crash right now would lose). */
+  pending(): number;
+  close(): Promise<void>;
+}
+
+const BATCH = 2000;
+
+/** Creates the writer; a timer flushes the buffer every `flushIntervalMs`. */
+export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLogSpec<E>, options: ChainedLogOptions): ChainedLog<E> {
+  const log = logger.child({ component: spec.table });
+  const columns = `${spec.columns}, prev_hash text, hash text`;
+  const names = columns
+    .split(', ')
+    .map((c) => c.split(' ')[0])
+    .join(', ');
+  // One parameter for the whole batch; WITH ORDINALITY keeps seq in chain order.
+  const insertBatch = `INSERT INTO ${spec.table} (${names})
+    SELECT ${names} FROM ROWS FROM (jsonb_to_recordset(?::jsonb) AS (${columns})) WITH ORDINALITY AS x(${names}, n) ORDER BY n`;
+  const buffer: E[] = [];
+  const waiters: (() => void)[] = [];
+  let flushing: Promise<void> | undefined;
+  let failing = false;
+
+  const flushOnce = async (): Promise<void> => {
+    while (buffer.length > 0) {
+      const batch = buffer.slice(0, BATCH);
+      await knex.transaction(async (trx) => {
+        await trx.raw('select pg_advisory_xact_lock(?)', [spec.lockKey]);
+        const tail = (await trx(spec.table).orderBy('seq', 'desc').first('hash')) as { hash: string } | undefined;
+        let prev = tail?.hash ?? GENESIS_HASH;
+        const rows = batch.map((e) => {
+          const hash = chainHash(prev, spec.hashed(e));
+          const row = { ...spec.row(e), prev_hash: prev, hash };
+          prev = hash;
+          return row;
+        });
+        await trx.raw(insertBatch, [JSON.stringify(rows)]);
+      });
+      buffer.splice(0, batch.length);
+      while (waiters.length > 0 && buffer.length < options.bufferSize) waiters.shift()!();
+    }
+  };
+
+  const flush = (): Promise<void> => {
+    flushing ??= flushOnce()
+      .then(() => {
+        if (failing) log.info(`${spec.table} writes resumed`);
+        failing = false;
+      })
+      .catch((err: unknown) => {
+        if (!failing) log.error({ err: String((err as Error)?.message ?? err), pending: buffer.length }, `${spec.table} write failed; retrying`);
+        failing = true;
+        throw err;
+      })
+      .finally(() => {
+        flushing = undefined;
+      });
+    return flushing;
+  };
+
+  const timer = setInterval(() => {
+    if (buffer.length > 0) flush().catch(() => undefined);
+  }, options.flushIntervalMs);
+  timer.unref();
+
+  return {
+    async record(event) {
+      if (buffer.length >= options.bufferSize) {
+        let release!: () => void;
+        const space = new Promise<void>((resolve) => (release = resolve));
+        waiters.push(release);
+        let timeout: NodeJS.Timeout | undefined;
+        const expired = new Promise<'timeout'>((resolve) => (timeout = setTimeout(() => resolve('timeout'), options.enqueueTimeoutMs)));
+        const outcome = await Promise.race([space, expired]);
+        clearTimeout(timeout);
+        if (outcome === 'timeout') {
+          waiters.splice(waiters.indexOf(release), 1);
+          throw new GatewayError(spec.unavailable, `the ${spec.table} cannot keep up; request not served`);
+        }
+      }
+      buffer.push(event);
+      if (buffer.length >= BATCH) flush().catch(() => undefined);
+    },
+    flush,
+    async verify() {
+      const rows = (await knex(spec.table).orderBy('seq', 'asc').select()) as (Record<string, unknown> & { seq: string | number; prev_hash: string; hash: string })[];
+      const chainBreak = findChainBreak(rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: spec.fromRow(r) })));
+      return { rows: rows.length, break: chainBreak };
+    },
+    pending: () => buffer.length,
+    async close() {
+      clearInterval(timer);
+      await flushing?.catch(() => undefined);
+      if (buffer.length > 0) {
+        await flush().catch((err: unknown) => {
+          log.error({ lost: buffer.length, err: String((err as Error)?.message ?? err) }, `${spec.table} could not be flushed at shutdown`);
+        });
+      }
+    },
+  };
+}

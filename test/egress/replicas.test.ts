@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import test from 'ava';
+import { RATE_WINDOW_MS } from '../../src/egress/ledger.js';
+import { ensureBundle } from '../helpers/bundle.js';
+import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
+import { type GatewayProcess, startGatewayProcess } from '../helpers/gateway.js';
+import { call, eventually } from '../helpers/http.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
+
+// Two gateway processes on one PostgreSQL share the rate limits and the budgets: a worker
+// that declared 4 requests per minute gets 4 calls in all, whichever replica it asks.
+const KEY = `sk-rep-${randomBytes(16).toString('hex')}`;
+let db: TestDatabase;
+let fake: FakeProvider;
+let a: GatewayProcess;
+let b: GatewayProcess;
+const url = (g: GatewayProcess) => `http://127.0.0.1:${g.ports.control}`;
+
+test.before(async () => {
+  const bundle = await ensureBundle();
+  fake = await startFakeProvider();
+  db = await createTestDatabase();
+  const env = { CYNODE_BUNDLE: bundle, DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MASTER_KEY: randomBytes(32).toString('base64') };
+  a = await startGatewayProcess(env);
+  b = await startGatewayProcess(env);
+});
+test.after.always(async () => {
+  for (const g of [a, b]) g?.child.kill('SIGTERM');
+  await Promise.all([a?.exited, b?.exited]);
+  await fake?.close();
+  await db?.drop();
+});
+
+test('a worker rate limit holds across two gateway processes on one database', async (t) => {
+  const admin = url(a);
+  t.is((await call(admin, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: KEY } })).status, 201);
+  await call(admin, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
+  t.is((await call(admin, '/v1/budgets/task/task-rep', { method: 'PUT', json: { limit_usd: 10 } })).status, 200);
+  const psk = (await createPsk(admin)).secret;
+  const worker = await registerWorker(url(b), psk, { node_id: 'cloud-rl-01', rate_limits: { rpm: 4 } });
+  const job = await submitJob(admin, { task_id: 'task-rep', user_id: 'user-rep', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } });
+  const jobId = String(job.body.id);
+  await eventually(async () => (await poll(url(b), worker)).body.jobs.some((j) => j.job_id === jobId), 10_000);
+
+  // Counters use fixed one-minute windows: start well inside one.
+  const intoWindow = Date.now() % RATE_WINDOW_MS;
+  if (intoWindow > RATE_WINDOW_MS - 15_000) await new Promise((r) => setTimeout(r, RATE_WINDOW_MS - intoWindow + 100));
+  const body = { provider: 'openai', operation: 'chat.completions', task_id: 'task-rep', job_id: jobId, params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 } };
+  const statuses: number[] = [];
+  let limited: Awaited<ReturnType<typeof call<Record<string, any>>>> | undefined;
+  for (let i = 0; i < 6; i++) {
+    const res = await call<Record<string, any>>(url(i % 2 === 0 ? a : b), '/v1/api/call', { token: worker.token, json: body });
+    statuses.push(res.status);
+    if (res.status === 429) limited ??= res;
+  }
+  t.deepEqual(statuses, [200, 200, 200, 200, 429, 429], 'four calls in all across both replicas, then 429');
+  t.is(limited!.body.error.code, 'rate_limited');
+  t.deepEqual(limited!.body.error.reasons, ['rate_limited']);
+  const retryAfter = Number(limited!.headers.get('retry-after'));
+  t.true(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  t.is(fake.received.length, 4, 'the provider saw only the admitted calls');
+  const budget = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(url(b), '/v1/budgets/task/task-rep')).body;
+  const costs = fake.received.length;
+  t.true(budget.spent_usd > 0 && budget.reserved_usd === 0, `spent ${budget.spent_usd} over ${costs} calls, nothing left reserved`);
+});
