@@ -28,6 +28,7 @@ ENV NODE_ENV=production \
     CYNODE_HOST=0.0.0.0 \
     CYNODE_DATA_DIR=/var/lib/cynode/data \
     CYNODE_ADMIN_TOKEN_FILE=/var/lib/cynode/admin-token \
+    CYNODE_MASTER_KEY_FILE=/var/lib/cynode/master-key \
     CYNODE_BUNDLE=/app/build/bundle.tar.gz \
     CYNODE_BUNDLE_VERIFICATION_KEYS_FILE=/app/config/bundle-keys.yaml \
     CYNODE_BUNDLE_SIGNING_KEY_FILE=

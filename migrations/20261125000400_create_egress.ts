@@ -13,6 +13,8 @@ import type { Knex } from 'knex';
  * share. Both lock counters before budgets, in key order, so they cannot deadlock.
  */
 export async function up(knex: Knex): Promise<void> {
+  // Direct routing finds a task's latest job to know whose task it is.
+  await knex.raw('CREATE INDEX jobs_task_idx ON jobs (task_id, created_at)');
   await knex.schema.createTable('budgets', (t) => {
     t.text('scope').notNullable(); // task | user | subject
     t.text('subject_id').notNullable();
@@ -48,15 +50,17 @@ export async function up(knex: Knex): Promise<void> {
     t.primary(['key', 'window_start']);
   });
 
+  // Seven statements whatever the number of counters and budgets: a loop over a locking
+  // query is one query.
   await knex.raw(`
     CREATE FUNCTION cynode_egress_admit(p_call uuid, p_holds jsonb, p_amount bigint, p_counters jsonb, p_expires timestamptz)
     RETURNS jsonb LANGUAGE plpgsql AS $$
     DECLARE
       c record;
-      h record;
-      used_now bigint;
       b record;
       held jsonb := '[]'::jsonb;
+      required_found int := 0;
+      verdict jsonb;
     BEGIN
       INSERT INTO budget_reservations (call_id, state, holds, counters, amount_micros, expires_at, created_at)
         VALUES (p_call, 'pending', '[]', p_counters, p_amount, p_expires, now())
@@ -64,30 +68,39 @@ export async function up(knex: Knex): Promise<void> {
       IF NOT FOUND THEN
         RETURN jsonb_build_object('ok', false, 'reason', 'replayed');
       END IF;
-      FOR c IN SELECT * FROM jsonb_to_recordset(p_counters) AS x(key text, window_start timestamptz, amount bigint, lim bigint, window_end timestamptz) ORDER BY key LOOP
-        INSERT INTO rate_counters (key, window_start, used) VALUES (c.key, c.window_start, 0) ON CONFLICT DO NOTHING;
-        SELECT used INTO used_now FROM rate_counters WHERE key = c.key AND window_start = c.window_start FOR UPDATE;
-        IF used_now + c.amount > c.lim THEN
-          UPDATE budget_reservations SET state = 'refused', refusal = 'rate_limited', amount_micros = 0, counters = '[]' WHERE call_id = p_call;
-          RETURN jsonb_build_object('ok', false, 'reason', 'rate_limited', 'key', c.key, 'retry_at', c.window_end);
+      INSERT INTO rate_counters (key, window_start, used)
+        SELECT x.key, x.window_start, 0 FROM jsonb_to_recordset(p_counters) AS x(key text, window_start timestamptz) ORDER BY x.key
+        ON CONFLICT DO NOTHING;
+      FOR c IN SELECT r.used, x.key, x.amount, x.lim, x.window_end
+          FROM rate_counters r JOIN jsonb_to_recordset(p_counters) AS x(key text, window_start timestamptz, amount bigint, lim bigint, window_end timestamptz)
+            ON r.key = x.key AND r.window_start = x.window_start
+          ORDER BY r.key FOR UPDATE OF r LOOP
+        IF verdict IS NULL AND c.used + c.amount > c.lim THEN
+          verdict := jsonb_build_object('ok', false, 'reason', 'rate_limited', 'key', c.key, 'retry_at', c.window_end);
         END IF;
       END LOOP;
-      FOR h IN SELECT * FROM jsonb_to_recordset(p_holds) AS x(scope text, subject_id text, required boolean) ORDER BY scope, subject_id LOOP
-        SELECT * INTO b FROM budgets WHERE scope = h.scope AND subject_id = h.subject_id FOR UPDATE;
-        IF NOT FOUND THEN
-          IF h.required THEN
-            UPDATE budget_reservations SET state = 'refused', refusal = 'budget_missing', amount_micros = 0, counters = '[]' WHERE call_id = p_call;
-            RETURN jsonb_build_object('ok', false, 'reason', 'budget_missing', 'scope', h.scope);
+      IF verdict IS NULL THEN
+        FOR b IN SELECT bu.scope, bu.subject_id, bu.limit_micros, bu.spent_micros, bu.reserved_micros, h.required
+            FROM budgets bu JOIN jsonb_to_recordset(p_holds) AS h(scope text, subject_id text, required boolean)
+              ON bu.scope = h.scope AND bu.subject_id = h.subject_id
+            ORDER BY bu.scope, bu.subject_id FOR UPDATE OF bu LOOP
+          IF b.required THEN
+            required_found := required_found + 1;
           END IF;
-          CONTINUE;
+          IF verdict IS NULL AND b.spent_micros + b.reserved_micros + p_amount > b.limit_micros THEN
+            verdict := jsonb_build_object('ok', false, 'reason', 'budget_exceeded', 'scope', b.scope,
+              'remaining_micros', b.limit_micros - b.spent_micros - b.reserved_micros);
+          END IF;
+          held := held || jsonb_build_object('scope', b.scope, 'subject_id', b.subject_id);
+        END LOOP;
+        IF verdict IS NULL AND required_found < (SELECT count(*) FROM jsonb_to_recordset(p_holds) AS h(required boolean) WHERE h.required) THEN
+          verdict := jsonb_build_object('ok', false, 'reason', 'budget_missing', 'scope', 'task');
         END IF;
-        IF b.spent_micros + b.reserved_micros + p_amount > b.limit_micros THEN
-          UPDATE budget_reservations SET state = 'refused', refusal = 'budget_exceeded', amount_micros = 0, counters = '[]' WHERE call_id = p_call;
-          RETURN jsonb_build_object('ok', false, 'reason', 'budget_exceeded', 'scope', h.scope,
-            'remaining_micros', b.limit_micros - b.spent_micros - b.reserved_micros);
-        END IF;
-        held := held || jsonb_build_object('scope', h.scope, 'subject_id', h.subject_id);
-      END LOOP;
+      END IF;
+      IF verdict IS NOT NULL THEN
+        UPDATE budget_reservations SET state = 'refused', refusal = verdict->>'reason', amount_micros = 0, counters = '[]' WHERE call_id = p_call;
+        RETURN verdict;
+      END IF;
       UPDATE rate_counters r SET used = r.used + x.amount
         FROM jsonb_to_recordset(p_counters) AS x(key text, window_start timestamptz, amount bigint)
         WHERE r.key = x.key AND r.window_start = x.window_start;
@@ -176,4 +189,5 @@ export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('rate_counters');
   await knex.schema.dropTable('budget_reservations');
   await knex.schema.dropTable('budgets');
+  await knex.raw('DROP INDEX IF EXISTS jobs_task_idx');
 }

@@ -13,6 +13,7 @@ import {
   createEgressService,
   createLedger,
   egressRoutes,
+  type EgressService,
   type Ledger,
 } from './egress/index.js';
 import { createHealthService, healthRoutes } from './health/index.js';
@@ -68,6 +69,7 @@ export interface Gateway {
   credentials: CredentialStore;
   ledger: Ledger;
   audit: AuditLog;
+  egress: EgressService;
   metrics: Metrics;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
   stop(): Promise<void>;
@@ -173,21 +175,6 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const ledger = createLedger({ knex: db.knex });
   // Set once the roles listen: with the egress role in this process, the control plane forwards to its real port.
   let egressUrl = config.egress.url ?? `http://127.0.0.1:${config.server.egressPort}`;
-  const apiCalls = createApiCallGateway({
-        knex: db.knex,
-        logger,
-        decisions,
-        policy,
-        audit,
-        preferences,
-        ledger,
-        keys,
-        issuer: config.auth.issuer,
-        forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
-        egressUrl: () => egressUrl,
-        region: config.egress.region,
-        requestTimeoutMs: config.server.requestTimeoutMs,
-      });
   const egress = createEgressService({
     knex: db.knex,
     logger,
@@ -208,6 +195,22 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     },
     reservationTtlMs: config.egress.reservationTtlMs,
   });
+  const apiCalls = createApiCallGateway({
+        knex: db.knex,
+        logger,
+        decisions,
+        policy,
+        audit,
+        preferences,
+        ledger,
+        keys,
+        issuer: config.auth.issuer,
+        forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
+        egressUrl: () => egressUrl,
+        region: config.egress.region,
+        requestTimeoutMs: config.server.requestTimeoutMs,
+        ...(roles.includes('egress') && config.egress.url === null && { local: egress }),
+      });
   const egressReaper = egress.startReaper(config.egress.reaperIntervalMs);
 
   // A missing or bad bundle does not stop the process: /readyz reports it (503) and says why.
@@ -284,6 +287,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     clearInterval(runtimePoll);
     waker.wake();
     await listener.close();
+    await egress.settled();
     await decisionLog.close();
     await audit.close();
     await db.close();
@@ -324,6 +328,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     credentials,
     ledger,
     audit,
+    egress,
     metrics,
     stop() {
       stopping ??= (async () => {

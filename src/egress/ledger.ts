@@ -49,8 +49,6 @@ export type Refusal =
  */
 export interface Ledger {
   getBudget(scope: BudgetScope, id: string): Promise<Budget | undefined>;
-  /** The budgets a call would be held against, for the policy input (null where none is set). */
-  snapshot(keys: Partial<Record<'task' | 'user' | 'subject', string | null>>): Promise<Record<'task' | 'user' | 'subject', Budget | null>>;
   setBudget(scope: BudgetScope, id: string, limitUsd: number, by: string): Promise<Budget>;
   /** Creates a budget only if none exists (a job's budget becomes its task's on first use). */
   ensureBudget(scope: BudgetScope, id: string, limitUsd: number, by: string): Promise<void>;
@@ -69,17 +67,19 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,255}$/;
 const micros = (usd: number) => Math.round(usd * 1e6);
 const usd = (m: string | number) => Number(m) / 1e6;
 
-interface BudgetRow {
+/** A row of `budgets` as the database (or row_to_json) gives it. */
+export interface BudgetRow {
   scope: BudgetScope;
   subject_id: string;
-  limit_micros: string;
-  spent_micros: string;
-  reserved_micros: string;
+  limit_micros: string | number;
+  spent_micros: string | number;
+  reserved_micros: string | number;
   updated_by: string;
-  updated_at: Date;
+  updated_at: Date | string;
 }
 
-function toBudget(r: BudgetRow): Budget {
+/** A stored budget in USD, with what is left of it. */
+export function budgetFromRow(r: BudgetRow): Budget {
   const limit = Number(r.limit_micros);
   const spent = Number(r.spent_micros);
   const reserved = Number(r.reserved_micros);
@@ -109,20 +109,7 @@ export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
   return {
     async getBudget(scope, id) {
       const row = (await knex('budgets').where({ scope, subject_id: id }).first()) as BudgetRow | undefined;
-      return row && toBudget(row);
-    },
-    async snapshot(keys) {
-      const wanted = (['task', 'user', 'subject'] as const).filter((s) => keys[s]);
-      const out: Record<'task' | 'user' | 'subject', Budget | null> = { task: null, user: null, subject: null };
-      if (wanted.length === 0) return out;
-      const rows = (await knex('budgets')
-        .whereIn(
-          ['scope', 'subject_id'],
-          wanted.map((s) => [s, keys[s]!]),
-        )
-        .select()) as BudgetRow[];
-      for (const r of rows) out[r.scope] = toBudget(r);
-      return out;
+      return row && budgetFromRow(row);
     },
     async setBudget(scope, id, limitUsd, by) {
       const at = new Date(now());
@@ -131,7 +118,7 @@ export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
         .onConflict(['scope', 'subject_id'])
         .merge({ limit_micros: micros(limitUsd), updated_by: by, updated_at: at })
         .returning('*')) as BudgetRow[];
-      return toBudget(row!);
+      return budgetFromRow(row!);
     },
     async ensureBudget(scope, id, limitUsd, by) {
       const at = new Date(now());
@@ -143,7 +130,7 @@ export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
     async listBudgets(scope) {
       const q = knex('budgets').orderBy(['scope', 'subject_id']).limit(1000);
       if (scope) q.where({ scope });
-      return ((await q.select()) as BudgetRow[]).map(toBudget);
+      return ((await q.select()) as BudgetRow[]).map(budgetFromRow);
     },
     async admit(callId, holds, amountUsd, takes, expiresAt) {
       const t = now();

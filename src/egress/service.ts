@@ -12,7 +12,7 @@ import type { CredentialStore } from '../vault/index.js';
 import type { Worker } from '../workers/index.js';
 import type { AuditEvent, AuditLog } from './audit.js';
 import { callProvider } from './client.js';
-import type { Hold, Ledger, RateTake } from './ledger.js';
+import { type Budget, budgetFromRow, type BudgetRow, type Hold, type Ledger, type RateTake } from './ledger.js';
 import { costOf, type ModelPrice, priceOf, type PriceTable, priceTableFrom, type Usage, worstCaseCost } from './pricing.js';
 import { adapterFor } from './providers/registry.js';
 
@@ -217,6 +217,11 @@ export function createApiCallGateway(
     egressUrl: () => string;
     region: string;
     requestTimeoutMs: number;
+    /**
+     * The egress role when it runs in this process: the call is handed over without a
+     * network hop, still as a forward token and the exact body, through the same final gate.
+     */
+    local?: EgressService;
   },
 ): ApiCallGateway {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
@@ -227,26 +232,44 @@ export function createApiCallGateway(
     return target.url;
   };
 
-  const jobColumns = ['task_id', 'user_id', 'project_id', 'group_id', 'preferences', 'requirements', 'budget_usd', 'state', 'leased_by', 'lease_expires_at'];
-  const loadJob = async (caller: ApiCaller, req: ParsedCall): Promise<JobContext | undefined> => {
+  // One round trip: the job (by id, or the task's latest for direct routing) and the budgets
+  // the call would be held against.
+  const contextQuery = (byId: boolean) => `
+    WITH j AS (
+      SELECT task_id, user_id, project_id, group_id, preferences, requirements, budget_usd, state, leased_by, lease_expires_at
+      FROM jobs WHERE ${byId ? 'id = ?::uuid' : 'task_id = ? ORDER BY created_at DESC'} LIMIT 1)
+    SELECT (SELECT row_to_json(j) FROM j) AS job,
+      (SELECT coalesce(json_agg(b), '[]'::json) FROM budgets b
+        WHERE (b.scope = 'task' AND b.subject_id = ?) OR (b.scope = 'subject' AND b.subject_id = ?)
+           OR (b.scope = 'user' AND b.subject_id = (SELECT user_id FROM j))) AS budgets`;
+  const loadContext = async (caller: ApiCaller, req: ParsedCall, subjectId: string) => {
+    const byId = caller.kind === 'worker' || req.job_id !== null;
+    if (caller.kind === 'worker' && !req.job_id) {
+      throw new GatewayError('job_not_leased', 'a worker calls for a job it leases: job_id is required', { reasons: ['job_not_leased'] });
+    }
+    const { rows } = (await deps.knex.raw(contextQuery(byId), [byId ? req.job_id : req.task_id, req.task_id, subjectId])) as {
+      rows: { job: JobContext | null; budgets: BudgetRow[] }[];
+    };
+    const job = rows[0]?.job ?? undefined;
+    const budgets = rows[0]?.budgets ?? [];
     if (caller.kind === 'worker') {
       const refuse = (why: string) => new GatewayError('job_not_leased', why, { reasons: ['job_not_leased'] });
-      if (!req.job_id) throw refuse('a worker calls for a job it leases: job_id is required');
-      const job = (await deps.knex('jobs').where({ id: req.job_id }).first(jobColumns)) as JobContext | undefined;
       if (!job || job.state !== 'leased' || job.leased_by !== caller.worker.nodeId || !job.lease_expires_at || new Date(job.lease_expires_at) <= new Date()) {
         throw refuse(`job ${req.job_id} is not leased by ${caller.worker.nodeId}`);
       }
       if (job.task_id !== req.task_id) throw refuse(`job ${req.job_id} belongs to another task`);
-      return job;
-    }
-    if (req.job_id) {
-      const job = (await deps.knex('jobs').where({ id: req.job_id }).first(jobColumns)) as JobContext | undefined;
+    } else if (req.job_id) {
       if (!job) throw new GatewayError('job_not_found', `no job ${req.job_id}`);
       if (job.task_id !== req.task_id) throw new GatewayError('bad_request', `job ${req.job_id} belongs to another task`);
-      return job;
     }
-    // Direct routing: the task's latest job, if it has any, says whose task it is.
-    return (await deps.knex('jobs').where({ task_id: req.task_id }).orderBy('created_at', 'desc').first(jobColumns)) as JobContext | undefined;
+    const budget: Record<'task' | 'user' | 'subject', Budget | null> = { task: null, user: null, subject: null };
+    for (const row of budgets) budget[row.scope] = budgetFromRow(row);
+    // A job's budget becomes its task's when the task has none yet.
+    if (!budget.task && job?.budget_usd !== null && job?.budget_usd !== undefined) {
+      await deps.ledger.ensureBudget('task', req.task_id, Number(job.budget_usd), 'job');
+      budget.task = (await deps.ledger.getBudget('task', req.task_id)) ?? null;
+    }
+    return { job, budget };
   };
 
   const subjectOf = (caller: ApiCaller): ApiCallInput['subject'] => {
@@ -317,7 +340,7 @@ export function createApiCallGateway(
         const adapter = adapterFor(req.provider, req.operation);
         const prepared = adapter.prepare(req.operation, req.params);
         Object.assign(event, { model_requested: prepared.model, stream: prepared.stream });
-        const job = await loadJob(caller, req);
+        const { job, budget: budgets } = await loadContext(caller, req, subject.id);
         event.user_id = job?.user_id ?? null;
         const bundle = deps.policy.bundleData();
         const table = priceTableFrom(bundle?.data);
@@ -327,8 +350,6 @@ export function createApiCallGateway(
         const price = pricedOrUndefined(table, req.provider, prepared.model);
         const estimate = price ? worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price) : 0;
         event.reserved_usd = estimate;
-        if (job?.budget_usd !== null && job?.budget_usd !== undefined) await deps.ledger.ensureBudget('task', req.task_id, Number(job.budget_usd), 'job');
-        const budgets = await deps.ledger.snapshot({ task: req.task_id, user: job?.user_id ?? null, subject: subject.id });
         const view = (b: (typeof budgets)['task']) => b && { limit_usd: b.limit_usd, spent_usd: b.spent_usd, reserved_usd: b.reserved_usd, remaining_usd: b.remaining_usd };
         const input: ApiCallInput = {
           action: 'api.call',
@@ -365,7 +386,7 @@ export function createApiCallGateway(
           deps.forwardTokenTtlMs,
         );
         // The egress role audits what happens from here, allowed or not.
-        const reply = await forward(body, token);
+        const reply = deps.local ? await deps.local.handle(token, Buffer.from(body)) : await forward(body, token);
         reply.body.decision_id ??= decisionId;
         return reply;
       } catch (err) {
@@ -384,6 +405,8 @@ export interface EgressService {
   handle(token: string | undefined, rawBody: Buffer): Promise<ApiCallReply>;
   /** Charges lapsed reservations; runs on a timer. */
   startReaper(intervalMs: number): { stop(): void };
+  /** Resolves once every settlement started so far has landed (shutdown, tests). */
+  settled(): Promise<void>;
 }
 
 /** Where each provider is reached. */
@@ -404,6 +427,17 @@ export function createEgressService(
   const log = deps.logger.child({ component: 'egress' });
   const keySet = localKeySet(deps.keys);
   const replay = createReplayCache();
+  // Settlement runs after the answer is sent: until it lands, the call's worst case stays
+  // reserved, so other calls see less budget, never more. If it cannot land (the database is
+  // down, the process dies), the reservation lapses and is charged in full.
+  const settling = new Set<Promise<unknown>>();
+  const settleLater = (requestId: string, cost: number, state: 'settled' | 'released', tokenRefund: number) => {
+    const p = deps.ledger
+      .settle(requestId, cost, state, tokenRefund)
+      .catch((err: unknown) => log.error({ requestId, err: String((err as Error)?.message ?? err) }, 'settling a reservation failed; it will be charged in full when it lapses'))
+      .finally(() => settling.delete(p));
+    settling.add(p);
+  };
 
   return {
     async handle(token, rawBody) {
@@ -510,8 +544,8 @@ export function createEgressService(
         const cost = costOf(outcome.usage, price);
         const used = outcome.usage.input_tokens + outcome.usage.cached_input_tokens + outcome.usage.cache_write_tokens + outcome.usage.output_tokens;
         if (cost > amount) log.warn({ requestId, cost, amount }, 'a provider billed more than the worst case reserved');
-        await deps.ledger.settle(requestId, cost, 'settled', estimatedTokens - used);
         reserved = false;
+        settleLater(requestId, cost, 'settled', estimatedTokens - used);
         Object.assign(event, {
           model_served: outcome.model,
           tokens: outcome.usage,
@@ -533,15 +567,14 @@ export function createEgressService(
       } catch (err) {
         const e = toError(err);
         if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
-        if (reserved) {
-          // The provider answered with an error or not at all: nothing to charge.
-          await deps.ledger.settle(requestId, 0, 'released', estimatedTokens).catch((settleErr: unknown) => {
-            log.error({ requestId, err: String((settleErr as Error)?.message ?? settleErr) }, 'releasing a reservation failed; it will be charged when it lapses');
-          });
-        }
+        // The provider answered with an error or not at all: nothing to charge.
+        if (reserved) settleLater(requestId, 0, 'released', estimatedTokens);
         event.cost_usd = 0;
         return finish(refusal(requestId, e, event.decision_id), e);
       }
+    },
+    async settled() {
+      while (settling.size > 0) await Promise.all([...settling]);
     },
     startReaper(intervalMs) {
       let running = false;

@@ -75,6 +75,7 @@ interface Row {
   disabled_at: Date | null;
 }
 
+const CANDIDATES_TTL_MS = 1000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
 const envelopeOf = (r: Row): Envelope => ({ kid: r.kid, wrappedKey: Buffer.from(r.wrapped_key), sealedSecret: Buffer.from(r.sealed_secret) });
@@ -99,6 +100,34 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
     disabled_at: iso(r.disabled_at),
   });
   const unsealed = new Map<string, string>();
+  const candidates = new Map<string, { at: number; rows: Row[] }>();
+  const candidatesFor = async (provider: string, owner: { user: string | null; group: string | null }) =>
+    (await deps.knex('credentials')
+      .where({ provider })
+      .andWhere((q) => {
+        q.where((n) => n.whereNull('owner_user').whereNull('owner_group'));
+        if (owner.user) q.orWhere({ owner_user: owner.user });
+        if (owner.group) q.orWhere((g) => g.whereNull('owner_user').andWhere({ owner_group: owner.group }));
+      })
+      .select('*')) as Row[];
+  const pick = (provider: string, rows: Row[]) => {
+    const rank = (r: Row) => (r.owner_user !== null ? 0 : r.owner_group !== null ? 1 : 2);
+    const ordered = [...rows].sort((a, b) => Number(info(b).active) - Number(info(a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at));
+    const row = ordered[0];
+    if (!row) throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, { reasons: ['credential_missing'] });
+    const meta = info(row);
+    if (!row.active) throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, { reasons: ['credential_disabled'] });
+    if (!meta.active) throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, { reasons: ['credential_expired'] });
+    // Unsealing costs two AES-GCM operations; a rotation bumps the version, a rewrap the kid.
+    const cacheKey = `${row.id}:${row.version}:${row.kid}`;
+    let secret = unsealed.get(cacheKey);
+    if (secret === undefined) {
+      secret = openSecret(deps.ring, row.id, row.version, envelopeOf(row));
+      if (unsealed.size >= 256) unsealed.delete(unsealed.keys().next().value!);
+      unsealed.set(cacheKey, secret);
+    }
+    return { info: meta, secret };
+  };
   const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex, lock = false) => {
     const query = trx('credentials').where({ id });
     if (lock) query.forUpdate();
@@ -132,6 +161,7 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
           updated_at: at,
         })
         .returning('*')) as Row[];
+      candidates.clear();
       log.info({ id, provider: input.provider, name: input.name, kid: env.kid, by }, 'credential created');
       return info(row!);
     },
@@ -153,6 +183,7 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
           .returning('*')) as Row[];
         return updated!;
       });
+      candidates.clear();
       log.info({ id, version: row.version, kid: row.kid }, 'credential rotated');
       return info(row);
     },
@@ -163,6 +194,7 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
         .where({ id })
         .update({ active: false, disabled_at: deps.knex.raw('coalesce(disabled_at, ?)', [at]), updated_at: at })
         .returning('*')) as Row[];
+      candidates.clear();
       log.info({ id }, 'credential disabled');
       return info(row!);
     },
@@ -174,30 +206,16 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
       return { info: meta, secret: openSecret(deps.ring, id, row.version, envelopeOf(row)) };
     },
     async revealFor(provider, owner) {
-      const rows = (await deps.knex('credentials')
-        .where({ provider })
-        .andWhere((q) => {
-          q.where((n) => n.whereNull('owner_user').whereNull('owner_group'));
-          if (owner.user) q.orWhere({ owner_user: owner.user });
-          if (owner.group) q.orWhere((g) => g.whereNull('owner_user').andWhere({ owner_group: owner.group }));
-        })
-        .select('*')) as Row[];
-      const rank = (r: Row) => (r.owner_user !== null ? 0 : r.owner_group !== null ? 1 : 2);
-      const ordered = rows.sort((a, b) => Number(info(b).active) - Number(info(a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at));
-      const row = ordered[0];
-      if (!row) throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, { reasons: ['credential_missing'] });
-      const meta = info(row);
-      if (!row.active) throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, { reasons: ['credential_disabled'] });
-      if (!meta.active) throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, { reasons: ['credential_expired'] });
-      // Unsealing costs two AES-GCM operations; a rotation bumps the version, a rewrap the kid.
-      const cacheKey = `${row.id}:${row.version}:${row.kid}`;
-      let secret = unsealed.get(cacheKey);
-      if (secret === undefined) {
-        secret = openSecret(deps.ring, row.id, row.version, envelopeOf(row));
-        if (unsealed.size >= 256) unsealed.delete(unsealed.keys().next().value!);
-        unsealed.set(cacheKey, secret);
+      // The candidates are read at most once a second per caller class; this replica's own
+      // create, rotate and disable drop them at once, other replicas' within that second.
+      const cacheKey = JSON.stringify([provider, owner.user, owner.group]);
+      const cached = candidates.get(cacheKey);
+      const rows = cached && cached.at > Date.now() - CANDIDATES_TTL_MS ? cached.rows : await candidatesFor(provider, owner);
+      if (rows !== cached?.rows) {
+        if (candidates.size >= 1024) candidates.clear();
+        candidates.set(cacheKey, { at: Date.now(), rows });
       }
-      return { info: meta, secret };
+      return pick(provider, rows);
     },
     async rewrapAll() {
       let moved = 0;
@@ -213,6 +231,7 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
         moved += batch;
         if (batch === 0) break;
       }
+      candidates.clear();
       log.info({ moved, kid: deps.ring.current.kid }, 'credentials re-wrapped under the current master key');
       return moved;
     },

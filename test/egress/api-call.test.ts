@@ -93,6 +93,7 @@ test.serial('direct routing: the gateway injects the key, the provider answers, 
   t.is(row!.revision, gw.gateway.policy.status().active!.revision);
   t.true(row!.latency_ms >= row!.ttft_ms && row!.ttft_ms > 0);
 
+  await gw.gateway.egress.settled();
   const spent = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(base, '/v1/budgets/task/task-direct')).body;
   t.is(spent.spent_usd, res.body.cost_usd, 'the task budget is charged the real cost');
   t.is(spent.reserved_usd, 0, 'and nothing stays reserved');
@@ -268,6 +269,7 @@ test.serial('provider failures map to stable codes; retries honour Retry-After; 
   t.is(echoed.status, 422);
   t.false(JSON.stringify(echoed.body).includes(OPENAI_KEY), 'an echoed key is redacted');
   t.true(echoed.body.error.message.includes('[REDACTED]'));
+  await gw.gateway.egress.settled();
   const after = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(base, '/v1/budgets/task/task-fail')).body;
   t.is(after.reserved_usd, 0, 'failed calls hold nothing');
   t.is(after.spent_usd, retried.body.cost_usd, 'and cost nothing');
@@ -286,6 +288,7 @@ test.serial('200 concurrent calls never spend past the task budget, and spend re
   const refused = results.filter((r) => r.status !== 200);
   t.true(ok.length > 0 && refused.length > 0, `${ok.length} allowed, ${refused.length} refused: ${JSON.stringify(refused[0]?.body)}`);
   t.true(refused.every((r) => r.body.error.code === 'budget_exceeded'), [...new Set(refused.map((r) => r.body.error.code))].join());
+  await gw.gateway.egress.settled();
   const b = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(base, '/v1/budgets/task/task-race')).body;
   const overspend = Math.max(0, b.spent_usd - limit);
   t.is(overspend, 0, 'zero overspend');

@@ -60,6 +60,7 @@ test('a worker rate limit holds across two gateway processes on one database', a
   const retryAfter = Number(limited!.headers.get('retry-after'));
   t.true(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
   t.is(fake.received.length, 4, 'the provider saw only the admitted calls');
+  await eventually(async () => (await call<{ reserved_usd: number }>(url(b), '/v1/budgets/task/task-rep')).body.reserved_usd === 0);
   const budget = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(url(b), '/v1/budgets/task/task-rep')).body;
   const costs = fake.received.length;
   t.true(budget.spent_usd > 0 && budget.reserved_usd === 0, `spent ${budget.spent_usd} over ${costs} calls, nothing left reserved`);

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench:egress`: what the full api.call path adds to a provider call, printed as
+ * one JSON object. One loopback fake OpenAI (its own process) answers three paths, at fixed
+ * request rates (open loop: requests leave on schedule whether or not earlier ones returned):
+ *  - direct: the client calls the fake provider itself, key in hand;
+ *  - portkey: through Portkey's open-source gateway (`@portkey-ai/gateway`, pinned), the peer;
+ *  - cynode: `POST /v1/api/call` with the orchestrator token (direct routing). That is the
+ *    first gate (api.call policy, budgets read, decision logged), a forward token to the egress
+ *    role, the final gate (verify, decide again), credential lookup, the atomic rate-limit and
+ *    budget reservation in PostgreSQL, the provider call, settlement and the audit record.
+ * Added latency = a path's percentile minus direct's at the same rate. Targets: p50 ≤ 1 ms and
+ * p99 ≤ 5 ms added, and no more than Portkey adds. Scenarios: a plain chat completion, and a
+ * streamed one (the gateway assembles the stream; Portkey passes it through).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import http from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { packageRoot } from '../src/lib/package-root.js';
+import { ensureBundle } from '../test/helpers/bundle.js';
+import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
+import { startGatewayProcess } from '../test/helpers/gateway.js';
+import { createTestDatabase } from '../test/helpers/postgres.js';
+
+const RATES = (process.env.BENCH_RATES ?? '50,150,300').split(',').map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const WARMUP_SECONDS = 2;
+const KEY = 'sk-bench-0123456789abcdefghijklmnopqrstuv';
+const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+
+interface Target {
+  url: string;
+  headers: Record<string, string>;
+  body: (stream: boolean) => string;
+}
+
+function percentiles(samples: number[]) {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 1000) / 1000;
+  return { n: s.length, p50: at(0.5), p99: at(0.99) };
+}
+
+/** One request; resolves with its latency in ms, or rejects on a non-2xx answer. */
+function send(target: Target, stream: boolean): Promise<number> {
+  const body = target.body(stream);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request(target.url, { agent, method: 'POST', headers: { ...target.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.on('data', () => undefined);
+      res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve(performance.now() - started) : reject(new Error(`status ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Open-loop load at `rate` per second for `seconds`: latencies of the answers, count of failures. */
+async function load(target: Target, stream: boolean, rate: number, seconds: number) {
+  const total = Math.round(rate * seconds);
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const inflight: Promise<void>[] = [];
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    inflight.push(
+      send(target, stream).then(
+        (ms) => void latencies.push(ms),
+        (err: Error) => {
+          errors++;
+          firstError ??= err.message;
+        },
+      ),
+    );
+  }
+  await Promise.all(inflight);
+  return { latencies, errors, firstError };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function startChild(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, args, { cwd: packageRoot(), env: { ...process.env, ...env } });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not ready in 30 s: ${args.join(' ')}\n${out}`)), 30_000);
+    const onData = (c: Buffer) => {
+      out += c.toString('utf8');
+      if (ready.test(out)) {
+        clearTimeout(timer);
+        resolve({ child, output: () => out });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+}
+
+async function main() {
+  const fake = await startChild(['--import', 'tsx', join('bench', 'fake-provider-server.ts')], {}, /http:\/\/127\.0\.0\.1:\d+/);
+  const fakeUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(fake.output())![0];
+  const portkeyPort = await freePort();
+  const portkey = await startChild(
+    [join('node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js'), `--port=${portkeyPort}`, '--headless'],
+    { NODE_ENV: 'production' },
+    /Ready for connections/,
+  );
+  const db = await createTestDatabase();
+  const gw = await startGatewayProcess({
+    DATABASE_URL: db.url,
+    CYNODE_BUNDLE: await ensureBundle(),
+    CYNODE_OPENAI_BASE_URL: fakeUrl,
+    CYNODE_LOG_LEVEL: 'info',
+    CYNODE_DATABASE_POOL_MAX: '20',
+  });
+  const control = `http://127.0.0.1:${gw.ports.control}`;
+  const admin = (path: string, method: string, body: unknown) =>
+    fetch(`${control}${path}`, { method, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => {
+      if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+    });
+  try {
+    await admin('/v1/credentials', 'POST', { provider: 'openai', name: 'bench', secret: KEY });
+    await admin('/v1/budgets/task/bench-task', 'PUT', { limit_usd: 1_000_000 });
+    await admin('/v1/preferences/system/default/cloud_allowed', 'PUT', { value: true });
+
+    const params = (stream: boolean) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 16, ...(stream && { stream: true }) });
+    const targets: Record<'direct' | 'portkey' | 'cynode', Target> = {
+      direct: { url: `${fakeUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${KEY}` }, body: (s) => JSON.stringify(params(s)) },
+      portkey: {
+        url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
+        headers: { authorization: `Bearer ${KEY}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${fakeUrl}/v1` },
+        body: (s) => JSON.stringify(params(s)),
+      },
+      cynode: {
+        url: `${control}/v1/api/call`,
+        headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+        body: (s) => JSON.stringify({ provider: 'openai', operation: 'chat.completions', task_id: 'bench-task', params: params(s) }),
+      },
+    };
+    // Every path answers before anything is measured.
+    for (const [name, target] of Object.entries(targets)) await send(target, false).catch((err: Error) => Promise.reject(new Error(`${name}: ${err.message}`)));
+
+    const scenarios: Record<string, unknown> = {};
+    for (const stream of [false, true]) {
+      const byRate: Record<string, unknown> = {};
+      for (const rate of RATES) {
+        const paths: Record<string, { p50: number; p99: number; n: number; errors: number; firstError?: string }> = {};
+        for (const [name, target] of Object.entries(targets)) {
+          await load(target, stream, rate, WARMUP_SECONDS);
+          const { latencies, errors, firstError } = await load(target, stream, rate, SECONDS);
+          paths[name] = { ...percentiles(latencies), errors, ...(firstError && { firstError }) };
+        }
+        const added = (name: 'portkey' | 'cynode') => ({
+          p50: Math.round((paths[name]!.p50 - paths.direct!.p50) * 1000) / 1000,
+          p99: Math.round((paths[name]!.p99 - paths.direct!.p99) * 1000) / 1000,
+        });
+        const cynode = added('cynode');
+        const portkeyAdded = added('portkey');
+        byRate[`${rate}/s`] = {
+          ms: paths,
+          addedMs: { cynode, portkey: portkeyAdded },
+          ratioToPortkey: {
+            p50: portkeyAdded.p50 > 0 ? Math.round((cynode.p50 / portkeyAdded.p50) * 100) / 100 : null,
+            p99: portkeyAdded.p99 > 0 ? Math.round((cynode.p99 / portkeyAdded.p99) * 100) / 100 : null,
+          },
+          targets: { p50AddedAtMost1ms: cynode.p50 <= 1, p99AddedAtMost5ms: cynode.p99 <= 5, noMoreThanPortkey: cynode.p50 <= portkeyAdded.p50 && cynode.p99 <= portkeyAdded.p99 },
+        };
+      }
+      scenarios[stream ? 'chatStreamed' : 'chat'] = byRate;
+    }
+    const spent = await fetch(`${control}/v1/budgets/task/bench-task`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }).then((r) => r.json() as Promise<Record<string, number>>);
+    console.log(
+      JSON.stringify(
+        {
+          bench: 'egress',
+          machine: { cpus: (await import('node:os')).cpus().length },
+          secondsPerPoint: SECONDS,
+          peer: `@portkey-ai/gateway ${(await import('../node_modules/@portkey-ai/gateway/package.json', { with: { type: 'json' } })).default.version}`,
+          scenarios,
+          ledger: { spentUsd: spent.spent_usd, reservedUsd: spent.reserved_usd },
+        },
+        null,
+        2,
+      ),
+    );
+  } finally {
+    gw.child.kill('SIGTERM');
+    await gw.exited;
+    fake.child.kill('SIGTERM');
+    portkey.child.kill('SIGTERM');
+    await db.drop();
+    agent.destroy();
+  }
+}
+
+await main();
