@@ -11,6 +11,7 @@ import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.j
 // Two gateway processes on one PostgreSQL share the rate limits and the budgets: a worker
 // that declared 4 requests per minute gets 4 calls in all, whichever replica it asks.
 const KEY = `sk-rep-${randomBytes(16).toString('hex')}`;
+const MASTER = randomBytes(32).toString('base64');
 let db: TestDatabase;
 let fake: FakeProvider;
 let a: GatewayProcess;
@@ -21,7 +22,7 @@ test.before(async () => {
   const bundle = await ensureBundle();
   fake = await startFakeProvider();
   db = await createTestDatabase();
-  const env = { CYNODE_BUNDLE: bundle, DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MASTER_KEY: randomBytes(32).toString('base64') };
+  const env = { CYNODE_BUNDLE: bundle, DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MASTER_KEY: MASTER };
   a = await startGatewayProcess(env);
   b = await startGatewayProcess(env);
 });
@@ -32,7 +33,7 @@ test.after.always(async () => {
   await db?.drop();
 });
 
-test('a worker rate limit holds across two gateway processes on one database', async (t) => {
+test.serial('a worker rate limit holds across two gateway processes on one database', async (t) => {
   const admin = url(a);
   t.is((await call(admin, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: KEY } })).status, 201);
   await call(admin, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
@@ -64,4 +65,29 @@ test('a worker rate limit holds across two gateway processes on one database', a
   const budget = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(url(b), '/v1/budgets/task/task-rep')).body;
   const costs = fake.received.length;
   t.true(budget.spent_usd > 0 && budget.reserved_usd === 0, `spent ${budget.spent_usd} over ${costs} calls, nothing left reserved`);
+});
+
+test.serial('a control plane forwards over HTTP to an egress role running as its own process', async (t) => {
+  const bundle = await ensureBundle();
+  const env = { CYNODE_BUNDLE: bundle, DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MASTER_KEY: MASTER };
+  const egress = await startGatewayProcess(env, ['--role', 'egress']);
+  const control = await startGatewayProcess({ ...env, CYNODE_EGRESS_URL: `http://127.0.0.1:${egress.ports.egress}` }, ['--role', 'control']);
+  try {
+    const base = `http://127.0.0.1:${control.ports.control}`;
+    t.is((await call(base, '/v1/budgets/task/task-split', { method: 'PUT', json: { limit_usd: 1 } })).status, 200);
+    await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
+    const res = await call<Record<string, any>>(base, '/v1/api/call', {
+      json: { provider: 'openai', operation: 'chat.completions', task_id: 'task-split', params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 } },
+    });
+    t.is(res.status, 200, JSON.stringify(res.body));
+    t.is(fake.received.at(-1)!.headers.authorization, `Bearer ${KEY}`, 'the egress process injected the key');
+    // The egress port takes only forwarded calls.
+    const direct = await call<Record<string, any>>(`http://127.0.0.1:${egress.ports.egress}`, '/v1/egress/call', { json: { request_id: res.body.request_id } });
+    t.is(direct.status, 401);
+    t.is(direct.body.error.code, 'forward_token_invalid');
+    await eventually(async () => (await call<{ records: { gate: string }[] }>(base, '/v1/audit?task_id=task-split')).body.records.some((r) => r.gate === 'egress'), 5000);
+  } finally {
+    for (const g of [control, egress]) g.child.kill('SIGTERM');
+    await Promise.all([control.exited, egress.exited]);
+  }
 });
