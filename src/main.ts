@@ -194,6 +194,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       maxRetryWaitMs: config.egress.maxRetryWaitMs,
     },
     reservationTtlMs: config.egress.reservationTtlMs,
+    metrics,
   });
   const apiCalls = createApiCallGateway({
         knex: db.knex,

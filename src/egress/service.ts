@@ -6,6 +6,7 @@ import { GatewayError, isGatewayError, type ErrorCode } from '../errors/index.js
 import { createReplayCache, FORWARD_TOKEN_HEADER, signForwardToken, verifyForwardToken } from '../final-gate/forward-token.js';
 import { type KeyStore, localKeySet } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
+import type { Metrics } from '../metrics/index.js';
 import { ENTRYPOINTS, type PolicyEngine } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
 import type { CredentialStore } from '../vault/index.js';
@@ -422,6 +423,7 @@ export function createEgressService(
     providerUrls: ProviderUrls;
     call: { connectTimeoutMs: number; idleTimeoutMs: number; maxRetries: number; maxRetryWaitMs: number };
     reservationTtlMs: number;
+    metrics?: Metrics;
   },
 ): EgressService {
   const log = deps.logger.child({ component: 'egress' });
@@ -473,6 +475,7 @@ export function createEgressService(
       });
       const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
         event.outcome = reply.body.status;
+        deps.metrics?.egressCalls.inc({ provider: event.provider ?? '', operation: event.operation ?? '', outcome: event.outcome, code: err?.code ?? '' });
         if (err) event.error_code = err.code;
         if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
         event.latency_ms = performance.now() - started;
@@ -542,6 +545,8 @@ export function createEgressService(
         if (!url) throw new GatewayError('provider_unreachable', `no endpoint is configured for ${input.resource.provider}`);
         const outcome = await callProvider(adapter, input.resource.operation, prepared, { baseUrl: url, secret: credential.secret, ...deps.call });
         const cost = costOf(outcome.usage, price);
+        deps.metrics?.egressSeconds.observe({ provider: input.resource.provider, operation: input.resource.operation }, outcome.latencyMs / 1000);
+        deps.metrics?.egressSpendUsd.inc({ provider: input.resource.provider }, cost);
         const used = outcome.usage.input_tokens + outcome.usage.cached_input_tokens + outcome.usage.cache_write_tokens + outcome.usage.output_tokens;
         if (cost > amount) log.warn({ requestId, cost, amount }, 'a provider billed more than the worst case reserved');
         reserved = false;

@@ -13,6 +13,9 @@ export interface Metrics {
   jobResults: Counter<'state'>;
   leaseExpiries: Counter;
   leasedJobs: Counter;
+  egressCalls: Counter<'provider' | 'operation' | 'outcome' | 'code'>;
+  egressSeconds: Histogram<'provider' | 'operation'>;
+  egressSpendUsd: Counter<'provider'>;
 }
 
 export function createMetrics(): Metrics {
@@ -76,6 +79,25 @@ export function createMetrics(): Metrics {
     leasedJobs: new Counter({
       name: 'cynode_jobs_leased_total',
       help: 'Jobs handed to workers by polls.',
+      registers: [registry],
+    }),
+    egressCalls: new Counter({
+      name: 'cynode_egress_calls_total',
+      help: 'api.call requests at API Egress by provider, operation, outcome (ok, denied, error) and error code.',
+      labelNames: ['provider', 'operation', 'outcome', 'code'],
+      registers: [registry],
+    }),
+    egressSeconds: new Histogram({
+      name: 'cynode_egress_provider_seconds',
+      help: 'Provider call time (retries included) of api.call requests that reached the provider.',
+      labelNames: ['provider', 'operation'],
+      buckets: [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    egressSpendUsd: new Counter({
+      name: 'cynode_egress_spend_usd_total',
+      help: 'USD charged for api.call requests, from the providers\' usage and the price table.',
+      labelNames: ['provider'],
       registers: [registry],
     }),
   };

@@ -343,6 +343,15 @@ test.serial('the egress role is a final gate: no, forged, replayed or mismatched
   t.is(again.body.error.code, 'forward_token_replayed');
 });
 
+test.serial('egress metrics: calls by provider and outcome, provider latency, spend', async (t) => {
+  const text = await (await fetch(`${gw.url('egress')}/metrics`)).text();
+  t.regex(text, /cynode_egress_calls_total\{provider="openai",operation="chat.completions",outcome="ok",code=""\} [1-9]/);
+  t.regex(text, /cynode_egress_calls_total\{provider="openai",operation="chat.completions",outcome="error",code="provider_timeout"\} [1-9]/);
+  t.regex(text, /cynode_egress_provider_seconds_count\{provider="anthropic",operation="messages"\} [1-9]/);
+  const spend = /cynode_egress_spend_usd_total\{provider="openai"\} ([\d.e-]+)/.exec(text);
+  t.true(Number(spend?.[1]) > 0);
+});
+
 test.serial('nothing secret in answers, logs, audit rows or decision logs', async (t) => {
   await gw.gateway.audit.flush();
   await gw.gateway.decisionLog.flush();
