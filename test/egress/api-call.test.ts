@@ -292,6 +292,7 @@ test.serial('200 concurrent calls never spend past the task budget, and spend re
   const b = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(base, '/v1/budgets/task/task-race')).body;
   const overspend = Math.max(0, b.spent_usd - limit);
   t.is(overspend, 0, 'zero overspend');
+  t.log(`${ok.length} of 200 allowed, ${refused.length} refused (budget_exceeded); spent $${b.spent_usd} of $${limit}; overspend $${overspend}`);
   t.is(b.reserved_usd, 0);
   const answered = ok.reduce((s, r) => s + Math.round(r.body.cost_usd * 1e6), 0);
   t.is(Math.round(b.spent_usd * 1e6), answered, 'the budget holds exactly the settled costs');
