@@ -7,6 +7,7 @@ export const ENTRYPOINTS = {
   register: 'cynode/register/decision',
   dispatch: 'cynode/dispatch/decision',
   apiCall: 'cynode/api_call/decision',
+  mcpToolInvoke: 'cynode/mcp_tool_invoke/decision',
 } as const;
 
 export type Action = keyof typeof ENTRYPOINTS;

@@ -5,6 +5,8 @@
 export const SETTINGS = {
   /** The cloud routing kill switch (seed: disable cloud routing quickly). */
   'cloud_routing.enabled': 'boolean',
+  /** MCP tools switched off by an admin, as {"<tool>": true} (`mcp.tool.invoke` denies them with tool_disabled). */
+  'mcp.disabled_tools': 'object',
 } as const satisfies Record<string, 'boolean' | 'number' | 'string' | 'object'>;
 
 export type SettingKey = keyof typeof SETTINGS;

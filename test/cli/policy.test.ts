@@ -31,13 +31,14 @@ test('policy build writes a Wasm bundle with the given revision', async (t) => {
   const out = join(tempDir(), 'b.tar.gz');
   const dispatchRego = 'package cynode.dispatch\n\ndecision := {"allow": false, "reasons": ["stub"], "score": 0}\n';
   const apiCallRego = 'package cynode.api_call\n\ndecision := {"allow": false, "reasons": ["stub"], "limits": {}}\n';
-  const files = { 'r.rego': registerRego, 'd.rego': dispatchRego, 'a.rego': apiCallRego };
+  const mcpRego = 'package cynode.mcp_tool_invoke\n\ndecision := {"allow": false, "reasons": ["stub"]}\n';
+  const files = { 'r.rego': registerRego, 'd.rego': dispatchRego, 'a.rego': apiCallRego, 'm.rego': mcpRego };
   const { code, stderr } = await runCli(['policy', 'build', '--dir', policiesWith(files), '--out', out, '--revision', 'v7']);
   t.is(code, 0, stderr);
   t.regex(stderr, /revision v7/);
   const bundle = parseBundle(readFileSync(out));
   t.is(bundle.manifest.revision, 'v7');
-  t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint).sort(), ['cynode/api_call/decision', 'cynode/dispatch/decision', 'cynode/register/decision']);
+  t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint).sort(), ['cynode/api_call/decision', 'cynode/dispatch/decision', 'cynode/mcp_tool_invoke/decision', 'cynode/register/decision']);
 });
 
 test('a broken Rego file fails the build with OPA\'s own error, no stack trace, no bundle', async (t) => {

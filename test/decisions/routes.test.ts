@@ -86,7 +86,7 @@ test('status reports the active bundle, last success and last error', async (t) 
   const b = status.body.bundles.cynode;
   t.is(b.active.revision, 'test-suite');
   t.regex(b.active.digest, /^[0-9a-f]{64}$/);
-  t.deepEqual(b.active.entrypoints, ['cynode/api_call/decision', 'cynode/dispatch/decision', 'cynode/register/decision']);
+  t.deepEqual(b.active.entrypoints, ['cynode/api_call/decision', 'cynode/dispatch/decision', 'cynode/mcp_tool_invoke/decision', 'cynode/register/decision']);
   t.truthy(Date.parse(b.lastSuccessAt));
   t.is(b.lastError, null);
   t.is(status.body.database.kind, 'postgres');

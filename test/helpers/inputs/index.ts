@@ -2,6 +2,7 @@ import { ENTRYPOINTS, type Entrypoint } from '../../../src/policy/index.js';
 import type { Random } from './random.js';
 import { apiCallInput } from './api-call.js';
 import { dispatchInput } from './dispatch.js';
+import { mcpToolInvokeInput } from './mcp-tool-invoke.js';
 import { registerInput } from './register.js';
 
 export { seeded, type Random } from './random.js';
@@ -11,4 +12,5 @@ export const GENERATORS: Record<Entrypoint, (r: Random) => unknown> = {
   [ENTRYPOINTS.register]: registerInput,
   [ENTRYPOINTS.dispatch]: dispatchInput,
   [ENTRYPOINTS.apiCall]: apiCallInput,
+  [ENTRYPOINTS.mcpToolInvoke]: mcpToolInvokeInput,
 };
