@@ -16,6 +16,7 @@ import {
   type EgressService,
   type Ledger,
 } from './egress/index.js';
+import { createToolAudit, mcpRoutes, parseUpstreams, type ToolAudit } from './mcp/index.js';
 import { createHealthService, healthRoutes } from './health/index.js';
 import { createJobService, createJobWaker, createLeaseService, JOBS_CHANNEL, jobAdminRoutes, jobWorkerRoutes, type JobService, type LeaseService, parseLeaseRefs } from './jobs/index.js';
 import { createKeyStore, jwksRoutes, keyAdminRoutes, type KeyStore } from './keys/index.js';
@@ -69,6 +70,7 @@ export interface Gateway {
   credentials: CredentialStore;
   ledger: Ledger;
   audit: AuditLog;
+  toolAudit: ToolAudit;
   egress: EgressService;
   metrics: Metrics;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
@@ -172,6 +174,14 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   });
   const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
   const audit = createAuditLog(db.knex, logger, config.audit);
+  const toolAudit = createToolAudit(db.knex, logger, config.audit);
+  let upstreams;
+  try {
+    upstreams = parseUpstreams(config.mcp.upstreams);
+  } catch (err) {
+    await db.close();
+    throw new StartupError((err as Error).message);
+  }
   const ledger = createLedger({ knex: db.knex });
   // Set once the roles listen: with the egress role in this process, the control plane forwards to its real port.
   let egressUrl = config.egress.url ?? `http://127.0.0.1:${config.server.egressPort}`;
@@ -271,6 +281,25 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     mcp(router) {
       healthRoutes(router, health, 'mcp');
       metricsRoutes(router, metrics, refreshGauges);
+      mcpRoutes(router, {
+        knex: db.knex,
+        logger,
+        decisions,
+        workers,
+        apiCalls,
+        upstreams,
+        client: {
+          keys,
+          issuer: config.auth.issuer,
+          forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
+          timeoutMs: config.mcp.toolTimeoutMs,
+          maxResponseBytes: config.mcp.maxResponseBytes,
+        },
+        audit: toolAudit,
+        maxBodyBytes,
+        maxArgumentBytes: config.mcp.maxArgumentBytes,
+        discoveryTtlMs: config.mcp.discoveryTtlMs,
+      });
     },
     egress(router) {
       healthRoutes(router, health, 'egress');
@@ -291,6 +320,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     await egress.settled();
     await decisionLog.close();
     await audit.close();
+    await toolAudit.close();
     await db.close();
   };
   const listening: Listening[] = [];
@@ -329,6 +359,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     credentials,
     ledger,
     audit,
+    toolAudit,
     egress,
     metrics,
     stop() {

@@ -2,12 +2,13 @@ import pino from 'pino';
 import type { Config } from '../config/index.js';
 import { createDecisionLog } from '../decisions/index.js';
 import { createAuditLog } from '../egress/audit.js';
+import { createToolAudit } from '../mcp/audit.js';
 import type { Logger } from '../logging/index.js';
 import { openDatabase } from '../storage/index.js';
 import { UsageError } from './usage.js';
 
 /**
- * `audit verify`: recomputes the hash chains of the decision log and the api.call audit and exits 1 at the first row
+ * `audit verify`: recomputes the hash chains of the decision log, the api.call audit and the tool audit and exits 1 at the first row
  * that was edited, removed or inserted out of order, naming its sequence number.
  */
 export async function runAudit(config: Config, logger: Logger, args: string[]): Promise<number> {
@@ -19,6 +20,7 @@ export async function runAudit(config: Config, logger: Logger, args: string[]): 
     const logs = [
       { name: 'decision log', log: createDecisionLog(db.knex, quiet, options) },
       { name: 'api audit', log: createAuditLog(db.knex, quiet, options) },
+      { name: 'tool audit', log: createToolAudit(db.knex, quiet, options) },
     ];
     let intact = true;
     for (const { name, log } of logs) {

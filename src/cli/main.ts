@@ -5,6 +5,7 @@ import { createLogger } from '../logging/index.js';
 import { StartupError } from '../lib/startup-error.js';
 import { BundleError, ToolchainError } from '../policy/index.js';
 import { runAdmin } from './admin.js';
+import { runArtifactServer } from './artifact-server.js';
 import { runAudit } from './audit.js';
 import { runRewrap } from './credentials.js';
 import { runMigrate } from './migrate.js';
@@ -21,7 +22,8 @@ commands:
   policy build [--out FILE] [--revision R] [--unsigned]
                                           compile policies/ into a signed Wasm bundle with opa build
   policy test                             run opa test with the coverage threshold
-  audit verify                            check the decision log's and the api.call audit's hash chains (exit 1 if broken)
+  audit verify                            check the hash chains of the decision log, api.call and tool audits (exit 1 if broken)
+  artifact-server [--name N]              run the reference upstream MCP tool server (task artifacts, final gate)
   worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
                                           CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
   psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
@@ -55,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return runPolicy(config, rest);
     case 'audit':
       return runAudit(config, logger, rest);
+    case 'artifact-server':
+      return runArtifactServer(config, logger, rest);
     case 'worker':
       return runWorkerCommand(process.env, logger, rest);
     case 'credentials':

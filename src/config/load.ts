@@ -202,6 +202,14 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
       reservationTtlMs: get('egress.reservationTtlMs'),
       reaperIntervalMs: get('egress.reaperIntervalMs'),
     },
+    mcp: {
+      upstreams: get('mcp.upstreams'),
+      toolTimeoutMs: get('mcp.toolTimeoutMs'),
+      maxArgumentBytes: get('mcp.maxArgumentBytes'),
+      maxResponseBytes: get('mcp.maxResponseBytes'),
+      discoveryTtlMs: get('mcp.discoveryTtlMs'),
+    },
+    artifacts: { port: get('artifacts.port'), gatewayUrl: get('artifacts.gatewayUrl') },
     audit: {
       bufferSize: get('audit.bufferSize'),
       flushIntervalMs: get('audit.flushIntervalMs'),
@@ -209,7 +217,7 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
     },
     log: { level: get('log.level') },
   };
-  for (const key of ['egress.url', 'egress.openaiBaseUrl', 'egress.anthropicBaseUrl'] as const) {
+  for (const key of ['egress.url', 'egress.openaiBaseUrl', 'egress.anthropicBaseUrl', 'artifacts.gatewayUrl'] as const) {
     const url = get<string | null>(key);
     if (url !== null && !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError(`invalid value for '${key}': expected an http(s) URL, got ${JSON.stringify(url)}`);
   }

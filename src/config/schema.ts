@@ -81,6 +81,13 @@ export const SCHEMA = {
   'egress.maxRetryWaitMs': { type: 'int', env: 'CYNODE_EGRESS_MAX_RETRY_WAIT_MS', min: 0, max: 600_000 },
   'egress.reservationTtlMs': { type: 'int', env: 'CYNODE_EGRESS_RESERVATION_TTL_MS', min: 10_000, max: 86_400_000 },
   'egress.reaperIntervalMs': { type: 'int', env: 'CYNODE_EGRESS_REAPER_INTERVAL_MS', min: 100, max: 600_000 },
+  'mcp.upstreams': { type: 'list', env: 'CYNODE_MCP_UPSTREAMS' },
+  'mcp.toolTimeoutMs': { type: 'int', env: 'CYNODE_MCP_TOOL_TIMEOUT_MS', min: 100, max: 600_000 },
+  'mcp.maxArgumentBytes': { type: 'int', env: 'CYNODE_MCP_MAX_ARGUMENT_BYTES', min: 256, max: 104_857_600 },
+  'mcp.maxResponseBytes': { type: 'int', env: 'CYNODE_MCP_MAX_RESPONSE_BYTES', min: 1024, max: 104_857_600 },
+  'mcp.discoveryTtlMs': { type: 'int', env: 'CYNODE_MCP_DISCOVERY_TTL_MS', min: 0, max: 86_400_000 },
+  'artifacts.port': { type: 'int', env: 'CYNODE_ARTIFACTS_PORT', min: 0, max: 65535 },
+  'artifacts.gatewayUrl': { type: 'string', env: 'CYNODE_GATEWAY_URL' },
   'audit.bufferSize': { type: 'int', env: 'CYNODE_AUDIT_BUFFER_SIZE', min: 1, max: 1_000_000 },
   'audit.flushIntervalMs': { type: 'int', env: 'CYNODE_AUDIT_FLUSH_INTERVAL_MS', min: 1, max: 60_000 },
   'audit.enqueueTimeoutMs': { type: 'int', env: 'CYNODE_AUDIT_ENQUEUE_TIMEOUT_MS', min: 1, max: 60_000 },
@@ -176,6 +183,16 @@ export interface Config {
     reservationTtlMs: number;
     reaperIntervalMs: number;
   };
+  mcp: {
+    /** Upstream MCP servers, `name=url`: the only addresses tool calls are ever routed to. */
+    upstreams: string[];
+    toolTimeoutMs: number;
+    maxArgumentBytes: number;
+    maxResponseBytes: number;
+    discoveryTtlMs: number;
+  };
+  /** The reference upstream tool server (`cynode-gateway artifact-server`). */
+  artifacts: { port: number; gatewayUrl: string };
   audit: { bufferSize: number; flushIntervalMs: number; enqueueTimeoutMs: number };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

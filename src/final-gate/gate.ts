@@ -54,6 +54,11 @@ export interface FinalGate {
   ready: Promise<void>;
   /** Verifies the forward token for `body`, re-evaluates its entrypoint on this service's bundle, and throws unless allowed. */
   check(token: string | undefined, body: Buffer | string): Promise<FinalGateResult>;
+  /**
+   * Only verifies the forward token for `body` (the request came from the gateway, unchanged,
+   * once): for requests that act on nothing, such as an MCP server's `initialize` or `tools/list`.
+   */
+  verify(token: string | undefined, body: Buffer | string): Promise<VerifiedForward>;
   /** Koa middleware: reads the raw body (≤ maxBodyBytes) into `ctx.state.rawBody`, runs `check`, sets `ctx.state.finalGate`. */
   middleware(maxBodyBytes?: number): Middleware;
   close(): void;
@@ -106,6 +111,7 @@ export function createFinalGate(options: FinalGateOptions): FinalGate {
     engine,
     ready: source.ready,
     check,
+    verify: (token, body) => verifyForwardToken(token, body, verifyOptions),
     middleware(maxBodyBytes = 1_048_576) {
       return async (ctx, next) => {
         const chunks: Buffer[] = [];

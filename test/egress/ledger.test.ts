@@ -54,23 +54,26 @@ test('concurrent reservations never exceed the budget', async (t) => {
 });
 
 test('rate counters are shared, refused takes consume nothing, token estimates are refunded', async (t) => {
-  await ledger.setBudget('task', 'rl', 10, 'test');
+  // One fixed moment in the middle of a window, so the test never straddles two windows.
+  const at = Math.floor(Date.now() / 60_000) * 60_000 + 30_000;
+  const fixed = createLedger({ knex: db.knex, now: () => at });
+  await fixed.setBudget('task', 'rl', 10, 'test');
   const takes = [
     { key: 'rpm:subject:w1', limit: 4, amount: 1, tokens: false },
     { key: 'tpm:subject:w1', limit: 1000, amount: 300, tokens: true },
   ];
   const ids = [randomUUID(), randomUUID(), randomUUID()];
-  t.is(await ledger.admit(ids[0]!, [task('rl')], 0.01, takes, later()), undefined);
-  t.is(await ledger.admit(ids[1]!, [task('rl')], 0.01, takes, later()), undefined);
-  t.is(await ledger.admit(ids[2]!, [task('rl')], 0.01, takes, later()), undefined);
-  const refused = await ledger.admit(randomUUID(), [task('rl')], 0.01, takes, later());
+  t.is(await fixed.admit(ids[0]!, [task('rl')], 0.01, takes, later()), undefined);
+  t.is(await fixed.admit(ids[1]!, [task('rl')], 0.01, takes, later()), undefined);
+  t.is(await fixed.admit(ids[2]!, [task('rl')], 0.01, takes, later()), undefined);
+  const refused = await fixed.admit(randomUUID(), [task('rl')], 0.01, takes, later());
   t.like(refused, { reason: 'rate_limited', key: 'tpm:subject:w1' }, '900 of 1000 tokens used; 300 more do not fit');
-  t.true(refused?.reason === 'rate_limited' && refused.retryAfterMs > 0 && refused.retryAfterMs <= 60_000);
+  t.true(refused?.reason === 'rate_limited' && refused.retryAfterMs === 30_000);
   // The first call used 50 tokens of the 300 it took: 250 come back, so a 4th call fits; a 5th exceeds the RPM.
-  await ledger.settle(ids[0]!, 0.001, 'settled', 250);
-  t.is(await ledger.admit(randomUUID(), [task('rl')], 0.01, takes, later()), undefined);
-  t.like(await ledger.admit(randomUUID(), [task('rl')], 0.01, takes, later()), { reason: 'rate_limited', key: 'rpm:subject:w1' });
-  t.like(await ledger.getBudget('task', 'rl'), { reserved_usd: 0.03 }, 'refused calls reserved nothing');
+  await fixed.settle(ids[0]!, 0.001, 'settled', 250);
+  t.is(await fixed.admit(randomUUID(), [task('rl')], 0.01, takes, later()), undefined);
+  t.like(await fixed.admit(randomUUID(), [task('rl')], 0.01, takes, later()), { reason: 'rate_limited', key: 'rpm:subject:w1' });
+  t.like(await fixed.getBudget('task', 'rl'), { reserved_usd: 0.03 }, 'refused calls reserved nothing');
 });
 
 test('a reservation nobody settles lapses and is charged in full', async (t) => {

@@ -1,0 +1,167 @@
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { Knex } from 'knex';
+import { GatewayError, isGatewayError } from '../errors/index.js';
+import { FORWARD_TOKEN_HEADER, type FinalGate } from '../final-gate/index.js';
+import type { Logger } from '../logging/index.js';
+import { ENTRYPOINTS } from '../policy/index.js';
+
+/** The tools of the artifact server: files scoped to a task, kept in PostgreSQL. */
+export const ARTIFACT_TOOLS = [
+  {
+    name: 'artifact_put',
+    description: "Stores a text artifact under the caller's task (replacing one of the same name).",
+    inputSchema: {
+      type: 'object',
+      properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 }, name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }, content: { type: 'string', maxLength: 262144 } },
+      required: ['task_id', 'name', 'content'],
+      additionalProperties: false,
+    },
+  },
+  {
+    name: 'artifact_get',
+    description: "Reads a text artifact of the caller's task.",
+    inputSchema: {
+      type: 'object',
+      properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 }, name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' } },
+      required: ['task_id', 'name'],
+      additionalProperties: false,
+    },
+  },
+  {
+    name: 'artifact_list',
+    description: "Lists the artifacts of the caller's task.",
+    inputSchema: { type: 'object', properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 } }, required: ['task_id'], additionalProperties: false },
+  },
+] as const;
+
+/** A running artifact server. */
+export interface ArtifactServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+interface ToolCall {
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+const jsonRpcError = (res: ServerResponse, status: number, id: unknown, code: number, message: string, data?: unknown) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ jsonrpc: '2.0', id: id ?? null, error: { code, message, ...(data !== undefined && { data }) } }));
+};
+
+/**
+ * A reference upstream MCP tool server and target service: it takes requests only from the
+ * gateway (every request carries a forward token bound to its body), and before any
+ * `tools/call` acts it re-decides `mcp.tool.invoke` on its own copy of the bundle, and
+ * checks that the call is the one decided on (tool and task).
+ */
+export async function startArtifactServer(options: { knex: Knex; gate: FinalGate; logger: Logger; host: string; port: number; maxBodyBytes: number }): Promise<ArtifactServer> {
+  const log = options.logger.child({ component: 'artifact-server' });
+  const { knex } = options;
+
+  const run = async (call: ToolCall, caller: string) => {
+    const task = String(call.arguments.task_id);
+    if (call.name === 'artifact_put') {
+      const content = String(call.arguments.content);
+      const sha256 = createHash('sha256').update(content).digest('hex');
+      const row = { task_id: task, name: String(call.arguments.name), content, sha256, size: Buffer.byteLength(content), written_by: caller, updated_at: new Date() };
+      await knex('artifacts').insert(row).onConflict(['task_id', 'name']).merge(['content', 'sha256', 'size', 'written_by', 'updated_at']);
+      return { task_id: task, name: row.name, size: row.size, sha256 };
+    }
+    if (call.name === 'artifact_get') {
+      const row = (await knex('artifacts').where({ task_id: task, name: String(call.arguments.name) }).first('name', 'content', 'sha256', 'size')) as Record<string, unknown> | undefined;
+      if (!row) throw new McpError(ErrorCode.InvalidParams, `no artifact '${String(call.arguments.name)}' in task ${task}`);
+      return row;
+    }
+    const rows = (await knex('artifacts').where({ task_id: task }).orderBy('name').select('name', 'size', 'sha256', 'updated_at')) as Record<string, unknown>[];
+    return { task_id: task, artifacts: rows };
+  };
+
+  const mcpServer = (caller: string) => {
+    const server = new Server({ name: 'cynode-artifacts', version: '1.0.0' }, { capabilities: { tools: {} } });
+    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: ARTIFACT_TOOLS.map((t) => ({ ...t })) }));
+    server.setRequestHandler(CallToolRequestSchema, async (request) => {
+      const call = { name: request.params.name, arguments: (request.params.arguments ?? {}) as Record<string, unknown> };
+      if (!ARTIFACT_TOOLS.some((t) => t.name === call.name)) throw new McpError(ErrorCode.InvalidParams, `unknown tool ${call.name}`);
+      const out = await run(call, caller);
+      return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out as Record<string, unknown> };
+    });
+    return server;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url !== '/mcp') return jsonRpcError(res, 404, null, ErrorCode.InvalidRequest, 'not found');
+    if (req.method !== 'POST') return jsonRpcError(res, 405, null, ErrorCode.InvalidRequest, 'this server is stateless: POST only');
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > options.maxBodyBytes) return jsonRpcError(res, 413, null, ErrorCode.InvalidRequest, 'request too large');
+      chunks.push(chunk);
+    }
+    const raw = Buffer.concat(chunks);
+    let message: { id?: unknown; method?: unknown; params?: { name?: unknown; arguments?: Record<string, unknown> } };
+    try {
+      message = JSON.parse(raw.toString('utf8')) as typeof message;
+    } catch {
+      return jsonRpcError(res, 400, null, ErrorCode.ParseError, 'parse error');
+    }
+    const token = req.headers[FORWARD_TOKEN_HEADER];
+    let caller = 'gateway';
+    try {
+      if (message.method === 'tools/call') {
+        // The final gate: this server's own decision, on the input the gateway vouched for.
+        const { forward } = await options.gate.check(typeof token === 'string' ? token : undefined, raw);
+        const input = forward.input as { subject?: { node_id?: string }; resource?: { name?: string }; context?: { arguments?: Record<string, unknown> } };
+        if (forward.entrypoint !== ENTRYPOINTS.mcpToolInvoke || input.resource?.name !== message.params?.name) {
+          throw new GatewayError('forward_body_mismatch', 'the forward token is not for this tool call');
+        }
+        for (const [key, value] of Object.entries(input.context?.arguments ?? {})) {
+          if (message.params?.arguments?.[key] !== value) throw new GatewayError('forward_body_mismatch', `argument ${key} is not the one decided on`);
+        }
+        caller = String(input.subject?.node_id ?? 'gateway');
+      } else {
+        await options.gate.verify(typeof token === 'string' ? token : undefined, raw);
+      }
+    } catch (err) {
+      const e = isGatewayError(err) ? err : new GatewayError('internal', 'internal error');
+      if (e.code === 'internal') log.error({ err }, 'final gate failed');
+      const reasons = (e.details as { reasons?: string[] } | undefined)?.reasons;
+      return jsonRpcError(res, e.status, message.id, -32001, e.message, { code: e.code, ...(reasons && { reasons }) });
+    }
+    const server = mcpServer(caller);
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    res.on('close', () => {
+      void transport.close();
+      void server.close();
+    });
+    await server.connect(transport);
+    await transport.handleRequest(req, res, message);
+  };
+
+  const http: HttpServer = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err }, 'artifact server request failed');
+      if (!res.headersSent) jsonRpcError(res, 500, null, ErrorCode.InternalError, 'internal error');
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(options.port, options.host, resolve);
+  });
+  return {
+    url: `http://${options.host}:${(http.address() as AddressInfo).port}/mcp`,
+    close: () =>
+      new Promise((resolve) => {
+        http.closeAllConnections();
+        http.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,8 @@
+import type { ChainedLog } from '../lib/chained-log.js';
+import type { ToolAuditEvent } from './audit.js';
+
+export { createToolAudit, type ToolAuditEvent } from './audit.js';
+export { MCP_DENIED, MCP_UPSTREAM_FAILED, mcpRoutes } from './gateway.js';
+export { parseUpstreams, type Upstream, upstreamAudience } from './upstreams.js';
+/** The MCP tool-call audit trail. */
+export type ToolAudit = ChainedLog<ToolAuditEvent>;
