@@ -12,100 +12,17 @@
  * p99 ≤ 5 ms added, and no more than Portkey adds. Scenarios: a plain chat completion, and a
  * streamed one (the gateway assembles the stream; Portkey passes it through).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import http from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { packageRoot } from '../src/lib/package-root.js';
 import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
+import { agent, freePort, load, percentiles, send, startChild, type Target } from './lib.js';
 
 const RATES = (process.env.BENCH_RATES ?? '50,150,300').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const WARMUP_SECONDS = 2;
 const KEY = 'sk-bench-0123456789abcdefghijklmnopqrstuv';
-const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
-
-interface Target {
-  url: string;
-  headers: Record<string, string>;
-  body: (stream: boolean) => string;
-}
-
-function percentiles(samples: number[]) {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 1000) / 1000;
-  return { n: s.length, p50: at(0.5), p99: at(0.99) };
-}
-
-/** One request; resolves with its latency in ms, or rejects on a non-2xx answer. */
-function send(target: Target, stream: boolean): Promise<number> {
-  const body = target.body(stream);
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const req = http.request(target.url, { agent, method: 'POST', headers: { ...target.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.on('data', () => undefined);
-      res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve(performance.now() - started) : reject(new Error(`status ${res.statusCode}`))));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/** Open-loop load at `rate` per second for `seconds`: latencies of the answers, count of failures. */
-async function load(target: Target, stream: boolean, rate: number, seconds: number) {
-  const total = Math.round(rate * seconds);
-  const latencies: number[] = [];
-  let errors = 0;
-  let firstError: string | undefined;
-  const inflight: Promise<void>[] = [];
-  const start = performance.now();
-  for (let i = 0; i < total; i++) {
-    const due = start + (i * 1000) / rate;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    inflight.push(
-      send(target, stream).then(
-        (ms) => void latencies.push(ms),
-        (err: Error) => {
-          errors++;
-          firstError ??= err.message;
-        },
-      ),
-    );
-  }
-  await Promise.all(inflight);
-  return { latencies, errors, firstError };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function startChild(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, args, { cwd: packageRoot(), env: { ...process.env, ...env } });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready in 30 s: ${args.join(' ')}\n${out}`)), 30_000);
-    const onData = (c: Buffer) => {
-      out += c.toString('utf8');
-      if (ready.test(out)) {
-        clearTimeout(timer);
-        resolve({ child, output: () => out });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-}
 
 async function main() {
   const fake = await startChild(['--import', 'tsx', join('bench', 'fake-provider-server.ts')], {}, /http:\/\/127\.0\.0\.1:\d+/);

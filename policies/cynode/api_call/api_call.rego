@@ -49,7 +49,30 @@ context_complete if {
 	is_object(preferences)
 	is_object(ctx.requirements)
 	is_object(ctx.budget)
+	budgets_well_formed
 }
+
+# A budget is null (none set) or carries a number for what is left of it: a malformed one
+# must not slip past the budget rules.
+budget_scopes := ["task", "user", "subject"]
+
+budget_well_formed(null)
+
+budget_well_formed(budget) if is_number(budget.remaining_usd)
+
+budgets_well_formed if {
+	every scope in budget_scopes {
+		budget_well_formed(object.get(ctx.budget, scope, null))
+	}
+}
+
+# The worst case in numbers only: Rego orders values of different types, so a string
+# estimate would otherwise compare "greater" than any limit.
+estimated_cost := resource.estimated_cost_usd if is_number(resource.estimated_cost_usd)
+
+# A helper rule, so that an absent `task` key denies too: `not is_object(x)` is undefined,
+# not true, when x is missing.
+has_task_budget if is_object(ctx.budget.task)
 
 # The catalogue: what may be called at all.
 catalogue := api_call.providers[resource.provider]
@@ -175,24 +198,24 @@ deny contains "cloud_not_allowed_by_policy" if not api_call.cloud.allowed == tru
 
 deny contains "cost_limit_exceeded" if {
 	is_number(preferences.max_cost_usd)
-	resource.estimated_cost_usd > preferences.max_cost_usd
+	estimated_cost > preferences.max_cost_usd
 }
 
 deny contains "cost_limit_exceeded" if {
 	is_number(api_call.max_cost_usd_per_call)
-	resource.estimated_cost_usd > api_call.max_cost_usd_per_call
+	estimated_cost > api_call.max_cost_usd_per_call
 }
 
 deny contains "budget_missing" if {
 	api_call.require_task_budget == true
 	is_object(ctx.budget)
-	not is_object(ctx.budget.task)
+	not has_task_budget
 }
 
 deny contains "budget_exceeded" if {
-	some scope in ["task", "user", "subject"]
+	some scope in budget_scopes
 	is_number(ctx.budget[scope].remaining_usd)
-	ctx.budget[scope].remaining_usd < resource.estimated_cost_usd
+	ctx.budget[scope].remaining_usd < estimated_cost
 }
 
 deny contains "subject_blocked" if api_call.blocked_subjects[subject.id]

@@ -65,6 +65,9 @@ direct_ctx := object.union(ctx, {"region": "local"})
 # The Example 1 call with its input replaced, for tests that change data with `with`.
 example := {"subject": worker, "resource": chat, "context": ctx}
 
+# Example 1 from a worker that declares no rate limits of its own (object.union would keep them).
+undeclared := object.union(object.remove(example, ["subject"]), {"subject": object.remove(worker, ["rate_limits"])})
+
 reasons(patch) := call(patch).reasons
 
 test_example_1_worker_calls_openai_chat if {
@@ -248,7 +251,7 @@ test_declared_limit_above_policy_ignored if {
 
 test_label_and_node_limits if {
 	label_limits := {"cloud": {"rpm": 100}, "provider_openai": {"rpm": 50, "tpm": 1000}}
-	d := api_call.decision with input as object.union(example, {"subject": object.remove(worker, ["rate_limits"])})
+	d := api_call.decision with input as undeclared
 		with data.config.api_call.rate_limits.subject.labels as label_limits
 		with data.config.api_call.rate_limits.subject.nodes as {"cloud-us-east-1-01": {"tpm": 500}}
 	d.limits.subject == {"rpm": 50, "tpm": 500}
@@ -263,4 +266,154 @@ test_credential_limits_default if {
 	d := decide(orchestrator, object.union(chat, {"provider": "mistral"}), ctx)
 	d.limits.credential == {"rpm": 1000, "tpm": 1000000}
 	not d.allow
+}
+
+test_example_1_denies_gpt_3_5 if {
+	r := reasons({"resource": {"model": "gpt-3.5-turbo"}})
+	r == ["model_not_allowed"]
+}
+
+test_orchestrator_not_held_to_worker_support if {
+	d := decide(orchestrator, object.union(chat, {"model": "gpt-4o"}), direct_ctx)
+	d.allow
+	not "provider_not_supported" in d.reasons
+}
+
+test_orchestrator_without_grant if {
+	d := api_call.decision with input as {"subject": orchestrator, "resource": haiku, "context": direct_ctx}
+		with data.config.api_call.grants.orchestrator as {"openai": {"chat.completions": {"models": {"*": true}}}}
+	d.reasons == ["provider_not_allowed"]
+}
+
+test_wildcard_grant_stays_in_catalogue if {
+	d := decide(orchestrator, object.union(chat, {"model": "gpt-3.5-turbo"}), direct_ctx)
+	d.reasons == ["model_not_allowed"]
+}
+
+test_grants_of_label_and_node_add_up if {
+	node_grant := {"cloud-us-east-1-01": {"openai": {"embeddings": {"models": {"*": true}}}}}
+	embeddings := {"operation": "embeddings", "model": "text-embedding-3-small"}
+	d := api_call.decision with input as object.union(example, {"resource": embeddings})
+		with data.config.api_call.grants.nodes as node_grant
+	d.allow
+	e := api_call.decision with input as example with data.config.api_call.grants.nodes as node_grant
+	e.allow
+}
+
+test_worker_without_supported_providers if {
+	d := decide(object.remove(worker, ["supported_providers"]), chat, ctx)
+	d.reasons == ["provider_not_supported"]
+}
+
+test_empty_provider_override_ignored if call({"context": {"preferences": {"provider": ""}}}).allow
+
+test_preferences_without_optional_keys if {
+	d := decide(worker, chat, object.union(ctx, {"preferences": {"cloud_allowed": true}}))
+	d.allow
+}
+
+test_direct_routing_from_local_region if decide(orchestrator, chat, direct_ctx).limits.credential.rpm == 30000
+
+test_region_missing_without_provider_regions if {
+	no_regions := {"openai": {"operations": {"chat.completions": {"models": {"gpt-4o-mini": true}}}}}
+	request := {"subject": worker, "resource": chat, "context": object.remove(ctx, ["region"])}
+	d := api_call.decision with input as request with data.config.api_call.providers as no_regions
+	d.allow
+	p := api_call.decision with input as object.union(request, {"context": {"preferences": {"regions": ["us-east-1"]}}})
+		with data.config.api_call.providers as no_regions
+	p.reasons == ["region_not_allowed"]
+	q := api_call.decision with input as object.union(request, {"context": {"requirements": {"regions": ["us-east-1"]}}})
+		with data.config.api_call.providers as no_regions
+	q.reasons == ["region_not_allowed"]
+}
+
+test_region_null if reasons({"context": {"region": null}}) == ["region_not_allowed"]
+
+test_cost_at_policy_limit if {
+	d := call({"resource": {"estimated_cost_usd": 2}, "context": {"budget": {"task": {"remaining_usd": 100}}}})
+	d.allow
+}
+
+test_string_estimate_only_context_missing if {
+	d := call({"resource": {"estimated_cost_usd": "lots"}, "context": {"preferences": {"max_cost_usd": 1}}})
+	d.reasons == ["context_missing"]
+}
+
+test_malformed_budget_denied if {
+	"context_missing" in reasons({"context": {"budget": {"user": {"limit_usd": 5}}}})
+	"context_missing" in reasons({"context": {"budget": {"subject": "plenty"}}})
+	"context_missing" in reasons({"context": {"budget": "plenty"}})
+}
+
+test_budget_without_user_and_subject_keys if call({"context": {"budget": {"task": budget}}}).allow
+
+test_budget_missing_task_key if {
+	d := decide(worker, chat, object.union(object.remove(ctx, ["budget"]), {"budget": {}}))
+	d.reasons == ["budget_missing"]
+}
+
+test_all_budgets_within if {
+	d := call({"context": {"budget": {"user": budget, "subject": budget}}})
+	d.allow
+}
+
+test_blocked_orchestrator if {
+	d := api_call.decision with input as {"subject": orchestrator, "resource": chat, "context": direct_ctx}
+		with data.config.api_call.blocked_subjects as {"admin": true}
+	d.reasons == ["subject_blocked"]
+}
+
+test_unblocked_subject if not "subject_blocked" in call({"subject": {"id": "cloud-us-east-1-02"}}).reasons
+
+test_every_cloud_gate_at_once if {
+	d := api_call.decision with input as object.union(example, {"context": {"preferences": {"cloud_allowed": false}}})
+		with data.runtime.settings as {"cloud_routing.enabled": false}
+		with data.config.api_call.cloud.allowed as false
+	d.reasons == ["cloud_not_allowed_by_policy", "cloud_not_allowed_by_preferences", "cloud_routing_disabled"]
+}
+
+test_limits_on_deny if {
+	d := call({"context": {"preferences": {"cloud_allowed": false}}})
+	not d.allow
+	d.limits == {"subject": {"rpm": 300, "tpm": 2000000}, "credential": {"rpm": 30000, "tpm": 150000000}}
+}
+
+test_declared_tpm_lowers_limit if {
+	d := call({"subject": {"rate_limits": {"rpm": 300, "tpm": 90000}}})
+	d.limits.subject == {"rpm": 300, "tpm": 90000}
+}
+
+test_declared_limits_not_numbers_ignored if {
+	d := call({"subject": {"rate_limits": {"rpm": "300", "tpm": 0}}})
+	d.limits.subject == {"rpm": 600, "tpm": 2000000}
+}
+
+test_label_limit_override_raises_default if {
+	d := api_call.decision with input as undeclared
+		with data.config.api_call.rate_limits.subject.labels as {"provider_openai": {"rpm": 1200}}
+	d.limits.subject == {"rpm": 1200, "tpm": 2000000}
+}
+
+test_node_limit_overrides_labels if {
+	d := api_call.decision with input as undeclared
+		with data.config.api_call.rate_limits.subject.labels as {"cloud": {"rpm": 100}}
+		with data.config.api_call.rate_limits.subject.nodes as {"cloud-us-east-1-01": {"rpm": 900}}
+	d.limits.subject.rpm == 900
+}
+
+test_orchestrator_limits_ignore_label_overrides if {
+	d := api_call.decision with input as {"subject": orchestrator, "resource": chat, "context": direct_ctx}
+		with data.config.api_call.rate_limits.subject.nodes as {"admin": {"rpm": 1}}
+	d.limits.subject == {"rpm": 60000, "tpm": 200000000}
+}
+
+test_limits_without_labels_list if {
+	d := call({"subject": {"labels": "cloud"}})
+	"context_missing" in d.reasons
+	d.limits.subject == {"rpm": 300, "tpm": 2000000}
+}
+
+test_limits_zero_without_data if {
+	d := api_call.decision with input as example with data.config.api_call.rate_limits as {}
+	d.limits == {"subject": {"rpm": 0, "tpm": 0}, "credential": {"rpm": 0, "tpm": 0}}
 }

@@ -12,7 +12,16 @@ const CALLS = [
 const REGIONS = ['us-east-1', 'eu-west-1', 'local', 'ap-south-1'];
 
 const maybeOdd = (r: Random, value: unknown): unknown => (r.chance(0.04) ? r.pick(ODD_VALUES) : value);
-const budget = (r: Random) => (r.chance(0.3) ? null : { limit_usd: 5, spent_usd: 1, reserved_usd: 0, remaining_usd: r.pick([0, 0.001, 4]) });
+const budget = (r: Random): unknown => {
+  if (r.chance(0.3)) return null;
+  if (r.chance(0.05)) return r.pick([{ limit_usd: 5 }, { remaining_usd: '4' }, ...ODD_VALUES]);
+  return { limit_usd: 5, spent_usd: 1, reserved_usd: 0, remaining_usd: r.pick([0, 0.001, 4]) };
+};
+/** The task's, user's and subject's budgets; now and then a scope's key is left out. */
+const budgets = (r: Random) => {
+  const all = { task: budget(r), user: r.chance(0.8) ? null : budget(r), subject: r.chance(0.9) ? null : budget(r) };
+  return r.chance(0.05) ? { user: all.user, subject: all.subject } : all;
+};
 
 /** The seed's Example 1 call, or a direct one, with everything in order: the policy should allow. */
 function allowed(r: Random): unknown {
@@ -53,7 +62,7 @@ export function apiCallInput(r: Random): unknown {
         inference_mode: 'provider_api',
         supported_providers: maybeOdd(r, r.chance(0.7) ? ['openai'] : ['openai', 'anthropic']),
         supported_models: r.chance(0.7) ? [] : [r.pick(CALLS).model],
-        ...(r.chance(0.6) && { rate_limits: { rpm: r.pick([1, 300, 100_000]) } }),
+        ...(r.chance(0.6) && { rate_limits: { rpm: r.pick([1, 300, 100_000]), ...(r.chance(0.3) && { tpm: r.pick([0, 90_000, '90000']) }) } }),
       }
     : { kind: maybeOdd(r, 'orchestrator'), id: 'admin', labels: [] };
   return {
@@ -74,7 +83,7 @@ export function apiCallInput(r: Random): unknown {
         max_cost_usd: r.pick([null, 1, 0.001]),
       }),
       requirements: r.chance(0.7) ? {} : { regions: [r.pick(REGIONS)] },
-      budget: maybeOdd(r, { task: budget(r), user: r.chance(0.8) ? null : budget(r), subject: null }),
+      budget: maybeOdd(r, budgets(r)),
     },
   };
 }
