@@ -16,7 +16,7 @@ import {
   type EgressService,
   type Ledger,
 } from './egress/index.js';
-import { createToolAudit, mcpRoutes, parseUpstreams, type ToolAudit } from './mcp/index.js';
+import { agentTokenRoutes, createAgentTokens, createToolAudit, mcpRoutes, parseUpstreams, type ToolAudit } from './mcp/index.js';
 import { createHealthService, healthRoutes } from './health/index.js';
 import { createJobService, createJobWaker, createLeaseService, JOBS_CHANNEL, jobAdminRoutes, jobWorkerRoutes, type JobService, type LeaseService, parseLeaseRefs } from './jobs/index.js';
 import { createKeyStore, jwksRoutes, keyAdminRoutes, type KeyStore } from './keys/index.js';
@@ -175,6 +175,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
   const audit = createAuditLog(db.knex, logger, config.audit);
   const toolAudit = createToolAudit(db.knex, logger, config.audit);
+  const agentTokens = createAgentTokens({ keys, issuer: config.auth.issuer, ttlMs: config.auth.workerTokenTtlMs });
   let upstreams;
   try {
     upstreams = parseUpstreams(config.mcp.upstreams);
@@ -277,6 +278,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       jobWorkerRoutes(router, leases, maxBodyBytes);
       // api.call (REST form): worker JWT for a leased job, or the orchestrator token (Option C).
       apiCallRoutes(router, apiCallerAuth(adminToken, workers), apiCalls, maxBodyBytes);
+      agentTokenRoutes(router, asWorker, { knex: db.knex, tokens: agentTokens, maxBodyBytes });
     },
     mcp(router) {
       healthRoutes(router, health, 'mcp');
@@ -296,6 +298,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
           maxResponseBytes: config.mcp.maxResponseBytes,
         },
         audit: toolAudit,
+        agentTokens,
         maxBodyBytes,
         maxArgumentBytes: config.mcp.maxArgumentBytes,
         discoveryTtlMs: config.mcp.discoveryTtlMs,

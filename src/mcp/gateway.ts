@@ -4,6 +4,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Ajv, type ValidateFunction } from 'ajv';
+import { decodeProtectedHeader } from 'jose';
 import type { Knex } from 'knex';
 import type { DecisionService } from '../decisions/index.js';
 import type { ApiCallGateway } from '../egress/index.js';
@@ -13,6 +14,7 @@ import type { Logger } from '../logging/index.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import { readRaw } from '../server/json-body.js';
 import type { Worker, WorkerService } from '../workers/index.js';
+import { AGENT_TOKEN_TYPE, type AgentTokens } from './agent-tokens.js';
 import type { ToolAuditEvent } from './audit.js';
 import { type Upstream, type UpstreamClientDeps, upstreamRequest, type UpstreamTool } from './upstreams.js';
 
@@ -56,16 +58,18 @@ export interface McpGatewayDeps {
   upstreams: readonly Upstream[];
   client: UpstreamClientDeps;
   audit: ChainedLog<ToolAuditEvent>;
+  agentTokens: AgentTokens;
   maxBodyBytes: number;
   maxArgumentBytes: number;
   /** How long an upstream's tool list is reused before it is asked again. */
   discoveryTtlMs: number;
 }
 
-/** Who called, as the policy sees it. */
+/** Who called, as the policy sees it: a worker for itself, or an agent bound to one of its jobs. */
 interface Caller {
   worker: Worker;
   agentType: string;
+  bound?: { taskId: string; jobId: string };
 }
 
 /**
@@ -124,9 +128,11 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
   });
 
   // The job behind a call: by job_id when the tool takes one, else the caller's live lease on the task named.
-  const leaseFor = async (worker: Worker, args: Record<string, unknown>): Promise<{ task_id: string; job_id: string | null; lease_active: boolean }> => {
-    const task = typeof args.task_id === 'string' ? args.task_id : '';
-    const jobId = typeof args.job_id === 'string' && /^[0-9a-f-]{36}$/i.test(args.job_id) ? args.job_id : null;
+  const leaseFor = async (caller: Caller, args: Record<string, unknown>): Promise<{ task_id: string; job_id: string | null; lease_active: boolean }> => {
+    const { worker } = caller;
+    // An agent acts for the task and job its token names, whatever the arguments say.
+    const task = caller.bound?.taskId ?? (typeof args.task_id === 'string' ? args.task_id : '');
+    const jobId = caller.bound?.jobId ?? (typeof args.job_id === 'string' && /^[0-9a-f-]{36}$/i.test(args.job_id) ? args.job_id : null);
     const q = deps.knex('jobs').where({ leased_by: worker.nodeId, state: 'leased' }).andWhere('lease_expires_at', '>', new Date());
     if (jobId) q.where({ id: jobId });
     else q.where({ task_id: task });
@@ -184,7 +190,11 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
         if (!validate(args)) {
           throw new McpError(ErrorCode.InvalidParams, `invalid arguments for ${tool.name}: ${ajv.errorsText(validate.errors)}`, { code: 'invalid_arguments' });
         }
-        const lease = await leaseFor(caller.worker, args);
+        if (caller.bound && args.job_id !== undefined && args.job_id !== caller.bound.jobId) {
+          Object.assign(event, { task_id: caller.bound.taskId, job_id: caller.bound.jobId, reasons: ['job_mismatch'] });
+          throw new McpError(MCP_DENIED, `${tool.name} denied: job_mismatch`, { code: 'policy_denied', reasons: ['job_mismatch'] });
+        }
+        const lease = await leaseFor(caller, args);
         Object.assign(event, { task_id: lease.task_id || null, job_id: lease.job_id });
         // Only the task argument reaches the policy (and the decision log), never the payload.
         const input = inputFor(caller, tool, { ...lease, arguments: typeof args.task_id === 'string' ? { task_id: args.task_id } : {} });
@@ -222,6 +232,20 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
     return server;
   };
 
+  const authenticate = async (token: string): Promise<Caller> => {
+    let typ: unknown;
+    try {
+      typ = decodeProtectedHeader(token).typ;
+    } catch {
+      throw new GatewayError('token_invalid', 'the bearer token is not a gateway token');
+    }
+    if (typ !== AGENT_TOKEN_TYPE) return { worker: await deps.workers.authenticate(token), agentType: 'worker' };
+    const claims = await deps.agentTokens.verify(token);
+    // The agent lives no longer than the worker session that asked for it.
+    const worker = await deps.workers.session(claims.nodeId, claims.sessionId);
+    return { worker, agentType: claims.agentType, bound: { taskId: claims.taskId, jobId: claims.jobId } };
+  };
+
   const rpcError = (status: number, code: number, message: string, data?: Record<string, unknown>) => ({
     status,
     body: { jsonrpc: '2.0', id: null, error: { code, message, ...(data && { data }) } },
@@ -237,8 +261,8 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
       return;
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
-    if (!match) throw new GatewayError('unauthorized', 'a worker token is required');
-    const worker = await deps.workers.authenticate(match[1]!);
+    if (!match) throw new GatewayError('unauthorized', 'a worker or agent token is required');
+    const caller = await authenticate(match[1]!);
     const raw = await readRaw(ctx, deps.maxBodyBytes);
     let message: unknown;
     try {
@@ -249,7 +273,7 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
       ctx.body = r.body;
       return;
     }
-    const server = serverFor({ worker, agentType: 'worker' });
+    const server = serverFor(caller);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     ctx.respond = false;
     ctx.res.on('close', () => {

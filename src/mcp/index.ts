@@ -1,6 +1,7 @@
 import type { ChainedLog } from '../lib/chained-log.js';
 import type { ToolAuditEvent } from './audit.js';
 
+export { AGENT_TYPES, agentTokenRoutes, type AgentTokens, createAgentTokens } from './agent-tokens.js';
 export { createToolAudit, type ToolAuditEvent } from './audit.js';
 export { MCP_DENIED, MCP_UPSTREAM_FAILED, mcpRoutes } from './gateway.js';
 export { parseUpstreams, type Upstream, upstreamAudience } from './upstreams.js';

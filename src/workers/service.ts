@@ -47,6 +47,8 @@ export interface WorkerService {
   register(req: RegisterRequest): Promise<Registration>;
   /** The worker behind a token, checked against its current session. */
   authenticate(token: string): Promise<Worker>;
+  /** The worker whose current session is `sessionId` (for tokens derived from a worker's, such as agent tokens). */
+  session(nodeId: string, sessionId: string): Promise<Worker>;
   /** Applies a heartbeat: health, load, last seen; a changed capability report is re-admitted. */
   heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown }): Promise<Worker>;
   list(): Promise<Worker[]>;
@@ -160,7 +162,12 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
     },
 
     async authenticate(token) {
-      const claims = await deps.tokens.verify(token);
+      const { nodeId, sessionId } = await deps.tokens.verify(token);
+      return this.session(nodeId, sessionId);
+    },
+
+    async session(nodeId, sessionId) {
+      const claims = { nodeId, sessionId };
       const hit = cache.get(claims.nodeId);
       const row =
         hit && Date.now() - hit.at < WORKER_CACHE_MS

@@ -197,6 +197,42 @@ test.serial('the upstream runs the final gate: it re-decides on its own bundle a
   t.is(otherRes.body.error?.data?.code, 'forward_body_mismatch');
 });
 
+test.serial('agent tokens: bound to agent type, task and job; each agent type sees and calls only its tools', async (t) => {
+  const base = gw.url('control');
+  const issue = (body: unknown, token = worker.token) => call<Record<string, string>>(base, '/v1/agent-tokens', { token, json: body });
+  const sandbox = await issue({ agent_type: 'sandbox', job_id: jobId });
+  t.is(sandbox.status, 201, JSON.stringify(sandbox.body));
+  t.like(sandbox.body, { agent_type: 'sandbox', task_id: 'task-m', job_id: jobId });
+  const pm = (await issue({ agent_type: 'pm', job_id: jobId })).body.token!;
+  t.is((await issue({ agent_type: 'root', job_id: jobId })).status, 400);
+  t.is((await issue({ agent_type: 'pm', job_id: randomUUID() })).status, 403, 'only for a job the worker leases');
+  t.is((await issue({ agent_type: 'pm', job_id: jobId }, 'not-a-token')).status, 401);
+
+  const asSandbox = await connect(sandbox.body.token!);
+  t.deepEqual((await asSandbox.listTools()).tools.map((x) => x.name).sort(), ['artifacts.artifact_get', 'artifacts.artifact_list', 'artifacts.artifact_put']);
+  const put = await asSandbox.callTool({ name: 'artifacts.artifact_put', arguments: { task_id: 'task-m', name: 'sandbox.log', content: 'ran' } });
+  t.falsy(put.isError);
+  const otherTask = await mcpError(asSandbox.callTool({ name: 'artifacts.artifact_list', arguments: { task_id: 'task-other' } }));
+  t.deepEqual(otherTask.data?.reasons, ['task_mismatch'], 'an agent acts only for the task its token names');
+  const noProviders = await mcpError(asSandbox.callTool({ name: 'api.call', arguments: { provider: 'openai', operation: 'chat.completions', task_id: 'task-m', job_id: jobId, params: {} } }));
+  t.deepEqual(noProviders.data?.reasons, ['tool_not_allowed']);
+  await asSandbox.close();
+
+  const asPm = await connect(pm);
+  t.deepEqual((await asPm.listTools()).tools.map((x) => x.name).sort(), ['api.call', 'artifacts.artifact_get', 'artifacts.artifact_list']);
+  const write = await mcpError(asPm.callTool({ name: 'artifacts.artifact_put', arguments: { task_id: 'task-m', name: 'x', content: 'y' } }));
+  t.deepEqual(write.data?.reasons, ['tool_not_allowed', 'tool_out_of_scope']);
+  const otherJob = await mcpError(asPm.callTool({ name: 'api.call', arguments: { provider: 'openai', operation: 'chat.completions', task_id: 'task-m', job_id: randomUUID(), params: {} } }));
+  t.deepEqual(otherJob.data?.reasons, ['job_mismatch']);
+  await asPm.close();
+
+  await gw.gateway.toolAudit.flush();
+  const rows = (await gw.gateway.db.knex('tool_audit').where({ agent_type: 'pm' }).select('tool', 'outcome', 'reasons')) as { tool: string; outcome: string }[];
+  t.true(rows.some((r) => r.tool === 'artifacts.artifact_put' && r.outcome === 'denied'), 'the agent type is audited');
+  // An agent token is not a worker token: the Worker API refuses it.
+  t.is((await call(base, '/jobs/poll', { token: pm, json: {} })).status, 401);
+});
+
 test.serial('tool calls are audited in a verifiable chain, without arguments or secrets', async (t) => {
   await gw.gateway.toolAudit.flush();
   const rows = (await gw.gateway.db.knex('tool_audit').select()) as Record<string, unknown>[];

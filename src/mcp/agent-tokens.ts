@@ -1,0 +1,98 @@
+import type Router from '@koa/router';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import type { Knex } from 'knex';
+import type { Middleware } from 'koa';
+import { GatewayError } from '../errors/index.js';
+import { JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
+import { readJson } from '../server/json-body.js';
+import type { Worker } from '../workers/index.js';
+
+/** The JOSE `typ` of agent tokens: no worker, forward or other gateway JWT passes as one. */
+export const AGENT_TOKEN_TYPE = 'cynode-agent+jwt';
+/** Agent tokens are good at the MCP gateway only. */
+export const AGENT_AUDIENCE = 'cynode-mcp';
+/** The agent types a worker may issue tokens for (the worker itself calls as `worker`). */
+export const AGENT_TYPES = ['sandbox', 'pm', 'pa'] as const;
+
+/** What an agent token binds: whose agent, of which type, for which task and job. */
+export interface AgentClaims {
+  nodeId: string;
+  sessionId: string;
+  agentType: string;
+  taskId: string;
+  jobId: string;
+}
+
+export interface AgentTokens {
+  issue(claims: AgentClaims): Promise<{ token: string; expiresAt: Date }>;
+  verify(token: string): Promise<AgentClaims>;
+}
+
+/**
+ * Agent-scoped tokens: a worker asks for one per agent it runs for a job (a sandbox, a
+ * project-manager or project-assistant agent), and the agent can then reach only the MCP
+ * gateway, as that agent type, for that task and job, while the worker's session and lease last.
+ */
+export function createAgentTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number }): AgentTokens {
+  const keySet = localKeySet(deps.keys);
+  return {
+    async issue(c) {
+      const key = deps.keys.current();
+      const expiresAt = new Date(Math.floor((Date.now() + deps.ttlMs) / 1000) * 1000);
+      const token = await new SignJWT({ sid: c.sessionId, agt: c.agentType, task: c.taskId, job: c.jobId })
+        .setProtectedHeader({ alg: JWT_ALG, typ: AGENT_TOKEN_TYPE, kid: key.kid })
+        .setIssuer(deps.issuer)
+        .setAudience(AGENT_AUDIENCE)
+        .setSubject(c.nodeId)
+        .setIssuedAt()
+        .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
+        .sign(key.privateKey);
+      return { token, expiresAt };
+    },
+    async verify(token) {
+      let payload;
+      try {
+        ({ payload } = await jwtVerify(token, keySet, {
+          issuer: deps.issuer,
+          audience: AGENT_AUDIENCE,
+          typ: AGENT_TOKEN_TYPE,
+          algorithms: [JWT_ALG],
+          requiredClaims: ['sub', 'sid', 'agt', 'task', 'job', 'exp'],
+        }));
+      } catch (err) {
+        if (err instanceof joseErrors.JWTExpired) throw new GatewayError('token_expired', 'the agent token has expired; ask the worker for a new one');
+        throw new GatewayError('token_invalid', 'the agent token is not valid');
+      }
+      const { sub, sid, agt, task, job } = payload as Record<string, unknown>;
+      if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string')) throw new GatewayError('token_invalid', 'the agent token is not valid');
+      return { nodeId: sub as string, sessionId: sid as string, agentType: agt as string, taskId: task as string, jobId: job as string };
+    },
+  };
+}
+
+/**
+ * `POST /v1/agent-tokens` (worker JWT): `{agent_type, job_id}` → an agent token for a job the
+ * worker leases now. The token lives at most `ttlMs`; every use checks the lease again.
+ */
+export function agentTokenRoutes(router: Router, asWorker: Middleware, deps: { knex: Knex; tokens: AgentTokens; maxBodyBytes: number }): void {
+  router.post('/v1/agent-tokens', asWorker, async (ctx) => {
+    const worker = ctx.state.worker as Worker;
+    const body = (await readJson(ctx, deps.maxBodyBytes)) as Record<string, unknown> | null;
+    if (body === null || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'agent_type' && k !== 'job_id')) {
+      throw new GatewayError('bad_request', 'send {"agent_type": "sandbox"|"pm"|"pa", "job_id": "<a job you lease>"}');
+    }
+    if (!(AGENT_TYPES as readonly unknown[]).includes(body.agent_type)) throw new GatewayError('bad_request', `agent_type must be one of ${AGENT_TYPES.join(', ')}`);
+    if (typeof body.job_id !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(body.job_id)) {
+      throw new GatewayError('bad_request', 'job_id must be a job id');
+    }
+    const job = (await deps.knex('jobs')
+      .where({ id: body.job_id, leased_by: worker.nodeId, state: 'leased' })
+      .andWhere('lease_expires_at', '>', new Date())
+      .first('task_id')) as { task_id: string } | undefined;
+    if (!job) throw new GatewayError('job_not_leased', `job ${body.job_id} is not leased by ${worker.nodeId}`, { reasons: ['job_not_leased'] });
+    const claims = { nodeId: worker.nodeId, sessionId: worker.sessionId, agentType: body.agent_type as string, taskId: job.task_id, jobId: body.job_id };
+    const { token, expiresAt } = await deps.tokens.issue(claims);
+    ctx.status = 201;
+    ctx.body = { token, token_type: 'Bearer', expires_at: expiresAt.toISOString(), agent_type: claims.agentType, task_id: claims.taskId, job_id: claims.jobId };
+  });
+}
