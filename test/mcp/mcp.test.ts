@@ -9,7 +9,7 @@ import pino from 'pino';
 import { type ArtifactServer, startArtifactServer } from '../../src/artifacts/server.js';
 import { createFinalGate, FORWARD_TOKEN_HEADER, type FinalGate, signForwardToken } from '../../src/final-gate/index.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { buildCustomBundle, ensureBundle } from '../helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { call, eventually } from '../helpers/http.js';
@@ -231,6 +231,47 @@ test.serial('agent tokens: bound to agent type, task and job; each agent type se
   t.true(rows.some((r) => r.tool === 'artifacts.artifact_put' && r.outcome === 'denied'), 'the agent type is audited');
   // An agent token is not a worker token: the Worker API refuses it.
   t.is((await call(base, '/jobs/poll', { token: pm, json: {} })).status, 401);
+});
+
+test.serial('a target service denies what the gateway allowed when its own bundle says so', async (t) => {
+  // The upstream restarts on the same address with a bundle that forbids reading artifacts.
+  const strictBundle = await buildCustomBundle({
+    'cynode/mcp_tool_invoke/strict.rego': [
+      'package cynode.mcp_tool_invoke',
+      '',
+      'default allow := false',
+      '',
+      'allow if {',
+      '\tis_string(input.resource.name)',
+      '\tinput.resource.name != "artifact_get"',
+      '}',
+      '',
+      'decision := {"allow": allow, "reasons": reasons}',
+      '',
+      'reasons := [] if allow',
+      '',
+      'reasons := ["target_forbids_reads"] if not allow',
+      '',
+    ].join('\n'),
+  });
+  const port = Number(new URL(artifacts.url).port);
+  await artifacts.close();
+  const strictGate = createFinalGate({ gatewayUrl: gw.url('control'), audience: 'mcp-upstream:artifacts', bundle: strictBundle, bundleToken: null, logger: pino({ level: 'silent' }) });
+  await strictGate.ready;
+  const strict = await startArtifactServer({ knex: gw.gateway.db.knex, gate: strictGate, logger: logs.logger, host: '127.0.0.1', port, maxBodyBytes: 1_048_576 });
+  try {
+    const client = await connect(worker.token);
+    t.falsy((await client.callTool({ name: 'artifacts.artifact_list', arguments: { task_id: 'task-m' } })).isError, 'what both bundles allow still works');
+    const denied = await mcpError(client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-m', name: 'notes.md' } }));
+    t.is(denied.code, -32002, 'allowed by the gateway, refused upstream');
+    t.is(denied.data?.code, 'policy_denied');
+    t.deepEqual(denied.data?.reasons, ['target_forbids_reads']);
+    await client.close();
+  } finally {
+    await strict.close();
+    strictGate.close();
+    artifacts = await startArtifactServer({ knex: gw.gateway.db.knex, gate, logger: logs.logger, host: '127.0.0.1', port, maxBodyBytes: 1_048_576 });
+  }
 });
 
 test.serial('tool calls are audited in a verifiable chain, without arguments or secrets', async (t) => {
