@@ -16,7 +16,7 @@ import {
   type EgressService,
   type Ledger,
 } from './egress/index.js';
-import { agentTokenRoutes, createAgentTokens, createToolAudit, mcpRoutes, parseUpstreams, type ToolAudit } from './mcp/index.js';
+import { agentTokenRoutes, createAgentTokens, createUpstreamClient, createToolAudit, mcpRoutes, parseUpstreams, type ToolAudit } from './mcp/index.js';
 import { createHealthService, healthRoutes } from './health/index.js';
 import { createJobService, createJobWaker, createLeaseService, JOBS_CHANNEL, jobAdminRoutes, jobWorkerRoutes, type JobService, type LeaseService, parseLeaseRefs } from './jobs/index.js';
 import { createKeyStore, jwksRoutes, keyAdminRoutes, type KeyStore } from './keys/index.js';
@@ -175,6 +175,14 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
   const audit = createAuditLog(db.knex, logger, config.audit);
   const toolAudit = createToolAudit(db.knex, logger, config.audit);
+  const upstreamClient = createUpstreamClient({
+    keys,
+    issuer: config.auth.issuer,
+    forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
+    timeoutMs: config.mcp.toolTimeoutMs,
+    maxResponseBytes: config.mcp.maxResponseBytes,
+    stdioEnv: Object.fromEntries(config.mcp.stdioEnv.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])),
+  });
   const agentTokens = createAgentTokens({ keys, issuer: config.auth.issuer, ttlMs: config.auth.workerTokenTtlMs });
   let upstreams;
   try {
@@ -290,13 +298,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
         workers,
         apiCalls,
         upstreams,
-        client: {
-          keys,
-          issuer: config.auth.issuer,
-          forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
-          timeoutMs: config.mcp.toolTimeoutMs,
-          maxResponseBytes: config.mcp.maxResponseBytes,
-        },
+        client: upstreamClient,
         audit: toolAudit,
         agentTokens,
         maxBodyBytes,
@@ -316,6 +318,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     keys.close();
     reaper.stop();
     egressReaper.stop();
+    await upstreamClient.close();
     apiCalls.close();
     clearInterval(runtimePoll);
     waker.wake();

@@ -1,13 +1,16 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Knex } from 'knex';
 import { GatewayError, isGatewayError } from '../errors/index.js';
 import { FORWARD_TOKEN_HEADER, type FinalGate } from '../final-gate/index.js';
 import type { Logger } from '../logging/index.js';
+import { STDIO_TOKEN_META, stdioBoundBody } from '../mcp/upstreams.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 
 /** The tools of the artifact server: files scoped to a task, kept in PostgreSQL. */
@@ -41,7 +44,10 @@ export const ARTIFACT_TOOLS = [
 
 /** A running artifact server. */
 export interface ArtifactServer {
+  /** The MCP URL, or `stdio`. */
   url: string;
+  /** Settles when the stdio client goes away (never, over HTTP). */
+  closed: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,6 +55,8 @@ interface ToolCall {
   name: string;
   arguments: Record<string, unknown>;
 }
+
+type CallParams = { name?: unknown; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> };
 
 const jsonRpcError = (res: ServerResponse, status: number, id: unknown, code: number, message: string, data?: unknown) => {
   res.writeHead(status, { 'content-type': 'application/json' });
@@ -61,7 +69,17 @@ const jsonRpcError = (res: ServerResponse, status: number, id: unknown, code: nu
  * `tools/call` acts it re-decides `mcp.tool.invoke` on its own copy of the bundle, and
  * checks that the call is the one decided on (tool and task).
  */
-export async function startArtifactServer(options: { knex: Knex; gate: FinalGate; logger: Logger; host: string; port: number; maxBodyBytes: number }): Promise<ArtifactServer> {
+export async function startArtifactServer(options: {
+  knex: Knex;
+  gate: FinalGate;
+  logger: Logger;
+  host: string;
+  port: number;
+  maxBodyBytes: number;
+  /** `stdio`: serve the one client on stdin/stdout (a gateway that started this process). */
+  transport?: 'http' | 'stdio';
+  stdio?: { input: Readable; output: Writable };
+}): Promise<ArtifactServer> {
   const log = options.logger.child({ component: 'artifact-server' });
   const { knex } = options;
 
@@ -83,10 +101,14 @@ export async function startArtifactServer(options: { knex: Knex; gate: FinalGate
     return { task_id: task, artifacts: rows };
   };
 
-  const mcpServer = (caller: string) => {
+  const mcpServer = (authorize: (method: string, params: CallParams | undefined) => Promise<string>) => {
     const server = new Server({ name: 'cynode-artifacts', version: '1.0.0' }, { capabilities: { tools: {} } });
-    server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: ARTIFACT_TOOLS.map((t) => ({ ...t })) }));
+    server.setRequestHandler(ListToolsRequestSchema, async (request) => {
+      await authorize(request.method, request.params);
+      return { tools: ARTIFACT_TOOLS.map((t) => ({ ...t })) };
+    });
     server.setRequestHandler(CallToolRequestSchema, async (request) => {
+      const caller = await authorize(request.method, request.params);
       const call = { name: request.params.name, arguments: (request.params.arguments ?? {}) as Record<string, unknown> };
       if (!ARTIFACT_TOOLS.some((t) => t.name === call.name)) throw new McpError(ErrorCode.InvalidParams, `unknown tool ${call.name}`);
       const out = await run(call, caller);
@@ -94,6 +116,52 @@ export async function startArtifactServer(options: { knex: Knex; gate: FinalGate
     });
     return server;
   };
+
+  // The final gate: the forward token must be bound to this request, and a tools/call is decided
+  // again on this server's own bundle and must be the call decided on. Answers the caller.
+  const gateCheck = async (token: string | undefined, body: Buffer | string, method: unknown, params: CallParams | undefined): Promise<string> => {
+    if (method !== 'tools/call') {
+      await options.gate.verify(token, body);
+      return 'gateway';
+    }
+    const { forward } = await options.gate.check(token, body);
+    const input = forward.input as { subject?: { node_id?: string }; resource?: { name?: string }; context?: { arguments?: Record<string, unknown> } };
+    if (forward.entrypoint !== ENTRYPOINTS.mcpToolInvoke || input.resource?.name !== params?.name) {
+      throw new GatewayError('forward_body_mismatch', 'the forward token is not for this tool call');
+    }
+    for (const [key, value] of Object.entries(input.context?.arguments ?? {})) {
+      if (params?.arguments?.[key] !== value) throw new GatewayError('forward_body_mismatch', `argument ${key} is not the one decided on`);
+    }
+    return String(input.subject?.node_id ?? 'gateway');
+  };
+
+  // A refusal as the JSON-RPC error the gateway reads: code -32001, data {code, reasons}.
+  const refusal = (err: unknown) => {
+    const e = isGatewayError(err) ? err : new GatewayError('internal', 'internal error');
+    if (e.code === 'internal') log.error({ err }, 'final gate failed');
+    const reasons = (e.details as { reasons?: string[] } | undefined)?.reasons;
+    return { status: e.status, message: e.message, data: { code: e.code, ...(reasons && { reasons }) } };
+  };
+
+  if (options.transport === 'stdio') {
+    // One client, the gateway that started this process; the token rides in each request's _meta.
+    const server = mcpServer(async (method, params) => {
+      const meta = params?._meta?.[STDIO_TOKEN_META];
+      try {
+        return await gateCheck(typeof meta === 'string' ? meta : undefined, stdioBoundBody(method, params), method, params);
+      } catch (err) {
+        const r = refusal(err);
+        throw new McpError(-32001, r.message, r.data);
+      }
+    });
+    const transport = new StdioServerTransport(options.stdio?.input, options.stdio?.output);
+    const closed = new Promise<void>((resolve) => {
+      transport.onclose = resolve;
+      (options.stdio?.input ?? process.stdin).once('end', resolve);
+    });
+    await server.connect(transport);
+    return { url: 'stdio', closed, close: () => server.close() };
+  }
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.url !== '/mcp') return jsonRpcError(res, 404, null, ErrorCode.InvalidRequest, 'not found');
@@ -106,36 +174,22 @@ export async function startArtifactServer(options: { knex: Knex; gate: FinalGate
       chunks.push(chunk);
     }
     const raw = Buffer.concat(chunks);
-    let message: { id?: unknown; method?: unknown; params?: { name?: unknown; arguments?: Record<string, unknown> } };
+    let message: { id?: unknown; method?: unknown; params?: CallParams };
     try {
       message = JSON.parse(raw.toString('utf8')) as typeof message;
     } catch {
       return jsonRpcError(res, 400, null, ErrorCode.ParseError, 'parse error');
     }
     const token = req.headers[FORWARD_TOKEN_HEADER];
-    let caller = 'gateway';
+    let caller: string;
     try {
-      if (message.method === 'tools/call') {
-        // The final gate: this server's own decision, on the input the gateway vouched for.
-        const { forward } = await options.gate.check(typeof token === 'string' ? token : undefined, raw);
-        const input = forward.input as { subject?: { node_id?: string }; resource?: { name?: string }; context?: { arguments?: Record<string, unknown> } };
-        if (forward.entrypoint !== ENTRYPOINTS.mcpToolInvoke || input.resource?.name !== message.params?.name) {
-          throw new GatewayError('forward_body_mismatch', 'the forward token is not for this tool call');
-        }
-        for (const [key, value] of Object.entries(input.context?.arguments ?? {})) {
-          if (message.params?.arguments?.[key] !== value) throw new GatewayError('forward_body_mismatch', `argument ${key} is not the one decided on`);
-        }
-        caller = String(input.subject?.node_id ?? 'gateway');
-      } else {
-        await options.gate.verify(typeof token === 'string' ? token : undefined, raw);
-      }
+      caller = await gateCheck(typeof token === 'string' ? token : undefined, raw, message.method, message.params);
     } catch (err) {
-      const e = isGatewayError(err) ? err : new GatewayError('internal', 'internal error');
-      if (e.code === 'internal') log.error({ err }, 'final gate failed');
-      const reasons = (e.details as { reasons?: string[] } | undefined)?.reasons;
-      return jsonRpcError(res, e.status, message.id, -32001, e.message, { code: e.code, ...(reasons && { reasons }) });
+      const r = refusal(err);
+      return jsonRpcError(res, r.status, message.id, -32001, r.message, r.data);
     }
-    const server = mcpServer(caller);
+    // Checked once per HTTP request, before the SDK sees it; each request gets its own server.
+    const server = mcpServer(() => Promise.resolve(caller));
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     res.on('close', () => {
       void transport.close();
@@ -158,6 +212,7 @@ export async function startArtifactServer(options: { knex: Knex; gate: FinalGate
   });
   return {
     url: `http://${options.host}:${(http.address() as AddressInfo).port}/mcp`,
+    closed: new Promise<void>(() => undefined),
     close: () =>
       new Promise((resolve) => {
         http.closeAllConnections();

@@ -10,14 +10,16 @@ import { connectAndMigrate } from '../storage/index.js';
 import { UsageError } from './usage.js';
 
 /**
- * `artifact-server [--name N]`: the reference upstream MCP tool server (task-scoped
+ * `artifact-server [--name N] [--stdio]`: the reference upstream MCP tool server (task-scoped
  * artifact_put/get/list in PostgreSQL), running the final gate on the gateway's bundle. List
- * it in the gateway's `mcp.upstreams` as `N=http://host:port/mcp`.
+ * it in the gateway's `mcp.upstreams` as `N=http://host:port/mcp`, or, with `--stdio` (the
+ * gateway starts it and talks on its stdin/stdout; logs go to stderr), as
+ * `N=stdio:cynode-gateway artifact-server --name N --stdio`.
  */
 export async function runArtifactServer(config: Config, logger: Logger, args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args, options: { name: { type: 'string', default: 'artifacts' } } }));
+    ({ values } = parseArgs({ args, options: { name: { type: 'string', default: 'artifacts' }, stdio: { type: 'boolean', default: false } } }));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -34,11 +36,20 @@ export async function runArtifactServer(config: Config, logger: Logger, args: st
     maxTokenTtlMs: config.auth.forwardTokenTtlMs + 1000,
   });
   await gate.ready;
-  const server = await startArtifactServer({ knex: db.knex, gate, logger, host: config.server.host, port: config.artifacts.port, maxBodyBytes: config.server.maxBodyBytes });
+  const server = await startArtifactServer({
+    knex: db.knex,
+    gate,
+    logger,
+    host: config.server.host,
+    port: config.artifacts.port,
+    maxBodyBytes: config.server.maxBodyBytes,
+    transport: values.stdio ? 'stdio' : 'http',
+  });
   logger.info({ url: server.url, name: values.name, bundle: gate.engine.status().active?.revision ?? null }, 'artifact server ready');
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
+    void server.closed.then(resolve);
   });
   await server.close();
   gate.close();

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import pino from 'pino';
 import { ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../logging/index.js';
 import { StartupError } from '../lib/startup-error.js';
@@ -23,7 +24,8 @@ commands:
                                           compile policies/ into a signed Wasm bundle with opa build
   policy test                             run opa test with the coverage threshold
   audit verify                            check the hash chains of the decision log, api.call and tool audits (exit 1 if broken)
-  artifact-server [--name N]              run the reference upstream MCP tool server (task artifacts, final gate)
+  artifact-server [--name N] [--stdio]    run the reference upstream MCP tool server (task artifacts, final gate);
+                                          --stdio serves the gateway that started it on stdin/stdout
   worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
                                           CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
   psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
@@ -45,7 +47,9 @@ async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   const config = loadConfig({ env: process.env, cwd: process.cwd() });
-  const logger = createLogger({ level: config.log.level });
+  // A stdio MCP server's stdout is its protocol channel: its logs go to stderr.
+  const stdio = command === 'artifact-server' && rest.includes('--stdio');
+  const logger = createLogger({ level: config.log.level, ...(stdio && { destination: pino.destination({ fd: 2, sync: false }) }) });
   switch (command) {
     case 'serve': {
       const { values } = parseArgs({ args: rest, options: { role: { type: 'string', default: process.env.CYNODE_ROLE ?? 'all' } } });

@@ -204,6 +204,7 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
     },
     mcp: {
       upstreams: get('mcp.upstreams'),
+      stdioEnv: get('mcp.stdioEnv'),
       toolTimeoutMs: get('mcp.toolTimeoutMs'),
       maxArgumentBytes: get('mcp.maxArgumentBytes'),
       maxResponseBytes: get('mcp.maxResponseBytes'),
@@ -217,6 +218,9 @@ function build(v: Map<ConfigKey, unknown>, cwd: string): Config {
     },
     log: { level: get('log.level') },
   };
+  if (config.mcp.stdioEnv.some((pair) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(pair))) {
+    throw new ConfigError(`invalid value for 'mcp.stdioEnv': expected NAME=value entries (values hidden)`);
+  }
   for (const key of ['egress.url', 'egress.openaiBaseUrl', 'egress.anthropicBaseUrl', 'artifacts.gatewayUrl'] as const) {
     const url = get<string | null>(key);
     if (url !== null && !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError(`invalid value for '${key}': expected an http(s) URL, got ${JSON.stringify(url)}`);

@@ -82,6 +82,7 @@ export const SCHEMA = {
   'egress.reservationTtlMs': { type: 'int', env: 'CYNODE_EGRESS_RESERVATION_TTL_MS', min: 10_000, max: 86_400_000 },
   'egress.reaperIntervalMs': { type: 'int', env: 'CYNODE_EGRESS_REAPER_INTERVAL_MS', min: 100, max: 600_000 },
   'mcp.upstreams': { type: 'list', env: 'CYNODE_MCP_UPSTREAMS' },
+  'mcp.stdioEnv': { type: 'list', env: 'CYNODE_MCP_STDIO_ENV', secret: true },
   'mcp.toolTimeoutMs': { type: 'int', env: 'CYNODE_MCP_TOOL_TIMEOUT_MS', min: 100, max: 600_000 },
   'mcp.maxArgumentBytes': { type: 'int', env: 'CYNODE_MCP_MAX_ARGUMENT_BYTES', min: 256, max: 104_857_600 },
   'mcp.maxResponseBytes': { type: 'int', env: 'CYNODE_MCP_MAX_RESPONSE_BYTES', min: 1024, max: 104_857_600 },
@@ -186,6 +187,8 @@ export interface Config {
   mcp: {
     /** Upstream MCP servers, `name=url`: the only addresses tool calls are ever routed to. */
     upstreams: string[];
+    /** `NAME=value` pairs stdio upstreams get on top of the SDK's safe defaults; may hold secrets. */
+    stdioEnv: string[];
     toolTimeoutMs: number;
     maxArgumentBytes: number;
     maxResponseBytes: number;

@@ -16,7 +16,7 @@ import { readRaw } from '../server/json-body.js';
 import type { Worker, WorkerService } from '../workers/index.js';
 import { AGENT_TOKEN_TYPE, type AgentTokens } from './agent-tokens.js';
 import type { ToolAuditEvent } from './audit.js';
-import { type Upstream, type UpstreamClientDeps, upstreamRequest, type UpstreamTool } from './upstreams.js';
+import type { Upstream, UpstreamClient, UpstreamTool } from './upstreams.js';
 
 /** JSON-RPC error codes of the gateway's own refusals (the implementation-defined range). */
 export const MCP_DENIED = -32001;
@@ -56,7 +56,7 @@ export interface McpGatewayDeps {
   workers: WorkerService;
   apiCalls: ApiCallGateway;
   upstreams: readonly Upstream[];
-  client: UpstreamClientDeps;
+  client: UpstreamClient;
   audit: ChainedLog<ToolAuditEvent>;
   agentTokens: AgentTokens;
   maxBodyBytes: number;
@@ -103,7 +103,7 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
     const cached = discovered.get(upstream.name);
     if (cached && Date.now() - cached.at < deps.discoveryTtlMs) return cached.tools;
     try {
-      const result = (await upstreamRequest(deps.client, upstream, 'tools/list', {}, { subject: 'gateway', entrypoint: 'mcp/tools/list', input: {}, revision: '' })) as {
+      const result = (await deps.client.request(upstream, 'tools/list', {}, { subject: 'gateway', entrypoint: 'mcp/tools/list', input: {}, revision: '' })) as {
         tools?: UpstreamTool[];
       };
       const tools = (result.tools ?? []).filter((t) => typeof t?.name === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(t.name) && t.inputSchema && typeof t.inputSchema === 'object');
@@ -208,7 +208,7 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
           await done(reply.body.status === 'ok' ? 'ok' : reply.body.status, reply.body.error?.code ?? null);
           return { content: [{ type: 'text', text: JSON.stringify(reply.body) }], structuredContent: reply.body as unknown as Record<string, unknown>, isError: reply.body.status !== 'ok' };
         }
-        const result = (await upstreamRequest(deps.client, tool.upstream, 'tools/call', { name: tool.local, arguments: args }, {
+        const result = (await deps.client.request(tool.upstream, 'tools/call', { name: tool.local, arguments: args }, {
           subject: `mcp:${caller.worker.nodeId}`,
           entrypoint: ENTRYPOINTS.mcpToolInvoke,
           input,

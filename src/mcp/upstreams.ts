@@ -1,15 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ErrorCode, McpError, ResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { GatewayError } from '../errors/index.js';
+import { canonicalJson } from '../lib/canonical-json.js';
 import { FORWARD_TOKEN_HEADER, signForwardToken } from '../final-gate/forward-token.js';
 import type { KeyStore } from '../keys/index.js';
 
-/** An upstream MCP server from config: `name=url`. Nothing else is ever routed to. */
-export interface Upstream {
-  name: string;
-  url: URL;
-}
+/**
+ * An upstream MCP server from config: `name=http(s)://host/path`, or `name=stdio:command args`
+ * for a local server the gateway starts itself. Nothing else is ever routed to.
+ */
+export type Upstream = { name: string; kind: 'http'; url: URL } | { name: string; kind: 'stdio'; command: string; args: string[] };
 
 /** A tool of an upstream, as it described itself. */
 export interface UpstreamTool {
@@ -26,13 +30,14 @@ export function parseUpstreams(entries: readonly string[]): Upstream[] {
   return entries.map((entry) => {
     const at = entry.indexOf('=');
     const name = entry.slice(0, at);
-    const url = entry.slice(at + 1);
-    if (at < 1 || !NAME.test(name) || !/^https?:\/\/\S+$/.test(url)) {
-      throw new GatewayError('bad_request', `mcp.upstreams: '${entry}' must be name=http(s)://host/path with a lower-case name`);
+    const target = entry.slice(at + 1);
+    const stdio = target.startsWith('stdio:') ? target.slice(6).trim().split(/\s+/).filter(Boolean) : undefined;
+    if (at < 1 || !NAME.test(name) || (stdio ? stdio.length === 0 : !/^https?:\/\/\S+$/.test(target))) {
+      throw new GatewayError('bad_request', `mcp.upstreams: '${entry.split(' ')[0]}' must be name=http(s)://host/path or name=stdio:command args, with a lower-case name`);
     }
     if (seen.has(name)) throw new GatewayError('bad_request', `mcp.upstreams: '${name}' is listed twice`);
     seen.add(name);
-    return { name, url: new URL(url) };
+    return stdio ? { name, kind: 'stdio' as const, command: stdio[0]!, args: stdio.slice(1) } : { name, kind: 'http' as const, url: new URL(target) };
   });
 }
 
@@ -43,6 +48,20 @@ export interface UpstreamClientDeps {
   forwardTokenTtlMs: number;
   timeoutMs: number;
   maxResponseBytes: number;
+  /** Environment of stdio upstreams, on top of the MCP SDK's safe defaults (PATH, HOME, ...). */
+  stdioEnv: Record<string, string>;
+}
+
+/** Where a stdio upstream's forward token travels: the request's `_meta`, bound to the rest of it. */
+export const STDIO_TOKEN_META = 'cynode/forward-token';
+
+/**
+ * The text a stdio request's forward token is bound to: method and params without `_meta`, as
+ * canonical JSON (the server sees params re-parsed, so key order cannot be relied on).
+ */
+export function stdioBoundBody(method: string, params: Record<string, unknown> | undefined): string {
+  const { _meta: _dropped, ...rest } = params ?? {};
+  return canonicalJson({ method, params: rest });
 }
 
 /** The audience of forward tokens addressed to an upstream tool server. */
@@ -51,12 +70,12 @@ export const upstreamAudience = (name: string) => `mcp-upstream:${name}`;
 const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 256 }), https: new https.Agent({ keepAlive: true, maxSockets: 256 }) };
 
 /**
- * Sends one JSON-RPC request to an upstream (MCP Streamable HTTP, stateless), with a forward
- * token bound to the exact body. Answers in JSON or as server-sent events are both read.
+ * Sends one JSON-RPC request to an HTTP upstream (MCP Streamable HTTP, stateless), with a
+ * forward token bound to the exact body. Answers in JSON or as server-sent events are both read.
  */
-export async function upstreamRequest(
+async function httpRequest(
   deps: UpstreamClientDeps,
-  upstream: Upstream,
+  upstream: Extract<Upstream, { kind: 'http' }>,
   method: string,
   params: unknown,
   claims: { subject: string; entrypoint: string; input: unknown; revision: string },
@@ -125,4 +144,71 @@ export async function upstreamRequest(
     });
   }
   return message.result;
+}
+
+/** Sends requests to upstreams; owns the stdio servers it starts. */
+export interface UpstreamClient {
+  /** One JSON-RPC request to an upstream, over HTTP or stdio, with a forward token bound to it. */
+  request(upstream: Upstream, method: string, params: Record<string, unknown>, claims: ForwardClaimsIn): Promise<unknown>;
+  /** Stops every stdio upstream it started. */
+  close(): Promise<void>;
+}
+
+type ForwardClaimsIn = { subject: string; entrypoint: string; input: unknown; revision: string };
+
+export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
+  const stdioClients = new Map<string, Promise<Client>>();
+
+  // The running client of a stdio upstream, started on first use and again after it exits.
+  const stdioClient = (upstream: Extract<Upstream, { kind: 'stdio' }>): Promise<Client> => {
+    let client = stdioClients.get(upstream.name);
+    if (!client) {
+      const transport = new StdioClientTransport({ command: upstream.command, args: upstream.args, env: { ...getDefaultEnvironment(), ...deps.stdioEnv }, stderr: 'inherit' });
+      const c = new Client({ name: 'cynode-gateway', version: '1.0.0' });
+      transport.onclose = () => stdioClients.delete(upstream.name);
+      client = c.connect(transport, { timeout: deps.timeoutMs }).then(() => c);
+      client.catch(() => stdioClients.delete(upstream.name));
+      stdioClients.set(upstream.name, client);
+    }
+    return client;
+  };
+
+  const stdioRequest = async (upstream: Extract<Upstream, { kind: 'stdio' }>, method: string, params: Record<string, unknown>, claims: ForwardClaimsIn): Promise<unknown> => {
+    const token = await signForwardToken(deps.keys.current(), { issuer: deps.issuer, audience: upstreamAudience(upstream.name), ...claims }, stdioBoundBody(method, params), deps.forwardTokenTtlMs);
+    let client: Client;
+    let result: unknown;
+    try {
+      client = await stdioClient(upstream);
+    } catch (err) {
+      throw new GatewayError('upstream_unavailable', `${upstream.name} could not be started: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
+    }
+    try {
+      result = await client.request({ method, params: { ...params, _meta: { [STDIO_TOKEN_META]: token } } } as never, ResultSchema, { timeout: deps.timeoutMs });
+    } catch (err) {
+      if (err instanceof McpError) {
+        // The server died under this call: the next call starts a new one.
+        if (err.code === ErrorCode.ConnectionClosed) stdioClients.delete(upstream.name);
+        if (err.code === ErrorCode.RequestTimeout) throw new GatewayError('upstream_timeout', `${upstream.name} did not answer within ${deps.timeoutMs} ms`);
+        const data = err.data as { code?: string; reasons?: string[] } | undefined;
+        throw new GatewayError('upstream_error', `${upstream.name}: ${err.message.slice(0, 300)}`, {
+          upstream_code: err.code,
+          ...(typeof data?.code === 'string' && { upstream_error: data.code }),
+          ...(Array.isArray(data?.reasons) && { reasons: data.reasons }),
+        });
+      }
+      throw new GatewayError('upstream_unavailable', `${upstream.name} failed: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
+    }
+    // The SDK reads a stdio answer whole; what is passed on is bounded as over HTTP.
+    if (Buffer.byteLength(JSON.stringify(result)) > deps.maxResponseBytes) throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
+    return result;
+  };
+
+  return {
+    request: (upstream, method, params, claims) => (upstream.kind === 'http' ? httpRequest(deps, upstream, method, params, claims) : stdioRequest(upstream, method, params, claims)),
+    async close() {
+      const clients = [...stdioClients.values()];
+      stdioClients.clear();
+      await Promise.all(clients.map((c) => c.then((x) => x.close()).catch(() => undefined)));
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { ConfigError, loadConfig, SCHEMA } from '../../src/config/index.js';
+import { parseUpstreams } from '../../src/mcp/index.js';
 import { tempDir } from '../helpers/config.js';
 import { runCli } from '../helpers/gateway.js';
 
@@ -59,6 +60,23 @@ test('a malformed DATABASE_URL is refused without echoing it (it may hold a pass
   t.regex(err.message, /database\.url/);
   t.notRegex(err.message, /hunter2/);
   t.regex(err.message, /value hidden/);
+});
+
+test('stdio upstream environment entries must be NAME=value and are never echoed', (t) => {
+  t.deepEqual(load({ CYNODE_MCP_STDIO_ENV: 'DATABASE_URL=postgres://u:pw@db/x,LOG=warn' }).mcp.stdioEnv, ['DATABASE_URL=postgres://u:pw@db/x', 'LOG=warn']);
+  const err = t.throws(() => load({ CYNODE_MCP_STDIO_ENV: 'sk-secret-value-123' }), { instanceOf: ConfigError });
+  t.regex(err.message, /mcp\.stdioEnv/);
+  t.notRegex(err.message, /sk-secret/);
+});
+
+test('upstreams are http(s) URLs or stdio commands; anything else is refused without echoing arguments', (t) => {
+  const [http, stdio] = parseUpstreams(['docs=https://docs.internal/mcp', 'files=stdio:/usr/bin/node server.js --token abc']);
+  t.like(http, { name: 'docs', kind: 'http' });
+  t.deepEqual(stdio, { name: 'files', kind: 'stdio', command: '/usr/bin/node', args: ['server.js', '--token', 'abc'] });
+  for (const bad of ['files=stdio:', 'Files=http://x/mcp', 'x=ftp://host/mcp', 'x=file:///etc/passwd', '=http://x/mcp']) {
+    t.throws(() => parseUpstreams([bad]), { message: /mcp\.upstreams/ }, bad);
+  }
+  t.notRegex(t.throws(() => parseUpstreams(['Upper=stdio:node --token abc']))!.message, /abc/);
 });
 
 test('an unknown YAML key is named with its file', (t) => {

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { TEST_ADMIN_TOKEN } from './config.js';
 
 /** A JSON answer, loosely typed for assertions. */
@@ -42,4 +43,14 @@ export async function eventually(check: () => Promise<boolean> | boolean, ms = 5
     await new Promise((r) => setTimeout(r, stepMs));
   }
   throw new Error(`condition not met within ${ms} ms`);
+}
+
+/** A loopback port that was free a moment ago (for a server that must be named before it starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -12,7 +11,7 @@ import { ENTRYPOINTS } from '../../src/policy/index.js';
 import { buildCustomBundle, ensureBundle } from '../helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
-import { call, eventually } from '../helpers/http.js';
+import { call, eventually, freePort } from '../helpers/http.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
@@ -27,13 +26,6 @@ let worker: TestWorker;
 let jobId: string;
 const logs = captureLogger();
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 /** The SDK's own client, authenticated as a worker. */
 async function connect(token: string): Promise<Client> {
