@@ -1,7 +1,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 import { GatewayError } from '../errors/index.js';
-import { JWT_ALG, type SigningKey } from '../keys/index.js';
+import { issuedInFuture, JWT_ALG, type SigningKey } from '../keys/index.js';
 
 /** The JOSE `typ` of forward tokens, so no other gateway JWT (a worker's) can pass as one. */
 export const FORWARD_TOKEN_TYPE = 'cynode-forward+jwt';
@@ -104,6 +104,7 @@ export async function verifyForwardToken(token: string | undefined, body: Buffer
   if (typeof exp !== 'number' || typeof iat !== 'number' || (exp - iat) * 1000 > options.maxTtlMs) {
     throw new GatewayError('forward_token_invalid', 'forward token lifetime too long');
   }
+  if (issuedInFuture(iat)) throw new GatewayError('forward_token_invalid', 'forward token issued in the future');
   if (typeof act !== 'string' || typeof rev !== 'string' || typeof sub !== 'string' || typeof jti !== 'string' || typeof bh !== 'string') {
     throw new GatewayError('forward_token_invalid', 'forward token claims malformed');
   }

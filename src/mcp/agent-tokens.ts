@@ -3,7 +3,7 @@ import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
-import { JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
+import { issuedInFuture, JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
 import { readJson } from '../server/json-body.js';
 import type { Worker } from '../workers/index.js';
 
@@ -64,7 +64,7 @@ export function createAgentTokens(deps: { keys: KeyStore; issuer: string; ttlMs:
         throw new GatewayError('token_invalid', 'the agent token is not valid');
       }
       const { sub, sid, agt, task, job } = payload as Record<string, unknown>;
-      if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string')) throw new GatewayError('token_invalid', 'the agent token is not valid');
+      if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string') || issuedInFuture(payload.iat)) throw new GatewayError('token_invalid', 'the agent token is not valid');
       return { nodeId: sub as string, sessionId: sid as string, agentType: agt as string, taskId: task as string, jobId: job as string };
     },
   };

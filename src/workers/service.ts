@@ -113,14 +113,17 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
 
   return {
     async register(req) {
-      const wait = deps.throttle.retryAfterSeconds(req.source);
-      if (wait > 0) throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
-      const pskId = req.psk ? await deps.psks.verify(req.psk) : null;
-      if (!pskId) {
-        deps.throttle.recordFailure(req.source);
-        log.warn({ source: req.source }, 'registration with an invalid or missing PSK');
-        throw new GatewayError('psk_invalid', 'a valid pre-shared key is required in the X-Cynode-PSK header');
-      }
+      const pskId = await deps.throttle.inTurn(req.source, async () => {
+        const wait = deps.throttle.retryAfterSeconds(req.source);
+        if (wait > 0) throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
+        const id = req.psk ? await deps.psks.verify(req.psk) : null;
+        if (!id) {
+          deps.throttle.recordFailure(req.source);
+          log.warn({ source: req.source }, 'registration with an invalid or missing PSK');
+          throw new GatewayError('psk_invalid', 'a valid pre-shared key is required in the X-Cynode-PSK header');
+        }
+        return id;
+      });
       const report = parseCapabilityReport(req.report);
       const record = await admit(report, `psk:${pskId}`);
       const proven = await provenSession(req.bearer, report.node_id);

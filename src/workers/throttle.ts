@@ -8,10 +8,17 @@ export interface FailureThrottle {
   /** Seconds until `source` may try again, or 0 when it may try now. */
   retryAfterSeconds(source: string): number;
   recordFailure(source: string): void;
+  /**
+   * Runs `attempt` once every earlier attempt from `source` has settled, so a burst of
+   * concurrent guesses is checked and counted one at a time instead of all passing the
+   * limit before the first failure is recorded.
+   */
+  inTurn<T>(source: string, attempt: () => Promise<T>): Promise<T>;
 }
 
 export function createFailureThrottle(limit: number, windowMs: number, now: () => number = Date.now): FailureThrottle {
   const failures = new Map<string, number[]>();
+  const queues = new Map<string, Promise<unknown>>();
   const recent = (source: string) => {
     const cutoff = now() - windowMs;
     const list = (failures.get(source) ?? []).filter((t) => t > cutoff);
@@ -32,6 +39,13 @@ export function createFailureThrottle(limit: number, windowMs: number, now: () =
     },
     recordFailure(source) {
       failures.set(source, [...recent(source), now()]);
+    },
+    inTurn(source, attempt) {
+      const run = (queues.get(source) ?? Promise.resolve()).then(attempt);
+      const settled = run.catch(() => undefined);
+      queues.set(source, settled);
+      void settled.then(() => queues.get(source) === settled && queues.delete(source));
+      return run;
     },
   };
 }

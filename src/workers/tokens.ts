@@ -1,6 +1,6 @@
 import { errors as joseErrors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { GatewayError } from '../errors/index.js';
-import { JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
+import { issuedInFuture, JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
 
 /** `typ` of a worker token; no other gateway token (forward tokens) verifies as one. */
 export const WORKER_TOKEN_TYPE = 'cynode-worker+jwt';
@@ -44,7 +44,7 @@ export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs
       if (err instanceof joseErrors.JWTExpired) throw new GatewayError('token_expired', 'the worker token has expired; register again');
       throw new GatewayError('token_invalid', 'the worker token is not valid');
     }
-    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string') throw new GatewayError('token_invalid', 'the worker token is not valid');
+    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || issuedInFuture(payload.iat)) throw new GatewayError('token_invalid', 'the worker token is not valid');
     return { nodeId: payload.sub, sessionId: payload.sid, expiresAt: new Date(payload.exp! * 1000) };
   };
 
