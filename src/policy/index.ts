@@ -11,6 +11,7 @@ export { type Action, type Entrypoint, ENTRYPOINTS, REQUIRED_ENTRYPOINTS } from 
 export { BundleError, type BundleErrorCode } from './errors.js';
 export {
   activateFromFile,
+  BUNDLE_CHANNEL,
   type BundleSource,
   pollBundleUrl,
   startBundleSource,

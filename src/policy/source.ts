@@ -13,8 +13,13 @@ export function activateFromFile(engine: PolicyEngine, path: string): Promise<Ac
 export interface BundleSource {
   /** Resolves after the first load attempt (success or recorded failure). */
   ready: Promise<void>;
+  /** Checks the source now instead of at the next poll (another replica saw a new bundle). */
+  refresh(): void;
   close(): void;
 }
+
+/** The NOTIFY channel on which a replica that activated a new bundle tells the others to look now. */
+export const BUNDLE_CHANNEL = 'cynode_bundle';
 
 /** Options shared by the sources. */
 export interface SourceOptions {
@@ -41,7 +46,7 @@ export function watchBundleFile(path: string, options: SourceOptions & { interva
   const ready = load();
   const listener = () => void load();
   watchFile(path, { interval: options.intervalMs ?? 500, persistent: false }, listener);
-  return { ready, close: () => unwatchFile(path, listener) };
+  return { ready, refresh: listener, close: () => unwatchFile(path, listener) };
 }
 
 /** Options of the URL source (OPA Bundle Service API client). */
@@ -69,6 +74,7 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
   let timer: NodeJS.Timeout | undefined;
   let inFlight: AbortController | undefined;
   let longPollSupported = false;
+  let running = false;
 
   const once = async (): Promise<void> => {
     const longPoll = options.longPollTimeoutMs > 0;
@@ -108,18 +114,31 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
     }
   };
 
+  const run = () => {
+    running = true;
+    return once().finally(() => {
+      running = false;
+      schedule();
+    });
+  };
   const schedule = () => {
     if (closed) return;
     const jitter = options.minDelayMs + Math.random() * (options.maxDelayMs - options.minDelayMs);
     // A server that holds requests answers when something changes: ask again at once.
     const delay = longPollSupported ? 0 : jitter;
-    timer = setTimeout(() => void once().finally(schedule), delay);
+    timer = setTimeout(() => void run(), delay);
   };
 
-  const ready = once().finally(schedule);
+  const ready = run();
   log.info({ url }, 'pulling the policy bundle from a bundle service');
   return {
     ready,
+    refresh() {
+      // A request in flight (or parked by long polling) already asks the server.
+      if (closed || running) return;
+      clearTimeout(timer);
+      void run();
+    },
     close() {
       closed = true;
       clearTimeout(timer);

@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 import { isGatewayError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
+import { isDatabaseUnavailable } from '../storage/index.js';
 
 /**
  * The one place errors become responses: a GatewayError is answered with its status and
@@ -25,6 +26,14 @@ export function errorMiddleware(logger: Logger): Middleware {
       if (httpErr.expose && httpErr.status && httpErr.status < 500) {
         ctx.status = httpErr.status;
         ctx.body = { error: { code: 'bad_request', message: httpErr.message ?? 'bad request' } };
+        return;
+      }
+      // A database outage fails closed like any other: 503, a stable code, no internals.
+      if (isDatabaseUnavailable(err)) {
+        logger.warn({ code: 'database_unavailable', path: ctx.path, reqId: ctx.state.requestId, err: String((err as Error).message).split('\n')[0] }, 'database unavailable');
+        ctx.status = 503;
+        ctx.set('Retry-After', '1');
+        ctx.body = { error: { code: 'database_unavailable', message: 'the database is unavailable; retry shortly' } };
         return;
       }
       logger.error({ err, path: ctx.path, reqId: ctx.state.requestId }, 'unhandled error');

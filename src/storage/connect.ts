@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 import type { Logger } from '../logging/index.js';
 import { StartupError } from '../lib/startup-error.js';
 import { type Database, describe, openDatabase } from './database.js';
-import { migrateLatest } from './migrations.js';
+import { migrateLatest, withMigrationLock } from './migrations.js';
 
 /**
  * Opens the configured database, waiting up to `startupTimeoutMs` for PostgreSQL to answer
@@ -32,7 +32,9 @@ export async function connectAndMigrate(config: Config['database'], logger: Logg
     }
   }
   try {
-    const applied = await migrateLatest(db.knex);
+    const migrate = () => migrateLatest(db.knex);
+    // Replicas started together on a fresh database take turns (embedded: one process only).
+    const applied = config.url ? await withMigrationLock(config.url, config.connectTimeoutMs, migrate) : await migrate();
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
   } catch (err) {
     await db.close().catch(() => undefined);

@@ -139,3 +139,22 @@ export function describe(err: unknown): string {
   const message = String(e?.message ?? err).split('\n')[0] ?? 'unknown error';
   return e?.code && !message.includes(e.code) ? `${e.code}: ${message}` : message;
 }
+
+/** Node socket errors that mean the database server cannot be reached. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * True when `err` says the database is out of reach (refused or cut connection, pool
+ * timeout, server shutting down or starting up) rather than that a query is wrong: such
+ * a failure is a 503 the caller may retry, never a 500.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, starting up), 53300 (too many connections).
+  if (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300') return true;
+  if (e.name === 'KnexTimeoutError') return true; // no pool connection within acquireConnectionTimeout
+  // pg's own messages for a lost connection; knex prefixes them with the query.
+  return typeof e.message === 'string' && /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect/.test(e.message);
+}

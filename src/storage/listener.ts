@@ -29,15 +29,17 @@ export function listenChannels(options: ListenOptions): { close(): Promise<void>
     if (closed || !options.url) return;
     const c = new pg.Client({ connectionString: options.url, application_name: 'cynode-gateway-listen' });
     c.on('error', () => undefined);
-    c.on('end', () => {
-      if (closed) return;
-      client = undefined;
-      retry = setTimeout(() => void connect(1), 1000);
-    });
     try {
       await c.connect();
       for (const channel of Object.keys(options.channels)) await c.query(`LISTEN ${channel}`);
       c.on('notification', (msg) => options.channels[msg.channel]?.(msg.payload));
+      // Only a connection that got as far as listening reconnects on 'end': a failed attempt
+      // also ends, and retrying from both places would double the attempts every round.
+      c.on('end', () => {
+        if (closed) return;
+        client = undefined;
+        retry = setTimeout(() => void connect(1), 1000);
+      });
       client = c;
       if (attempt > 1) log.info('listening for changes again');
       all();

@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
+import pg from 'pg';
 
 /** One knex migration module. */
 interface MigrationModule {
@@ -44,7 +45,28 @@ const config = (): Knex.MigratorConfig => ({
   tableName: 'knex_migrations',
 });
 
-/** Applies every pending migration; returns the names applied. Safe with concurrent replicas (knex lock table). */
+/** The advisory lock key that serialises migrations across processes (an arbitrary constant). */
+const MIGRATION_LOCK_KEY = 7_306_016_110_625_412;
+
+/**
+ * Runs `fn` while holding a PostgreSQL advisory lock on a connection of its own, so replicas
+ * started together on a fresh database migrate one after another: knex's lock table cannot
+ * guard its own creation, and a replica that finds it locked fails instead of waiting.
+ * Ending the session releases the lock, even when `fn` throws.
+ */
+export async function withMigrationLock<T>(url: string, connectTimeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, application_name: 'cynode-gateway-migrate' });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    return await fn();
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Applies every pending migration; returns the names applied. Concurrent processes: see `withMigrationLock`. */
 export async function migrateLatest(knex: Knex): Promise<string[]> {
   const [, applied] = (await knex.migrate.latest(config())) as [number, string[]];
   return applied;
