@@ -83,9 +83,11 @@ export function budgetAndAuditRoutes(router: Router, deps: { ledger: Ledger; aud
     const after = one('after');
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new GatewayError('bad_request', 'limit must be an integer from 1 to 1000');
     if (after !== undefined && !/^\d{1,18}$/.test(after)) throw new GatewayError('bad_request', 'after must be a sequence number');
+    const taskId = one('task_id');
+    if (taskId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,255}$/.test(taskId)) throw new GatewayError('bad_request', 'task_id must be a task id');
     const requestId = one('request_id');
     if (requestId !== undefined && !/^[0-9a-f-]{36}$/i.test(requestId)) throw new GatewayError('bad_request', 'request_id must be a request id');
-    const records = await deps.audit.list({ taskId: one('task_id'), requestId, limit, ...(after !== undefined && { afterSeq: Number(after) }) });
+    const records = await deps.audit.list({ taskId, requestId, limit, ...(after !== undefined && { afterSeq: Number(after) }) });
     ctx.body = { records };
   });
 }

@@ -52,7 +52,7 @@ export function jobWorkerRoutes(router: Router, leases: LeaseService, maxBodyByt
     await poll(ctx, num(ctx.query.max_jobs), num(ctx.query.wait_ms));
   });
   router.post('/jobs/poll', async (ctx) => {
-    const body = ctx.request.length ? await readJson(ctx, maxBodyBytes) : {};
+    const body = ctx.request.length || ctx.get('transfer-encoding') ? await readJson(ctx, maxBodyBytes) : {};
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'send {"max_jobs": n, "wait_ms": ms}');
     const { max_jobs, wait_ms, ...rest } = body as Record<string, unknown>;
     if (Object.keys(rest).length > 0) throw new GatewayError('bad_request', `unknown field '${Object.keys(rest)[0]}'`);

@@ -3,7 +3,8 @@ import { GatewayError } from '../errors/index.js';
 
 /**
  * Reads and parses a JSON request body: `application/json` only (415), at most `limitBytes`
- * (413, checked on Content-Length and while streaming), valid JSON (400 invalid_json).
+ * (413, checked on Content-Length and while streaming), valid JSON (400 invalid_json) that the
+ * gateway can store and evaluate (400 bad_request, see `parseJsonBody`).
  */
 export async function readJson(ctx: Context, limitBytes: number): Promise<unknown> {
   if (!ctx.is('application/json')) {
@@ -12,11 +13,40 @@ export async function readJson(ctx: Context, limitBytes: number): Promise<unknow
   const body = await readRaw(ctx, limitBytes);
   const charset = ctx.request.charset;
   if (charset && !/^utf-?8$/i.test(charset)) throw new GatewayError('unsupported_media_type', 'the body must be UTF-8');
+  return parseJsonBody(body);
+}
+
+/** How deep a request body may nest; deeper values would overflow the recursive code (and PostgreSQL's jsonb) downstream. */
+export const MAX_JSON_DEPTH = 128;
+// NUL cannot be stored in PostgreSQL text or jsonb, and an unpaired surrogate is no Unicode text
+// at all (the policy's JSON parser refuses it): either would fail far from the door, after the
+// request was acted on, and a decision-log batch holding one could never be written.
+const UNSTORABLE = /\0|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Parses a UTF-8 JSON body (400 invalid_json) and refuses, with 400 bad_request, a value nested
+ * deeper than `MAX_JSON_DEPTH` or holding a string or key with NUL or an unpaired surrogate.
+ */
+export function parseJsonBody(body: Buffer): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(body.toString('utf8'));
+    value = JSON.parse(body.toString('utf8'));
   } catch {
     throw new GatewayError('invalid_json', 'the body is not valid JSON');
   }
+  // Iterative on purpose: the value may be nested far deeper than the call stack.
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (UNSTORABLE.test(v)) throw new GatewayError('bad_request', 'the body holds a NUL character or an unpaired surrogate');
+    } else if (v !== null && typeof v === 'object') {
+      if (depth > MAX_JSON_DEPTH) throw new GatewayError('bad_request', `the body nests deeper than ${MAX_JSON_DEPTH} levels`);
+      if (Array.isArray(v)) for (const item of v) stack.push([item, depth + 1]);
+      else for (const [key, item] of Object.entries(v)) stack.push([key, depth], [item, depth + 1]);
+    }
+  }
+  return value;
 }
 
 /** Reads a request body of at most `limitBytes` (413, checked on Content-Length and while streaming). */

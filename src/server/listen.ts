@@ -1,7 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type Koa from 'koa';
 import type { Config } from '../config/index.js';
+import { type ErrorCode, statusOf } from '../errors/index.js';
 
 /** A listening role: its bound address and a way to stop it gracefully. */
 export interface Listening {
@@ -18,6 +20,7 @@ export function listen(role: string, app: Koa, host: string, port: number, serve
   http.requestTimeout = server.requestTimeoutMs;
   http.headersTimeout = Math.min(server.requestTimeoutMs, 60_000);
   http.keepAliveTimeout = 5_000;
+  http.on('clientError', answerClientError);
   return new Promise((resolve, reject) => {
     http.once('error', reject);
     http.listen(port, host, () => {
@@ -26,6 +29,28 @@ export function listen(role: string, app: Koa, host: string, port: number, serve
       resolve({ role, host, port: address.port, close: (graceMs) => closeGracefully(http, graceMs) });
     });
   });
+}
+
+// Requests the HTTP parser refuses never reach Koa; Node would answer them with a bare status
+// line. They get the same `{error: {code, message}}` body as every other refusal.
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // As Node does: never write into a response already under way on this connection.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const [code, message]: [ErrorCode, string] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? ['headers_too_large', 'the request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? ['request_timeout', 'the request took too long to arrive']
+        : ['bad_request', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${statusOf(code)} ${STATUS_CODES[statusOf(code)]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
 }
 
 // Keep-alive connections turn idle as their last response ends; sweep them while draining

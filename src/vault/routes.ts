@@ -36,9 +36,10 @@ export function credentialRoutes(router: Router, store: CredentialStore, maxBody
   });
 }
 
+// A provider key travels in an HTTP header: visible ASCII only, or the call fails long after the key was stored.
 function secretOf(v: unknown): string {
-  if (typeof v !== 'string' || v.length < 8 || v.length > 4096 || /[\r\n\0]/.test(v)) {
-    throw new GatewayError('credential_invalid', 'secret must be a string of 8 to 4096 characters without line breaks');
+  if (typeof v !== 'string' || !/^[\x21-\x7e]{8,4096}$/.test(v)) {
+    throw new GatewayError('credential_invalid', 'secret must be 8 to 4096 visible ASCII characters (no spaces or line breaks)');
   }
   return v;
 }

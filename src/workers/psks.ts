@@ -74,6 +74,7 @@ export function createPskStore(knex: Knex, now: () => Date = () => new Date()): 
       return rows.map(info);
     },
     async revoke(id) {
+      if (!/^[a-z0-9]{12}$/.test(id)) throw new GatewayError('psk_not_found', 'no PSK with this id');
       const [row] = (await knex('psks')
         .where({ id })
         .update({ revoked_at: knex.raw('coalesce(revoked_at, ?)', [now()]) })

@@ -38,3 +38,8 @@ export function submitJob(base: string, job: Record<string, unknown>, key = `k-$
 export function poll(base: string, worker: TestWorker, body: Record<string, unknown> = {}): Promise<Answer<{ jobs: { job_id: string; lease_id: string; lease_expires_at: string; payload: Record<string, unknown> }[] }>> {
   return call(base, '/jobs/poll', { token: worker.token, json: body });
 }
+
+/** The secret half of a PSK `cynpsk_<12-char id>_<secret>` (the secret may itself contain `_`). */
+export const pskSecretPart = (psk: string): string => psk.slice('cynpsk_'.length + 13);
+/** The id of a PSK `cynpsk_<12-char id>_<secret>`. */
+export const pskId = (psk: string): string => psk.slice('cynpsk_'.length, 'cynpsk_'.length + 12);

@@ -16,6 +16,7 @@ import { type Attack, type AttackBase, jwtAttacks, sign } from '../helpers/jwt-a
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
+import { pskId, pskSecretPart } from '../helpers/workers.js';
 
 /*
  * The JWT attack set on every authenticated surface of a running gateway (control plane, MCP
@@ -400,7 +401,7 @@ test.serial('admin routes refuse JWTs and near-miss admin tokens', async (t) => 
     ['PUT /v1/preferences/system/default/cloud_allowed', (token) => send(control('/v1/preferences/system/default/cloud_allowed'), { method: 'PUT', token, json: { value: false } })],
     ['PUT /v1/budgets/task/task-s', (token) => send(control('/v1/budgets/task/task-s'), { method: 'PUT', token, json: { limit_usd: 1_000_000 } })],
     ['POST /v1/credentials', (token) => send(control('/v1/credentials'), { token, json: { provider: 'openai', name: 'planted', secret: 'sk-planted-by-an-attacker' } })],
-    ['DELETE /v1/psks/{id}', (token) => send(control(`/v1/psks/${psk.split('_')[1]}`), { method: 'DELETE', token })],
+    ['DELETE /v1/psks/{id}', (token) => send(control(`/v1/psks/${pskId(psk)}`), { method: 'DELETE', token })],
   ];
   let sent = 0;
   for (const [name, attempt] of routes) sent += await refuseAll(t, name, attacks, attempt, { status: 401, invalid: 'unauthorized' });
@@ -556,7 +557,7 @@ test.serial('a full scenario (registration, jobs, api.call, MCP tools, the attac
     secrets.set(Buffer.from(value).toString('base64url'), `${name} (base64url)`);
   };
   add('PSK', psk);
-  add('PSK secret part', psk.split('_')[2]!);
+  add('PSK secret part', pskSecretPart(psk));
   add('provider key', PROVIDER_KEY);
   add('admin token', TEST_ADMIN_TOKEN);
   add('bundle reader token', BUNDLE_READER_TOKEN);
