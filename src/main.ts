@@ -22,9 +22,12 @@ import { createJobService, createJobWaker, createLeaseService, JOBS_CHANNEL, job
 import { createKeyStore, jwksRoutes, keyAdminRoutes, type KeyStore } from './keys/index.js';
 import type { Logger } from './logging/index.js';
 import { StartupError } from './lib/startup-error.js';
-import { createMetrics, type Metrics, metricsRoutes } from './metrics/index.js';
+import { createMetrics, type Metrics, metricsRoutes, setJobCounts } from './metrics/index.js';
+import { openApiRoutes } from './openapi/index.js';
 import {
+  BUNDLE_CHANNEL,
   BUNDLE_NAME,
+  type BundleSource,
   bundleServiceRoutes,
   createPolicyEngine,
   type PolicyEngine,
@@ -33,7 +36,7 @@ import {
   statusRoutes,
 } from './policy/index.js';
 import { createBundleChecks } from './policy/checks.js';
-import { createRoleApp } from './server/app.js';
+import { createRoleApp, type RegisteredRoute, registeredRoutes } from './server/app.js';
 import { type Listening, listen } from './server/listen.js';
 import { portOf, type Role } from './server/roles.js';
 import { createPreferencesService, PREFERENCES_CHANNEL, preferencesRoutes, type PreferencesService } from './preferences/index.js';
@@ -73,6 +76,8 @@ export interface Gateway {
   toolAudit: ToolAudit;
   egress: EgressService;
   metrics: Metrics;
+  /** The routes each running role serves (what /openapi.json describes). */
+  routes: Partial<Record<Role, RegisteredRoute[]>>;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), flushes the decision log, closes the database. */
   stop(): Promise<void>;
 }
@@ -135,12 +140,19 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     settings.refresh().catch(warn);
     preferences.refresh().catch(warn);
   };
+  let source: BundleSource | undefined = undefined; // set once the bundle source starts, below
   const runtimePoll = setInterval(refreshRuntime, SETTINGS_POLL_MS);
   runtimePoll.unref();
   const listener = listenChannels({
     url: config.database.url,
     logger,
-    channels: { [SETTINGS_CHANNEL]: refreshRuntime, [PREFERENCES_CHANNEL]: refreshRuntime, [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1) },
+    channels: {
+      [SETTINGS_CHANNEL]: refreshRuntime,
+      [PREFERENCES_CHANNEL]: refreshRuntime,
+      [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1),
+      // Another replica activated a new bundle: look at our own source now, not at the next poll.
+      [BUNDLE_CHANNEL]: () => source?.refresh(),
+    },
   });
   const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
   const psks = createPskStore(db.knex);
@@ -229,12 +241,13 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
         egressUrl: () => egressUrl,
         region: config.egress.region,
         requestTimeoutMs: config.server.requestTimeoutMs,
+        metrics,
         ...(roles.includes('egress') && config.egress.url === null && { local: egress }),
       });
   const egressReaper = egress.startReaper(config.egress.reaperIntervalMs);
 
   // A missing or bad bundle does not stop the process: /readyz reports it (503) and says why.
-  const source = startBundleSource(config.policy.bundle, {
+  source = startBundleSource(config.policy.bundle, {
     engine: policy,
     logger,
     token: config.policy.bundleToken,
@@ -243,6 +256,11 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     longPollTimeoutMs: config.policy.longPollTimeoutMs,
   });
   await source.ready;
+  if (notify) {
+    policy.onActivate((info) => {
+      db.knex.raw('select pg_notify(?, ?)', [BUNDLE_CHANNEL, info.digest]).catch((err: unknown) => logger.warn({ err: String((err as Error)?.message ?? err) }, 'cannot announce the new bundle'));
+    });
+  }
   const health = createHealthService({ db, policy, readyCheckTimeoutMs: config.server.readyCheckTimeoutMs });
 
   const tokens: StaticToken[] = [{ token: adminToken, principal: { kind: 'admin', id: 'admin' } }];
@@ -254,15 +272,16 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const maxBodyBytes = config.server.maxBodyBytes;
   const refreshGauges = async () => {
     metrics.decisionLogPending.set(decisionLog.pending());
-    const counts = (await db.knex('jobs').select('state').count({ n: '*' }).groupBy('state').catch(() => [])) as { state: string; n: string }[];
-    metrics.jobsByState.reset();
-    for (const c of counts) metrics.jobsByState.set({ state: c.state }, Number(c.n));
+    const counts = (await db.knex('jobs').select('state').count({ n: '*' }).groupBy('state').catch(() => null)) as { state: string; n: string }[] | null;
+    if (counts) setJobCounts(metrics, counts);
+    else metrics.jobsByState.reset(); // unknown while the database is down: no series rather than zeros
   };
 
   const mounts: Record<Role, (router: Router) => void> = {
     control(router) {
       healthRoutes(router, health, 'control');
       metricsRoutes(router, metrics, refreshGauges);
+      openApiRoutes(router);
       jwksRoutes(router, keys);
       router.use(['/v1/bundles'], bundleReader);
       bundleServiceRoutes(router, policy);
@@ -291,6 +310,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     mcp(router) {
       healthRoutes(router, health, 'mcp');
       metricsRoutes(router, metrics, refreshGauges);
+      openApiRoutes(router);
       mcpRoutes(router, {
         knex: db.knex,
         logger,
@@ -303,12 +323,14 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
         agentTokens,
         maxBodyBytes,
         maxArgumentBytes: config.mcp.maxArgumentBytes,
+        metrics,
         discoveryTtlMs: config.mcp.discoveryTtlMs,
       });
     },
     egress(router) {
       healthRoutes(router, health, 'egress');
       metricsRoutes(router, metrics, refreshGauges);
+      openApiRoutes(router);
       egressRoutes(router, egress, maxBodyBytes);
     },
   };
@@ -330,9 +352,11 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     await db.close();
   };
   const listening: Listening[] = [];
+  const routes: Partial<Record<Role, RegisteredRoute[]>> = {};
   try {
     for (const role of roles) {
-      const app = createRoleApp(role, { logger, mount: mounts[role] });
+      const app = createRoleApp(role, { logger, mount: mounts[role], maxBodyBytes: config.server.maxBodyBytes });
+      routes[role] = registeredRoutes(app);
       const port = portOf(role, config.server);
       listening.push(
         await listen(role, app, config.server.host, port, config.server).catch((err: NodeJS.ErrnoException) => {
@@ -368,6 +392,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     toolAudit,
     egress,
     metrics,
+    routes,
     stop() {
       stopping ??= (async () => {
         leases.close(); // long polls answer at once instead of holding the drain open

@@ -9,13 +9,14 @@ import type { Logger } from '../logging/index.js';
 import type { Metrics } from '../metrics/index.js';
 import { ENTRYPOINTS, type PolicyEngine } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
+import { parseJsonBody } from '../server/json-body.js';
 import type { CredentialStore } from '../vault/index.js';
 import type { Worker } from '../workers/index.js';
 import type { AuditEvent, AuditLog } from './audit.js';
 import { callProvider } from './client.js';
 import { type Budget, budgetFromRow, type BudgetRow, type Hold, type Ledger, type RateTake } from './ledger.js';
 import { costOf, type ModelPrice, priceOf, type PriceTable, priceTableFrom, type Usage, worstCaseCost } from './pricing.js';
-import { adapterFor } from './providers/registry.js';
+import { adapterFor, PROVIDERS } from './providers/registry.js';
 
 /** The audience of forward tokens addressed to API Egress. */
 export const EGRESS_AUDIENCE = 'cynode-egress';
@@ -218,6 +219,7 @@ export function createApiCallGateway(
     egressUrl: () => string;
     region: string;
     requestTimeoutMs: number;
+    metrics?: Metrics;
     /**
      * The egress role when it runs in this process: the call is handed over without a
      * network hop, still as a forward token and the exact body, through the same final gate.
@@ -326,12 +328,16 @@ export function createApiCallGateway(
       const started = performance.now();
       const subject = subjectOf(caller);
       const event = auditEvent(requestId, 'gateway', { subject_kind: caller.kind, subject_id: subject.id });
+      // A provider name from the request is a label only once the registry knows it.
+      const count = (outcome: string, code: string) =>
+        deps.metrics?.apiCalls.inc({ caller: caller.kind, provider: event.provider && Object.hasOwn(PROVIDERS, event.provider) ? event.provider : 'unknown', outcome, code });
       const refuse = async (err: GatewayError): Promise<ApiCallReply> => {
         const reply = refusal(requestId, err, event.decision_id);
         event.outcome = reply.body.status === 'denied' ? 'denied' : 'error';
         event.error_code = err.code;
         if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
         event.latency_ms = performance.now() - started;
+        count(event.outcome, err.code);
         await deps.audit.record(event);
         return reply;
       };
@@ -389,6 +395,7 @@ export function createApiCallGateway(
         // The egress role audits what happens from here, allowed or not.
         const reply = deps.local ? await deps.local.handle(token, Buffer.from(body)) : await forward(body, token);
         reply.body.decision_id ??= decisionId;
+        count(reply.body.status, reply.body.error?.code ?? '');
         return reply;
       } catch (err) {
         const e = toError(err);
@@ -452,12 +459,9 @@ export function createEgressService(
         maxTtlMs: deps.forwardTokenTtlMs + 1000,
       });
       if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
-      let body: { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown };
-      try {
-        body = JSON.parse(rawBody.toString('utf8')) as typeof body;
-      } catch {
-        throw new GatewayError('invalid_json', 'the forwarded body is not JSON');
-      }
+      // The same door as the control plane's, should a signed body ever get past that one.
+      const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
       const input = forward.input as ApiCallInput;
       if (typeof body.request_id !== 'string' || !UUID.test(body.request_id)) throw new GatewayError('bad_request', 'request_id is missing');
       const requestId = body.request_id;

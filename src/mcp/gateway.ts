@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type Router from '@koa/router';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, ErrorCode, InitializeRequestSchema, ListToolsRequestSchema, McpError, PingRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { decodeProtectedHeader } from 'jose';
 import type { Knex } from 'knex';
@@ -12,15 +12,33 @@ import { GatewayError, isGatewayError } from '../errors/index.js';
 import type { ChainedLog } from '../lib/chained-log.js';
 import type { Logger } from '../logging/index.js';
 import { ENTRYPOINTS } from '../policy/index.js';
-import { readRaw } from '../server/json-body.js';
+import { parseJsonBody, readRaw } from '../server/json-body.js';
 import type { Worker, WorkerService } from '../workers/index.js';
 import { AGENT_TOKEN_TYPE, type AgentTokens } from './agent-tokens.js';
+import type { Metrics } from '../metrics/index.js';
 import type { ToolAuditEvent } from './audit.js';
 import type { Upstream, UpstreamClient, UpstreamTool } from './upstreams.js';
 
 /** JSON-RPC error codes of the gateway's own refusals (the implementation-defined range). */
 export const MCP_DENIED = -32001;
 export const MCP_UPSTREAM_FAILED = -32002;
+
+// The methods this server answers, by their request schema. The SDK reports a known method
+// with malformed params as an internal error (-32603); it is the caller's mistake (-32602).
+const REQUEST_SCHEMAS = new Map<string, { safeParse(v: unknown): { success: boolean } }>([
+  ['initialize', InitializeRequestSchema],
+  ['ping', PingRequestSchema],
+  ['tools/list', ListToolsRequestSchema],
+  ['tools/call', CallToolRequestSchema],
+]);
+
+/** The first request in a JSON-RPC message (or batch) whose params its method's schema refuses. */
+function malformedRequest(message: unknown): { id?: unknown; method: string } | undefined {
+  return (Array.isArray(message) ? message : [message]).find((m) => {
+    const req = m as { id?: unknown; method?: unknown } | null;
+    return req !== null && typeof req === 'object' && typeof req.method === 'string' && 'id' in req && REQUEST_SCHEMAS.get(req.method)?.safeParse(req).success === false;
+  });
+}
 
 /** The `api.call` tool: the REST form's body as tool arguments. */
 const API_CALL_TOOL = {
@@ -63,6 +81,7 @@ export interface McpGatewayDeps {
   maxArgumentBytes: number;
   /** How long an upstream's tool list is reused before it is asked again. */
   discoveryTtlMs: number;
+  metrics?: Metrics;
 }
 
 /** Who called, as the policy sees it: a worker for itself, or an agent bound to one of its jobs. */
@@ -174,7 +193,9 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
         revision: null,
         latency_ms: null,
       };
+      let known = false; // a tool name is a metric label only once the catalogue knows it
       const done = async (outcome: ToolAuditEvent['outcome'], code: string | null) => {
+        deps.metrics?.mcpToolCalls.inc({ tool: known ? event.tool : 'unknown', outcome });
         event.outcome = outcome;
         event.error_code = code;
         event.latency_ms = performance.now() - started;
@@ -183,6 +204,7 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
       try {
         const tool = (await catalogue()).find((t) => t.name === request.params.name);
         if (!tool) throw new McpError(ErrorCode.InvalidParams, `unknown tool: ${event.tool}`, { code: 'tool_unknown' });
+        known = true;
         if (Buffer.byteLength(JSON.stringify(args)) > deps.maxArgumentBytes) {
           throw new McpError(ErrorCode.InvalidParams, `the arguments exceed ${deps.maxArgumentBytes} bytes`, { code: 'arguments_too_large' });
         }
@@ -266,9 +288,16 @@ export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
     const raw = await readRaw(ctx, deps.maxBodyBytes);
     let message: unknown;
     try {
-      message = JSON.parse(raw.toString('utf8'));
-    } catch {
-      const r = rpcError(400, ErrorCode.ParseError, 'parse error: the body is not JSON');
+      message = parseJsonBody(raw);
+    } catch (err) {
+      const r = rpcError(400, ErrorCode.ParseError, `parse error: ${(err as GatewayError).message}`);
+      ctx.status = r.status;
+      ctx.body = r.body;
+      return;
+    }
+    const malformed = malformedRequest(message);
+    if (malformed) {
+      const r = rpcError(400, ErrorCode.InvalidParams, `invalid params for ${malformed.method}`);
       ctx.status = r.status;
       ctx.body = r.body;
       return;

@@ -1,2 +1,2 @@
-export { createMetrics, type Metrics } from './registry.js';
+export { createMetrics, JOB_STATES, type Metrics, setJobCounts } from './registry.js';
 export { metricsRoutes } from './routes.js';

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { JobState } from '../jobs/types.js';
 
 /** The gateway's Prometheus metrics, one registry per process, created by the composition root. */
 export interface Metrics {
@@ -7,6 +8,7 @@ export interface Metrics {
   evalSeconds: Histogram<'entrypoint'>;
   bundleInfo: Gauge<'bundle' | 'revision' | 'digest'>;
   bundleActivatedSeconds: Gauge<'bundle'>;
+  bundleAgeSeconds: Gauge<'bundle'>;
   bundleLoads: Counter<'bundle' | 'outcome' | 'code'>;
   decisionLogPending: Gauge;
   jobsByState: Gauge<'state'>;
@@ -16,11 +18,29 @@ export interface Metrics {
   egressCalls: Counter<'provider' | 'operation' | 'outcome' | 'code'>;
   egressSeconds: Histogram<'provider' | 'operation'>;
   egressSpendUsd: Counter<'provider'>;
+  apiCalls: Counter<'caller' | 'provider' | 'outcome' | 'code'>;
+  mcpToolCalls: Counter<'tool' | 'outcome'>;
+}
+
+/** Every job state, so `cynode_jobs` reports 0 for an empty state instead of dropping the series. */
+export const JOB_STATES = ['queued', 'leased', 'succeeded', 'failed', 'cancelled', 'dead_lettered'] as const satisfies readonly JobState[];
+
+/** Sets `cynode_jobs` from per-state counts read at scrape time; a state with no row reads 0. */
+export function setJobCounts(metrics: Metrics, counts: readonly { state: string; n: string | number }[]): void {
+  metrics.jobsByState.reset();
+  for (const state of JOB_STATES) metrics.jobsByState.set({ state }, 0);
+  for (const c of counts) metrics.jobsByState.set({ state: c.state }, Number(c.n));
 }
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'cynode_process_' });
+  const bundleActivatedSeconds = new Gauge({
+    name: 'cynode_bundle_activated_timestamp_seconds',
+    help: 'When the active bundle was activated (Unix seconds); age = now - this.',
+    labelNames: ['bundle'],
+    registers: [registry],
+  });
   return {
     registry,
     decisions: new Counter({
@@ -42,11 +62,19 @@ export function createMetrics(): Metrics {
       labelNames: ['bundle', 'revision', 'digest'],
       registers: [registry],
     }),
-    bundleActivatedSeconds: new Gauge({
-      name: 'cynode_bundle_activated_timestamp_seconds',
-      help: 'When the active bundle was activated (Unix seconds); age = now - this.',
+    bundleActivatedSeconds,
+    bundleAgeSeconds: new Gauge({
+      name: 'cynode_bundle_age_seconds',
+      help: 'Seconds since the active bundle was activated, computed at scrape time.',
       labelNames: ['bundle'],
       registers: [registry],
+      async collect() {
+        const now = Date.now() / 1000;
+        this.reset();
+        for (const v of (await bundleActivatedSeconds.get()).values) {
+          this.set({ bundle: String(v.labels.bundle) }, Math.max(0, now - v.value));
+        }
+      },
     }),
     bundleLoads: new Counter({
       name: 'cynode_bundle_loads_total',
@@ -98,6 +126,18 @@ export function createMetrics(): Metrics {
       name: 'cynode_egress_spend_usd_total',
       help: 'USD charged for api.call requests, from the providers\' usage and the price table.',
       labelNames: ['provider'],
+      registers: [registry],
+    }),
+    apiCalls: new Counter({
+      name: 'cynode_api_calls_total',
+      help: 'api.call requests at the first gate (REST and MCP) by caller kind, provider, outcome (ok, denied, error) and error code.',
+      labelNames: ['caller', 'provider', 'outcome', 'code'],
+      registers: [registry],
+    }),
+    mcpToolCalls: new Counter({
+      name: 'cynode_mcp_tool_calls_total',
+      help: 'MCP tools/call requests by tool (unknown for a name not in the catalogue) and outcome (ok, denied, error).',
+      labelNames: ['tool', 'outcome'],
       registers: [registry],
     }),
   };
