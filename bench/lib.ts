@@ -21,7 +21,53 @@ export interface Target {
 export function percentiles(samples: number[]) {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 1000) / 1000;
-  return { n: s.length, p50: at(0.5), p99: at(0.99) };
+  return { n: s.length, p50: at(0.5), p99: at(0.99), max: at(1) };
+}
+
+/** Options of one JSON request. */
+export interface JsonRequest {
+  method?: string;
+  /** Bearer token, if any. */
+  token?: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/**
+ * One JSON request over the shared agent: resolves with the parsed answer, rejects on a status
+ * >= 400. A reset on a reused keep-alive socket (the server closed it as the request left, which
+ * a loaded machine makes likely) is retried once on a new socket, as Node's docs advise: the
+ * server never read that request.
+ */
+export function requestJson(url: string, init: JsonRequest = {}, retried = false): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
+  const method = init.method ?? (payload === undefined ? 'GET' : 'POST');
+  const headers: Record<string, string | number> = { ...init.headers };
+  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  if (payload !== undefined) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = Buffer.byteLength(payload);
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { agent, method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if ((res.statusCode ?? 500) >= 400) return reject(new Error(`${method} ${new URL(url).pathname}: ${res.statusCode} ${text.slice(0, 300)}`));
+        try {
+          resolve(text ? JSON.parse(text) : {});
+        } catch {
+          reject(new Error(`${new URL(url).pathname}: not JSON: ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') resolve(requestJson(url, init, true));
+      else reject(err);
+    });
+    req.end(payload);
+  });
 }
 
 /** One request; resolves with its latency in ms, or rejects on a non-2xx answer. */
