@@ -64,7 +64,7 @@ export function requestJson(url: string, init: JsonRequest = {}, retried = false
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (!retried && req.reusedSocket && err.code === 'ECONNRESET') resolve(requestJson(url, init, true));
-      else reject(err);
+      else reject(new Error(`${method} ${url}: ${err.code ?? err.message}${req.reusedSocket ? ' (reused socket)' : ''}${retried ? ' (retried)' : ''}`, { cause: err }));
     });
     req.end(payload);
   });
