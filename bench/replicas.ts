@@ -18,6 +18,7 @@ import { cpus, loadavg } from 'node:os';
 import pg from 'pg';
 import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
+import { CLOUD_DISPATCH_INPUT } from '../test/helpers/fixtures.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { type Replicas, startReplicas } from '../test/helpers/replicas.js';
 import { agent, percentiles, requestJson } from './lib.js';
@@ -38,26 +39,11 @@ const TARGET_P99_MS = 1000;
 const FLIP_LIMIT_MS = 15_000;
 const STALL_LIMIT_MS = 60_000;
 
-/** A cloud worker fit for a cloud job: the dispatch policy denies it only for the kill switch. */
-const PROBE = {
-  action: 'dispatch',
-  subject: { node_id: 'cloud-probe', labels: ['cloud', 'provider_openai'], region: 'us-east-1', provider: 'aws', inference_mode: 'provider_api', supported_providers: ['openai'], supported_models: ['gpt-4o-mini'], max_concurrency: 4 },
-  resource: { job_id: 'job-probe', task_id: 'task-probe', priority: 0, requirements: { labels: ['cloud'], providers: ['openai'], models: [], regions: [] }, estimated_cost_usd: 0, budget_usd: null, preferred_node_id: null },
-  context: {
-    user_id: 'user-probe',
-    project_id: null,
-    group_id: null,
-    preferences: { cloud_allowed: true, provider: null, regions: [], max_cost_usd: null, locality_max_wait_ms: 0 },
-    load: { active_jobs: 0, max_concurrency: 4 },
-    locality: { waited_ms: 0 },
-  },
-};
-
 const admin = (url: string, body?: unknown, method?: string, headers?: Record<string, string>) => requestJson(url, { token: TEST_ADMIN_TOKEN, body, method, headers });
 
 /** Whether the replica at `base` now denies cloud dispatch for the kill switch. */
 async function killSwitchOn(base: string): Promise<boolean> {
-  const answer = await admin(`${base}/v1/data/cynode/dispatch/decision`, { input: PROBE });
+  const answer = await admin(`${base}/v1/data/cynode/dispatch/decision`, { input: CLOUD_DISPATCH_INPUT });
   const reasons = answer.result?.reasons;
   if (!Array.isArray(reasons)) throw new Error(`no decision from ${base}: ${JSON.stringify(answer).slice(0, 200)}`);
   return reasons.includes('cloud_routing_disabled');

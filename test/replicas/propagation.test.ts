@@ -5,6 +5,7 @@ import { packageRoot } from '../../src/lib/package-root.js';
 import { buildBundle, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
 import { ensureBundle } from '../helpers/bundle.js';
 import { TEST_ADMIN_TOKEN, tempDir } from '../helpers/config.js';
+import { CLOUD_DISPATCH_INPUT } from '../helpers/fixtures.js';
 import { call } from '../helpers/http.js';
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { type Replica, type Replicas, startListenBlocker, startReplicas, viaPort } from '../helpers/replicas.js';
@@ -16,37 +17,6 @@ import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../
 // patience), then with LISTEN taken away (the database proxy refuses the gateway's LISTEN
 // connection) through the polling fallbacks alone.
 
-/** A cloud worker and a job made for each other, as the dispatch policy sees them. */
-const DISPATCH_INPUT = {
-  action: 'dispatch',
-  subject: {
-    node_id: 'cloud-prop-01',
-    labels: ['cloud', 'provider_openai'],
-    region: 'us-east-1',
-    provider: 'aws',
-    inference_mode: 'provider_api',
-    supported_providers: ['openai'],
-    supported_models: ['gpt-4o-mini'],
-    max_concurrency: 4,
-  },
-  resource: {
-    job_id: 'job-prop',
-    task_id: 'task-prop',
-    priority: 0,
-    requirements: { labels: ['cloud'], providers: ['openai'], models: ['gpt-4o-mini'], regions: [] },
-    estimated_cost_usd: 0,
-    budget_usd: null,
-    preferred_node_id: null,
-  },
-  context: {
-    user_id: 'user-prop',
-    project_id: null,
-    group_id: null,
-    preferences: { cloud_allowed: true, provider: null, regions: [], max_cost_usd: null, locality_max_wait_ms: 0 },
-    load: { active_jobs: 0, max_concurrency: 4 },
-    locality: { waited_ms: 0 },
-  },
-};
 const TOOL_INPUT = {
   action: 'mcp.tool.invoke',
   subject: { kind: 'worker', node_id: 'cloud-prop-01', labels: ['cloud'], agent_type: 'worker' },
@@ -117,14 +87,14 @@ async function changeAndMeasure(t: ExecutionContext, group: Replicas, bundleFile
   for (const [i, r] of all.entries()) t.deepEqual((await poll(r.url, workers[i]!)).body.jobs, [], 'no cloud work before the preference allows it');
 
   // Kill switch.
-  for (const r of all) t.false((await reasons(r, 'cynode/dispatch/decision', DISPATCH_INPUT)).includes('cloud_routing_disabled'));
+  for (const r of all) t.false((await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'));
   let since = Date.now();
   t.is((await call(r0.url, '/v1/settings/cloud_routing.enabled', { method: 'PUT', json: { value: false } })).status, 200);
-  const killMs = await onEvery(all, since, limitMs, async (r) => (await reasons(r, 'cynode/dispatch/decision', DISPATCH_INPUT)).includes('cloud_routing_disabled'));
+  const killMs = await onEvery(all, since, limitMs, async (r) => (await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'));
   t.log(`${label}: kill switch reached the 3 replicas in ${killMs.join(', ')} ms`);
   since = Date.now();
   t.is((await call(r0.url, '/v1/settings/cloud_routing.enabled', { method: 'PUT', json: { value: true } })).status, 200);
-  const backMs = await onEvery(all, since, limitMs, async (r) => !(await reasons(r, 'cynode/dispatch/decision', DISPATCH_INPUT)).includes('cloud_routing_disabled'));
+  const backMs = await onEvery(all, since, limitMs, async (r) => !(await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'));
   t.log(`${label}: kill switch released on the 3 replicas in ${backMs.join(', ')} ms`);
 
   // Another runtime setting: an MCP tool switched off.
