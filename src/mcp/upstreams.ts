@@ -104,8 +104,11 @@ async function httpRequest(
         let size = 0;
         res.on('data', (c: Buffer) => {
           size += c.length;
-          if (size > deps.maxResponseBytes) req.destroy(new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`));
-          else chunks.push(c);
+          if (size <= deps.maxResponseBytes) return void chunks.push(c);
+          // Refuse and stop reading. (Destroying the request with an error here would emit it
+          // where nothing listens once the answer has begun, and crash the process.)
+          reject(new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`));
+          res.destroy();
         });
         res.on('error', reject);
         res.on('end', () => resolve({ status: res.statusCode ?? 502, type: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString('utf8') }));

@@ -41,7 +41,7 @@ test.before(async () => {
   db = await createTestDatabase();
   const port = await freePort();
   gw = await startTestGateway(
-    { DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${port}/mcp`, CYNODE_MCP_MAX_ARGUMENT_BYTES: '4096' },
+    { DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${port}/mcp`, CYNODE_MCP_MAX_ARGUMENT_BYTES: '4096', CYNODE_MCP_MAX_RESPONSE_BYTES: '16384' },
     ['control', 'mcp', 'egress'],
     logs.logger,
   );
@@ -121,6 +121,18 @@ test.serial('malformed JSON-RPC, unknown tools, bad and oversized arguments get 
   t.is(huge.data?.code, 'arguments_too_large');
   const ok = await client.callTool({ name: 'artifacts.artifact_list', arguments: { task_id: 'task-m' } });
   t.falsy(ok.isError, 'still serving');
+  await client.close();
+});
+
+test.serial('an upstream answer larger than mcp.maxResponseBytes is refused, not passed on', async (t) => {
+  const content = 'x'.repeat(20_000);
+  await gw.gateway.db.knex('artifacts').insert({ task_id: 'task-m', name: 'huge.txt', content, sha256: 'f'.repeat(64), size: content.length, written_by: 'test', updated_at: new Date() });
+  const client = await connect(worker.token);
+  const tooBig = await mcpError(client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-m', name: 'huge.txt' } }));
+  t.is(tooBig.code, -32002);
+  t.is(tooBig.data?.code, 'payload_too_large');
+  const small = await client.callTool({ name: 'artifacts.artifact_list', arguments: { task_id: 'task-m' } });
+  t.falsy(small.isError, 'smaller answers still pass');
   await client.close();
 });
 

@@ -47,6 +47,7 @@ test.before(async () => {
         .map(([k, v]) => `${k}=${v}`)
         .join(','),
       CYNODE_MCP_TOOL_TIMEOUT_MS: '30000',
+      CYNODE_MCP_MAX_RESPONSE_BYTES: '16384',
     },
     ['control', 'mcp', 'egress'],
     logs.logger,
@@ -84,6 +85,19 @@ test.serial('a stdio upstream started by the gateway serves its tools through /m
   const audit = (await gw.gateway.db.knex('tool_audit').where({ tool: 'artifacts.artifact_put' }).select()) as Record<string, unknown>[];
   t.like(audit[0], { subject_id: 'cloud-stdio-01', task_id: 'task-s', outcome: 'ok' });
   t.false(logs.lines.some((l) => l.includes(worker.token)), 'no JWT in the gateway logs');
+});
+
+test.serial('a stdio answer larger than mcp.maxResponseBytes is refused, not passed on', async (t) => {
+  const content = 'x'.repeat(20_000);
+  await gw.gateway.db.knex('artifacts').insert({ task_id: 'task-s', name: 'huge.txt', content, sha256: 'f'.repeat(64), size: content.length, written_by: 'test', updated_at: new Date() });
+  const client = new Client({ name: 'test-agent', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), { requestInit: { headers: { authorization: `Bearer ${worker.token}` } } }));
+  t.teardown(() => client.close());
+  const tooBig = await mcpError(client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-s', name: 'huge.txt' } }));
+  t.is(tooBig.code, -32002);
+  t.is(tooBig.data?.code, 'payload_too_large');
+  const small = await client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-s', name: 'plan.md' } });
+  t.falsy(small.isError, 'smaller answers still pass');
 });
 
 test.serial('the stdio upstream runs the final gate on the token in _meta: missing, forged, mismatched and replayed tokens are refused', async (t) => {
