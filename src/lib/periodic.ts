@@ -1,0 +1,22 @@
+/** A periodic task started by {@link startPeriodic}. */
+export interface Periodic {
+  stop(): void;
+}
+
+/**
+ * Runs `task` every `intervalMs`, never two runs at once: a tick that finds the previous run
+ * still going is skipped. A failed run is passed to `onError` and the next tick runs again.
+ * The timer does not keep the process alive.
+ */
+export function startPeriodic(task: () => Promise<unknown>, intervalMs: number, onError: (err: unknown) => void): Periodic {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    task()
+      .catch(onError)
+      .finally(() => (running = false));
+  }, intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
