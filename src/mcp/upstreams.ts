@@ -6,6 +6,7 @@ import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotoc
 import { ErrorCode, McpError, ResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { GatewayError } from '../errors/index.js';
 import { canonicalJson } from '../lib/canonical-json.js';
+import { errorMessage } from '../lib/error-message.js';
 import { FORWARD_TOKEN_HEADER, signForwardToken } from '../final-gate/forward-token.js';
 import type { KeyStore } from '../keys/index.js';
 
@@ -20,25 +21,6 @@ export interface UpstreamTool {
   name: string;
   description?: string;
   inputSchema: Record<string, unknown>;
-}
-
-const NAME = /^[a-z][a-z0-9_-]{0,31}$/;
-
-/** Parses `mcp.upstreams` (`name=url` entries); a bad entry stops the gateway at start. */
-export function parseUpstreams(entries: readonly string[]): Upstream[] {
-  const seen = new Set<string>();
-  return entries.map((entry) => {
-    const at = entry.indexOf('=');
-    const name = entry.slice(0, at);
-    const target = entry.slice(at + 1);
-    const stdio = target.startsWith('stdio:') ? target.slice(6).trim().split(/\s+/).filter(Boolean) : undefined;
-    if (at < 1 || !NAME.test(name) || (stdio ? stdio.length === 0 : !/^https?:\/\/\S+$/.test(target))) {
-      throw new GatewayError('bad_request', `mcp.upstreams: '${entry.split(' ')[0]}' must be name=http(s)://host/path or name=stdio:command args, with a lower-case name`);
-    }
-    if (seen.has(name)) throw new GatewayError('bad_request', `mcp.upstreams: '${name}' is listed twice`);
-    seen.add(name);
-    return stdio ? { name, kind: 'stdio' as const, command: stdio[0]!, args: stdio.slice(1) } : { name, kind: 'http' as const, url: new URL(target) };
-  });
 }
 
 /** What calling an upstream needs: the signing key for forward tokens, and limits. */
@@ -118,7 +100,17 @@ async function httpRequest(
     req.on('error', (err) => reject(err instanceof GatewayError ? err : new GatewayError('upstream_unavailable', `${upstream.name} cannot be reached: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
     req.end(body);
   });
-  let message: { id?: unknown; result?: unknown; error?: { code: number; message: string; data?: unknown } } | undefined;
+  return readAnswer(upstream, id, status, type, text);
+}
+
+type JsonRpcAnswer = { id?: unknown; result?: unknown; error?: { code: number; message: string; data?: unknown } };
+
+/**
+ * The result of an HTTP upstream's answer to request `id`, read as JSON or as server-sent
+ * events; a JSON-RPC error becomes `upstream_error` with the upstream's code and reasons.
+ */
+function readAnswer(upstream: Upstream, id: string, status: number, type: string, text: string): unknown {
+  let message: JsonRpcAnswer | undefined;
   try {
     if (type.includes('text/event-stream')) {
       for (const block of text.split(/\r?\n\r?\n/)) {
@@ -183,7 +175,7 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
     try {
       client = await stdioClient(upstream);
     } catch (err) {
-      throw new GatewayError('upstream_unavailable', `${upstream.name} could not be started: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
+      throw new GatewayError('upstream_unavailable', `${upstream.name} could not be started: ${errorMessage(err).slice(0, 200)}`);
     }
     try {
       result = await client.request({ method, params: { ...params, _meta: { [STDIO_TOKEN_META]: token } } } as never, ResultSchema, { timeout: deps.timeoutMs });
@@ -199,7 +191,7 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
           ...(Array.isArray(data?.reasons) && { reasons: data.reasons }),
         });
       }
-      throw new GatewayError('upstream_unavailable', `${upstream.name} failed: ${String((err as Error)?.message ?? err).slice(0, 200)}`);
+      throw new GatewayError('upstream_unavailable', `${upstream.name} failed: ${errorMessage(err).slice(0, 200)}`);
     }
     // The SDK reads a stdio answer whole; what is passed on is bounded as over HTTP.
     if (Buffer.byteLength(JSON.stringify(result)) > deps.maxResponseBytes) throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
