@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
 import { issuedInFuture, JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
+import { isUuid } from '../lib/ids.js';
 import { readJson } from '../server/json-body.js';
 import type { Worker } from '../workers/index.js';
 
@@ -23,6 +24,7 @@ export interface AgentClaims {
   jobId: string;
 }
 
+/** Issues and verifies agent tokens with the gateway's signing keys. */
 export interface AgentTokens {
   issue(claims: AgentClaims): Promise<{ token: string; expiresAt: Date }>;
   verify(token: string): Promise<AgentClaims>;
@@ -70,29 +72,45 @@ export function createAgentTokens(deps: { keys: KeyStore; issuer: string; ttlMs:
   };
 }
 
+/** The answer to `POST /v1/agent-tokens`. */
+export interface IssuedAgentToken {
+  token: string;
+  token_type: 'Bearer';
+  expires_at: string;
+  agent_type: string;
+  task_id: string;
+  job_id: string;
+}
+
+/**
+ * Issues an agent token to a worker: `body` must be `{agent_type, job_id}` naming a job the
+ * worker leases now (`bad_request`, else `job_not_leased`). The token is bound to that job's task.
+ */
+export async function issueAgentToken(deps: { knex: Knex; tokens: AgentTokens }, worker: Worker, body: unknown): Promise<IssuedAgentToken> {
+  const request = body as Record<string, unknown> | null;
+  if (request === null || typeof request !== 'object' || Object.keys(request).some((k) => k !== 'agent_type' && k !== 'job_id')) {
+    throw new GatewayError('bad_request', 'send {"agent_type": "sandbox"|"pm"|"pa", "job_id": "<a job you lease>"}');
+  }
+  if (!(AGENT_TYPES as readonly unknown[]).includes(request.agent_type)) throw new GatewayError('bad_request', `agent_type must be one of ${AGENT_TYPES.join(', ')}`);
+  if (!isUuid(request.job_id)) throw new GatewayError('bad_request', 'job_id must be a job id');
+  const job = (await deps.knex('jobs')
+    .where({ id: request.job_id, leased_by: worker.nodeId, state: 'leased' })
+    .andWhere('lease_expires_at', '>', new Date())
+    .first('task_id')) as { task_id: string } | undefined;
+  if (!job) throw new GatewayError('job_not_leased', `job ${request.job_id} is not leased by ${worker.nodeId}`, { reasons: ['job_not_leased'] });
+  const claims = { nodeId: worker.nodeId, sessionId: worker.sessionId, agentType: request.agent_type as string, taskId: job.task_id, jobId: request.job_id };
+  const { token, expiresAt } = await deps.tokens.issue(claims);
+  return { token, token_type: 'Bearer', expires_at: expiresAt.toISOString(), agent_type: claims.agentType, task_id: claims.taskId, job_id: claims.jobId };
+}
+
 /**
  * `POST /v1/agent-tokens` (worker JWT): `{agent_type, job_id}` → an agent token for a job the
  * worker leases now. The token lives at most `ttlMs`; every use checks the lease again.
  */
 export function agentTokenRoutes(router: Router, asWorker: Middleware, deps: { knex: Knex; tokens: AgentTokens; maxBodyBytes: number }): void {
   router.post('/v1/agent-tokens', asWorker, async (ctx) => {
-    const worker = ctx.state.worker as Worker;
-    const body = (await readJson(ctx, deps.maxBodyBytes)) as Record<string, unknown> | null;
-    if (body === null || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'agent_type' && k !== 'job_id')) {
-      throw new GatewayError('bad_request', 'send {"agent_type": "sandbox"|"pm"|"pa", "job_id": "<a job you lease>"}');
-    }
-    if (!(AGENT_TYPES as readonly unknown[]).includes(body.agent_type)) throw new GatewayError('bad_request', `agent_type must be one of ${AGENT_TYPES.join(', ')}`);
-    if (typeof body.job_id !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(body.job_id)) {
-      throw new GatewayError('bad_request', 'job_id must be a job id');
-    }
-    const job = (await deps.knex('jobs')
-      .where({ id: body.job_id, leased_by: worker.nodeId, state: 'leased' })
-      .andWhere('lease_expires_at', '>', new Date())
-      .first('task_id')) as { task_id: string } | undefined;
-    if (!job) throw new GatewayError('job_not_leased', `job ${body.job_id} is not leased by ${worker.nodeId}`, { reasons: ['job_not_leased'] });
-    const claims = { nodeId: worker.nodeId, sessionId: worker.sessionId, agentType: body.agent_type as string, taskId: job.task_id, jobId: body.job_id };
-    const { token, expiresAt } = await deps.tokens.issue(claims);
+    const issued = await issueAgentToken(deps, ctx.state.worker as Worker, await readJson(ctx, deps.maxBodyBytes));
     ctx.status = 201;
-    ctx.body = { token, token_type: 'Bearer', expires_at: expiresAt.toISOString(), agent_type: claims.agentType, task_id: claims.taskId, job_id: claims.jobId };
+    ctx.body = issued;
   });
 }

@@ -1,7 +1,7 @@
 import type { ChainedLog } from '../lib/chained-log.js';
 import type { ToolAuditEvent } from './audit.js';
 
-export { AGENT_TYPES, agentTokenRoutes, type AgentTokens, createAgentTokens } from './agent-tokens.js';
+export { AGENT_TYPES, agentTokenRoutes, type AgentTokens, createAgentTokens, type IssuedAgentToken, issueAgentToken } from './agent-tokens.js';
 export { createToolAudit, type ToolAuditEvent } from './audit.js';
 export { type McpCaller } from './caller.js';
 export { type CatalogueTool, createToolCatalogue, type ToolCatalogue } from './catalogue.js';
