@@ -11,7 +11,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
-import { type KeySpec, SCHEMA } from '../src/config/schema.js';
+import type { KeySpec } from '../src/config/keys.js';
+import { SCHEMA } from '../src/config/schema.js';
 import { packageRoot } from '../src/lib/package-root.js';
 
 /** Variables read outside the schema: by the CLI, the toolchain and the reference worker. */

@@ -3,11 +3,10 @@
  * environment variable that overrides it, as one nested tree shaped like the YAML. Both the
  * `Config` type and the loader are derived from it, so a new key is one line here plus its
  * default in `config/default.yaml` (the YAML an operator reads is the truth for defaults;
- * this file only says what a valid value is).
+ * this file only says what a valid value is). Checks across keys are the named rules in
+ * `rules.ts`.
  */
 import { bool, type Infer, int, type KeyPath, type KeySpec, type KeyTree, keysOf, list, nullable, oneOf, path, pathOrUrl, str, url } from './keys.js';
-
-export { type KeySpec } from './keys.js';
 
 const SIGNING_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512'];
 
