@@ -1,7 +1,9 @@
 /**
  * Generates docs/configuration.md from the config schema (src/config/schema.ts: keys, env
- * variables, types, bounds, secret flags) and config/default.yaml (defaults, and the comment
- * beside each key as its description). A test fails when the committed page is stale.
+ * variables, types, bounds, formats, secret flags) and config/default.yaml (defaults, and the
+ * comment beside each key as its description). One table per top-level group; nested keys
+ * (e.g. `egress.providers.openai.baseUrl`) are rows of their group. A test fails when the
+ * committed page is stale.
  *
  * Run: npm run docs:config   (deterministic: a re-run changes nothing)
  */
@@ -9,7 +11,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
-import { type KeySpec, SCHEMA } from '../src/config/schema.js';
+import type { KeySpec } from '../src/config/keys.js';
+import { SCHEMA } from '../src/config/schema.js';
 import { packageRoot } from '../src/lib/package-root.js';
 
 /** Variables read outside the schema: by the CLI, the toolchain and the reference worker. */
@@ -45,7 +48,7 @@ function typeOf(spec: KeySpec): { type: string; bounds: string } {
     case 'list':
       return { type: 'list (YAML sequence; env: comma-separated)', bounds: '' };
     case 'string':
-      return { type: spec.nullable ? 'string or null' : 'string', bounds: '' };
+      return { type: spec.nullable ? 'string or null' : 'string', bounds: spec.format };
     case 'bool':
       return { type: 'boolean', bounds: 'true, false' };
   }
@@ -57,10 +60,15 @@ function defaultOf(value: unknown): string {
   return code(String(value));
 }
 
+/** The value under a dotted key in a parsed YAML tree (undefined when absent). */
+function valueAt(tree: unknown, key: string): unknown {
+  return key.split('.').reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), tree);
+}
+
 /** The page, from the schema and the shipped defaults under `root`. */
 export function renderConfigurationDoc(root: string = packageRoot()): string {
   const yamlText = readFileSync(join(root, 'config', 'default.yaml'), 'utf8');
-  const defaults = parse(yamlText) as Record<string, Record<string, unknown>>;
+  const defaults: unknown = parse(yamlText);
   // The comment beside a key: `# ENV_NAME (note): description`.
   const notes = new Map<string, string>();
   for (const line of yamlText.split('\n')) {
@@ -69,10 +77,10 @@ export function renderConfigurationDoc(root: string = packageRoot()): string {
   }
   const sections = new Map<string, string[]>();
   for (const [key, spec] of Object.entries(SCHEMA) as [string, KeySpec][]) {
-    const [section, name] = key.split('.') as [string, string];
+    const section = key.split('.')[0]!;
     const { type, bounds } = typeOf(spec);
-    const secret = 'secret' in spec && spec.secret ? 'yes' : '';
-    const row = `| ${code(key)} | ${code(spec.env)} | ${type} | ${cell(bounds)} | ${cell(defaultOf(defaults[section]?.[name]))} | ${secret} | ${cell(notes.get(spec.env) ?? '')} |`;
+    const secret = spec.secret ? 'yes' : '';
+    const row = `| ${code(key)} | ${code(spec.env)} | ${type} | ${cell(bounds)} | ${cell(defaultOf(valueAt(defaults, key)))} | ${secret} | ${cell(notes.get(spec.env) ?? '')} |`;
     sections.set(section, [...(sections.get(section) ?? []), row]);
   }
   const out = [
@@ -91,7 +99,7 @@ export function renderConfigurationDoc(root: string = packageRoot()): string {
   for (const [section, rows] of sections) {
     out.push(`## ${section}`, '', '| key | env | type | bounds / values | default | secret | description |', '|---|---|---|---|---|---|---|', ...rows, '');
   }
-  out.push('## Other environment variables', '', 'Read outside the schema: by the CLI, the policy toolchain and the reference worker (`cynode-gateway worker`, configured exactly by the seed\'s `CYNODE_*` variables).', '');
+  out.push('## Other environment variables', '', 'Read outside the schema: by the CLI, the policy toolchain and the reference worker (`cynode-gateway worker`, configured by the `CYNODE_*` variables below).', '');
   out.push('| env | description |', '|---|---|', ...OTHER_ENV.map((e) => `| ${code(e.env)} | ${cell(e.description)} |`), '');
   return out.join('\n');
 }

@@ -217,7 +217,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     keys,
     issuer: config.auth.issuer,
     forwardTokenTtlMs: config.auth.forwardTokenTtlMs,
-    providerUrls: { openai: config.egress.openaiBaseUrl, anthropic: config.egress.anthropicBaseUrl },
+    providerUrls: Object.fromEntries(Object.entries(config.egress.providers).map(([name, p]) => [name, p.baseUrl])),
     call: {
       connectTimeoutMs: config.egress.connectTimeoutMs,
       idleTimeoutMs: config.egress.idleTimeoutMs,

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { ConfigError, loadConfig, SCHEMA } from '../../src/config/index.js';
+import { ConfigError, loadConfig, RULES, SCHEMA } from '../../src/config/index.js';
 import { parseUpstreams } from '../../src/mcp/index.js';
 import { tempDir } from '../helpers/config.js';
 import { runCli } from '../helpers/gateway.js';
@@ -138,4 +138,53 @@ test('the CLI exits 2 on an unknown key in a config file', async (t) => {
   t.is(code, 2);
   t.regex(stderr, /unknown key 'log\.levle'/);
   t.notRegex(stderr, /\n\s+at /);
+});
+
+test('providers: egress.providers.<name>.baseUrl, overridden by CYNODE_OPENAI_BASE_URL and CYNODE_ANTHROPIC_BASE_URL', (t) => {
+  t.deepEqual(load().egress.providers, { openai: { baseUrl: 'https://api.openai.com' }, anthropic: { baseUrl: 'https://api.anthropic.com' } });
+  const c = load({ CYNODE_OPENAI_BASE_URL: 'http://127.0.0.1:9999', CYNODE_ANTHROPIC_BASE_URL: 'http://127.0.0.1:9998/v' });
+  t.is(c.egress.providers.openai.baseUrl, 'http://127.0.0.1:9999');
+  t.is(c.egress.providers.anthropic.baseUrl, 'http://127.0.0.1:9998/v');
+  const file = join(tempDir(), 'extra.yaml');
+  writeFileSync(file, 'egress:\n  providers:\n    anthropic:\n      baseUrl: https://proxy.internal/anthropic\n');
+  t.is(load({ CYNODE_CONFIG: file }).egress.providers.anthropic.baseUrl, 'https://proxy.internal/anthropic');
+  t.throws(() => load({ CYNODE_OPENAI_BASE_URL: 'ftp://x' }), { instanceOf: ConfigError, message: /'egress\.providers\.openai\.baseUrl' \(from env CYNODE_OPENAI_BASE_URL\): expected an http\(s\) URL/ });
+});
+
+test('the flat provider keys are gone from YAML, and an unknown provider is refused', (t) => {
+  const file = join(tempDir(), 'extra.yaml');
+  writeFileSync(file, 'egress:\n  openaiBaseUrl: https://x\n');
+  t.throws(() => load({ CYNODE_CONFIG: file }), { instanceOf: ConfigError, message: /unknown key 'egress\.openaiBaseUrl'/ });
+  writeFileSync(file, 'egress:\n  providers:\n    mistral:\n      baseUrl: https://x\n');
+  t.throws(() => load({ CYNODE_CONFIG: file }), { instanceOf: ConfigError, message: /unknown key 'egress\.providers\.mistral'/ });
+});
+
+test('http(s) URL keys refuse anything else, naming the key', (t) => {
+  t.throws(() => load({ CYNODE_EGRESS_URL: 'not a url' }), { instanceOf: ConfigError, message: /'egress\.url'.*http\(s\) URL/ });
+  t.throws(() => load({ CYNODE_GATEWAY_URL: 'file:///x' }), { instanceOf: ConfigError, message: /'artifacts\.gatewayUrl'.*http\(s\) URL/ });
+  t.is(load({ CYNODE_EGRESS_URL: '' }).egress.url, null);
+});
+
+test('paths resolve against the working folder; a bundle URL is kept as it is', (t) => {
+  const c = load({ CYNODE_BUNDLE: 'https://bundles.internal/b.tar.gz', CYNODE_BUNDLE_SIGNING_KEY_FILE: '' });
+  t.is(c.policy.bundle, 'https://bundles.internal/b.tar.gz');
+  t.is(c.policy.signingKeyFile, null);
+  t.is(c.policy.policiesDir, '/srv/gw/policies');
+  t.is(c.vault.masterKeyFile, '/srv/gw/.cynode/master-key');
+});
+
+test('cross-key rules are named, and each one stops the load with a message naming both keys', (t) => {
+  t.true(RULES.length >= 3);
+  t.true(RULES.every((r) => r.name.length > 0));
+  t.throws(() => load({ CYNODE_BUNDLE_POLL_MIN_DELAY_MS: '5000', CYNODE_BUNDLE_POLL_MAX_DELAY_MS: '4000' }), { instanceOf: ConfigError, message: /'policy\.pollMaxDelayMs' \(4000\) must not be below 'policy\.pollMinDelayMs' \(5000\)/ });
+  t.throws(() => load({ CYNODE_JOB_RETRY_BASE_MS: '2000', CYNODE_JOB_RETRY_MAX_MS: '1000' }), { instanceOf: ConfigError, message: /'jobs\.retryMaxMs'.*'jobs\.retryBaseMs'/ });
+  t.throws(() => load({ CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '30000' }), { instanceOf: ConfigError, message: /'workers\.heartbeatIntervalMs'.*'jobs\.leaseTtlMs'/ });
+});
+
+test('every schema key is set in the shipped default.yaml (a new key is one schema line plus its default)', (t) => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'default.yaml'), '{}\n');
+  t.throws(() => loadConfig({ env: {}, cwd: '/', configDir: dir }), { message: /missing key 'server\.host'/ });
+  t.notThrows(() => load());
+  t.true(Object.keys(SCHEMA).includes('egress.providers.openai.baseUrl'));
 });
