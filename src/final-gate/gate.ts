@@ -11,7 +11,7 @@ import {
   REQUIRED_ENTRYPOINTS,
   startBundleSource,
 } from '../policy/index.js';
-import { BUNDLE_NAME } from '../policy/service-routes.js';
+import { BUNDLE_NAME } from '../policy/entrypoints.js';
 import { createReplayCache, FORWARD_TOKEN_HEADER, type VerifiedForward, verifyForwardToken } from './forward-token.js';
 
 /** Configuration of a target service's final gate. */

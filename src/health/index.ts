@@ -1,2 +1,2 @@
-export { healthRoutes } from './routes.js';
+export { HEALTH_ROUTES } from './routes.js';
 export { createHealthService, type HealthService, type Readiness } from './service.js';

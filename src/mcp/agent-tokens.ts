@@ -1,11 +1,8 @@
-import type Router from '@koa/router';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Knex } from 'knex';
-import type { Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
 import { issuedInFuture, JWT_ALG, type KeyStore, localKeySet } from '../keys/index.js';
 import { isUuid } from '../lib/ids.js';
-import { readJson } from '../server/json-body.js';
 import type { Worker } from '../workers/index.js';
 
 /** The JOSE `typ` of agent tokens: no worker, forward or other gateway JWT passes as one. */
@@ -101,16 +98,4 @@ export async function issueAgentToken(deps: { knex: Knex; tokens: AgentTokens },
   const claims = { nodeId: worker.nodeId, sessionId: worker.sessionId, agentType: request.agent_type as string, taskId: job.task_id, jobId: request.job_id };
   const { token, expiresAt } = await deps.tokens.issue(claims);
   return { token, token_type: 'Bearer', expires_at: expiresAt.toISOString(), agent_type: claims.agentType, task_id: claims.taskId, job_id: claims.jobId };
-}
-
-/**
- * `POST /v1/agent-tokens` (worker JWT): `{agent_type, job_id}` → an agent token for a job the
- * worker leases now. The token lives at most `ttlMs`; every use checks the lease again.
- */
-export function agentTokenRoutes(router: Router, asWorker: Middleware, deps: { knex: Knex; tokens: AgentTokens; maxBodyBytes: number }): void {
-  router.post('/v1/agent-tokens', asWorker, async (ctx) => {
-    const issued = await issueAgentToken(deps, ctx.state.worker as Worker, await readJson(ctx, deps.maxBodyBytes));
-    ctx.status = 201;
-    ctx.body = issued;
-  });
 }

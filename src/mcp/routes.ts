@@ -1,8 +1,45 @@
-import type Router from '@koa/router';
-import { createMcpGateway, type McpGatewayDeps } from './service.js';
+import type { Knex } from 'knex';
+import { defineRoutes } from '../server/route.js';
+import type { Worker } from '../workers/index.js';
+import { type AgentTokens, issueAgentToken } from './agent-tokens.js';
+import type { McpCaller } from './caller.js';
+import type { McpGateway } from './service.js';
 
-/** Serves the MCP gateway (`src/mcp/service.ts`) at `/mcp`, every method (non-POST gets 405 there). */
-export function mcpRoutes(router: Router, deps: McpGatewayDeps): void {
-  const gateway = createMcpGateway(deps);
-  router.all('/mcp', (ctx) => gateway.serve(ctx));
+/** What the MCP routes need: the gateway, and what issuing an agent token reads. */
+export interface McpRouteDeps {
+  gateway: McpGateway;
+  knex: Knex;
+  agentTokens: AgentTokens;
 }
+
+/**
+ * `/mcp` on the MCP port: POST carries JSON-RPC for a worker or agent token; every other
+ * method is a JSON-RPC 405. `POST /v1/agent-tokens` (control plane, worker JWT) hands a worker
+ * an agent token for a job it leases now; every use checks the lease again.
+ */
+export const MCP_ROUTES = defineRoutes<McpRouteDeps>([
+  {
+    method: 'post', path: '/mcp', roles: ['mcp'], access: 'agent',
+    summary: 'MCP over Streamable HTTP (stateless, JSON answers): tools/list and tools/call, each gated by mcp.tool.invoke.',
+    body: { schema: 'JsonRpc', raw: true },
+    ok: { 200: { description: 'A JSON-RPC answer', schema: 'JsonRpc' }, 202: { description: 'A notification, accepted' } },
+    errors: ['bad_request'], refusal: 'JsonRpc', db: true, decides: true,
+    handler: (ctx, { gateway }) => gateway.serve(ctx, ctx.state.mcpCaller as McpCaller),
+  },
+  {
+    method: 'all', path: '/mcp', roles: ['mcp'], access: 'public', documentedMethods: ['get', 'put', 'patch', 'delete', 'trace'],
+    summary: 'Not supported: the endpoint is stateless, POST only (405 with a JSON-RPC error).',
+    ok: {}, errors: ['method_not_allowed'], refusal: 'JsonRpc',
+    handler: (ctx, { gateway }) => gateway.refuseMethod(ctx),
+  },
+  {
+    method: 'post', path: '/v1/agent-tokens', roles: ['control'], access: 'worker',
+    summary: 'An agent token for a job the worker leases (MCP bearer for its agents).',
+    body: { schema: 'AgentTokenRequest', handlerChecks: 'the request is checked with the lease it names' },
+    ok: { 201: { description: 'The token', schema: 'Any' } }, errors: ['job_not_leased'], db: true,
+    async handler(ctx, deps) {
+      ctx.body = await issueAgentToken({ knex: deps.knex, tokens: deps.agentTokens }, ctx.state.worker as Worker, ctx.state.body);
+      ctx.status = 201;
+    },
+  },
+]);

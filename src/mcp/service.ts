@@ -13,7 +13,7 @@ import { parseJsonBody, readRaw } from '../server/json-body.js';
 import type { WorkerService } from '../workers/index.js';
 import type { AgentTokens } from './agent-tokens.js';
 import type { ToolAuditEvent } from './audit.js';
-import { createCallerAuthenticator, type McpCaller } from './caller.js';
+import { createCallerAuthenticator, type McpCaller, type McpCallerAuthenticator } from './caller.js';
 import { createToolCatalogue } from './catalogue.js';
 import { malformedRequest, rpcError } from './json-rpc.js';
 import { createToolCall, type ToolCall } from './tool-call.js';
@@ -38,10 +38,14 @@ export interface McpGatewayDeps {
   metrics?: Metrics;
 }
 
-/** The MCP gateway without its route: serves one HTTP request to the MCP endpoint. */
+/** The MCP gateway without its routes: who calls, and serving one request to the MCP endpoint. */
 export interface McpGateway {
-  /** Answers one request: POST carries JSON-RPC, any other method is 405. */
-  serve(ctx: Context): Promise<void>;
+  /** Turns the `Authorization` header into a caller (worker JWT or agent token), or refuses. */
+  authenticate: McpCallerAuthenticator;
+  /** Answers one POST carrying JSON-RPC, as `caller`. */
+  serve(ctx: Context, caller: McpCaller): Promise<void>;
+  /** Answers any other method: 405 with a JSON-RPC error (stateless: no stream, no session). */
+  refuseMethod(ctx: Context): void;
 }
 
 /**
@@ -58,13 +62,13 @@ export function createMcpGateway(deps: McpGatewayDeps): McpGateway {
   const listTools = (caller: McpCaller) => listVisibleTools({ catalogue, decisions: deps.decisions }, caller);
 
   return {
-    async serve(ctx) {
-      if (ctx.method !== 'POST') {
-        // Stateless: no server-to-client stream (GET) and no session to end (DELETE).
-        ctx.set('Allow', 'POST');
-        return answer(ctx, rpcError(405, ErrorCode.ConnectionClosed, 'this MCP endpoint is stateless: POST only'));
-      }
-      const caller = await authenticate(ctx.get('authorization'));
+    authenticate,
+    refuseMethod(ctx) {
+      // Stateless: no server-to-client stream (GET) and no session to end (DELETE).
+      ctx.set('Allow', 'POST');
+      answer(ctx, rpcError(405, ErrorCode.ConnectionClosed, 'this MCP endpoint is stateless: POST only'));
+    },
+    async serve(ctx, caller) {
       const raw = await readRaw(ctx, deps.maxBodyBytes);
       let message: unknown;
       try {

@@ -1,11 +1,22 @@
-import type Router from '@koa/router';
+import { ROLES } from '../server/roles.js';
+import { defineRoutes } from '../server/route.js';
 import type { Metrics } from './registry.js';
 
-/** `GET /metrics` in the Prometheus text format; `beforeScrape` refreshes point-in-time gauges. */
-export function metricsRoutes(router: Router, metrics: Metrics, beforeScrape: () => void | Promise<void>): void {
-  router.get('/metrics', async (ctx) => {
-    await beforeScrape();
-    ctx.type = metrics.registry.contentType;
-    ctx.body = await metrics.registry.metrics();
-  });
+/** What `/metrics` needs: the registry, and a refresh of point-in-time gauges before each scrape. */
+export interface MetricsRouteDeps {
+  metrics: Metrics;
+  beforeScrape: () => void | Promise<void>;
 }
+
+/** `GET /metrics` in the Prometheus text format, on every role. */
+export const METRICS_ROUTES = defineRoutes<MetricsRouteDeps>([
+  {
+    method: 'get', path: '/metrics', roles: ROLES, access: 'public', summary: 'Prometheus metrics (text exposition format).',
+    ok: { 200: { description: 'Metrics', mediaType: 'text/plain' } }, errors: [],
+    async handler(ctx, { metrics, beforeScrape }) {
+      await beforeScrape();
+      ctx.type = metrics.registry.contentType;
+      ctx.body = await metrics.registry.metrics();
+    },
+  },
+]);

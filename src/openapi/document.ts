@@ -10,32 +10,32 @@ const DEFAULT_PORTS: Record<Role, number> = { control: 12082, mcp: 12083, egress
 const ROLE_NAMES: Record<Role, string> = { control: 'Control plane (worker REST, orchestrator, admin)', mcp: 'MCP gateway', egress: 'API Egress (final gate)' };
 
 const SECURITY: Record<Auth, Record<string, string[]>[]> = {
-  none: [],
+  public: [],
   admin: [{ adminToken: [] }],
   bundleReader: [{ bundleReaderToken: [] }, { adminToken: [] }],
   psk: [{ registrationPsk: [] }],
   worker: [{ workerJwt: [] }],
-  apiCaller: [{ workerJwt: [] }, { adminToken: [] }],
-  mcp: [{ workerJwt: [] }, { agentJwt: [] }],
+  workerOrAdmin: [{ workerJwt: [] }, { adminToken: [] }],
+  agent: [{ workerJwt: [] }, { agentJwt: [] }],
   forward: [{ forwardToken: [] }],
 };
 
 const AUTH_ERRORS: Record<Auth, ErrorCode[]> = {
-  none: [],
+  public: [],
   admin: ['unauthorized', 'forbidden'],
   bundleReader: ['unauthorized', 'forbidden'],
   psk: [],
   worker: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
-  apiCaller: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
-  mcp: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
+  workerOrAdmin: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
+  agent: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
   forward: [],
 };
 
 /** Every error code an operation may answer with in the gateway's `Error` shape. */
 export function impliedErrors(op: Operation): ErrorCode[] {
   // Every path refuses a declared Content-Length over the body limit, body route or not.
-  const codes: ErrorCode[] = [...AUTH_ERRORS[op.auth], 'payload_too_large'];
-  if (op.body) codes.push('bad_request', ...(op.rawBody ? [] : (['invalid_json', 'unsupported_media_type'] as const)));
+  const codes: ErrorCode[] = [...AUTH_ERRORS[op.access], 'payload_too_large'];
+  if (op.body) codes.push('bad_request', ...(op.body.raw ? [] : (['invalid_json', 'unsupported_media_type'] as const)));
   if (op.db) codes.push('database_unavailable');
   if (op.decides) codes.push('bundle_unavailable', 'policy_evaluation_failed', 'decision_log_unavailable');
   codes.push('internal');
@@ -70,7 +70,7 @@ function errorResponses(op: Operation): Record<string, unknown> {
   return out;
 }
 
-function operationObject(op: Operation): Record<string, unknown> {
+function operationObject(op: Operation, method: string): Record<string, unknown> {
   const pathParams = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
     in: 'path',
     name: m[1],
@@ -89,12 +89,12 @@ function operationObject(op: Operation): Record<string, unknown> {
   }
   Object.assign(responses, errorResponses(op));
   return {
-    operationId: `${op.method}${op.path.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
+    operationId: `${method}${op.path.replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ? c.toUpperCase() : ''))}`,
     summary: op.summary,
     tags: [...op.roles],
-    security: SECURITY[op.auth],
+    security: SECURITY[op.access],
     ...(parameters.length > 0 && { parameters }),
-    ...(op.body && { requestBody: { required: !op.bodyOptional, content: { 'application/json': { schema: schemaRef(op.body) } } } }),
+    ...(op.body && { requestBody: { required: !op.body.optional, content: { 'application/json': { schema: schemaRef(op.body.schema) } } } }),
     responses,
   };
 }
@@ -114,7 +114,7 @@ export function buildOpenApiDocument(version: string, operations: readonly Opera
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of operations) {
     const item = (paths[op.path] ??= { servers: op.roles.map(serverOf), 'x-cynode-roles': [...op.roles] });
-    item[op.method] = operationObject(op);
+    for (const method of op.method === 'all' ? (op.documentedMethods ?? []) : [op.method]) item[method] = operationObject(op, method);
   }
   return {
     openapi: '3.1.0',

@@ -1,3 +1,3 @@
 export { buildOpenApiDocument, impliedErrors, type OpenApiDocument } from './document.js';
 export { type Auth, type Operation, OPERATIONS } from './operations.js';
-export { openApiDocument, openApiRoutes } from './routes.js';
+export { OPENAPI_ROUTES } from './routes.js';

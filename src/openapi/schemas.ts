@@ -53,9 +53,14 @@ export const SCHEMAS: Record<string, Schema> = {
     true,
   ),
   Registration: object({ token: str('The worker JWT.'), token_type: str(), expires_at: time, node_id: str() }),
-  LeaseRef: object({ job_id: uuid, lease_id: uuid }, ['job_id', 'lease_id'], true),
+  LeaseRef: object({ job_id: uuid, lease_id: uuid }, ['job_id', 'lease_id']),
   StatusReport: object(
-    { health: { type: 'object' }, load: { type: 'object' }, jobs: { type: 'array', items: ref('LeaseRef'), maxItems: 1024 }, capabilities: ref('CapabilityReport') },
+    {
+      health: { type: 'object' },
+      load: { type: 'object' },
+      jobs: { type: 'array', items: ref('LeaseRef'), maxItems: 1024 },
+      capabilities: { type: ['object', 'null'], description: 'A CapabilityReport, validated field by field as at registration (422 capability_invalid).' },
+    },
     [],
     true,
   ),
@@ -122,7 +127,14 @@ export const SCHEMAS: Record<string, Schema> = {
   Budget: object({ limit_usd: { type: 'number', minimum: 0, maximum: 1_000_000_000 } }, ['limit_usd'], true),
   NewPsk: object({ name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } }, ['name'], true),
   NewCredential: object(
-    { provider: str(), name: str(), secret: { type: 'string', minLength: 8, maxLength: 4096, writeOnly: true }, owner_user: str(), owner_group: str(), expires_at: time },
+    {
+      provider: str(),
+      name: str(),
+      secret: { type: 'string', minLength: 8, maxLength: 4096, writeOnly: true },
+      owner_user: { type: ['string', 'null'] },
+      owner_group: { type: ['string', 'null'] },
+      expires_at: { type: ['string', 'null'], format: 'date-time' },
+    },
     ['provider', 'name', 'secret'],
     true,
   ),

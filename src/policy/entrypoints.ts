@@ -14,3 +14,6 @@ export type Action = keyof typeof ENTRYPOINTS;
 export type Entrypoint = (typeof ENTRYPOINTS)[Action];
 
 export const REQUIRED_ENTRYPOINTS: readonly Entrypoint[] = Object.values(ENTRYPOINTS);
+
+/** The name target services pull the gateway's bundle under: `GET /v1/bundles/cynode`. */
+export const BUNDLE_NAME = 'cynode';

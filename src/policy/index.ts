@@ -7,7 +7,7 @@ export {
   type PolicyEngine,
   type PolicyEngineDeps,
 } from './engine.js';
-export { type Action, type Entrypoint, ENTRYPOINTS, REQUIRED_ENTRYPOINTS } from './entrypoints.js';
+export { type Action, BUNDLE_NAME, type Entrypoint, ENTRYPOINTS, REQUIRED_ENTRYPOINTS } from './entrypoints.js';
 export { BundleError, type BundleErrorCode } from './errors.js';
 export {
   activateFromFile,
@@ -17,8 +17,6 @@ export {
   startBundleSource,
   watchBundleFile,
 } from './source.js';
-export { BUNDLE_NAME, bundleServiceRoutes } from './service-routes.js';
-export { statusRoutes, type StatusSection } from './status-routes.js';
 export { buildBundle, opaBinary, policyRevision, testPolicies, ToolchainError } from './toolchain.js';
 export {
   loadVerificationKeys,

@@ -1,10 +1,14 @@
 import Router from '@koa/router';
-import Koa from 'koa';
+import Koa, { type Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
+import { StartupError } from '../lib/startup-error.js';
 import type { Logger } from '../logging/index.js';
 import { errorMiddleware } from './error-middleware.js';
+import { readJson } from './json-body.js';
 import { requestLog } from './request-log.js';
 import type { Role } from './roles.js';
+import { ACCESS_KINDS, type Access, type BoundRoute, type RouteContext } from './route.js';
+import { createBodyValidators } from './validate.js';
 
 /** A route a role's router serves: the path as registered (a string or a RegExp) and its methods. */
 export interface RegisteredRoute {
@@ -22,27 +26,37 @@ export function registeredRoutes(app: Koa): RegisteredRoute[] {
   );
 }
 
-/** What a role's HTTP app needs: the logger and a function that mounts the role's routes. */
+/** One authenticator per access kind but `public`: each sets its principal on `ctx.state` or refuses. */
+export type Authenticators = Record<Exclude<Access, 'public'>, Middleware>;
+
+/** What a role's HTTP app needs: the logger, the routes it may serve and the authenticators they name. */
 export interface AppDeps {
   logger: Logger;
-  mount: (router: Router) => void;
+  /** Every bound route; the app mounts those whose `roles` include its role. */
+  routes: readonly BoundRoute[];
+  authenticators: Authenticators;
   /** The largest request body any route accepts; a larger declared Content-Length is refused on every path. */
   maxBodyBytes: number;
 }
 
 /**
- * Builds the Koa app of one role: request id and access log, the error middleware, the
- * role's routes, and 404/405 in the same error shape for everything else.
+ * Builds the Koa app of one role: request id and access log, the error middleware, then for
+ * each route of the role its pipeline (authenticate → read and validate the body → handler),
+ * and 404/405 in the same error shape for everything else. A route whose access kind has no
+ * authenticator stops the gateway from starting.
  */
 export function createRoleApp(role: Role, deps: AppDeps): Koa {
   const log = deps.logger.child({ component: 'http', role });
   const app = new Koa({ proxy: false });
   app.silent = true; // errors are logged by errorMiddleware, not by Koa's default handler
-  const router = new Router();
-  deps.mount(router);
+  const router = mountRoutes(role, deps);
 
   app.use(requestLog(log));
   app.use(errorMiddleware(log));
+  app.use(async (ctx, next) => {
+    ctx.state.role = role;
+    await next();
+  });
   // Routes that read a body also check its length while streaming (readRaw); this covers the
   // routes that read none, so no path takes an oversized request.
   app.use(async (ctx, next) => {
@@ -67,4 +81,49 @@ export function createRoleApp(role: Role, deps: AppDeps): Koa {
     }),
   );
   return app;
+}
+
+function mountRoutes(role: Role, deps: AppDeps): Router {
+  const router = new Router();
+  const validators = createBodyValidators();
+  for (const route of deps.routes.filter((r) => r.roles.includes(role))) {
+    const stages: Middleware[] = [];
+    const auth = authenticatorOf(route, deps.authenticators);
+    if (auth) stages.push(auth);
+    if (route.body && !route.body.raw) {
+      const { optional } = route.body;
+      const validate = validators(route.body);
+      stages.push(async (ctx, next) => {
+        if (!optional || ctx.request.length || ctx.get('transfer-encoding')) {
+          ctx.state.body = validate(await readJson(ctx, deps.maxBodyBytes));
+        }
+        await next();
+      });
+    }
+    stages.push(async (ctx) => {
+      await route.handle(ctx as RouteContext);
+    });
+    router[route.method](routerPath(route.path), ...stages);
+  }
+  return router;
+}
+
+function authenticatorOf(route: BoundRoute, authenticators: Authenticators): Middleware | undefined {
+  const access = route.access as Access | undefined;
+  if (access === undefined || !(ACCESS_KINDS as readonly string[]).includes(access)) {
+    throw new StartupError(`route ${route.method.toUpperCase()} ${route.path} names no access kind (one of ${ACCESS_KINDS.join(', ')})`);
+  }
+  if (access === 'public') return undefined;
+  const auth = authenticators[access];
+  if (!auth) throw new StartupError(`route ${route.method.toUpperCase()} ${route.path} needs the '${access}' authenticator, which no part supplies`);
+  return auth;
+}
+
+/** The router form of an OpenAPI path: `{id}` → `:id`; a trailing `{path}` spans slashes. */
+function routerPath(path: string): string | RegExp {
+  if (path.endsWith('/{path}')) {
+    const prefix = path.slice(0, -'/{path}'.length).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    return new RegExp(`^${prefix}\\/(.+)$`);
+  }
+  return path.replace(/\{(\w+)\}/g, ':$1');
 }

@@ -1,3 +1,3 @@
 export { SETTINGS, type SettingKey } from './registry.js';
-export { settingsRoutes } from './routes.js';
+export { SETTINGS_ROUTES } from './routes.js';
 export { createSettingsService, SETTINGS_CHANNEL, type Setting, type SettingsService } from './service.js';

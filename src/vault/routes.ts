@@ -1,40 +1,60 @@
-import type Router from '@koa/router';
 import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
-import { readJson } from '../server/json-body.js';
+import { defineRoutes } from '../server/route.js';
 import type { CredentialStore, NewCredential } from './store.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 const FIELDS = ['provider', 'name', 'secret', 'owner_user', 'owner_group', 'expires_at'];
+
+const CONTROL = ['control'] as const;
 
 /**
  * Admin routes: `POST|GET /v1/credentials`, `GET /v1/credentials/{id}`,
  * `POST /v1/credentials/{id}/rotate`, `POST /v1/credentials/{id}/disable`. Secrets go in,
  * never out: every answer is metadata.
  */
-export function credentialRoutes(router: Router, store: CredentialStore, maxBodyBytes: number): void {
-  router.post('/v1/credentials', async (ctx) => {
-    const input = parseNew(await readJson(ctx, maxBodyBytes));
-    ctx.status = 201;
-    ctx.body = await store.create(input, (ctx.state.principal as Principal).id);
-  });
-  router.get('/v1/credentials', async (ctx) => {
-    ctx.body = { credentials: await store.list() };
-  });
-  router.get('/v1/credentials/:id', async (ctx) => {
-    ctx.body = await store.get(ctx.params.id!);
-  });
-  router.post('/v1/credentials/:id/rotate', async (ctx) => {
-    const body = (await readJson(ctx, maxBodyBytes)) as Record<string, unknown> | null;
-    if (body === null || typeof body !== 'object' || Object.keys(body).some((k) => k !== 'secret')) {
-      throw new GatewayError('credential_invalid', 'send {"secret": "..."}');
-    }
-    ctx.body = await store.rotate(ctx.params.id!, secretOf(body.secret));
-  });
-  router.post('/v1/credentials/:id/disable', async (ctx) => {
-    ctx.body = await store.disable(ctx.params.id!);
-  });
-}
+export const CREDENTIAL_ROUTES = defineRoutes<CredentialStore>([
+  {
+    method: 'post', path: '/v1/credentials', roles: CONTROL, access: 'admin', summary: 'Stores a provider credential (envelope-encrypted; never returned).',
+    body: { schema: 'NewCredential', invalid: 'credential_invalid' },
+    ok: { 201: { description: 'Metadata', schema: 'Any' } }, errors: ['credential_invalid', 'credential_exists', 'vault_unavailable'], db: true,
+    async handler(ctx, store) {
+      const input = parseNew(ctx.state.body);
+      ctx.status = 201;
+      ctx.body = await store.create(input, (ctx.state.principal as Principal).id);
+    },
+  },
+  {
+    method: 'get', path: '/v1/credentials', roles: CONTROL, access: 'admin', summary: 'Credential metadata.',
+    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
+    async handler(ctx, store) {
+      ctx.body = { credentials: await store.list() };
+    },
+  },
+  {
+    method: 'get', path: '/v1/credentials/{id}', roles: CONTROL, access: 'admin', summary: "One credential's metadata.",
+    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['credential_not_found'], db: true,
+    async handler(ctx, store) {
+      ctx.body = await store.get(ctx.params.id!);
+    },
+  },
+  {
+    method: 'post', path: '/v1/credentials/{id}/rotate', roles: CONTROL, access: 'admin', summary: "Replaces a credential's secret.",
+    body: { schema: 'CredentialSecret', invalid: 'credential_invalid' },
+    ok: { 200: { description: 'Metadata', schema: 'Any' } }, errors: ['credential_not_found', 'credential_invalid', 'vault_unavailable'], db: true,
+    async handler(ctx, store) {
+      const body = ctx.state.body as { secret: unknown };
+      ctx.body = await store.rotate(ctx.params.id!, secretOf(body.secret));
+    },
+  },
+  {
+    method: 'post', path: '/v1/credentials/{id}/disable', roles: CONTROL, access: 'admin', summary: 'Disables a credential.',
+    ok: { 200: { description: 'Metadata', schema: 'Any' } }, errors: ['credential_not_found'], db: true,
+    async handler(ctx, store) {
+      ctx.body = await store.disable(ctx.params.id!);
+    },
+  },
+]);
 
 // A provider key travels in an HTTP header: visible ASCII only, or the call fails long after the key was stored.
 function secretOf(v: unknown): string {

@@ -1,0 +1,89 @@
+import { bearerAuth, type Principal, resolveAdminToken, type StaticToken } from '../auth/index.js';
+import type { Config } from '../config/index.js';
+import {
+  createDecisionLog,
+  createDecisionService,
+  DECISION_ROUTES,
+  type DecisionLog,
+  type DecisionService,
+  POLICY_ROUTES,
+} from '../decisions/index.js';
+import { createKeyStore, KEY_ROUTES, type KeyStore } from '../keys/index.js';
+import type { Logger } from '../logging/index.js';
+import { createMetrics, type Metrics } from '../metrics/index.js';
+import { BUNDLE_CHANNEL, type PolicyEngine } from '../policy/index.js';
+import { PREFERENCE_ROUTES } from '../preferences/index.js';
+import type { Authenticators } from '../server/app.js';
+import type { Lifecycle } from '../server/lifecycle.js';
+import { bindRoutes, type BoundRoute } from '../server/route.js';
+import { SETTINGS_ROUTES } from '../settings/index.js';
+import { connectAndMigrate, type Database } from '../storage/index.js';
+import type { ChannelHandlers } from '../storage/listener.js';
+import { createMeteredEngine, startPolicySource } from './policy.js';
+import { type Runtime, startRuntime } from './runtime.js';
+
+/** Tokens live at most this long; retired signing keys keep verifying that much longer. */
+const MAX_TOKEN_TTL_MS = 3_600_000;
+
+/** What every feature builds on: storage, keys, the policy engine, the one door to decisions, runtime data. */
+export interface Core {
+  config: Config;
+  logger: Logger;
+  adminToken: string;
+  db: Database;
+  metrics: Metrics;
+  keys: KeyStore;
+  policy: PolicyEngine;
+  decisionLog: DecisionLog;
+  decisions: DecisionService;
+  runtime: Runtime;
+  /** Whether replicas can hear each other (PostgreSQL NOTIFY); the embedded database has one process. */
+  notify: boolean;
+  routes: BoundRoute[];
+  authenticators: Pick<Authenticators, 'admin' | 'bundleReader'>;
+  channels: ChannelHandlers;
+}
+
+/**
+ * Starts the core: the admin token, the database (migrated), the metrics registry, the policy
+ * engine and its decision log, runtime data, the signing keys and, last, the bundle source, so
+ * that the first decision already runs on a verified bundle.
+ */
+export async function startCore(config: Config, logger: Logger, life: Lifecycle): Promise<Core> {
+  const adminToken = resolveAdminToken(config.auth, logger);
+  const db = await connectAndMigrate(config.database, logger);
+  life.add('database', () => db.close());
+  const metrics = createMetrics();
+  const policy = createMeteredEngine(config.policy, logger, metrics);
+  const decisionLog = createDecisionLog(db.knex, logger, config.decisionLog);
+  life.add('decision log', () => decisionLog.close());
+  const decisions = createDecisionService({ engine: policy, log: decisionLog, maskPaths: config.decisionLog.maskPaths, metrics });
+  const notify = db.kind === 'postgres';
+  const runtime = await startRuntime({ knex: db.knex, logger, engine: policy, notify }, life);
+  const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
+  life.add('signing keys', () => keys.close());
+  const source = await startPolicySource(config.policy, { engine: policy, db, logger });
+  life.add('bundle source', () => source.close());
+
+  const sections = { decisionLog: () => ({ pending: decisionLog.pending() }), database: () => ({ kind: db.kind, target: db.target }) };
+  const routes = [
+    ...bindRoutes(KEY_ROUTES, keys),
+    ...bindRoutes(POLICY_ROUTES, { engine: policy, sections }),
+    ...bindRoutes(SETTINGS_ROUTES, runtime.settings),
+    ...bindRoutes(DECISION_ROUTES, { decisions, log: decisionLog, engine: policy }),
+    ...bindRoutes(PREFERENCE_ROUTES, runtime.preferences),
+  ];
+  return {
+    config, logger, adminToken, db, metrics, keys, policy, decisionLog, decisions, runtime, notify, routes,
+    authenticators: staticTokenAuthenticators(config.auth, adminToken),
+    // Another replica activated a new bundle: look at our own source now, not at the next poll.
+    channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh() },
+  };
+}
+
+function staticTokenAuthenticators(auth: Config['auth'], adminToken: string): Core['authenticators'] {
+  const tokens: StaticToken[] = [{ token: adminToken, principal: { kind: 'admin', id: 'admin' } }];
+  if (auth.bundleServiceToken) tokens.push({ token: auth.bundleServiceToken, principal: { kind: 'bundle_reader', id: 'bundle-service' } });
+  const kinds = (...k: Principal['kind'][]) => k;
+  return { admin: bearerAuth(tokens, kinds('admin')), bundleReader: bearerAuth(tokens, kinds('admin', 'bundle_reader')) };
+}

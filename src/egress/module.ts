@@ -1,0 +1,95 @@
+import type { Core } from '../core/module.js';
+import type { Authenticators } from '../server/app.js';
+import type { Lifecycle } from '../server/lifecycle.js';
+import type { Role } from '../server/roles.js';
+import { bindRoutes, type BoundRoute } from '../server/route.js';
+import { createCredentialStore, CREDENTIAL_ROUTES, type CredentialStore, loadKeyRing } from '../vault/index.js';
+import type { PreferencesService } from '../preferences/index.js';
+import type { WorkerService } from '../workers/index.js';
+import { type AuditLog, createAuditLog } from './audit.js';
+import { createLedger, type Ledger } from './ledger.js';
+import { API_CALL_ROUTES, apiCallerAuth, BUDGET_AND_AUDIT_ROUTES, EGRESS_ROUTES } from './routes.js';
+import { type ApiCallGateway, createApiCallGateway, createEgressService, type EgressService } from './service.js';
+
+/** API Egress as the gateway runs it: the vault, the ledger, the audit trail and both gates. */
+export interface EgressModule {
+  credentials: CredentialStore;
+  ledger: Ledger;
+  audit: AuditLog;
+  egress: EgressService;
+  apiCalls: ApiCallGateway;
+  routes: BoundRoute[];
+  authenticators: Pick<Authenticators, 'workerOrAdmin' | 'forward'>;
+}
+
+/**
+ * Starts both gates of `api.call`. The first gate (control plane) hands an allowed call to the
+ * final gate in this process when the egress role runs here and no egress URL is configured;
+ * otherwise it forwards it over HTTP to `egress.url` (default: the local egress port).
+ */
+export function startEgress(core: Core, deps: { workers: WorkerService; preferences: PreferencesService; roles: readonly Role[] }, life: Lifecycle): EgressModule {
+  const { config, db, logger } = core;
+  const ring = loadKeyRing(config.vault, logger);
+  const credentials = createCredentialStore({ knex: db.knex, ring, logger });
+  const ledger = createLedger({ knex: db.knex });
+  const audit = createAuditLog(db.knex, logger, config.audit);
+  life.add('api.call audit', () => audit.close());
+  const signing = { keys: core.keys, issuer: config.auth.issuer, forwardTokenTtlMs: config.auth.forwardTokenTtlMs };
+  const egress = createEgressService({
+    ...signing,
+    knex: db.knex,
+    logger,
+    decisions: core.decisions,
+    policy: core.policy,
+    audit,
+    ledger,
+    credentials,
+    providerUrls: Object.fromEntries(Object.entries(config.egress.providers).map(([name, p]) => [name, p.baseUrl])),
+    call: {
+      connectTimeoutMs: config.egress.connectTimeoutMs,
+      idleTimeoutMs: config.egress.idleTimeoutMs,
+      maxRetries: config.egress.maxRetries,
+      maxRetryWaitMs: config.egress.maxRetryWaitMs,
+    },
+    reservationTtlMs: config.egress.reservationTtlMs,
+    metrics: core.metrics,
+  });
+  life.add('egress calls in flight', () => egress.settled());
+  const egressUrl = config.egress.url ?? `http://127.0.0.1:${config.server.egressPort}`;
+  const apiCalls = createApiCallGateway({
+    ...signing,
+    knex: db.knex,
+    logger,
+    decisions: core.decisions,
+    policy: core.policy,
+    audit,
+    preferences: deps.preferences,
+    ledger,
+    egressUrl: () => egressUrl,
+    region: config.egress.region,
+    requestTimeoutMs: config.server.requestTimeoutMs,
+    metrics: core.metrics,
+    ...(deps.roles.includes('egress') && config.egress.url === null && { local: egress }),
+  });
+  life.add('api.call forwarding', () => apiCalls.close());
+  const reaper = egress.startReaper(config.egress.reaperIntervalMs);
+  life.add('reservation reaper', () => reaper.stop());
+  return {
+    credentials,
+    ledger,
+    audit,
+    egress,
+    apiCalls,
+    routes: [
+      ...bindRoutes(CREDENTIAL_ROUTES, credentials),
+      ...bindRoutes(BUDGET_AND_AUDIT_ROUTES, { ledger, audit }),
+      ...bindRoutes(API_CALL_ROUTES, apiCalls),
+      ...bindRoutes(EGRESS_ROUTES, { egress, maxBodyBytes: config.server.maxBodyBytes }),
+    ],
+    authenticators: {
+      workerOrAdmin: apiCallerAuth(core.adminToken, deps.workers),
+      // The forward token is bound to the body: the final gate verifies both together.
+      forward: async (_ctx, next) => next(),
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import type { Core } from '../core/module.js';
+import { setJobCounts } from '../metrics/index.js';
+import type { Lifecycle } from '../server/lifecycle.js';
+import { bindRoutes, type BoundRoute } from '../server/route.js';
+import type { ChannelHandlers } from '../storage/listener.js';
+import { createLeaseService, type LeaseService } from './lease.js';
+import { JOB_ADMIN_ROUTES, JOB_WORKER_ROUTES } from './routes.js';
+import { createJobService, type JobService } from './service.js';
+import { JOBS_CHANNEL } from './types.js';
+import { createJobWaker, type JobWaker } from './wake.js';
+
+/** The job queue as the gateway runs it: submission, leasing with the dispatch policy, the lease reaper. */
+export interface JobsModule {
+  waker: JobWaker;
+  jobs: JobService;
+  leases: LeaseService;
+  routes: BoundRoute[];
+  channels: ChannelHandlers;
+  /** Sets the queue-depth gauge from the database; no series while the database is down. */
+  refreshGauges(): Promise<void>;
+}
+
+/**
+ * Starts the queue. Long polls wait on an in-process waker, woken by submissions and requeues
+ * here, by NOTIFY from other replicas, and by any change of the runtime data a denied job's
+ * dispatch decision depended on.
+ */
+export function startJobs(core: Core, life: Lifecycle): JobsModule {
+  const { config, db, logger } = core;
+  const waker = createJobWaker();
+  core.runtime.onChange(() => waker.wake());
+  life.add('job waker', () => waker.wake());
+  const jobs = createJobService({ knex: db.knex, logger, waker, notify: core.notify });
+  const leases = createLeaseService({
+    knex: db.knex,
+    logger,
+    waker,
+    notify: core.notify,
+    decisions: core.decisions,
+    preferences: core.runtime.preferences,
+    epoch: core.runtime.epoch,
+    metrics: core.metrics,
+    leaseTtlMs: config.jobs.leaseTtlMs,
+    candidates: config.jobs.claimCandidates,
+    wakeFallbackMs: config.jobs.wakeFallbackMs,
+    longPollMaxMs: config.jobs.longPollMaxMs,
+    retry: { baseMs: config.jobs.retryBaseMs, maxMs: config.jobs.retryMaxMs },
+  });
+  const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
+  life.add('lease reaper', () => reaper.stop());
+  const defaults = { maxAttempts: config.jobs.defaultMaxAttempts, timeoutMs: config.jobs.defaultTimeoutMs };
+  return {
+    waker,
+    jobs,
+    leases,
+    routes: [...bindRoutes(JOB_ADMIN_ROUTES, { jobs, defaults }), ...bindRoutes(JOB_WORKER_ROUTES, leases)],
+    channels: { [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1) },
+    async refreshGauges() {
+      const counts = (await db.knex('jobs').select('state').count({ n: '*' }).groupBy('state').catch(() => null)) as { state: string; n: string }[] | null;
+      if (counts) setJobCounts(core.metrics, counts);
+      else core.metrics.jobsByState.reset(); // unknown while the database is down: no series rather than zeros
+    },
+  };
+}

@@ -1,0 +1,29 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Core } from '../core/module.js';
+import { createHealthService, HEALTH_ROUTES } from '../health/index.js';
+import { packageRoot } from '../lib/package-root.js';
+import { METRICS_ROUTES } from '../metrics/index.js';
+import { buildOpenApiDocument, type OpenApiDocument, OPENAPI_ROUTES } from '../openapi/index.js';
+import { bindRoutes, type BoundRoute } from '../server/route.js';
+
+/**
+ * The routes every role answers for operators: `/healthz`, `/readyz`, `/metrics` (point-in-time
+ * gauges refreshed by `refreshGauges` at each scrape) and `/openapi.json`.
+ */
+export function startOps(core: Core, refreshGauges: (() => Promise<void>)[]): { routes: BoundRoute[] } {
+  const health = createHealthService({ db: core.db, policy: core.policy, readyCheckTimeoutMs: core.config.server.readyCheckTimeoutMs });
+  const beforeScrape = async () => {
+    core.metrics.decisionLogPending.set(core.decisionLog.pending());
+    await Promise.all(refreshGauges.map((refresh) => refresh()));
+  };
+  let document: OpenApiDocument | undefined;
+  const openApi = () => (document ??= buildOpenApiDocument(packageVersion()));
+  return {
+    routes: [...bindRoutes(HEALTH_ROUTES, health), ...bindRoutes(METRICS_ROUTES, { metrics: core.metrics, beforeScrape }), ...bindRoutes(OPENAPI_ROUTES, openApi)],
+  };
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
