@@ -2,6 +2,7 @@ import { GatewayError } from '../errors/index.js';
 import { createReplayCache, verifyForwardToken } from '../final-gate/forward-token.js';
 import { isUuid } from '../lib/ids.js';
 import { type KeyStore, localKeySet } from '../keys/index.js';
+import type { Logger } from '../logging/index.js';
 import type { Metrics } from '../metrics/index.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import { parseJsonBody } from '../server/json-body.js';
@@ -14,7 +15,7 @@ import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCos
 import { callPriced, type ProviderCallLimits, type ProviderUrls } from './provider-call.js';
 import { adapterFor } from './providers/registry.js';
 import type { PreparedRequest, ProviderAdapter } from './providers/types.js';
-import { createSettlements } from './settlement.js';
+import { createSettlements, type Settlements } from './settlement.js';
 import { type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } from './types.js';
 
 /** The final gate: API Egress on its own port. */
@@ -79,6 +80,75 @@ function gateEvent(requestId: string, input: ApiCallInput): AuditEvent {
   });
 }
 
+/** The egress role's parts, built once and shared by the steps of every call. */
+interface FinalGate {
+  deps: EgressServiceDeps;
+  log: Logger;
+  keySet: ReturnType<typeof localKeySet>;
+  replay: ReturnType<typeof createReplayCache>;
+  settlements: Settlements;
+}
+
+/** Verifies the forward token against the exact body and reads the call it carries. */
+async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer): Promise<Forwarded> {
+  const { deps } = gate;
+  const forward = await verifyForwardToken(token, rawBody, { keys: gate.keySet, issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay: gate.replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 });
+  if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
+  // The same door as the control plane's, should a signed body ever get past that one.
+  const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
+  const input = forward.input as ApiCallInput;
+  if (!isUuid(body.request_id)) throw new GatewayError('bad_request', 'request_id is missing');
+  return { requestId: body.request_id, input, body };
+}
+
+/** Decides again on the forwarded input, checks the body is the call decided on, and prices its worst case. */
+async function decideAgain({ deps }: FinalGate, { input, body }: Forwarded, event: AuditEvent): Promise<Decided> {
+  if (body.provider !== input.resource.provider || body.operation !== input.resource.operation) {
+    throw new GatewayError('forward_body_mismatch', 'the forwarded call is not the one the gateway decided on');
+  }
+  const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `egress:${input.subject.kind}:${input.subject.id}`);
+  Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
+  if (!decision.allow) throw denial('denied by the final gate', decision.reasons);
+  const adapter = adapterFor(input.resource.provider, input.resource.operation);
+  const prepared = adapter.prepare(input.resource.operation, body.params);
+  if (prepared.model !== input.resource.model || prepared.stream !== input.resource.stream) {
+    throw new GatewayError('forward_body_mismatch', 'the forwarded parameters are not the ones the gateway decided on');
+  }
+  const table = priceTableFrom(deps.policy.bundleData()?.data);
+  const price = priceOf(table, input.resource.provider, prepared.model);
+  const amountUsd = worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price);
+  Object.assign(event, { price_version: table.version, reserved_usd: amountUsd });
+  return { adapter, prepared, table, price, amountUsd, decision };
+}
+
+/** Picks the credential and reserves the worst case and the rate limits, all or nothing; resolves with the credential's secret. */
+async function admit({ deps }: FinalGate, { requestId, input }: Forwarded, d: Decided, event: AuditEvent, held: Held): Promise<string> {
+  const ctx = input.context;
+  const credential = await deps.credentials.revealFor(input.resource.provider, { user: ctx.user_id, group: ctx.group_id });
+  event.credential_id = credential.info.id;
+  held.estimatedTokens = estimatedTokens(d.prepared.inputChars, d.prepared.maxOutputTokens);
+  const who = { subject: input.subject, taskId: ctx.task_id, userId: ctx.user_id, credentialId: credential.info.id };
+  const plan = admissionPlan(who, limitsOf(d.decision), held.estimatedTokens);
+  const refused = await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, new Date(Date.now() + deps.reservationTtlMs));
+  const err = refusalError(refused, d.amountUsd);
+  if (err) throw err;
+  held.reserved = true;
+  return credential.secret;
+}
+
+/** Calls the provider for an admitted call and builds the answer; settlement follows it. */
+async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, event: AuditEvent, held: Held): Promise<ApiCallReply> {
+  const { provider, operation } = f.input.resource;
+  const { outcome, costUsd, usedTokens } = await callPriced(gate.deps, { provider, operation, adapter: d.adapter, prepared: d.prepared, secret, price: d.price });
+  if (costUsd > d.amountUsd) gate.log.warn({ requestId: f.requestId, cost: costUsd, amount: d.amountUsd }, 'a provider billed more than the worst case reserved');
+  held.reserved = false;
+  gate.settlements.later(f.requestId, costUsd, 'settled', held.estimatedTokens - usedTokens);
+  Object.assign(event, { model_served: outcome.model, tokens: outcome.usage, cost_usd: costUsd, attempts: outcome.attempts, ttft_ms: outcome.ttftMs });
+  const body = answerOf(f.requestId, { result: outcome.result, usage: outcome.usage, cost_usd: costUsd, model: outcome.model, price_version: d.table.version, decision_id: event.decision_id });
+  return { httpStatus: 200, body };
+}
+
 /**
  * API Egress: trusts nothing but a forward token bound to the exact body, decides again on the
  * input it carries, picks the credential, admits the call against budgets and rate limits,
@@ -86,70 +156,11 @@ function gateEvent(requestId: string, input: ApiCallInput): AuditEvent {
  */
 export function createEgressService(deps: EgressServiceDeps): EgressService {
   const log = deps.logger.child({ component: 'egress' });
-  const keySet = localKeySet(deps.keys);
-  const replay = createReplayCache();
-  const settlements = createSettlements(deps.ledger, log);
-
-  const verified = async (token: string | undefined, rawBody: Buffer): Promise<Forwarded> => {
-    const forward = await verifyForwardToken(token, rawBody, { keys: keySet, issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 });
-    if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
-    // The same door as the control plane's, should a signed body ever get past that one.
-    const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
-    const input = forward.input as ApiCallInput;
-    if (!isUuid(body.request_id)) throw new GatewayError('bad_request', 'request_id is missing');
-    return { requestId: body.request_id, input, body };
-  };
-
-  const decideAgain = async ({ input, body }: Forwarded, event: AuditEvent): Promise<Decided> => {
-    if (body.provider !== input.resource.provider || body.operation !== input.resource.operation) {
-      throw new GatewayError('forward_body_mismatch', 'the forwarded call is not the one the gateway decided on');
-    }
-    const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `egress:${input.subject.kind}:${input.subject.id}`);
-    Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
-    if (!decision.allow) throw denial('denied by the final gate', decision.reasons);
-    const adapter = adapterFor(input.resource.provider, input.resource.operation);
-    const prepared = adapter.prepare(input.resource.operation, body.params);
-    if (prepared.model !== input.resource.model || prepared.stream !== input.resource.stream) {
-      throw new GatewayError('forward_body_mismatch', 'the forwarded parameters are not the ones the gateway decided on');
-    }
-    const table = priceTableFrom(deps.policy.bundleData()?.data);
-    const price = priceOf(table, input.resource.provider, prepared.model);
-    const amountUsd = worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price);
-    Object.assign(event, { price_version: table.version, reserved_usd: amountUsd });
-    return { adapter, prepared, table, price, amountUsd, decision };
-  };
-
-  // Picks the credential and reserves the worst case and the rate limits, all or nothing.
-  const admit = async ({ requestId, input }: Forwarded, d: Decided, event: AuditEvent, held: Held) => {
-    const ctx = input.context;
-    const credential = await deps.credentials.revealFor(input.resource.provider, { user: ctx.user_id, group: ctx.group_id });
-    event.credential_id = credential.info.id;
-    held.estimatedTokens = estimatedTokens(d.prepared.inputChars, d.prepared.maxOutputTokens);
-    const plan = admissionPlan({ subject: input.subject, taskId: ctx.task_id, userId: ctx.user_id, credentialId: credential.info.id }, limitsOf(d.decision), held.estimatedTokens);
-    const refused = await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, new Date(Date.now() + deps.reservationTtlMs));
-    const err = refusalError(refused, d.amountUsd);
-    if (err) throw err;
-    held.reserved = true;
-    return credential;
-  };
-
-  // Calls the provider for an admitted call and answers; settlement follows the answer.
-  const call = async (f: Forwarded, d: Decided, secret: string, event: AuditEvent, held: Held): Promise<ApiCallReply> => {
-    const { provider, operation } = f.input.resource;
-    const { outcome, costUsd, usedTokens } = await callPriced(deps, { provider, operation, adapter: d.adapter, prepared: d.prepared, secret, price: d.price });
-    if (costUsd > d.amountUsd) log.warn({ requestId: f.requestId, cost: costUsd, amount: d.amountUsd }, 'a provider billed more than the worst case reserved');
-    held.reserved = false;
-    settlements.later(f.requestId, costUsd, 'settled', held.estimatedTokens - usedTokens);
-    Object.assign(event, { model_served: outcome.model, tokens: outcome.usage, cost_usd: costUsd, attempts: outcome.attempts, ttft_ms: outcome.ttftMs });
-    const body = answerOf(f.requestId, { result: outcome.result, usage: outcome.usage, cost_usd: costUsd, model: outcome.model, price_version: d.table.version, decision_id: event.decision_id });
-    return { httpStatus: 200, body };
-  };
-
+  const gate: FinalGate = { deps, log, keySet: localKeySet(deps.keys), replay: createReplayCache(), settlements: createSettlements(deps.ledger, log) };
   return {
     async handle(token, rawBody) {
       const started = performance.now();
-      const forwarded = await verified(token, rawBody);
+      const forwarded = await verified(gate, token, rawBody);
       const { requestId } = forwarded;
       const event = gateEvent(requestId, forwarded.input);
       const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
@@ -163,19 +174,19 @@ export function createEgressService(deps: EgressServiceDeps): EgressService {
       };
       const held: Held = { reserved: false, estimatedTokens: 0 };
       try {
-        const decided = await decideAgain(forwarded, event);
-        const credential = await admit(forwarded, decided, event, held);
-        return await finish(await call(forwarded, decided, credential.secret, event, held));
+        const decided = await decideAgain(gate, forwarded, event);
+        const secret = await admit(gate, forwarded, decided, event, held);
+        return await finish(await call(gate, forwarded, decided, secret, event, held));
       } catch (err) {
         const e = toError(err);
         if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
         // The provider answered with an error or not at all: nothing to charge.
-        if (held.reserved) settlements.later(requestId, 0, 'released', held.estimatedTokens);
+        if (held.reserved) gate.settlements.later(requestId, 0, 'released', held.estimatedTokens);
         event.cost_usd = 0;
         return finish(refusal(requestId, e, event.decision_id), e);
       }
     },
-    settled: () => settlements.settled(),
-    startReaper: (intervalMs) => settlements.startReaper(intervalMs),
+    settled: () => gate.settlements.settled(),
+    startReaper: (intervalMs) => gate.settlements.startReaper(intervalMs),
   };
 }

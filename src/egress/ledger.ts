@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import { isTaskId } from '../lib/ids.js';
 
 /** The scopes a budget can be set for. */
 export const BUDGET_SCOPES = ['task', 'user', 'subject'] as const;
@@ -63,7 +64,6 @@ export interface Ledger {
 /** The fixed window of RPM/TPM counters. */
 export const RATE_WINDOW_MS = 60_000;
 
-const ID = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,255}$/;
 const micros = (usd: number) => Math.round(usd * 1e6);
 const usd = (m: string | number) => Number(m) / 1e6;
 
@@ -98,7 +98,8 @@ export function budgetFromRow(r: BudgetRow): Budget {
 /** Refuses a scope or id the budgets table cannot hold. */
 export function checkBudgetKey(scope: string, id: string): BudgetScope {
   if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) throw new GatewayError('budget_invalid', `scope must be one of ${BUDGET_SCOPES.join(', ')}`);
-  if (!ID.test(id)) throw new GatewayError('budget_invalid', 'the budget id must be 1-256 letters, digits or _.:@/-');
+  // Every budget id (a task's, a user's or a subject's) has the shape of a task id.
+  if (!isTaskId(id)) throw new GatewayError('budget_invalid', 'the budget id must be 1-256 letters, digits or _.:@/-');
   return scope as BudgetScope;
 }
 
