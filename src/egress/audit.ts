@@ -101,3 +101,34 @@ export function createAuditLog(knex: Knex, logger: Logger, options: ChainedLogOp
     },
   };
 }
+
+/** An audit record with nothing known yet but who asked; the gates fill it in as they go. */
+export function auditEvent(requestId: string, gate: AuditEvent['gate'], known: Partial<AuditEvent> & Pick<AuditEvent, 'subject_kind' | 'subject_id'>): AuditEvent {
+  return {
+    request_id: requestId,
+    gate,
+    at: new Date(),
+    task_id: null,
+    job_id: null,
+    user_id: null,
+    provider: null,
+    operation: null,
+    model_requested: null,
+    model_served: null,
+    stream: null,
+    outcome: 'denied',
+    error_code: null,
+    decision_id: null,
+    reasons: [],
+    revision: null,
+    credential_id: null,
+    tokens: null,
+    reserved_usd: null,
+    cost_usd: null,
+    price_version: null,
+    attempts: null,
+    latency_ms: null,
+    ttft_ms: null,
+    ...known,
+  };
+}

@@ -1,6 +1,5 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
 import { GatewayError } from '../errors/index.js';
+import { createHttpClient, type HttpResponse, HttpTimeoutError } from '../lib/http-client.js';
 import type { PreparedRequest, ProviderAdapter, ProviderResult, SseEvent } from './providers/types.js';
 import { parseSse } from './providers/sse.js';
 
@@ -38,73 +37,71 @@ export async function callProvider(adapter: ProviderAdapter, operation: string, 
   const started = performance.now();
   const scrub = (text: string) => (options.secret ? text.split(options.secret).join(REDACTED) : text);
   for (let attempt = 1; ; attempt++) {
-    const controller = new AbortController();
-    let timedOut: 'connect' | 'idle' | undefined;
-    let timer = setTimeout(() => {
-      timedOut = 'connect';
-      controller.abort();
-    }, options.connectTimeoutMs);
-    const idle = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        timedOut = 'idle';
-        controller.abort();
-      }, options.idleTimeoutMs);
-    };
+    let res: HttpResponse;
     try {
-      let res: IncomingMessage;
-      try {
-        res = await post(new URL(options.baseUrl.replace(/\/+$/, '') + req.path), {
-          'content-type': 'application/json',
-          accept: req.stream ? 'text/event-stream' : 'application/json',
-          ...adapter.authHeaders(options.secret),
-        }, JSON.stringify(req.body), controller.signal);
-      } catch (err) {
-        if (timedOut && attempt <= options.maxRetries) continue;
-        if (timedOut) throw new GatewayError('provider_timeout', `${adapter.name} did not answer within ${options.connectTimeoutMs} ms`);
-        if (attempt <= options.maxRetries) {
-          await sleep(backoff(attempt));
-          continue;
-        }
-        throw new GatewayError('provider_unreachable', `${adapter.name} could not be reached: ${scrub(String((err as NodeJS.ErrnoException).code ?? (err as Error).message))}`);
+      res = await send(adapter, req, options);
+    } catch (err) {
+      const timedOut = err instanceof HttpTimeoutError;
+      if (timedOut && attempt <= options.maxRetries) continue;
+      if (timedOut) throw new GatewayError('provider_timeout', `${adapter.name} did not answer within ${options.connectTimeoutMs} ms`);
+      if (attempt <= options.maxRetries) {
+        await sleep(backoff(attempt));
+        continue;
       }
-      const ttftMs = performance.now() - started;
-      idle();
-      const status = res.statusCode ?? 502;
-      if (status < 200 || status >= 300) {
-        const text = scrub(await readAll(res, idle));
+      throw new GatewayError('provider_unreachable', `${adapter.name} could not be reached: ${scrub(String((err as NodeJS.ErrnoException).code ?? (err as Error).message))}`);
+    }
+    const ttftMs = performance.now() - started;
+    try {
+      if (res.status < 200 || res.status >= 300) {
+        const text = scrub(await res.text());
         const wait = retryAfterMs(res.headers['retry-after'] ?? null);
-        if (RETRYABLE.has(status) && attempt <= options.maxRetries && (wait ?? 0) <= options.maxRetryWaitMs) {
+        if (RETRYABLE.has(res.status) && attempt <= options.maxRetries && (wait ?? 0) <= options.maxRetryWaitMs) {
           await sleep(wait ?? backoff(attempt));
           continue;
         }
-        throw providerError(adapter.name, status, text, wait);
+        throw providerError(adapter.name, res.status, text, wait);
       }
-      let result: ProviderResult;
-      if (req.stream) {
-        const events = scrubbed(parseSse(tick(res, idle)), scrub);
-        result = await adapter.parseStream(operation, events);
-      } else {
-        const text = scrub(await readAll(res, idle));
-        let body: unknown;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          throw new GatewayError('provider_error', `${adapter.name} answered with something that is not JSON`);
-        }
-        result = adapter.parse(operation, body);
-      }
+      const result = await readResult(adapter, operation, req, res, scrub);
       return { ...result, attempts: attempt, latencyMs: performance.now() - started, ttftMs };
     } catch (err) {
-      if (err instanceof GatewayError) throw err;
-      if (timedOut === 'idle') throw new GatewayError('provider_timeout', `${adapter.name} went quiet for ${options.idleTimeoutMs} ms mid-answer`);
-      if (timedOut === 'connect') throw new GatewayError('provider_timeout', `${adapter.name} did not answer within ${options.connectTimeoutMs} ms`);
-      if (err instanceof SyntaxError) throw new GatewayError('provider_error', `${adapter.name} sent a malformed event`);
-      throw new GatewayError('provider_stream_interrupted', `the ${adapter.name} answer broke off`);
+      throw answerError(adapter.name, err, options);
     } finally {
-      clearTimeout(timer);
+      res.destroy();
     }
   }
+}
+
+/** POSTs the prepared request; resolves once the answer's headers arrive. */
+function send(adapter: ProviderAdapter, req: PreparedRequest, options: CallOptions): Promise<HttpResponse> {
+  return client.request(new URL(options.baseUrl.replace(/\/+$/, '') + req.path), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: req.stream ? 'text/event-stream' : 'application/json', ...adapter.authHeaders(options.secret) },
+    body: JSON.stringify(req.body),
+    responseTimeoutMs: options.connectTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs,
+  });
+}
+
+/** A 2xx answer, plain or streamed, parsed by the adapter from its scrubbed bytes. */
+async function readResult(adapter: ProviderAdapter, operation: string, req: PreparedRequest, res: HttpResponse, scrub: (s: string) => string): Promise<ProviderResult> {
+  if (req.stream) return adapter.parseStream(operation, scrubbed(parseSse(res.body), scrub));
+  const text = scrub(await res.text());
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new GatewayError('provider_error', `${adapter.name} answered with something that is not JSON`);
+  }
+  return adapter.parse(operation, body);
+}
+
+/** What went wrong once the headers were in, as the error the call fails with. */
+function answerError(provider: string, err: unknown, options: CallOptions): GatewayError {
+  if (err instanceof GatewayError) return err;
+  if (err instanceof HttpTimeoutError && err.phase === 'idle') return new GatewayError('provider_timeout', `${provider} went quiet for ${options.idleTimeoutMs} ms mid-answer`);
+  if (err instanceof HttpTimeoutError) return new GatewayError('provider_timeout', `${provider} did not answer within ${options.connectTimeoutMs} ms`);
+  if (err instanceof SyntaxError) return new GatewayError('provider_error', `${provider} sent a malformed event`);
+  return new GatewayError('provider_stream_interrupted', `the ${provider} answer broke off`);
 }
 
 function providerError(provider: string, status: number, text: string, retryAfterMs: number | undefined): GatewayError {
@@ -122,19 +119,6 @@ function providerError(provider: string, status: number, text: string, retryAfte
   return new GatewayError('provider_error', `${provider} failed with ${status}: ${message}`, details);
 }
 
-async function readAll(res: IncomingMessage, onChunk: () => void): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of tick(res, onChunk)) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-async function* tick(body: AsyncIterable<Uint8Array>, onChunk: () => void): AsyncGenerator<Uint8Array> {
-  for await (const chunk of body) {
-    onChunk();
-    yield chunk;
-  }
-}
-
 async function* scrubbed(events: AsyncIterable<SseEvent>, scrub: (s: string) => string): AsyncGenerator<SseEvent> {
   for await (const e of events) yield { event: e.event, data: scrub(e.data) };
 }
@@ -148,22 +132,8 @@ function retryAfterMs(header: string | null): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
-// Keep-alive connections per protocol: node:http costs a provider call far less CPU than fetch.
-const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 512 }), https: new https.Agent({ keepAlive: true, maxSockets: 512 }) };
-
-/** POSTs `body`; resolves with the response once its headers arrive (the body is read by the caller). */
-function post(url: URL, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<IncomingMessage> {
-  const secure = url.protocol === 'https:';
-  return new Promise((resolve, reject) => {
-    const req = (secure ? https : http).request(
-      url,
-      { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: secure ? agents.https : agents.http, signal },
-      resolve,
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+// Keep-alive connections shared by every provider call.
+const client = createHttpClient({ maxSockets: 512 });
 
 const backoff = (attempt: number) => Math.random() * Math.min(4000, 250 * 2 ** attempt);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import { isTaskId } from '../lib/ids.js';
 
 /** The scopes a budget can be set for. */
 export const BUDGET_SCOPES = ['task', 'user', 'subject'] as const;
@@ -63,7 +64,6 @@ export interface Ledger {
 /** The fixed window of RPM/TPM counters. */
 export const RATE_WINDOW_MS = 60_000;
 
-const ID = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,255}$/;
 const micros = (usd: number) => Math.round(usd * 1e6);
 const usd = (m: string | number) => Number(m) / 1e6;
 
@@ -98,10 +98,47 @@ export function budgetFromRow(r: BudgetRow): Budget {
 /** Refuses a scope or id the budgets table cannot hold. */
 export function checkBudgetKey(scope: string, id: string): BudgetScope {
   if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) throw new GatewayError('budget_invalid', `scope must be one of ${BUDGET_SCOPES.join(', ')}`);
-  if (!ID.test(id)) throw new GatewayError('budget_invalid', 'the budget id must be 1-256 letters, digits or _.:@/-');
+  // Every budget id (a task's, a user's or a subject's) has the shape of a task id.
+  if (!isTaskId(id)) throw new GatewayError('budget_invalid', 'the budget id must be 1-256 letters, digits or _.:@/-');
   return scope as BudgetScope;
 }
 
+/**
+ * One call to `cynode_egress_admit`: takes every rate counter and reserves `amountUsd` against
+ * every hold, all or nothing, in the fixed window around `t`.
+ */
+async function admit(knex: Knex, t: number, call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date }): Promise<Refusal | undefined> {
+  const windowStart = Math.floor(t / RATE_WINDOW_MS) * RATE_WINDOW_MS;
+  const counters = call.takes.map((k) => ({
+    key: k.key,
+    window_start: new Date(windowStart).toISOString(),
+    window_end: new Date(windowStart + RATE_WINDOW_MS).toISOString(),
+    amount: k.amount,
+    lim: k.limit,
+    tokens: k.tokens,
+  }));
+  const { rows } = (await knex.raw('SELECT cynode_egress_admit(?, ?::jsonb, ?, ?::jsonb, ?) AS r', [
+    call.callId,
+    JSON.stringify(call.holds),
+    micros(call.amountUsd),
+    JSON.stringify(counters),
+    call.expiresAt,
+  ])) as { rows: { r: Record<string, unknown> }[] };
+  const r = rows[0]!.r;
+  if (r.ok === true) return undefined;
+  switch (r.reason) {
+    case 'rate_limited':
+      return { reason: 'rate_limited', key: String(r.key), retryAfterMs: Math.max(1000, Date.parse(String(r.retry_at)) - t) };
+    case 'budget_exceeded':
+      return { reason: 'budget_exceeded', scope: String(r.scope), remainingUsd: usd(Number(r.remaining_micros ?? 0)) };
+    case 'budget_missing':
+      return { reason: 'budget_missing', scope: String(r.scope) };
+    default:
+      return { reason: 'replayed' };
+  }
+}
+
+/** The ledger over `budgets`, `budget_reservations` and `rate_counters`; `now` is the clock tests control. */
 export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
   const { knex } = deps;
   const now = deps.now ?? Date.now;
@@ -132,37 +169,7 @@ export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
       if (scope) q.where({ scope });
       return ((await q.select()) as BudgetRow[]).map(budgetFromRow);
     },
-    async admit(callId, holds, amountUsd, takes, expiresAt) {
-      const t = now();
-      const windowStart = Math.floor(t / RATE_WINDOW_MS) * RATE_WINDOW_MS;
-      const counters = takes.map((k) => ({
-        key: k.key,
-        window_start: new Date(windowStart).toISOString(),
-        window_end: new Date(windowStart + RATE_WINDOW_MS).toISOString(),
-        amount: k.amount,
-        lim: k.limit,
-        tokens: k.tokens,
-      }));
-      const { rows } = (await knex.raw('SELECT cynode_egress_admit(?, ?::jsonb, ?, ?::jsonb, ?) AS r', [
-        callId,
-        JSON.stringify(holds),
-        micros(amountUsd),
-        JSON.stringify(counters),
-        expiresAt,
-      ])) as { rows: { r: Record<string, unknown> }[] };
-      const r = rows[0]!.r;
-      if (r.ok === true) return undefined;
-      switch (r.reason) {
-        case 'rate_limited':
-          return { reason: 'rate_limited', key: String(r.key), retryAfterMs: Math.max(1000, Date.parse(String(r.retry_at)) - t) };
-        case 'budget_exceeded':
-          return { reason: 'budget_exceeded', scope: String(r.scope), remainingUsd: usd(Number(r.remaining_micros ?? 0)) };
-        case 'budget_missing':
-          return { reason: 'budget_missing', scope: String(r.scope) };
-        default:
-          return { reason: 'replayed' };
-      }
-    },
+    admit: (callId, holds, amountUsd, takes, expiresAt) => admit(knex, now(), { callId, holds, amountUsd, takes, expiresAt }),
     async settle(callId, costUsd, state, tokenRefund) {
       const { rows } = (await knex.raw('SELECT cynode_egress_settle(?, ?, ?, ?) AS ok', [callId, micros(costUsd), state, Math.max(0, Math.floor(tokenRefund))])) as {
         rows: { ok: boolean }[];

@@ -9,7 +9,8 @@ import type { WorkerService } from '../workers/index.js';
 import { type AuditLog, createAuditLog } from './audit.js';
 import { createLedger, type Ledger } from './ledger.js';
 import { API_CALL_ROUTES, apiCallerAuth, BUDGET_AND_AUDIT_ROUTES, EGRESS_ROUTES } from './routes.js';
-import { type ApiCallGateway, createApiCallGateway, createEgressService, type EgressService } from './service.js';
+import { createEgressService, type EgressService } from './final-gate.js';
+import { type ApiCallGateway, createApiCallGateway } from './first-gate.js';
 
 /** API Egress as the gateway runs it: the vault, the ledger, the audit trail and both gates. */
 export interface EgressModule {

@@ -10,7 +10,9 @@ import { defineRoutes, type RouteContext } from '../server/route.js';
 import type { WorkerService } from '../workers/index.js';
 import type { AuditLog } from './audit.js';
 import { checkBudgetKey, type Ledger } from './ledger.js';
-import { type ApiCaller, type ApiCallGateway, type ApiCallReply, EGRESS_PATH, type EgressService } from './service.js';
+import type { EgressService } from './final-gate.js';
+import type { ApiCallGateway } from './first-gate.js';
+import { type ApiCaller, type ApiCallReply, EGRESS_PATH } from './types.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest();
 const CONTROL = ['control'] as const;

@@ -3,7 +3,11 @@ import { anthropic } from './anthropic.js';
 import { openai } from './openai.js';
 import type { ProviderAdapter } from './types.js';
 
-/** Every provider the gateway can call: one line each. */
+/**
+ * Every provider the gateway can call: one line each, keyed by the name callers use in
+ * `api.call`, credentials are stored under, `providerUrls` is keyed by and the price table
+ * lists models for. The key is the adapter's `name`. Nothing else in API Egress names a provider.
+ */
 export const PROVIDERS: Readonly<Record<string, ProviderAdapter>> = {
   openai,
   anthropic,

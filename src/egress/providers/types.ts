@@ -30,7 +30,8 @@ export interface SseEvent {
 
 /**
  * One external model provider, behind the one registry: adding an OpenAI-compatible
- * provider is one file and one line in `registry.ts`.
+ * provider is one file (`openAiCompatible('<name>')`), one line in `registry.ts`, its models
+ * in the bundle's price table, and its endpoint in `providerUrls`.
  */
 export interface ProviderAdapter {
   name: string;

@@ -1,0 +1,192 @@
+import { GatewayError } from '../errors/index.js';
+import { createReplayCache, verifyForwardToken } from '../final-gate/forward-token.js';
+import { isUuid } from '../lib/ids.js';
+import { type KeyStore, localKeySet } from '../keys/index.js';
+import type { Logger } from '../logging/index.js';
+import type { Metrics } from '../metrics/index.js';
+import { ENTRYPOINTS } from '../policy/index.js';
+import { parseJsonBody } from '../server/json-body.js';
+import type { CredentialStore } from '../vault/index.js';
+import { admissionPlan, estimatedTokens, limitsOf, refusalError } from './admission.js';
+import { answerOf, denial, refusal, toError } from './answer.js';
+import { type AuditEvent, auditEvent } from './audit.js';
+import type { Ledger } from './ledger.js';
+import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
+import { callPriced, type ProviderCallLimits, type ProviderUrls } from './provider-call.js';
+import { adapterFor } from './providers/registry.js';
+import type { PreparedRequest, ProviderAdapter } from './providers/types.js';
+import { createSettlements, type Settlements } from './settlement.js';
+import { type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } from './types.js';
+
+/** The final gate: API Egress on its own port. */
+export interface EgressService {
+  /** Takes one forwarded call: verifies, decides again, reserves, injects the credential, calls, settles, audits. */
+  handle(token: string | undefined, rawBody: Buffer): Promise<ApiCallReply>;
+  /** Charges lapsed reservations; runs on a timer. */
+  startReaper(intervalMs: number): { stop(): void };
+  /** Resolves once every settlement started so far has landed (shutdown, tests). */
+  settled(): Promise<void>;
+}
+
+/** What the egress role is built from. */
+export type EgressServiceDeps = GateDeps & {
+  ledger: Ledger;
+  credentials: CredentialStore;
+  keys: KeyStore;
+  issuer: string;
+  forwardTokenTtlMs: number;
+  providerUrls: ProviderUrls;
+  call: ProviderCallLimits;
+  reservationTtlMs: number;
+  metrics?: Metrics;
+};
+
+/** A forwarded call whose token checked out: the input decided on and the body sent with it. */
+interface Forwarded {
+  requestId: string;
+  input: ApiCallInput;
+  body: { provider?: unknown; operation?: unknown; params?: unknown };
+}
+
+/** The call as the final gate will make it, decided on again and priced. */
+interface Decided {
+  adapter: ProviderAdapter;
+  prepared: PreparedRequest;
+  table: PriceTable;
+  price: ModelPrice;
+  /** The worst case reserved, USD. */
+  amountUsd: number;
+  decision: object;
+}
+
+/** What is held for a call while it runs: released on failure, settled on success. */
+interface Held {
+  reserved: boolean;
+  estimatedTokens: number;
+}
+
+/** The egress role's audit record of a forwarded call, filled in from the decided input. */
+function gateEvent(requestId: string, input: ApiCallInput): AuditEvent {
+  return auditEvent(requestId, 'egress', {
+    subject_kind: input.subject.kind,
+    subject_id: input.subject.id,
+    task_id: input.context.task_id,
+    job_id: input.context.job_id,
+    user_id: input.context.user_id,
+    provider: input.resource.provider,
+    operation: input.resource.operation,
+    model_requested: input.resource.model,
+    stream: input.resource.stream,
+  });
+}
+
+/** The egress role's parts, built once and shared by the steps of every call. */
+interface FinalGate {
+  deps: EgressServiceDeps;
+  log: Logger;
+  keySet: ReturnType<typeof localKeySet>;
+  replay: ReturnType<typeof createReplayCache>;
+  settlements: Settlements;
+}
+
+/** Verifies the forward token against the exact body and reads the call it carries. */
+async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer): Promise<Forwarded> {
+  const { deps } = gate;
+  const forward = await verifyForwardToken(token, rawBody, { keys: gate.keySet, issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay: gate.replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 });
+  if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
+  // The same door as the control plane's, should a signed body ever get past that one.
+  const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
+  const input = forward.input as ApiCallInput;
+  if (!isUuid(body.request_id)) throw new GatewayError('bad_request', 'request_id is missing');
+  return { requestId: body.request_id, input, body };
+}
+
+/** Decides again on the forwarded input, checks the body is the call decided on, and prices its worst case. */
+async function decideAgain({ deps }: FinalGate, { input, body }: Forwarded, event: AuditEvent): Promise<Decided> {
+  if (body.provider !== input.resource.provider || body.operation !== input.resource.operation) {
+    throw new GatewayError('forward_body_mismatch', 'the forwarded call is not the one the gateway decided on');
+  }
+  const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `egress:${input.subject.kind}:${input.subject.id}`);
+  Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
+  if (!decision.allow) throw denial('denied by the final gate', decision.reasons);
+  const adapter = adapterFor(input.resource.provider, input.resource.operation);
+  const prepared = adapter.prepare(input.resource.operation, body.params);
+  if (prepared.model !== input.resource.model || prepared.stream !== input.resource.stream) {
+    throw new GatewayError('forward_body_mismatch', 'the forwarded parameters are not the ones the gateway decided on');
+  }
+  const table = priceTableFrom(deps.policy.bundleData()?.data);
+  const price = priceOf(table, input.resource.provider, prepared.model);
+  const amountUsd = worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price);
+  Object.assign(event, { price_version: table.version, reserved_usd: amountUsd });
+  return { adapter, prepared, table, price, amountUsd, decision };
+}
+
+/** Picks the credential and reserves the worst case and the rate limits, all or nothing; resolves with the credential's secret. */
+async function admit({ deps }: FinalGate, { requestId, input }: Forwarded, d: Decided, event: AuditEvent, held: Held): Promise<string> {
+  const ctx = input.context;
+  const credential = await deps.credentials.revealFor(input.resource.provider, { user: ctx.user_id, group: ctx.group_id });
+  event.credential_id = credential.info.id;
+  held.estimatedTokens = estimatedTokens(d.prepared.inputChars, d.prepared.maxOutputTokens);
+  const who = { subject: input.subject, taskId: ctx.task_id, userId: ctx.user_id, credentialId: credential.info.id };
+  const plan = admissionPlan(who, limitsOf(d.decision), held.estimatedTokens);
+  const refused = await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, new Date(Date.now() + deps.reservationTtlMs));
+  const err = refusalError(refused, d.amountUsd);
+  if (err) throw err;
+  held.reserved = true;
+  return credential.secret;
+}
+
+/** Calls the provider for an admitted call and builds the answer; settlement follows it. */
+async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, event: AuditEvent, held: Held): Promise<ApiCallReply> {
+  const { provider, operation } = f.input.resource;
+  const { outcome, costUsd, usedTokens } = await callPriced(gate.deps, { provider, operation, adapter: d.adapter, prepared: d.prepared, secret, price: d.price });
+  if (costUsd > d.amountUsd) gate.log.warn({ requestId: f.requestId, cost: costUsd, amount: d.amountUsd }, 'a provider billed more than the worst case reserved');
+  held.reserved = false;
+  gate.settlements.later(f.requestId, costUsd, 'settled', held.estimatedTokens - usedTokens);
+  Object.assign(event, { model_served: outcome.model, tokens: outcome.usage, cost_usd: costUsd, attempts: outcome.attempts, ttft_ms: outcome.ttftMs });
+  const body = answerOf(f.requestId, { result: outcome.result, usage: outcome.usage, cost_usd: costUsd, model: outcome.model, price_version: d.table.version, decision_id: event.decision_id });
+  return { httpStatus: 200, body };
+}
+
+/**
+ * API Egress: trusts nothing but a forward token bound to the exact body, decides again on the
+ * input it carries, picks the credential, admits the call against budgets and rate limits,
+ * calls the provider, and settles after answering. Every forwarded call is audited here.
+ */
+export function createEgressService(deps: EgressServiceDeps): EgressService {
+  const log = deps.logger.child({ component: 'egress' });
+  const gate: FinalGate = { deps, log, keySet: localKeySet(deps.keys), replay: createReplayCache(), settlements: createSettlements(deps.ledger, log) };
+  return {
+    async handle(token, rawBody) {
+      const started = performance.now();
+      const forwarded = await verified(gate, token, rawBody);
+      const { requestId } = forwarded;
+      const event = gateEvent(requestId, forwarded.input);
+      const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
+        event.outcome = reply.body.status;
+        deps.metrics?.egressCalls.inc({ provider: event.provider ?? '', operation: event.operation ?? '', outcome: event.outcome, code: err?.code ?? '' });
+        if (err) event.error_code = err.code;
+        if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
+        event.latency_ms = performance.now() - started;
+        await deps.audit.record(event);
+        return reply;
+      };
+      const held: Held = { reserved: false, estimatedTokens: 0 };
+      try {
+        const decided = await decideAgain(gate, forwarded, event);
+        const secret = await admit(gate, forwarded, decided, event, held);
+        return await finish(await call(gate, forwarded, decided, secret, event, held));
+      } catch (err) {
+        const e = toError(err);
+        if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
+        // The provider answered with an error or not at all: nothing to charge.
+        if (held.reserved) gate.settlements.later(requestId, 0, 'released', held.estimatedTokens);
+        event.cost_usd = 0;
+        return finish(refusal(requestId, e, event.decision_id), e);
+      }
+    },
+    settled: () => gate.settlements.settled(),
+    startReaper: (intervalMs) => gate.settlements.startReaper(intervalMs),
+  };
+}

@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import { GatewayError } from '../errors/index.js';
+import { signForwardToken } from '../final-gate/forward-token.js';
+import type { KeyStore } from '../keys/index.js';
+import type { Metrics } from '../metrics/index.js';
+import { ENTRYPOINTS } from '../policy/index.js';
+import type { PreferencesService } from '../preferences/index.js';
+import { denial, refusal, toError } from './answer.js';
+import { type AuditEvent, auditEvent } from './audit.js';
+import type { EgressService } from './final-gate.js';
+import { createEgressForwarder } from './forward.js';
+import { loadCallContext, parseApiCall, type ParsedCall, policyInput, subjectOf } from './input.js';
+import type { Ledger } from './ledger.js';
+import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
+import { adapterFor, PROVIDERS } from './providers/registry.js';
+import { type ApiCaller, type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } from './types.js';
+
+/** The first gate: `POST /v1/api/call` on the control plane. */
+export interface ApiCallGateway {
+  call(caller: ApiCaller, raw: unknown): Promise<ApiCallReply>;
+  close(): void;
+}
+
+/** What the first gate is built from. */
+export type ApiCallGatewayDeps = GateDeps & {
+  preferences: PreferencesService;
+  ledger: Ledger;
+  keys: KeyStore;
+  issuer: string;
+  forwardTokenTtlMs: number;
+  /** API Egress's base URL (read per call: it is known only once the roles listen). */
+  egressUrl: () => string;
+  region: string;
+  requestTimeoutMs: number;
+  metrics?: Metrics;
+  /**
+   * The egress role when it runs in this process: the call is handed over without a
+   * network hop, still as a forward token and the exact body, through the same final gate.
+   */
+  local?: EgressService;
+};
+
+const pricedOrUndefined = (table: PriceTable, provider: string, model: string): ModelPrice | undefined => {
+  try {
+    return priceOf(table, provider, model);
+  } catch {
+    return undefined;
+  }
+};
+
+/** A call the policy has decided on, with what signing and forwarding it need. */
+interface Decided {
+  req: ParsedCall;
+  input: ApiCallInput;
+  allow: boolean;
+  reasons: string[];
+  decisionId: string;
+  revision: string;
+  priced: boolean;
+  table: PriceTable;
+}
+
+/**
+ * Builds the policy input from server state (the worker's stored report, the job it leases,
+ * the task's budgets, the user's effective preferences), asks the `api.call` policy, audits
+ * a denial, and forwards an allowed call to API Egress with a forward token bound to the
+ * body. Nothing the caller says about its task, user, budget or region is believed.
+ */
+export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
+  const forwarder = createEgressForwarder({ egressUrl: deps.egressUrl, requestTimeoutMs: deps.requestTimeoutMs });
+
+  // Parse, load the context, price the worst case and decide, filling the audit record in as it goes.
+  const decide = async (caller: ApiCaller, raw: unknown, subject: ApiCallInput['subject'], event: AuditEvent): Promise<Decided> => {
+    const req = parseApiCall(raw);
+    Object.assign(event, { task_id: req.task_id, job_id: req.job_id, provider: req.provider, operation: req.operation });
+    const prepared = adapterFor(req.provider, req.operation).prepare(req.operation, req.params);
+    Object.assign(event, { model_requested: prepared.model, stream: prepared.stream });
+    const context = await loadCallContext(deps, caller, req, subject.id);
+    event.user_id = context.job?.user_id ?? null;
+    const table = priceTableFrom(deps.policy.bundleData()?.data);
+    event.price_version = table.version;
+    // An unpriced model is the policy's to refuse first (its catalogue should list priced
+    // models only); if the policy allows it anyway, the call still cannot be reserved.
+    const price = pricedOrUndefined(table, req.provider, prepared.model);
+    const estimate = price ? worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price) : 0;
+    event.reserved_usd = estimate;
+    const input = policyInput(deps, { caller, subject, req, prepared, estimatedCostUsd: estimate, context });
+    const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `${caller.kind}:${subject.id}`);
+    Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
+    return { req, input, allow: decision.allow, reasons: decision.reasons, decisionId, revision, priced: price !== undefined, table };
+  };
+
+  // Signs the decided call and hands it to the egress role, here or over the network.
+  const forward = async (requestId: string, caller: ApiCaller, d: Decided): Promise<ApiCallReply> => {
+    const { req } = d;
+    if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
+    const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
+    const token = await signForwardToken(
+      deps.keys.current(),
+      { issuer: deps.issuer, audience: EGRESS_AUDIENCE, subject: `${caller.kind}:${d.input.subject.id}`, entrypoint: ENTRYPOINTS.apiCall, input: d.input, revision: d.revision },
+      body,
+      deps.forwardTokenTtlMs,
+    );
+    // The egress role audits what happens from here, allowed or not.
+    return deps.local ? deps.local.handle(token, Buffer.from(body)) : forwarder.send(body, token);
+  };
+
+  return {
+    async call(caller, raw) {
+      const requestId = randomUUID();
+      const started = performance.now();
+      const subject = subjectOf(caller);
+      const event = auditEvent(requestId, 'gateway', { subject_kind: caller.kind, subject_id: subject.id });
+      // A provider name from the request is a label only once the registry knows it.
+      const count = (outcome: string, code: string) =>
+        deps.metrics?.apiCalls.inc({ caller: caller.kind, provider: event.provider && Object.hasOwn(PROVIDERS, event.provider) ? event.provider : 'unknown', outcome, code });
+      const refuse = async (err: GatewayError): Promise<ApiCallReply> => {
+        const reply = refusal(requestId, err, event.decision_id);
+        event.outcome = reply.body.status === 'denied' ? 'denied' : 'error';
+        event.error_code = err.code;
+        if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
+        event.latency_ms = performance.now() - started;
+        count(event.outcome, err.code);
+        await deps.audit.record(event);
+        return reply;
+      };
+      try {
+        const decided = await decide(caller, raw, subject, event);
+        if (!decided.allow) return await refuse(denial('api.call denied', decided.reasons));
+        const reply = await forward(requestId, caller, decided);
+        reply.body.decision_id ??= decided.decisionId;
+        count(reply.body.status, reply.body.error?.code ?? '');
+        return reply;
+      } catch (err) {
+        const e = toError(err);
+        if (e.code === 'internal') deps.logger.error({ err, requestId }, 'api.call failed');
+        return refuse(e);
+      }
+    },
+    close: () => forwarder.close(),
+  };
+}

@@ -1,0 +1,157 @@
+import type { Knex } from 'knex';
+import { GatewayError } from '../errors/index.js';
+import { isTaskId, isUuid } from '../lib/ids.js';
+import type { PreferencesService } from '../preferences/index.js';
+import { type Budget, budgetFromRow, type BudgetRow, type Ledger } from './ledger.js';
+import type { PreparedRequest } from './providers/types.js';
+import type { ApiCaller, ApiCallInput } from './types.js';
+
+/** A checked `api.call` request: what the caller may say, and nothing else. */
+export interface ParsedCall {
+  provider: string;
+  operation: string;
+  params: unknown;
+  task_id: string;
+  job_id: string | null;
+}
+
+const FIELDS = new Set(['provider', 'operation', 'params', 'task_id', 'job_id']);
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** Checks the request body of `POST /v1/api/call`. */
+export function parseApiCall(raw: unknown): ParsedCall {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new GatewayError('bad_request', 'send a JSON object');
+  const r = raw as Record<string, unknown>;
+  const extra = Object.keys(r).find((k) => !FIELDS.has(k));
+  if (extra) throw new GatewayError('bad_request', `'${extra.slice(0, 64)}' is not an api.call field (task, user, budget and region come from the gateway)`);
+  if (typeof r.provider !== 'string' || !NAME.test(r.provider)) throw new GatewayError('bad_request', 'provider must be a provider name');
+  if (typeof r.operation !== 'string' || !NAME.test(r.operation)) throw new GatewayError('bad_request', 'operation must be an operation name');
+  if (!isTaskId(r.task_id)) throw new GatewayError('bad_request', 'task_id must be 1-256 letters, digits or _.:@/-');
+  if (r.job_id !== undefined && r.job_id !== null && !isUuid(r.job_id)) throw new GatewayError('bad_request', 'job_id must be a job id');
+  if (r.params === undefined) throw new GatewayError('bad_request', 'params is required');
+  return { provider: r.provider, operation: r.operation, params: r.params, task_id: r.task_id, job_id: (r.job_id as string | undefined) ?? null };
+}
+
+/** The policy's subject: the worker as its stored capability report describes it, or the orchestrator. */
+export function subjectOf(caller: ApiCaller): ApiCallInput['subject'] {
+  if (caller.kind === 'orchestrator') return { kind: 'orchestrator', id: caller.id, labels: [] };
+  const c = caller.worker.capabilities;
+  return {
+    kind: 'worker',
+    id: c.node_id,
+    node_id: c.node_id,
+    labels: c.labels,
+    ...(c.region !== undefined && { region: c.region }),
+    inference_mode: c.inference_mode,
+    supported_providers: c.supported_providers,
+    supported_models: c.supported_models ?? [],
+    ...(c.rate_limits !== undefined && { rate_limits: c.rate_limits }),
+  };
+}
+
+/** The job a call is made for, as the context query reads it. */
+export interface JobContext {
+  task_id: string;
+  user_id: string;
+  project_id: string | null;
+  group_id: string | null;
+  preferences: Record<string, unknown>;
+  requirements: Record<string, unknown>;
+  budget_usd: string | null;
+  state: string;
+  leased_by: string | null;
+  lease_expires_at: Date | null;
+}
+
+/** The budgets a call would be held against, by scope; null where none is set. */
+export type CallBudgets = Record<'task' | 'user' | 'subject', Budget | null>;
+
+/** The server state a call is decided on. */
+export interface CallContext {
+  job: JobContext | undefined;
+  budget: CallBudgets;
+}
+
+// One round trip: the job (by id, or the task's latest for direct routing) and the budgets
+// the call would be held against.
+const contextQuery = (byId: boolean) => `
+    WITH j AS (
+      SELECT task_id, user_id, project_id, group_id, preferences, requirements, budget_usd, state, leased_by, lease_expires_at
+      FROM jobs WHERE ${byId ? 'id = ?::uuid' : 'task_id = ? ORDER BY created_at DESC'} LIMIT 1)
+    SELECT (SELECT row_to_json(j) FROM j) AS job,
+      (SELECT coalesce(json_agg(b), '[]'::json) FROM budgets b
+        WHERE (b.scope = 'task' AND b.subject_id = ?) OR (b.scope = 'subject' AND b.subject_id = ?)
+           OR (b.scope = 'user' AND b.subject_id = (SELECT user_id FROM j))) AS budgets`;
+
+/**
+ * Loads the job and budgets of a call. A worker calls only for a job it leases, of the task it
+ * names; the orchestrator may name a job or let the task's latest stand. A job's budget
+ * becomes its task's when the task has none yet.
+ */
+export async function loadCallContext(deps: { knex: Knex; ledger: Ledger }, caller: ApiCaller, req: ParsedCall, subjectId: string): Promise<CallContext> {
+  const byId = caller.kind === 'worker' || req.job_id !== null;
+  if (caller.kind === 'worker' && !req.job_id) {
+    throw new GatewayError('job_not_leased', 'a worker calls for a job it leases: job_id is required', { reasons: ['job_not_leased'] });
+  }
+  const { rows } = (await deps.knex.raw(contextQuery(byId), [byId ? req.job_id : req.task_id, req.task_id, subjectId])) as {
+    rows: { job: JobContext | null; budgets: BudgetRow[] }[];
+  };
+  const job = rows[0]?.job ?? undefined;
+  checkJob(caller, req, job);
+  const budget: CallBudgets = { task: null, user: null, subject: null };
+  for (const row of rows[0]?.budgets ?? []) budget[row.scope] = budgetFromRow(row);
+  if (!budget.task && job?.budget_usd !== null && job?.budget_usd !== undefined) {
+    await deps.ledger.ensureBudget('task', req.task_id, Number(job.budget_usd), 'job');
+    budget.task = (await deps.ledger.getBudget('task', req.task_id)) ?? null;
+  }
+  return { job, budget };
+}
+
+/** Refuses a call for a job the caller may not call for. */
+function checkJob(caller: ApiCaller, req: ParsedCall, job: JobContext | undefined): void {
+  if (caller.kind === 'worker') {
+    const refuse = (why: string) => new GatewayError('job_not_leased', why, { reasons: ['job_not_leased'] });
+    if (!job || job.state !== 'leased' || job.leased_by !== caller.worker.nodeId || !job.lease_expires_at || new Date(job.lease_expires_at) <= new Date()) {
+      throw refuse(`job ${req.job_id} is not leased by ${caller.worker.nodeId}`);
+    }
+    if (job.task_id !== req.task_id) throw refuse(`job ${req.job_id} belongs to another task`);
+  } else if (req.job_id) {
+    if (!job) throw new GatewayError('job_not_found', `no job ${req.job_id}`);
+    if (job.task_id !== req.task_id) throw new GatewayError('bad_request', `job ${req.job_id} belongs to another task`);
+  }
+}
+
+const budgetView = (b: Budget | null) => b && { limit_usd: b.limit_usd, spent_usd: b.spent_usd, reserved_usd: b.reserved_usd, remaining_usd: b.remaining_usd };
+
+/**
+ * The `api.call` policy input, from server state only: the region is the worker's reported
+ * one (or this gateway's for the orchestrator), the preferences the user's effective ones.
+ */
+export function policyInput(
+  deps: { preferences: PreferencesService; region: string },
+  call: { caller: ApiCaller; subject: ApiCallInput['subject']; req: ParsedCall; prepared: PreparedRequest; estimatedCostUsd: number; context: CallContext },
+): ApiCallInput {
+  const { caller, req, prepared } = call;
+  const { job, budget } = call.context;
+  return {
+    action: 'api.call',
+    subject: call.subject,
+    resource: { provider: req.provider, operation: req.operation, model: prepared.model, stream: prepared.stream, estimated_cost_usd: call.estimatedCostUsd },
+    context: {
+      task_id: req.task_id,
+      job_id: req.job_id,
+      user_id: job?.user_id ?? null,
+      project_id: job?.project_id ?? null,
+      group_id: job?.group_id ?? null,
+      region: caller.kind === 'worker' ? (caller.worker.capabilities.region ?? null) : deps.region,
+      preferences: deps.preferences.resolve({
+        groupId: job?.group_id ?? null,
+        userId: job?.user_id ?? '',
+        projectId: job?.project_id ?? null,
+        task: job?.preferences ?? {},
+      }),
+      requirements: job?.requirements ?? {},
+      budget: { task: budgetView(budget.task), user: budgetView(budget.user), subject: budgetView(budget.subject) },
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import test from 'ava';
+import { createHttpClient, HttpTimeoutError, HttpTooLargeError } from '../../src/lib/http-client.js';
+
+let server: http.Server;
+let base: string;
+const sockets = new Set<string>();
+
+test.before(async () => {
+  server = http.createServer((req, res) => {
+    sockets.add(`${req.socket.remotePort}`);
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/echo') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.writeHead(201, { 'x-method': req.method ?? '' }).end(Buffer.concat(chunks)));
+    } else if (url.pathname === '/hang') {
+      // never answers
+    } else if (url.pathname === '/stall') {
+      res.writeHead(200);
+      res.write('first');
+    } else if (url.pathname === '/drip') {
+      res.writeHead(200);
+      let n = 0;
+      const timer = setInterval(() => (++n > 5 ? (clearInterval(timer), res.end()) : res.write(`${n}`)), 40);
+    } else if (url.pathname === '/big') {
+      res.writeHead(200).end('x'.repeat(10_000));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+test.after.always(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+const client = createHttpClient({ maxSockets: 4 });
+test.after.always(() => client.close());
+
+test.serial('a request is sent with its body; the answer is read whole', async (t) => {
+  const res = await client.request(new URL('/echo', base), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
+  t.is(res.status, 201);
+  t.is(res.headers['x-method'], 'POST');
+  t.is(await res.text(), 'hello');
+});
+
+test.serial('connections are kept alive and reused', async (t) => {
+  sockets.clear();
+  for (let i = 0; i < 3; i++) await (await client.request(new URL('/echo', base), { method: 'POST', headers: {}, body: String(i) })).text();
+  t.is(sockets.size, 1);
+});
+
+test.serial('no headers in time is a response timeout', async (t) => {
+  const err = await t.throwsAsync(client.request(new URL('/hang', base), { method: 'POST', headers: {}, responseTimeoutMs: 50 }), { instanceOf: HttpTimeoutError });
+  t.is(err?.phase, 'response');
+});
+
+test.serial('a body that goes quiet is an idle timeout, seen where it is read', async (t) => {
+  const res = await client.request(new URL('/stall', base), { method: 'GET', headers: {}, idleTimeoutMs: 50 });
+  const err = await t.throwsAsync(res.text(), { instanceOf: HttpTimeoutError });
+  t.is(err?.phase, 'idle');
+});
+
+test.serial('a body that keeps arriving is not idle, but the whole exchange is bounded', async (t) => {
+  const ok = await client.request(new URL('/drip', base), { method: 'GET', headers: {}, idleTimeoutMs: 150 });
+  t.is(await ok.text(), '12345');
+  const slow = await client.request(new URL('/drip', base), { method: 'GET', headers: {}, idleTimeoutMs: 150, totalTimeoutMs: 100 });
+  const err = await t.throwsAsync(slow.text(), { instanceOf: HttpTimeoutError });
+  t.is(err?.phase, 'total');
+});
+
+test.serial('a timeout nobody reads the body for does not crash the process', async (t) => {
+  await client.request(new URL('/stall', base), { method: 'GET', headers: {}, idleTimeoutMs: 20 });
+  await new Promise((r) => setTimeout(r, 80));
+  t.pass();
+});
+
+test.serial('an answer over the size cap is refused', async (t) => {
+  const res = await client.request(new URL('/big', base), { method: 'GET', headers: {}, maxResponseBytes: 1000 });
+  await t.throwsAsync(res.text(), { instanceOf: HttpTooLargeError });
+  const fits = await client.request(new URL('/big', base), { method: 'GET', headers: {}, maxResponseBytes: 10_000 });
+  t.is((await fits.text()).length, 10_000);
+});
+
+test.serial('the body streams chunk by chunk', async (t) => {
+  const res = await client.request(new URL('/drip', base), { method: 'GET', headers: {} });
+  const chunks: string[] = [];
+  for await (const c of res.body) chunks.push(Buffer.from(c).toString());
+  t.true(chunks.length > 1);
+  t.is(chunks.join(''), '12345');
+});
+
+test.serial('an abort signal stops the request', async (t) => {
+  const controller = new AbortController();
+  const pending = client.request(new URL('/hang', base), { method: 'GET', headers: {}, signal: controller.signal });
+  setTimeout(() => controller.abort(), 20);
+  const err = await t.throwsAsync(pending);
+  t.is(err?.name, 'AbortError');
+});
+
+test.serial('a refused connection fails with the socket error code', async (t) => {
+  const closed = http.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  const err = await t.throwsAsync(client.request(new URL(`http://127.0.0.1:${port}/`), { method: 'GET', headers: {} }));
+  t.is((err as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+});
