@@ -1,34 +1,30 @@
 import test from 'ava';
 import { readWorkerConfig, runWorker } from '../../src/cloud-worker/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call, eventually } from '../helpers/http.js';
 import { runCli } from '../helpers/gateway.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import type { TestDatabase } from '../helpers/postgres.js';
+import { captureLogger, startTestGateway } from '../helpers/start.js';
 import { createPsk, submitJob } from '../helpers/workers.js';
 
 let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 let psk: string;
 
 // Tokens live 2 s here, so a worker running for longer must re-register on 401.
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway(
-    { DATABASE_URL: db.url, CYNODE_WORKER_TOKEN_TTL_MS: '2000', CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '300', CYNODE_WORKER_POLL_INTERVAL_MS: '200' },
-    ['control'],
-  );
+  gw = await bootGateway({
+    env: { CYNODE_WORKER_TOKEN_TTL_MS: '2000', CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '300', CYNODE_WORKER_POLL_INTERVAL_MS: '200' },
+    roles: ['control'],
+  });
+  db = gw.db!;
   base = gw.url();
   psk = (await createPsk(base, 'example-1')).secret;
   // Cloud selection needs the user's preference as well as policy (seed).
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 /** The seed's Example 1 environment, verbatim, pointed at the test gateway. */
 const seedEnv = (nodeId: string) => ({

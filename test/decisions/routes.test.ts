@@ -1,27 +1,19 @@
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 
-let pgDb: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 
 const seedWorker = { ...SEED_WORKER, psk: 'psk_never_stored_0123' };
 const PATH = '/v1/data/cynode/register/decision';
 
 test.before(async () => {
-  const bundle = await ensureBundle();
-  pgDb = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: pgDb.url, CYNODE_BUNDLE: bundle, CYNODE_BUNDLE_SERVICE_TOKEN: 'bundle-reader-token-0123456789' });
+  gw = await bootGateway({ env: { CYNODE_BUNDLE_SERVICE_TOKEN: 'bundle-reader-token-0123456789' } });
   base = gw.url();
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await pgDb?.drop();
-});
+test.after.always(() => gw?.stop());
 
 type DataAnswer = { result: { allow: boolean; reasons: string[] }; decision_id: string };
 

@@ -3,19 +3,17 @@ import test from 'ava';
 import { costOf, priceTableFrom } from '../../src/egress/pricing.js';
 import { FORWARD_TOKEN_HEADER, signForwardToken } from '../../src/final-gate/forward-token.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { type Answer, call, eventually } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
 
 const OPENAI_KEY = `sk-openai-${randomBytes(20).toString('hex')}`;
 const ANTHROPIC_KEY = `sk-ant-${randomBytes(20).toString('hex')}`;
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 let fake: FakeProvider;
 let psk: string;
@@ -44,14 +42,12 @@ const auditOf = async (requestId: string) => {
 const auditRows = async (requestId: string) => (await call<{ records: Record<string, any>[] }>(base, `/v1/audit?request_id=${requestId}`)).body.records;
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
-  gw = await startTestGateway(
-    { DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, CYNODE_EGRESS_IDLE_TIMEOUT_MS: '400', CYNODE_EGRESS_CONNECT_TIMEOUT_MS: '1500' },
-    ['control', 'egress'],
-    logs.logger,
-  );
+  gw = await bootGateway({
+    env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, CYNODE_EGRESS_IDLE_TIMEOUT_MS: '400', CYNODE_EGRESS_CONNECT_TIMEOUT_MS: '1500' },
+    roles: ['control', 'egress'],
+    logger: logs.logger,
+  });
   base = gw.url('control');
   const created = await call<{ id: string }>(base, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: OPENAI_KEY } });
   openaiCredential = created.body.id;
@@ -60,9 +56,8 @@ test.before(async () => {
   psk = (await createPsk(base)).secret;
 });
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
 });
 
 test.serial('direct routing: the gateway injects the key, the provider answers, usage is priced and audited', async (t) => {

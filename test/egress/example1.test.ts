@@ -1,32 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { runCli } from '../helpers/gateway.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { createPsk, submitJob } from '../helpers/workers.js';
 
 // The seed's Example 1, all of it: the OpenAI key is stored in the gateway, the reference
 // worker (configured by the seed's variables only) leases an api.call job and asks API
 // Egress, which injects the key, calls (fake) OpenAI, audits and answers.
 const OPENAI_KEY = `sk-proj-${randomBytes(24).toString('hex')}`;
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let fake: FakeProvider;
 const logs = captureLogger();
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_WORKER_POLL_INTERVAL_MS: '200' }, ['control', 'egress'], logs.logger);
+  gw = await bootGateway({ env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_WORKER_POLL_INTERVAL_MS: '200' }, roles: ['control', 'egress'], logger: logs.logger });
 });
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
 });
 
 test('Example 1: reference worker → api.call → gateway → egress → OpenAI with the injected key, which the worker never sees', async (t) => {

@@ -6,10 +6,9 @@ import { join } from 'node:path';
 import test from 'ava';
 import { packageRoot } from '../../src/lib/package-root.js';
 import { buildBundle, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { tempDir } from '../helpers/config.js';
 import { call, eventually } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 
 // The gateway pulls signed bundles (built by `opa build`) from a real bundle server on
 // loopback. The server then goes down, serves garbage, serves a bundle signed by a key the
@@ -28,8 +27,7 @@ const bundles = {} as Record<Exclude<Mode, 'garbage'>, Buffer>;
 let mode: Mode = 'good';
 let server: Server | undefined;
 let port = 0;
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 
 /** A fresh ES256 key pair: the private key in a PEM file, the public key as PEM text. */
 function keyPair(name: string): { keyFile: string; publicPem: string } {
@@ -80,23 +78,20 @@ test.before(async () => {
     build('unsigned-1'),
   ]);
   await serve();
-  db = await createTestDatabase();
-  gw = await startTestGateway(
-    {
-      DATABASE_URL: db.url,
+  gw = await bootGateway({
+    env: {
       CYNODE_BUNDLE: `http://127.0.0.1:${port}/bundles/cynode`,
       CYNODE_POLICY_ALLOW_UNSIGNED: 'false',
       CYNODE_BUNDLE_VERIFICATION_KEYS_FILE: keysFile,
       CYNODE_BUNDLE_POLL_MIN_DELAY_MS: '100',
       CYNODE_BUNDLE_POLL_MAX_DELAY_MS: '150',
     },
-    ['control'],
-  );
+    roles: ['control'],
+  });
 });
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await shutDown();
-  await db?.drop();
 });
 
 const statusOf = async () => (await call<{ bundles: { cynode: Status } }>(gw.url(), '/v1/status')).body.bundles.cynode;

@@ -1,36 +1,30 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { type Behaviour, type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 
 // A provider that hangs before answering, goes silent mid-stream or cuts the stream: each
 // call fails fast with a stable code, and the budget it reserved comes back in full:
 // nothing stays reserved and nothing is spent on a call that produced no answer.
 
-let db: TestDatabase;
 let fake: FakeProvider;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 type Budget = { spent_usd: number; reserved_usd: number; limit_usd: number };
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
-  gw = await startTestGateway(
-    {
-      DATABASE_URL: db.url,
+  gw = await bootGateway({
+    env: {
       CYNODE_OPENAI_BASE_URL: fake.url,
       CYNODE_ANTHROPIC_BASE_URL: fake.url,
       CYNODE_EGRESS_CONNECT_TIMEOUT_MS: '300',
       CYNODE_EGRESS_IDLE_TIMEOUT_MS: '300',
       CYNODE_EGRESS_MAX_RETRIES: '0',
     },
-    ['control', 'egress'],
-  );
+    roles: ['control', 'egress'],
+  });
   base = gw.url('control');
   for (const provider of ['openai', 'anthropic']) {
     await call(base, '/v1/credentials', { json: { provider, name: 'main', secret: `sk-${provider}-${randomBytes(16).toString('hex')}` } });
@@ -38,9 +32,8 @@ test.before(async () => {
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
 });
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
 });
 
 const request = (provider: 'openai' | 'anthropic', task: string, stream: boolean) =>

@@ -9,16 +9,14 @@ import { createFinalGate, FORWARD_TOKEN_HEADER, signForwardToken, type FinalGate
 import { packageRoot } from '../../src/lib/package-root.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
 import { errorMiddleware } from '../../src/server/error-middleware.js';
-import { buildCustomBundle, ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
+import { buildCustomBundle } from '../helpers/bundle.js';
 import { eventually } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 
 const READER = 'bundle-reader-token-0123456789';
 const logger = pino({ level: 'silent' });
-let pgDb: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 const closers: (() => void)[] = [];
 
 const seedWorker = SEED_WORKER;
@@ -68,13 +66,11 @@ async function send(url: string, body: string, token?: string): Promise<{ status
 }
 
 test.before(async () => {
-  pgDb = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: pgDb.url, CYNODE_BUNDLE: await ensureBundle(), CYNODE_BUNDLE_SERVICE_TOKEN: READER }, ['control']);
+  gw = await bootGateway({ env: { CYNODE_BUNDLE_SERVICE_TOKEN: READER }, roles: ['control'] });
 });
 test.after.always(async () => {
   for (const close of closers) close();
-  await gw?.gateway.stop();
-  await pgDb?.drop();
+  await gw?.stop();
 });
 
 const body = JSON.stringify({ name: 'report.md', content: 'hello' });

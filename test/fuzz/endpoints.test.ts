@@ -3,13 +3,12 @@ import test from 'ava';
 import { FORWARD_TOKEN_HEADER, signForwardToken } from '../../src/final-gate/forward-token.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
 import type { Role } from '../../src/server/roles.js';
-import { ensureBundle } from '../helpers/bundle.js';
-import { TEST_ADMIN_TOKEN, testConfig } from '../helpers/config.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
+import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { fuzzRoutes, type FuzzRequest, type FuzzTarget, generate, judge, pool, type RouteSpec, seeded, send, sourceRoutes, tally, type Verdict } from '../helpers/fuzz.js';
 import { call, eventually } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
 
 // One seed drives every generated request; CYNODE_FUZZ_SEED replays a run.
@@ -22,8 +21,7 @@ const ENV = {
   CYNODE_JOB_LONG_POLL_MAX_MS: '100',
 };
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let fake: FakeProvider;
 let target: FuzzTarget;
 let routes: RouteSpec[];
@@ -34,11 +32,8 @@ const onProcessError = (err: unknown) => processErrors.push(String((err as Error
 test.before(async () => {
   process.on('uncaughtException', onProcessError);
   process.on('unhandledRejection', onProcessError);
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
-  const env = { DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, ...ENV };
-  gw = await startTestGateway(env, ['control', 'mcp', 'egress'], logs.logger);
+  gw = await bootGateway({ env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, ...ENV }, roles: ['control', 'mcp', 'egress'], logger: logs.logger });
   const base = gw.url('control');
   const credential = await call<{ id: string }>(base, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: 'sk-fuzz-0123456789abcdef' } });
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
@@ -59,7 +54,7 @@ test.before(async () => {
     workerToken: worker.token,
     psk: psk.secret,
     ids: { jobId: job, leaseId, credentialId: credential.body.id, pskId: psk.id, decisionId: decision.body.decision_id, taskId: 'task-fuzz' },
-    maxBodyBytes: testConfig(env).server.maxBodyBytes,
+    maxBodyBytes: gw.config.server.maxBodyBytes,
     // What the control plane would have decided for a direct call on the fuzz task.
     signForward: (body) =>
       signForwardToken(gw.gateway.keys.current(), { issuer: 'cynode-gateway', audience: 'cynode-egress', subject: 'orchestrator:admin', entrypoint: ENTRYPOINTS.apiCall, input: forwardInput, revision: 'fuzz' }, body, 30_000),
@@ -68,9 +63,8 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
   process.off('uncaughtException', onProcessError);
   process.off('unhandledRejection', onProcessError);
 });

@@ -9,11 +9,19 @@ export function bundlePath(): string {
   return join(packageRoot(), 'build', 'test', 'bundle.tar.gz');
 }
 
+let building: Promise<string> | undefined;
+
 /**
  * Builds the real policies into the suite's bundle once per run. `opa build` writes to a
- * temporary file renamed into place, so concurrent test files never see half a bundle.
+ * temporary file renamed into place, so concurrent test files never see half a bundle; calls
+ * within one file share the build in flight (its temporary file is named by process id).
  */
-export async function ensureBundle(): Promise<string> {
+export function ensureBundle(): Promise<string> {
+  building ??= buildIfStale().finally(() => (building = undefined));
+  return building;
+}
+
+async function buildIfStale(): Promise<string> {
   const out = bundlePath();
   const policies = join(packageRoot(), 'policies');
   if (!existsSync(out) || newestMtime(policies) > statSync(out).mtimeMs) {

@@ -1,26 +1,18 @@
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 let psk: string;
 
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url }, ['control']);
+  gw = await bootGateway({ roles: ['control'] });
   base = gw.url();
   psk = (await createPsk(base)).secret;
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 type Detail = { state: string; decisions: { node_id: string; allow: boolean; reasons: string[]; score: number; decision_id: string }[] };
 const detail = async (id: string) => (await call<Detail>(base, `/v1/jobs/${id}`)).body;

@@ -1,20 +1,15 @@
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
-import { embeddedDataDir } from '../helpers/config.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call } from '../helpers/http.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
 
 // The Worker API on the embedded database (PGlite, no configuration): the same migrations,
 // the same SQL (FOR UPDATE SKIP LOCKED, group-committed writes), woken long polls in-process.
-let gw: TestGateway;
+let gw: BootedGateway;
 test.before(async () => {
-  await ensureBundle();
-  gw = await startTestGateway({ CYNODE_DATA_DIR: await embeddedDataDir() }, ['control']);
+  gw = await bootGateway({ database: 'embedded', roles: ['control'] });
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-});
+test.after.always(() => gw?.stop());
 
 test.serial('embedded: register, submit, long-poll, lease, result, replay and fencing all work', async (t) => {
   t.is(gw.gateway.db.kind, 'embedded');

@@ -1,37 +1,28 @@
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call, eventually } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 let psk: string;
 
 // Short leases and backoff so lapses and retries happen within a test.
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway(
-    {
-      DATABASE_URL: db.url,
+  gw = await bootGateway({
+    env: {
       CYNODE_JOB_LEASE_TTL_MS: '1500',
       CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '200',
       CYNODE_JOB_REAPER_INTERVAL_MS: '100',
       CYNODE_JOB_RETRY_BASE_MS: '0',
       CYNODE_JOB_RETRY_MAX_MS: '0',
     },
-    ['control'],
-  );
+    roles: ['control'],
+  });
   base = gw.url();
   psk = (await createPsk(base)).secret;
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 const code = (body: unknown) => (body as { error: { code: string } }).error.code;
 // Local workers need no cloud permission: most queue tests use them. Each test's workers

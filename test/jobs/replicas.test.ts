@@ -1,26 +1,20 @@
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
 
 // Two replicas on one PostgreSQL: a job submitted to one wakes a long poll waiting on the
 // other through NOTIFY (the polling fallback is set far beyond the test's patience).
-let db: TestDatabase;
-let a: TestGateway;
-let b: TestGateway;
+let a: BootedGateway;
+let b: BootedGateway;
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  const env = { DATABASE_URL: db.url, CYNODE_JOB_WAKE_FALLBACK_MS: '20000' };
-  a = await startTestGateway(env, ['control']);
-  b = await startTestGateway(env, ['control']);
+  const env = { CYNODE_JOB_WAKE_FALLBACK_MS: '20000' };
+  a = await bootGateway({ env, roles: ['control'] });
+  b = await bootGateway({ env, roles: ['control'], database: a.db });
 });
 test.after.always(async () => {
-  await a?.gateway.stop();
-  await b?.gateway.stop();
-  await db?.drop();
+  await b?.stop();
+  await a?.stop(); // last: it drops the database both share
 });
 
 test.serial('a long poll on one replica is woken by a job submitted to another', async (t) => {

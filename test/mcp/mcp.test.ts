@@ -8,17 +8,16 @@ import pino from 'pino';
 import { type ArtifactServer, startArtifactServer } from '../../src/artifacts/server.js';
 import { createFinalGate, FORWARD_TOKEN_HEADER, type FinalGate, signForwardToken } from '../../src/final-gate/index.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
-import { buildCustomBundle, ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
+import { buildCustomBundle } from '../helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { call, eventually, freePort } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
 
 const KEY = `sk-mcp-${randomBytes(16).toString('hex')}`;
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let fake: FakeProvider;
 let gate: FinalGate;
 let artifacts: ArtifactServer;
@@ -36,15 +35,13 @@ async function connect(token: string): Promise<Client> {
 const mcpError = async (p: Promise<unknown>) => (await p.then(() => undefined, (e: unknown) => e)) as McpError & { data?: { code?: string; reasons?: string[] } };
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
   const port = await freePort();
-  gw = await startTestGateway(
-    { DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${port}/mcp`, CYNODE_MCP_MAX_ARGUMENT_BYTES: '4096', CYNODE_MCP_MAX_RESPONSE_BYTES: '16384' },
-    ['control', 'mcp', 'egress'],
-    logs.logger,
-  );
+  gw = await bootGateway({
+    env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${port}/mcp`, CYNODE_MCP_MAX_ARGUMENT_BYTES: '4096', CYNODE_MCP_MAX_RESPONSE_BYTES: '16384' },
+    roles: ['control', 'mcp', 'egress'],
+    logger: logs.logger,
+  });
   gate = createFinalGate({ gatewayUrl: gw.url('control'), audience: 'mcp-upstream:artifacts', bundleToken: TEST_ADMIN_TOKEN, logger: pino({ level: 'silent' }) });
   await gate.ready;
   artifacts = await startArtifactServer({ knex: gw.gateway.db.knex, gate, logger: logs.logger, host: '127.0.0.1', port, maxBodyBytes: 1_048_576 });
@@ -59,9 +56,8 @@ test.before(async () => {
 test.after.always(async () => {
   await artifacts?.close();
   gate?.close();
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
 });
 
 test.serial('a worker lists its tools and calls an upstream tool through the gateway, for the task it leases', async (t) => {

@@ -8,18 +8,18 @@ import { generateKeyPair } from 'jose';
 import { signForwardToken } from '../../src/final-gate/index.js';
 import { STDIO_TOKEN_META, stdioBoundBody } from '../../src/mcp/index.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { call, eventually, freePort } from '../helpers/http.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
 
 // The reference artifact server as a local stdio upstream: the gateway starts it itself.
 const COMMAND = `stdio:${process.execPath} --import tsx src/cli/main.ts artifact-server --name artifacts --stdio`;
 
 let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let worker: TestWorker;
 let jobId: string;
 let childEnv: Record<string, string>;
@@ -28,8 +28,7 @@ const logs = captureLogger();
 const mcpError = async (p: Promise<unknown>) => (await p.then(() => undefined, (e: unknown) => e)) as McpError & { data?: { code?: string; reasons?: string[] } };
 
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
+  db = await createTestDatabase(); // before the gateway: the stdio child's env names it
   const control = await freePort();
   childEnv = {
     DATABASE_URL: db.url,
@@ -38,9 +37,8 @@ test.before(async () => {
     CYNODE_POLICY_ALLOW_UNSIGNED: 'true',
     CYNODE_LOG_LEVEL: 'warn',
   };
-  gw = await startTestGateway(
-    {
-      DATABASE_URL: db.url,
+  gw = await bootGateway({
+    env: {
       CYNODE_CONTROL_PORT: String(control),
       CYNODE_MCP_UPSTREAMS: `artifacts=${COMMAND}`,
       CYNODE_MCP_STDIO_ENV: Object.entries(childEnv)
@@ -49,9 +47,10 @@ test.before(async () => {
       CYNODE_MCP_TOOL_TIMEOUT_MS: '30000',
       CYNODE_MCP_MAX_RESPONSE_BYTES: '16384',
     },
-    ['control', 'mcp', 'egress'],
-    logs.logger,
-  );
+    roles: ['control', 'mcp', 'egress'],
+    logger: logs.logger,
+    database: db,
+  });
   const base = gw.url('control');
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
   worker = await registerWorker(base, (await createPsk(base)).secret, { node_id: 'cloud-stdio-01' });
@@ -59,7 +58,7 @@ test.before(async () => {
   await eventually(async () => (await poll(base, worker)).body.jobs.some((j) => j.job_id === jobId), 10_000);
 });
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await db?.drop();
 });
 

@@ -1,18 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import test from 'ava';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { call, eventually } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../helpers/workers.js';
 
 const OPENAI_KEY = `sk-openai-${randomBytes(20).toString('hex')}`;
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 let fake: FakeProvider;
 let worker: TestWorker;
@@ -54,18 +51,17 @@ const chat = (task: string, model = 'gpt-4o-mini') => ({
 });
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
-  gw = await startTestGateway({
-    DATABASE_URL: db.url,
-    CYNODE_OPENAI_BASE_URL: fake.url,
-    CYNODE_ANTHROPIC_BASE_URL: fake.url,
-    CYNODE_EGRESS_MAX_RETRIES: '0',
-    CYNODE_JOB_LEASE_TTL_MS: '600',
-    CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '200',
-    CYNODE_WORKER_POLL_INTERVAL_MS: '200',
-    CYNODE_JOB_REAPER_INTERVAL_MS: '50',
+  gw = await bootGateway({
+    env: {
+      CYNODE_OPENAI_BASE_URL: fake.url,
+      CYNODE_ANTHROPIC_BASE_URL: fake.url,
+      CYNODE_EGRESS_MAX_RETRIES: '0',
+      CYNODE_JOB_LEASE_TTL_MS: '600',
+      CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '200',
+      CYNODE_WORKER_POLL_INTERVAL_MS: '200',
+      CYNODE_JOB_REAPER_INTERVAL_MS: '50',
+    },
   });
   base = gw.url('control');
   const credential = await call(base, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: OPENAI_KEY } });
@@ -74,9 +70,8 @@ test.before(async () => {
   worker = await registerWorker(base, (await createPsk(base)).secret, { node_id: 'cloud-metrics-1' });
 });
 test.after.always(async () => {
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
 });
 
 test.serial('the active bundle: revision and digest, and an age computed at scrape time', async (t) => {

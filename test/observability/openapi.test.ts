@@ -5,10 +5,8 @@ import { ERROR_STATUS } from '../../src/errors/codes.js';
 import { buildOpenApiDocument, type OpenApiDocument } from '../../src/openapi/index.js';
 import type { RegisteredRoute } from '../../src/server/app.js';
 import { ROLES, type Role } from '../../src/server/roles.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 
 /** The operations an OpenAPI 3.1 path item can name, besides HEAD and OPTIONS. */
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'trace'] as const;
@@ -18,8 +16,7 @@ const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'trace'] as const;
  */
 const describable = (method: string) => (METHODS as readonly string[]).includes(method.toLowerCase());
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let doc: OpenApiDocument;
 
 type Op = { responses: Record<string, { 'x-error-codes'?: string[] }>; operationId: string; parameters?: { in: string; name: string }[] };
@@ -31,15 +28,10 @@ const sample = (path: string) => path.replace('{path}', 'cynode/register/decisio
 const serves = (routes: RegisteredRoute[], method: string, path: string) => routes.some((r) => r.methods.includes(method.toUpperCase()) && r.match(path));
 
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url });
+  gw = await bootGateway();
   doc = buildOpenApiDocument('test');
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 test('every real route of every role is documented, on that role, with its method', (t) => {
   let checked = 0;

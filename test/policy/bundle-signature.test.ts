@@ -69,7 +69,7 @@ for (const alg of ['RS256', 'ES256', 'HS256'] as const) {
   test(`a bundle signed ${alg} by opa build verifies`, async (t) => {
     const result = await verifyBundleSignature(bundles.get(alg)!, await keysFor(alg));
     t.is(result.keyId, `key-${alg}`);
-    t.deepEqual(result.files.sort(), ['.manifest', 'cynode/api_call/api_call.rego', 'cynode/dispatch/dispatch.rego', 'cynode/mcp_tool_invoke/mcp_tool_invoke.rego', 'cynode/register/register.rego', 'data.json', 'policy.wasm']);
+    t.deepEqual(result.files.sort(), ['.manifest', 'cynode/api_call/api_call.rego', 'cynode/dispatch/dispatch.rego', 'cynode/lib/lib.rego', 'cynode/mcp_tool_invoke/mcp_tool_invoke.rego', 'cynode/register/register.rego', 'data.json', 'policy.wasm']);
   });
 }
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { packageRoot } from '../../src/lib/package-root.js';
 import { buildBundle, opaBinary, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { ensureBundle } from '../helpers/bundle.js';
 import { tempDir } from '../helpers/config.js';
 import { call, eventually } from '../helpers/http.js';
@@ -14,7 +15,7 @@ import { startTestGateway, type TestGateway } from '../helpers/start.js';
 
 const READER = 'bundle-reader-token-0123456789';
 let pgDb: TestDatabase;
-let origin: TestGateway;
+let origin: BootedGateway;
 let bundleFile: string;
 const others: TestGateway[] = [];
 
@@ -33,11 +34,11 @@ test.before(async () => {
   pgDb = await createTestDatabase();
   bundleFile = join(tempDir(), 'bundle.tar.gz');
   copyFileSync(await ensureBundle(), bundleFile);
-  origin = await startTestGateway({ DATABASE_URL: pgDb.url, CYNODE_BUNDLE: bundleFile, CYNODE_BUNDLE_SERVICE_TOKEN: READER }, ['control']);
+  origin = await bootGateway({ env: { CYNODE_BUNDLE: bundleFile, CYNODE_BUNDLE_SERVICE_TOKEN: READER }, roles: ['control'], database: pgDb });
 });
 test.after.always(async () => {
   await Promise.all(others.map((g) => g.gateway.stop()));
-  await origin?.gateway.stop();
+  await origin?.stop();
   await pgDb?.drop();
 });
 

@@ -6,13 +6,12 @@ import { createDecisionLog } from '../../src/decisions/index.js';
 import { createAuditLog } from '../../src/egress/audit.js';
 import { createToolAudit } from '../../src/mcp/index.js';
 import { openDatabase } from '../../src/storage/index.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { testConfig } from '../helpers/config.js';
-import { ensureBundle } from '../helpers/bundle.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { runCli } from '../helpers/gateway.js';
 import { call, eventually } from '../helpers/http.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
 
 /*
@@ -30,7 +29,7 @@ const CHAINS = [
 
 let db: TestDatabase;
 let fake: FakeProvider;
-let gw: TestGateway | undefined;
+let gw: BootedGateway | undefined;
 let superuser: pg.Client;
 
 const verify = () => runCli(['audit', 'verify'], { DATABASE_URL: db.url, CYNODE_LOG_LEVEL: 'silent' });
@@ -46,10 +45,9 @@ const behindTrigger = async (chain: (typeof CHAINS)[number], sql: string, params
 };
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url }, ['control', 'mcp', 'egress']);
+  db = await createTestDatabase(); // outlives the gateway: the tests verify and tamper with what it wrote
+  gw = await bootGateway({ env: { CYNODE_OPENAI_BASE_URL: fake.url }, roles: ['control', 'mcp', 'egress'], database: db });
   const base = gw.url('control');
   await call(base, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: `sk-chain-${randomUUID()}` } });
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
@@ -79,7 +77,7 @@ test.before(async () => {
 
 test.after.always(async () => {
   await superuser?.end();
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
   await db?.drop();
 });

@@ -8,13 +8,12 @@ import { createFinalGate, FORWARD_TOKEN_HEADER, type FinalGate, signForwardToken
 import { MAX_CLOCK_SKEW_S } from '../../src/keys/index.js';
 import { STDIO_TOKEN_META, stdioBoundBody } from '../../src/mcp/index.js';
 import { ENTRYPOINTS } from '../../src/policy/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { eventually } from '../helpers/http.js';
 import { type Attack, type AttackBase, jwtAttacks, sign } from '../helpers/jwt-attacks.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 import { pskId, pskSecretPart } from '../helpers/workers.js';
 
@@ -30,8 +29,7 @@ const BUNDLE_READER_TOKEN = `bundle-reader-${randomBytes(16).toString('hex')}`;
 const ARTIFACTS_AUDIENCE = 'mcp-upstream:artifacts';
 const MCP_ACCEPT = 'application/json, text/event-stream';
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let fake: FakeProvider;
 let gate: FinalGate;
 let artifacts: ArtifactServer;
@@ -102,21 +100,18 @@ const rpc = (method: string, params: Record<string, unknown> = {}) => ({ jsonrpc
 const apiCallBody = (task: string, job: string | undefined) => ({ provider: 'openai', operation: 'chat.completions', task_id: task, ...(job && { job_id: job }), params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 8 } });
 
 test.before(async () => {
-  await ensureBundle();
   fake = await startFakeProvider();
-  db = await createTestDatabase();
   const { port, release } = await reservePort();
-  gw = await startTestGateway(
-    {
-      DATABASE_URL: db.url,
+  gw = await bootGateway({
+    env: {
       CYNODE_OPENAI_BASE_URL: fake.url,
       CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${port}/mcp`,
       CYNODE_MASTER_KEY: MASTER_KEY.toString('base64'),
       CYNODE_BUNDLE_SERVICE_TOKEN: BUNDLE_READER_TOKEN,
     },
-    ['control', 'mcp', 'egress'],
-    logs.logger,
-  );
+    roles: ['control', 'mcp', 'egress'],
+    logger: logs.logger,
+  });
   gate = createFinalGate({ gatewayUrl: gw.url('control'), audience: ARTIFACTS_AUDIENCE, bundleToken: BUNDLE_READER_TOKEN, logger: logs.logger });
   await gate.ready;
   await release();
@@ -148,9 +143,8 @@ test.before(async () => {
 test.after.always(async () => {
   await artifacts?.close();
   gate?.close();
-  await gw?.gateway.stop();
+  await gw?.stop();
   await fake?.close();
-  await db?.drop();
 });
 
 const base = (genuine: string): AttackBase => ({ genuine, gatewayKey: gw.gateway.keys.current(), publicJwk });

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import test from 'ava';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 import { createPsk, pskId, pskSecretPart } from '../helpers/workers.js';
 
 /*
@@ -17,8 +16,7 @@ import { createPsk, pskId, pskSecretPart } from '../helpers/workers.js';
 const LIMIT = 5;
 const WINDOW_MS = 2000;
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let port: number;
 let psk: string;
 const logs = captureLogger();
@@ -51,17 +49,12 @@ function register(pskHeader: string | null, source = '127.0.0.1', extra: Record<
 const guess = () => `cynpsk_${pskId(psk)}_${randomBytes(32).toString('base64url')}`;
 
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_PSK_FAILURE_LIMIT: String(LIMIT), CYNODE_PSK_FAILURE_WINDOW_MS: String(WINDOW_MS) }, ['control'], logs.logger);
+  gw = await bootGateway({ env: { CYNODE_PSK_FAILURE_LIMIT: String(LIMIT), CYNODE_PSK_FAILURE_WINDOW_MS: String(WINDOW_MS) }, roles: ['control'], logger: logs.logger });
   port = gw.gateway.listening[0]!.port;
   psk = (await createPsk(gw.url())).secret;
 });
 
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 test.serial('wrong PSKs are throttled per source: 429 with a bounded Retry-After, even for the right PSK, until the window passes', async (t) => {
   const source = '127.0.0.11';

@@ -1,8 +1,9 @@
 import test from 'ava';
+import { bootGateway } from '../helpers/boot.js';
 import { buildCustomBundle } from '../helpers/bundle.js';
 import { call, eventually } from '../helpers/http.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { startTestGateway, type TestGateway } from '../helpers/start.js';
+import type { TestGateway } from '../helpers/start.js';
 
 // A register policy that reads the runtime kill switch: cloud nodes are refused while
 // data.runtime.settings["cloud_routing.enabled"] is false.
@@ -26,7 +27,7 @@ const gateways: TestGateway[] = [];
 test.before(async () => {
   pgDb = await createTestDatabase();
   const bundle = await buildCustomBundle({ 'cynode/register/r.rego': killSwitchRego }, { revision: 'kill-switch' });
-  for (let i = 0; i < 2; i++) gateways.push(await startTestGateway({ DATABASE_URL: pgDb.url, CYNODE_BUNDLE: bundle }, ['control']));
+  for (let i = 0; i < 2; i++) gateways.push(await bootGateway({ env: { CYNODE_BUNDLE: bundle }, roles: ['control'], database: pgDb }));
 });
 test.after.always(async () => {
   await Promise.all(gateways.map((g) => g.gateway.stop()));

@@ -3,18 +3,16 @@ import test from 'ava';
 import pino from 'pino';
 import { GatewayError } from '../../src/errors/index.js';
 import { createCredentialStore, keyRing, openSecret, sealSecret } from '../../src/vault/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import { captureLogger } from '../helpers/start.js';
 
 const key = () => randomBytes(32).toString('base64');
 const OLD = key();
 const NEW = key();
 const SECRET = `sk-test-${randomBytes(24).toString('hex')}`;
 
-let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 const logs = captureLogger();
 const answers: string[] = [];
@@ -24,15 +22,10 @@ const seen = <T extends { body: unknown }>(a: T): T => {
 };
 
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_MASTER_KEY: OLD }, ['control'], logs.logger);
+  gw = await bootGateway({ env: { CYNODE_MASTER_KEY: OLD }, roles: ['control'], logger: logs.logger });
   base = gw.url();
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 test('envelope: a sealed secret opens only with its id, version and master key', (t) => {
   const ring = keyRing(OLD);

@@ -1,31 +1,27 @@
 import { generateKeyPair, SignJWT, decodeProtectedHeader, decodeJwt, UnsecuredJWT } from 'jose';
 import test from 'ava';
 import { WORKER_AUDIENCE, WORKER_TOKEN_TYPE } from '../../src/workers/index.js';
-import { ensureBundle } from '../helpers/bundle.js';
+import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 import { call } from '../helpers/http.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
-import { captureLogger, startTestGateway, type TestGateway } from '../helpers/start.js';
+import type { TestDatabase } from '../helpers/postgres.js';
+import { captureLogger, startTestGateway } from '../helpers/start.js';
 import { createPsk, pskSecretPart, register, registerWorker } from '../helpers/workers.js';
 
 let db: TestDatabase;
-let gw: TestGateway;
+let gw: BootedGateway;
 let base: string;
 let psk: { id: string; secret: string };
 const logs = captureLogger();
 const answers: string[] = [];
 
 test.before(async () => {
-  await ensureBundle();
-  db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url }, ['control'], logs.logger);
+  gw = await bootGateway({ roles: ['control'], logger: logs.logger });
+  db = gw.db!;
   base = gw.url();
   psk = await createPsk(base, 'fleet-1');
 });
-test.after.always(async () => {
-  await gw?.gateway.stop();
-  await db?.drop();
-});
+test.after.always(() => gw?.stop());
 
 const seen = <T extends { body: unknown }>(a: T): T => {
   answers.push(JSON.stringify(a.body));

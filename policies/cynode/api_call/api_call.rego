@@ -10,7 +10,7 @@
 package cynode.api_call
 
 import data.config.api_call
-import data.runtime.settings
+import data.cynode.lib
 
 # METADATA
 # title: decision
@@ -37,15 +37,13 @@ preferences := ctx.preferences
 
 context_complete if {
 	subject.kind in {"worker", "orchestrator"}
-	is_string(subject.id)
-	subject.id != ""
+	lib.non_empty_string(subject.id)
 	is_array(subject.labels)
 	is_string(resource.provider)
 	is_string(resource.operation)
 	is_string(resource.model)
 	is_number(resource.estimated_cost_usd)
-	is_string(ctx.task_id)
-	ctx.task_id != ""
+	lib.non_empty_string(ctx.task_id)
 	is_object(preferences)
 	is_object(ctx.requirements)
 	is_object(ctx.budget)
@@ -166,8 +164,7 @@ deny contains "model_not_supported" if {
 
 # The user's override of the provider.
 deny contains "provider_override_unmet" if {
-	is_string(preferences.provider)
-	preferences.provider != ""
+	lib.non_empty_string(preferences.provider)
 	preferences.provider != resource.provider
 }
 
@@ -190,21 +187,15 @@ deny contains "region_not_allowed" if {
 
 # Every call leaves for an external provider: the kill switch stops them all (only an
 # explicit false; an unset setting leaves cloud routing on).
-deny contains "cloud_routing_disabled" if settings["cloud_routing.enabled"] == false
+deny contains "cloud_routing_disabled" if lib.cloud_routing_disabled
 
 deny contains "cloud_not_allowed_by_preferences" if not preferences.cloud_allowed == true
 
 deny contains "cloud_not_allowed_by_policy" if not api_call.cloud.allowed == true
 
-deny contains "cost_limit_exceeded" if {
-	is_number(preferences.max_cost_usd)
-	estimated_cost > preferences.max_cost_usd
-}
+deny contains "cost_limit_exceeded" if lib.over_limit(estimated_cost, preferences.max_cost_usd)
 
-deny contains "cost_limit_exceeded" if {
-	is_number(api_call.max_cost_usd_per_call)
-	estimated_cost > api_call.max_cost_usd_per_call
-}
+deny contains "cost_limit_exceeded" if lib.over_limit(estimated_cost, api_call.max_cost_usd_per_call)
 
 deny contains "budget_missing" if {
 	api_call.require_task_budget == true
@@ -214,8 +205,7 @@ deny contains "budget_missing" if {
 
 deny contains "budget_exceeded" if {
 	some scope in budget_scopes
-	is_number(ctx.budget[scope].remaining_usd)
-	ctx.budget[scope].remaining_usd < estimated_cost
+	lib.over_limit(estimated_cost, ctx.budget[scope].remaining_usd)
 }
 
 deny contains "subject_blocked" if api_call.blocked_subjects[subject.id]

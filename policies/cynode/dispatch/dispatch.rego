@@ -4,12 +4,13 @@
 #   Decides whether one job may be leased by one worker, and scores the match. Default deny:
 #   a job is leased only when the input is complete and the worker meets every requirement of
 #   the job, the user's effective preferences and the limits in data.config.dispatch
-#   (policies/config/dispatch/data.yaml). data.runtime.settings["cloud_routing.enabled"]
-#   switched to false keeps every job off cloud workers (the kill switch).
+#   (policies/config/dispatch/data.yaml), which also weights the score.
+#   data.runtime.settings["cloud_routing.enabled"] switched to false keeps every job off
+#   cloud workers (the kill switch).
 package cynode.dispatch
 
 import data.config.dispatch
-import data.runtime.settings
+import data.cynode.lib
 
 # METADATA
 # title: decision
@@ -28,12 +29,15 @@ allow if {
 default score := 0
 
 # Higher is better: the preferred node, the user's provider and local nodes (burst to cloud)
-# come first, a busy worker comes later, and the job's own priority is added on top.
+# come first, a busy worker comes later, and the job's own priority is added on top. The
+# weights are data.config.dispatch.score_weights.
 score := s if {
 	allow
 	bonus := (preferred_bonus + provider_bonus) + local_bonus
-	s := ((100 + bonus) - load_penalty) + priority
+	s := ((weights.base + bonus) - load_penalty) + priority
 }
+
+weights := dispatch.score_weights
 
 subject := input.subject
 
@@ -46,8 +50,7 @@ preferences := input.context.preferences
 load := input.context.load
 
 context_complete if {
-	is_string(subject.node_id)
-	subject.node_id != ""
+	lib.non_empty_string(subject.node_id)
 	is_array(subject.labels)
 	is_string(subject.inference_mode)
 	is_array(subject.supported_providers)
@@ -57,13 +60,7 @@ context_complete if {
 	is_object(load)
 }
 
-# A worker is a cloud worker when it says so with the `cloud` label (same rule as register).
-node_class := "cloud" if "cloud" in subject.labels
-
-node_class := "local" if {
-	is_array(subject.labels)
-	not "cloud" in subject.labels
-}
+node_class := lib.node_class(subject.labels)
 
 worker_region := subject.region if is_string(subject.region)
 
@@ -81,15 +78,9 @@ has_capacity if {
 }
 
 # The user's override of the external provider, when one is set.
-provider_override := preferences.provider if {
-	is_string(preferences.provider)
-	preferences.provider != ""
-}
+provider_override := preferences.provider if lib.non_empty_string(preferences.provider)
 
-preferred_node := resource.preferred_node_id if {
-	is_string(resource.preferred_node_id)
-	resource.preferred_node_id != ""
-}
+preferred_node := resource.preferred_node_id if lib.non_empty_string(resource.preferred_node_id)
 
 # A job with no reported wait has not waited yet; no preference means no wait.
 default waited_ms := 0
@@ -174,25 +165,15 @@ deny contains "provider_not_allowed" if {
 	not dispatch.providers[provider_override]
 }
 
-deny contains "cost_limit_exceeded" if {
-	is_number(preferences.max_cost_usd)
-	estimated_cost > preferences.max_cost_usd
-}
+deny contains "cost_limit_exceeded" if lib.over_limit(estimated_cost, preferences.max_cost_usd)
 
-deny contains "cost_limit_exceeded" if {
-	is_number(dispatch.max_cost_usd_per_job)
-	estimated_cost > dispatch.max_cost_usd_per_job
-}
+deny contains "cost_limit_exceeded" if lib.over_limit(estimated_cost, dispatch.max_cost_usd_per_job)
 
-deny contains "budget_exceeded" if {
-	is_number(resource.budget_usd)
-	estimated_cost > resource.budget_usd
-}
+deny contains "budget_exceeded" if lib.over_limit(estimated_cost, resource.budget_usd)
 
-# The kill switch: only an explicit false denies, an unset setting leaves cloud routing on.
 deny contains "cloud_routing_disabled" if {
 	node_class == "cloud"
-	settings["cloud_routing.enabled"] == false
+	lib.cloud_routing_disabled
 }
 
 deny contains "cloud_not_allowed_by_preferences" if {
@@ -207,19 +188,19 @@ deny contains "cloud_not_allowed_by_policy" if {
 
 default preferred_bonus := 0
 
-preferred_bonus := 40 if resource.preferred_node_id == subject.node_id
+preferred_bonus := weights.preferred_node if resource.preferred_node_id == subject.node_id
 
 default provider_bonus := 0
 
-provider_bonus := 10 if provider_override in subject.supported_providers
+provider_bonus := weights.provider_override if provider_override in subject.supported_providers
 
 default local_bonus := 0
 
-local_bonus := 20 if node_class == "local"
+local_bonus := weights.local_node if node_class == "local"
 
 default load_penalty := 0
 
-load_penalty := (30 * load.active_jobs) / load.max_concurrency if {
+load_penalty := (weights.load * load.active_jobs) / load.max_concurrency if {
 	is_number(load.active_jobs)
 	is_number(load.max_concurrency)
 	load.max_concurrency > 0

@@ -340,6 +340,18 @@ test_priority_added_to_score if {
 	decide(cloud_worker, object.remove(openai_job, ["priority"]), ctx).score == 100
 }
 
+# The weights are data: an operator retunes the score without touching the policy.
+test_score_weights_come_from_data if {
+	weights := {"base": 1000, "preferred_node": 1, "provider_override": 2, "local_node": 3, "load": 400}
+	preferred := with_job({"preferred_node_id": "cloud-us-east-1-01"}) with data.config.dispatch.score_weights as weights
+	preferred.score == 1001
+	busy_ctx := object.union(ctx, {"load": {"active_jobs": 2}})
+	busy := decide(cloud_worker, openai_job, busy_ctx) with data.config.dispatch.score_weights as weights
+	busy.score == 800
+	local := decide(local_node, gpu_job, ctx) with data.config.dispatch.score_weights as weights
+	local.score == 1003
+}
+
 test_all_reasons_reported_sorted if {
 	worker := object.union(cloud_worker, {
 		"region": "ap-south-1",

@@ -9,6 +9,7 @@
 package cynode.mcp_tool_invoke
 
 import data.config.mcp_tool_invoke as tools_config
+import data.cynode.lib
 import data.runtime.settings
 
 # METADATA
@@ -31,12 +32,10 @@ resource := input.resource
 ctx := input.context
 
 context_complete if {
-	is_string(subject.node_id)
-	subject.node_id != ""
+	lib.non_empty_string(subject.node_id)
 	is_string(subject.agent_type)
 	is_string(resource.tool)
-	is_string(ctx.task_id)
-	ctx.task_id != ""
+	lib.non_empty_string(ctx.task_id)
 	is_boolean(ctx.lease_active)
 	is_object(ctx.arguments)
 }

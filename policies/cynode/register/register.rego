@@ -8,6 +8,7 @@
 package cynode.register
 
 import data.config.register.admission
+import data.cynode.lib
 
 # METADATA
 # title: decision
@@ -26,8 +27,7 @@ allow if {
 subject := input.subject
 
 report_complete if {
-	is_string(subject.node_id)
-	subject.node_id != ""
+	lib.non_empty_string(subject.node_id)
 	is_array(subject.labels)
 	is_string(subject.inference_mode)
 	is_array(subject.supported_providers)
@@ -35,13 +35,7 @@ report_complete if {
 
 has_region if is_string(subject.region)
 
-# A worker is a cloud worker when it says so with the `cloud` label (seed: labels).
-node_class := "cloud" if "cloud" in subject.labels
-
-node_class := "local" if {
-	is_array(subject.labels)
-	not "cloud" in subject.labels
-}
+node_class := lib.node_class(subject.labels)
 
 deny contains "context_missing" if not report_complete
 
