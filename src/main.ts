@@ -10,7 +10,7 @@ import type { KeyStore } from './keys/index.js';
 import type { Logger } from './logging/index.js';
 import type { ToolAudit } from './mcp/index.js';
 import { startMcp } from './mcp/module.js';
-import type { Metrics } from './metrics/index.js';
+import type { Registry } from 'prom-client';
 import { startOps } from './ops/module.js';
 import type { PolicyEngine } from './policy/index.js';
 import type { PreferencesService } from './preferences/index.js';
@@ -46,7 +46,8 @@ export interface Gateway {
   audit: AuditLog;
   toolAudit: ToolAudit;
   egress: EgressService;
-  metrics: Metrics;
+  /** The Prometheus registry `/metrics` serves. */
+  metrics: Registry;
   /** The routes each running role serves (what /openapi.json describes). */
   routes: Partial<Record<Role, RegisteredRoute[]>>;
   /** Stops accepting, drains in-flight requests (up to the shutdown grace), then stops every part in reverse start order. */
@@ -101,7 +102,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
       settings: core.runtime.settings,
       preferences: core.runtime.preferences,
       keys: core.keys,
-      metrics: core.metrics,
+      metrics: core.registry,
       psks: workers.psks,
       workers: workers.workers,
       jobs: jobs.jobs,

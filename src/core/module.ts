@@ -10,7 +10,9 @@ import {
 } from '../decisions/index.js';
 import { createKeyStore, KEY_ROUTES, type KeyStore } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
-import { createMetrics, type Metrics } from '../metrics/index.js';
+import type { Registry } from 'prom-client';
+import { createDecisionMetrics, type DecisionMetrics } from '../decisions/metrics.js';
+import { createRegistry } from '../metrics/index.js';
 import { BUNDLE_CHANNEL, type PolicyEngine } from '../policy/index.js';
 import { PREFERENCE_ROUTES } from '../preferences/index.js';
 import type { Authenticators } from '../server/app.js';
@@ -31,7 +33,9 @@ export interface Core {
   logger: Logger;
   adminToken: string;
   db: Database;
-  metrics: Metrics;
+  /** The Prometheus registry; each module registers its own metrics on it. */
+  registry: Registry;
+  decisionMetrics: DecisionMetrics;
   keys: KeyStore;
   policy: PolicyEngine;
   decisionLog: DecisionLog;
@@ -53,11 +57,12 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
   const adminToken = resolveAdminToken(config.auth, logger);
   const db = await connectAndMigrate(config.database, logger);
   life.add('database', () => db.close());
-  const metrics = createMetrics();
-  const policy = createMeteredEngine(config.policy, logger, metrics);
+  const registry = createRegistry();
+  const decisionMetrics = createDecisionMetrics(registry);
+  const policy = createMeteredEngine(config.policy, logger, registry);
   const decisionLog = createDecisionLog(db.knex, logger, config.decisionLog);
   life.add('decision log', () => decisionLog.close());
-  const decisions = createDecisionService({ engine: policy, log: decisionLog, maskPaths: config.decisionLog.maskPaths, metrics });
+  const decisions = createDecisionService({ engine: policy, log: decisionLog, maskPaths: config.decisionLog.maskPaths, metrics: decisionMetrics });
   const notify = db.kind === 'postgres';
   const runtime = await startRuntime({ knex: db.knex, logger, engine: policy, notify }, life);
   const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
@@ -74,7 +79,7 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     ...bindRoutes(PREFERENCE_ROUTES, runtime.preferences),
   ];
   return {
-    config, logger, adminToken, db, metrics, keys, policy, decisionLog, decisions, runtime, notify, routes,
+    config, logger, adminToken, db, registry, decisionMetrics, keys, policy, decisionLog, decisions, runtime, notify, routes,
     authenticators: staticTokenAuthenticators(config.auth, adminToken),
     // Another replica activated a new bundle: look at our own source now, not at the next poll.
     channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh() },

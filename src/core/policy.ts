@@ -1,7 +1,7 @@
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/index.js';
 import { errorMessage } from '../lib/error-message.js';
 import type { Logger } from '../logging/index.js';
-import type { Metrics } from '../metrics/index.js';
 import {
   BUNDLE_CHANNEL,
   BUNDLE_NAME,
@@ -13,9 +13,11 @@ import {
   startBundleSource,
 } from '../policy/index.js';
 import type { Database } from '../storage/index.js';
+import { createBundleMetrics } from './bundle-metrics.js';
 
 /** The policy engine with its bundle metrics: activations, refusals, the active revision. */
-export function createMeteredEngine(config: Config['policy'], logger: Logger, metrics: Metrics): PolicyEngine {
+export function createMeteredEngine(config: Config['policy'], logger: Logger, registry: Registry): PolicyEngine {
+  const metrics = createBundleMetrics(registry);
   const engine = createPolicyEngine({ logger, required: REQUIRED_ENTRYPOINTS, ...createBundleChecks(config) });
   engine.onActivate((info) => {
     metrics.bundleInfo.reset();

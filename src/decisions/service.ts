@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { isGatewayError } from '../errors/index.js';
 import type { Decision, PolicyEngine } from '../policy/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { DecisionMetrics } from './metrics.js';
 import type { DecisionLog } from './log.js';
 import { maskInput } from './mask.js';
 
@@ -17,7 +17,7 @@ export interface DecisionServiceDeps {
   engine: PolicyEngine;
   log: DecisionLog;
   maskPaths: readonly string[];
-  metrics?: Metrics;
+  metrics?: DecisionMetrics;
   now?: () => Date;
 }
 

@@ -3,7 +3,7 @@ import { createReplayCache, verifyForwardToken } from '../final-gate/forward-tok
 import { isUuid } from '../lib/ids.js';
 import { type KeyStore, localKeySet } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { EgressMetrics } from './metrics.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import { parseJsonBody } from '../server/json-body.js';
 import type { CredentialStore } from '../vault/index.js';
@@ -38,7 +38,7 @@ export type EgressServiceDeps = GateDeps & {
   providerUrls: ProviderUrls;
   call: ProviderCallLimits;
   reservationTtlMs: number;
-  metrics?: Metrics;
+  metrics?: EgressMetrics;
 };
 
 /** A forwarded call whose token checked out: the input decided on and the body sent with it. */

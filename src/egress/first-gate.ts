@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors/index.js';
 import { signForwardToken } from '../final-gate/forward-token.js';
 import type { KeyStore } from '../keys/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { EgressMetrics } from './metrics.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
 import { denial, refusal, toError } from './answer.js';
@@ -32,7 +32,7 @@ export type ApiCallGatewayDeps = GateDeps & {
   egressUrl: () => string;
   region: string;
   requestTimeoutMs: number;
-  metrics?: Metrics;
+  metrics?: EgressMetrics;
   /**
    * The egress role when it runs in this process: the call is handed over without a
    * network hop, still as a forward token and the exact body, through the same final gate.

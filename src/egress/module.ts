@@ -8,6 +8,7 @@ import type { PreferencesService } from '../preferences/index.js';
 import type { WorkerService } from '../workers/index.js';
 import { type AuditLog, createAuditLog } from './audit.js';
 import { createLedger, type Ledger } from './ledger.js';
+import { createEgressMetrics } from './metrics.js';
 import { API_CALL_ROUTES, apiCallerAuth, BUDGET_AND_AUDIT_ROUTES, EGRESS_ROUTES } from './routes.js';
 import { createEgressService, type EgressService } from './final-gate.js';
 import { type ApiCallGateway, createApiCallGateway } from './first-gate.js';
@@ -32,6 +33,7 @@ export function startEgress(core: Core, deps: { workers: WorkerService; preferen
   const { config, db, logger } = core;
   const ring = loadKeyRing(config.vault, logger);
   const credentials = createCredentialStore({ knex: db.knex, ring, logger });
+  const metrics = createEgressMetrics(core.registry);
   const ledger = createLedger({ knex: db.knex });
   const audit = createAuditLog(db.knex, logger, config.audit);
   life.add('api.call audit', () => audit.close());
@@ -53,7 +55,7 @@ export function startEgress(core: Core, deps: { workers: WorkerService; preferen
       maxRetryWaitMs: config.egress.maxRetryWaitMs,
     },
     reservationTtlMs: config.egress.reservationTtlMs,
-    metrics: core.metrics,
+    metrics,
   });
   life.add('egress calls in flight', () => egress.settled());
   const egressUrl = config.egress.url ?? `http://127.0.0.1:${config.server.egressPort}`;
@@ -69,7 +71,7 @@ export function startEgress(core: Core, deps: { workers: WorkerService; preferen
     egressUrl: () => egressUrl,
     region: config.egress.region,
     requestTimeoutMs: config.server.requestTimeoutMs,
-    metrics: core.metrics,
+    metrics,
     ...(deps.roles.includes('egress') && config.egress.url === null && { local: egress }),
   });
   life.add('api.call forwarding', () => apiCalls.close());

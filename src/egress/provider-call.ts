@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { EgressMetrics } from './metrics.js';
 import { type CallOptions, type CallOutcome, callProvider } from './client.js';
 import { costOf, type ModelPrice } from './pricing.js';
 import type { PreparedRequest, ProviderAdapter } from './providers/types.js';
@@ -23,7 +23,7 @@ export interface PricedOutcome {
  * adapter (and scrubbed from the answer by the client), then prices the usage it reports.
  */
 export async function callPriced(
-  deps: { providerUrls: ProviderUrls; call: ProviderCallLimits; metrics?: Metrics },
+  deps: { providerUrls: ProviderUrls; call: ProviderCallLimits; metrics?: EgressMetrics },
   call: { provider: string; operation: string; adapter: ProviderAdapter; prepared: PreparedRequest; secret: string; price: ModelPrice },
 ): Promise<PricedOutcome> {
   const url = Object.hasOwn(deps.providerUrls, call.provider) ? deps.providerUrls[call.provider] : undefined;

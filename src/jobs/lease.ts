@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { canonicalJson } from '../lib/canonical-json.js';
 import type { Logger } from '../logging/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { JobMetrics } from './metrics.js';
 import type { Worker } from '../workers/index.js';
 import { createBatcher } from '../lib/batcher.js';
 import { claimJobs, type DispatchDeps, type LeasedJob } from './dispatch.js';
@@ -50,7 +50,7 @@ export interface LeaseDeps extends DispatchDeps {
   wakeFallbackMs: number;
   longPollMaxMs: number;
   retry: { baseMs: number; maxMs: number };
-  metrics?: Metrics;
+  metrics?: JobMetrics;
   now?: () => Date;
 }
 

@@ -1,5 +1,5 @@
 import type { Core } from '../core/module.js';
-import { setJobCounts } from '../metrics/index.js';
+import { createJobMetrics, setJobCounts } from './metrics.js';
 import type { Lifecycle } from '../server/lifecycle.js';
 import { bindRoutes, type BoundRoute } from '../server/route.js';
 import type { ChannelHandlers } from '../storage/listener.js';
@@ -27,6 +27,7 @@ export interface JobsModule {
  */
 export function startJobs(core: Core, life: Lifecycle): JobsModule {
   const { config, db, logger } = core;
+  const metrics = createJobMetrics(core.registry);
   const waker = createJobWaker();
   core.runtime.onChange(() => waker.wake());
   life.add('job waker', () => waker.wake());
@@ -39,7 +40,7 @@ export function startJobs(core: Core, life: Lifecycle): JobsModule {
     decisions: core.decisions,
     preferences: core.runtime.preferences,
     epoch: core.runtime.epoch,
-    metrics: core.metrics,
+    metrics,
     leaseTtlMs: config.jobs.leaseTtlMs,
     candidates: config.jobs.claimCandidates,
     wakeFallbackMs: config.jobs.wakeFallbackMs,
@@ -57,8 +58,8 @@ export function startJobs(core: Core, life: Lifecycle): JobsModule {
     channels: { [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1) },
     async refreshGauges() {
       const counts = (await db.knex('jobs').select('state').count({ n: '*' }).groupBy('state').catch(() => null)) as { state: string; n: string }[] | null;
-      if (counts) setJobCounts(core.metrics, counts);
-      else core.metrics.jobsByState.reset(); // unknown while the database is down: no series rather than zeros
+      if (counts) setJobCounts(metrics, counts);
+      else metrics.jobsByState.reset(); // unknown while the database is down: no series rather than zeros
     },
   };
 }

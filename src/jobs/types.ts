@@ -52,6 +52,9 @@ export interface AttemptRow {
 /** The NOTIFY channel that wakes long polls on every replica. */
 export const JOBS_CHANNEL = 'cynode_jobs';
 
+/** Every job state, in the order a job can pass through them. */
+export const JOB_STATES = ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'] as const satisfies readonly JobState[];
+
 export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'dead_lettered', 'cancelled'];
 
 /** Null-safe Date → ISO string. */

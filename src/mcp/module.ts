@@ -7,6 +7,7 @@ import type { WorkerService } from '../workers/index.js';
 import { createAgentTokens } from './agent-tokens.js';
 import { createToolAudit } from './audit.js';
 import { parseMcpConfig } from './config.js';
+import { createMcpMetrics } from './metrics.js';
 import { MCP_ROUTES } from './routes.js';
 import { createMcpGateway } from './service.js';
 import { createUpstreamClient } from './upstreams.js';
@@ -47,7 +48,7 @@ export function startMcp(core: Core, deps: { workers: WorkerService; apiCalls: A
     agentTokens,
     maxBodyBytes: config.server.maxBodyBytes,
     maxArgumentBytes: config.mcp.maxArgumentBytes,
-    metrics: core.metrics,
+    metrics: createMcpMetrics(core.registry),
     discoveryTtlMs: config.mcp.discoveryTtlMs,
   });
   return {

@@ -8,7 +8,7 @@ import type { ApiCallGateway } from '../egress/index.js';
 import type { GatewayError } from '../errors/index.js';
 import type { ChainedLog } from '../lib/chained-log.js';
 import type { Logger } from '../logging/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { McpMetrics } from './metrics.js';
 import { parseJsonBody, readRaw } from '../server/json-body.js';
 import type { WorkerService } from '../workers/index.js';
 import type { AgentTokens } from './agent-tokens.js';
@@ -35,7 +35,7 @@ export interface McpGatewayDeps {
   maxArgumentBytes: number;
   /** How long an upstream's tool list is reused before it is asked again. */
   discoveryTtlMs: number;
-  metrics?: Metrics;
+  metrics?: McpMetrics;
 }
 
 /** The MCP gateway without its routes: who calls, and serving one request to the MCP endpoint. */

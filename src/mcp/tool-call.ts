@@ -7,7 +7,7 @@ import { GatewayError, isGatewayError } from '../errors/index.js';
 import type { ChainedLog } from '../lib/chained-log.js';
 import { isUuid } from '../lib/ids.js';
 import type { Logger } from '../logging/index.js';
-import type { Metrics } from '../metrics/index.js';
+import type { McpMetrics } from './metrics.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { ToolAuditEvent } from './audit.js';
 import type { McpCaller } from './caller.js';
@@ -26,7 +26,7 @@ export interface ToolCallDeps {
   audit: ChainedLog<ToolAuditEvent>;
   maxArgumentBytes: number;
   logger: Logger;
-  metrics?: Metrics;
+  metrics?: McpMetrics;
 }
 
 /** The params of a `tools/call` request. */

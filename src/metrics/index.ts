@@ -1,2 +1,2 @@
-export { createMetrics, JOB_STATES, type Metrics, setJobCounts } from './registry.js';
+export { createRegistry } from './registry.js';
 export { METRICS_ROUTES, type MetricsRouteDeps } from './routes.js';

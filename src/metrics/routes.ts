@@ -1,10 +1,10 @@
 import { ROLES } from '../server/roles.js';
 import { defineRoutes } from '../server/route.js';
-import type { Metrics } from './registry.js';
+import type { Registry } from 'prom-client';
 
 /** What `/metrics` needs: the registry, and a refresh of point-in-time gauges before each scrape. */
 export interface MetricsRouteDeps {
-  metrics: Metrics;
+  registry: Registry;
   beforeScrape: () => void | Promise<void>;
 }
 
@@ -13,10 +13,10 @@ export const METRICS_ROUTES = defineRoutes<MetricsRouteDeps>([
   {
     method: 'get', path: '/metrics', roles: ROLES, access: 'public', summary: 'Prometheus metrics (text exposition format).',
     ok: { 200: { description: 'Metrics', mediaType: 'text/plain' } }, errors: [],
-    async handler(ctx, { metrics, beforeScrape }) {
+    async handler(ctx, { registry, beforeScrape }) {
       await beforeScrape();
-      ctx.type = metrics.registry.contentType;
-      ctx.body = await metrics.registry.metrics();
+      ctx.type = registry.contentType;
+      ctx.body = await registry.metrics();
     },
   },
 ]);

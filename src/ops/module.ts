@@ -14,13 +14,13 @@ import { bindRoutes, type BoundRoute } from '../server/route.js';
 export function startOps(core: Core, refreshGauges: (() => Promise<void>)[]): { routes: BoundRoute[] } {
   const health = createHealthService({ db: core.db, policy: core.policy, readyCheckTimeoutMs: core.config.server.readyCheckTimeoutMs });
   const beforeScrape = async () => {
-    core.metrics.decisionLogPending.set(core.decisionLog.pending());
+    core.decisionMetrics.decisionLogPending.set(core.decisionLog.pending());
     await Promise.all(refreshGauges.map((refresh) => refresh()));
   };
   let document: OpenApiDocument | undefined;
   const openApi = () => (document ??= buildOpenApiDocument(packageVersion()));
   return {
-    routes: [...bindRoutes(HEALTH_ROUTES, health), ...bindRoutes(METRICS_ROUTES, { metrics: core.metrics, beforeScrape }), ...bindRoutes(OPENAPI_ROUTES, openApi)],
+    routes: [...bindRoutes(HEALTH_ROUTES, health), ...bindRoutes(METRICS_ROUTES, { registry: core.registry, beforeScrape }), ...bindRoutes(OPENAPI_ROUTES, openApi)],
   };
 }
 
