@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { DecisionService } from '../decisions/index.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
-import type { Worker } from '../workers/index.js';
+import type { Worker } from '../workers/types.js';
 import { iso, type JobRow, num } from './types.js';
 
 /** A job handed to a worker by a poll. */

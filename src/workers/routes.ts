@@ -2,10 +2,10 @@ import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
-import type { LeaseRef, LeaseStatus } from '../jobs/index.js';
 import { readJson } from '../server/json-body.js';
 import type { PskStore } from './psks.js';
-import type { Worker, WorkerService } from './service.js';
+import type { WorkerService } from './service.js';
+import type { LeaseRef, LeaseStatus, Worker } from './types.js';
 
 /** The header that carries the registration PSK; it is redacted from every log line. */
 export const PSK_HEADER = 'x-cynode-psk';

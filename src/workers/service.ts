@@ -8,18 +8,7 @@ import { type CapabilityReport, parseCapabilityReport, reportDigest } from './ca
 import type { PskStore } from './psks.js';
 import type { FailureThrottle } from './throttle.js';
 import type { WorkerTokens } from './tokens.js';
-
-/** A registered worker as the gateway holds it. */
-export interface Worker {
-  nodeId: string;
-  sessionId: string;
-  capabilities: CapabilityReport;
-  capabilitiesSha256: string;
-  health: unknown;
-  load: unknown;
-  registeredAt: string;
-  lastSeenAt: string;
-}
+import type { Worker } from './types.js';
 
 /** What `POST /register` answers. */
 export interface Registration {
