@@ -6,10 +6,11 @@ import { readJson } from '../server/json-body.js';
 import type { Worker } from '../workers/index.js';
 import type { LeaseRef, LeaseService, ResultReport } from './lease.js';
 import type { JobService } from './service.js';
+import { JOB_STATES } from './types.js';
 import { parseJobSpec } from './validate.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STATES = ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'];
+const STATES: readonly string[] = JOB_STATES;
 
 /** Orchestrator routes (admin token): `POST /v1/jobs`, `GET /v1/jobs[/{id}]`, `POST /v1/jobs/{id}/cancel`. */
 export function jobAdminRoutes(router: Router, jobs: JobService, opts: { maxBodyBytes: number; defaults: { maxAttempts: number; timeoutMs: number } }): void {

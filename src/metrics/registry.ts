@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { JobState } from '../jobs/types.js';
+import { JOB_STATES } from '../jobs/types.js';
 
 /** The gateway's Prometheus metrics, one registry per process, created by the composition root. */
 export interface Metrics {
@@ -23,7 +23,7 @@ export interface Metrics {
 }
 
 /** Every job state, so `cynode_jobs` reports 0 for an empty state instead of dropping the series. */
-export const JOB_STATES = ['queued', 'leased', 'succeeded', 'failed', 'cancelled', 'dead_lettered'] as const satisfies readonly JobState[];
+export { JOB_STATES };
 
 /** Sets `cynode_jobs` from per-state counts read at scrape time; a state with no row reads 0. */
 export function setJobCounts(metrics: Metrics, counts: readonly { state: string; n: string | number }[]): void {

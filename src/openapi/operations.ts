@@ -1,4 +1,5 @@
 import type { ErrorCode } from '../errors/codes.js';
+import { JOB_STATES } from '../jobs/types.js';
 import { ROLES, type Role } from '../server/roles.js';
 
 /** How an operation authenticates; each maps to security schemes in the document. */
@@ -104,7 +105,7 @@ export const OPERATIONS: readonly Operation[] = [
     ok: { 201: { description: 'Queued; a repeat of the same key answers the first answer again, with Idempotent-Replayed: true', schema: 'Job' } },
     errors: ['job_invalid', 'idempotency_key_required', 'idempotency_in_flight', 'idempotency_key_reused'], db: true,
   },
-  adminRead('/v1/jobs', 'Jobs, newest first.', 'Any', [], [{ in: 'query', name: 'state', schema: { type: 'string', enum: ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'] }, description: 'Only this state.' }, limit(1000)]),
+  adminRead('/v1/jobs', 'Jobs, newest first.', 'Any', [], [{ in: 'query', name: 'state', schema: { type: 'string', enum: [...JOB_STATES] }, description: 'Only this state.' }, limit(1000)]),
   adminRead('/v1/jobs/{id}', 'A job, its attempts, and why it waits (last dispatch decision per node).', 'Job', ['job_not_found']),
   { method: 'post', path: '/v1/jobs/{id}/cancel', roles: CONTROL, summary: 'Cancels a job.', auth: 'admin', ok: { 200: { description: 'Cancelled', schema: 'Job' } }, errors: ['job_not_found', 'job_finished'], db: true },
 
