@@ -2,6 +2,7 @@ import type { Logger } from '../logging/index.js';
 import { ApiError, WorkerClient } from './client.js';
 import type { WorkerConfig } from './config.js';
 import { execute, type JobOutcome, sleep } from './executors.js';
+import { errorMessage } from '../lib/error-message.js';
 
 /** A job this worker holds. */
 interface Running {
@@ -172,5 +173,5 @@ export async function runWorker(config: WorkerConfig, logger: Logger, options: R
 
 function describe(err: unknown): string {
   if (err instanceof ApiError) return `${err.status} ${err.code}`;
-  return String((err as Error)?.message ?? err);
+  return errorMessage(err);
 }
