@@ -28,6 +28,7 @@ const MAX_CANDIDATES = 256;
 /** Even a stable deny is asked again after this long (a safety net under the epoch). */
 const STABLE_RECHECK_MS = 60_000;
 
+/** What a claim needs: the decision log, the preferences, the epoch of dispatch inputs, and the lease timing. */
 export interface DispatchDeps {
   decisions: DecisionService;
   preferences: PreferencesService;

@@ -11,6 +11,7 @@ import { type RetryBackoff, wakeAt } from './requeue.js';
 import { createResultHandler } from './result.js';
 import type { JobWaker } from './wake.js';
 
+/** The lease shapes the worker routes define, for the jobs routes and the composition root. */
 export type { LeaseRef, LeaseStatus };
 
 /** A worker's result for one lease (`POST /result`). */
