@@ -24,6 +24,7 @@ export interface ResultReport extends LeaseRef {
 /** The Worker API's job half: poll, heartbeat leases, report results; plus the reaper. */
 export interface LeaseService {
   poll(worker: Worker, req: { maxJobs?: number; waitMs: number; signal?: AbortSignal }): Promise<LeasedJob[]>;
+  /** A heartbeat's leases: extended, or reported cancelled or lost (`POST /status`). */
   renew: RenewLeases;
   result(worker: Worker, report: ResultReport): Promise<unknown>;
   /** Requeues (or dead-letters) jobs whose lease lapsed; returns how many. */
