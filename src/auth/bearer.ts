@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
+import { bearerToken } from '../lib/bearer.js';
 
 /** Who a request authenticated as. */
 export interface Principal {
@@ -22,10 +23,9 @@ export interface StaticToken {
 export function bearerAuth(tokens: readonly StaticToken[], allowed: readonly Principal['kind'][]): Middleware {
   const digests = tokens.map((t) => ({ digest: sha256(t.token), principal: t.principal }));
   return async (ctx, next) => {
-    const header = ctx.get('authorization');
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw new GatewayError('unauthorized', 'a bearer token is required');
-    const presented = sha256(match[1]!);
+    const token = bearerToken(ctx.get('authorization'));
+    if (!token) throw new GatewayError('unauthorized', 'a bearer token is required');
+    const presented = sha256(token);
     let principal: Principal | undefined;
     for (const candidate of digests) {
       if (timingSafeEqual(candidate.digest, presented)) principal = candidate.principal;

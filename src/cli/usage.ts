@@ -1,3 +1,5 @@
+import { errorMessage } from '../lib/error-message.js';
+
 /** A command line that does not parse; the CLI prints it with the usage text and exits 2. */
 export class UsageError extends Error {
   constructor(message: string) {
@@ -8,5 +10,5 @@ export class UsageError extends Error {
 
 /** Wraps a parsing failure as a UsageError. */
 export function UsageErrorFor(err: unknown): UsageError {
-  return new UsageError((err as Error)?.message ?? String(err));
+  return new UsageError(errorMessage(err));
 }

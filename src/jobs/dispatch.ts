@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { DecisionService } from '../decisions/index.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
-import type { Worker } from '../workers/index.js';
+import type { Worker } from '../workers/types.js';
 import { iso, type JobRow, num } from './types.js';
 
 /** A job handed to a worker by a poll. */
@@ -28,6 +28,7 @@ const MAX_CANDIDATES = 256;
 /** Even a stable deny is asked again after this long (a safety net under the epoch). */
 const STABLE_RECHECK_MS = 60_000;
 
+/** What a claim needs: the decision log, the preferences, the epoch of dispatch inputs, and the lease timing. */
 export interface DispatchDeps {
   decisions: DecisionService;
   preferences: PreferencesService;
@@ -36,6 +37,40 @@ export interface DispatchDeps {
   leaseTtlMs: number;
   candidates: number;
 }
+
+/**
+ * One statement writes a claim's leases, their attempts and every decision, so each claim
+ * costs one round trip: the job rows are already locked by the claim. Two JSON parameters:
+ * the leases, then the decisions of the jobs left waiting (either list may be empty).
+ */
+const WRITE_CLAIM = `
+  WITH l AS (
+         SELECT * FROM jsonb_to_recordset(?::jsonb)
+           AS l(job_id uuid, lease_id uuid, attempt int, lease_expires_at timestamptz, deadline timestamptz, decision_id text, node_id text, at timestamptz)
+       ), u AS (
+         UPDATE jobs j SET state = 'leased', lease_id = l.lease_id, leased_by = l.node_id, lease_expires_at = l.lease_expires_at,
+                           attempt_deadline = l.deadline, attempts = j.attempts + 1, updated_at = l.at
+           FROM l WHERE j.id = l.job_id
+         RETURNING j.id
+       ), a AS (
+         INSERT INTO job_attempts (lease_id, job_id, attempt, node_id, decision_id, leased_at)
+         SELECT lease_id, job_id, attempt, node_id, decision_id, at FROM l
+         RETURNING lease_id
+       ), x AS (
+         -- An earlier deny by this node for a job it now leases no longer says anything.
+         DELETE FROM job_decisions o USING l WHERE o.node_id = l.node_id AND o.job_id = l.job_id
+       ), d AS (
+         INSERT INTO job_decisions (job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, decided_at)
+         SELECT job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, at
+           FROM jsonb_to_recordset(?::jsonb)
+             AS d(job_id uuid, node_id text, decision_id text, allow boolean, reasons jsonb, score double precision, revision text,
+                  epoch text, recheck_at timestamptz, at timestamptz)
+         ON CONFLICT (job_id, node_id) DO UPDATE SET decision_id = excluded.decision_id, allow = excluded.allow, reasons = excluded.reasons,
+           score = excluded.score, revision = excluded.revision, epoch = excluded.epoch, recheck_at = excluded.recheck_at,
+           decided_at = excluded.decided_at
+         RETURNING job_id
+       )
+  SELECT (SELECT count(*) FROM u)::int AS u, (SELECT count(*) FROM a)::int AS a`;
 
 /** The `dispatch` policy input for one job and one worker (docs/policy-input.md). */
 export function dispatchInput(job: JobRow, worker: Worker, activeJobs: number, preferences: Record<string, unknown>, at: Date) {
@@ -149,61 +184,34 @@ async function decideAndLease(
     };
   });
 
-  // One statement writes the leases, their attempts and every decision: the job rows are
-  // already locked by this claim, and each round trip to the database is what claims cost.
-  const bindings: Knex.RawBinding[] = [];
-  const rowsOf = <T>(items: T[], placeholders: string, values: (item: T) => Knex.RawBinding[]) =>
-    items
-      .map((item) => {
-        bindings.push(...values(item));
-        return placeholders;
-      })
-      .join(', ');
-  const parts: string[] = [];
-  if (leased.length > 0) {
-    // Bindings follow the text: the SET values come before the VALUES list.
-    bindings.push(worker.nodeId, at);
-    const v = rowsOf(leased, '(?::uuid, ?::uuid, ?::timestamptz, ?::timestamptz)', (l) => [l.job_id, l.lease_id, l.lease_expires_at, l.deadline]);
-    parts.push(
-      `u AS (UPDATE jobs j SET state = 'leased', lease_id = v.lease_id, leased_by = ?, lease_expires_at = v.expires,
-                    attempt_deadline = v.deadline, attempts = j.attempts + 1, updated_at = ?
-               FROM (VALUES ${v}) AS v(id, lease_id, expires, deadline) WHERE j.id = v.id RETURNING j.id)`,
-    );
-    const a = rowsOf(leased, '(?::uuid, ?::uuid, ?::int, ?, ?, ?::timestamptz)', (l) => [l.lease_id, l.job_id, l.attempt, worker.nodeId, l.decision_id, at]);
-    parts.push(`a AS (INSERT INTO job_attempts (lease_id, job_id, attempt, node_id, decision_id, leased_at) VALUES ${a} RETURNING lease_id)`);
-    // An earlier deny by this node for a job it now leases no longer says anything.
-    parts.push(`x AS (DELETE FROM job_decisions WHERE node_id = ? AND job_id = ANY(?::uuid[]))`);
-    bindings.push(worker.nodeId, leased.map((l) => l.job_id));
-  }
   // A leased job's decision lives with its attempt (decision_id); the others are kept per
-  // job and node to say why the job waits. Nothing to keep: no statement part for them.
+  // job and node to say why the job waits.
   const leasedIds = new Set(leased.map((l) => l.job_id));
   const waiting = evaluated.filter((e) => !leasedIds.has(e.job.id));
-  const d = rowsOf(waiting, '(?::uuid, ?, ?, ?::boolean, ?::jsonb, ?::double precision, ?, ?, ?::timestamptz, ?::timestamptz)', ({ job, record, score, preferences }) => [
-    job.id,
-    worker.nodeId,
-    record.decisionId,
-    record.decision.allow,
-    JSON.stringify(record.decision.reasons),
-    score,
-    record.revision,
-    epoch,
-    recheckAt(record.decision.reasons, job, preferences, at),
+  if (leased.length === 0 && waiting.length === 0) return { leased, leftAllowed: false };
+  const leaseRows = leased.map(({ job_id, lease_id, attempt, lease_expires_at, deadline, decision_id }) => ({
+    job_id,
+    lease_id,
+    attempt,
+    lease_expires_at,
+    deadline,
+    decision_id,
+    node_id: worker.nodeId,
     at,
-  ]);
-  if (waiting.length > 0) {
-    parts.push(
-    `d AS (INSERT INTO job_decisions (job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, decided_at)
-           VALUES ${d}
-           ON CONFLICT (job_id, node_id) DO UPDATE SET decision_id = excluded.decision_id, allow = excluded.allow, reasons = excluded.reasons,
-             score = excluded.score, revision = excluded.revision, epoch = excluded.epoch, recheck_at = excluded.recheck_at,
-             decided_at = excluded.decided_at
-           RETURNING job_id)`,
-    );
-  }
-  if (parts.length === 0) return { leased, leftAllowed: false };
-  const counts = leased.length > 0 ? '(SELECT count(*) FROM u)::int AS u, (SELECT count(*) FROM a)::int AS a' : '0 AS u, 0 AS a';
-  const { rows: written } = (await trx.raw(`WITH ${parts.join(', ')} SELECT ${counts}`, bindings)) as {
+  }));
+  const decisionRows = waiting.map(({ job, record, score, preferences }) => ({
+    job_id: job.id,
+    node_id: worker.nodeId,
+    decision_id: record.decisionId,
+    allow: record.decision.allow,
+    reasons: record.decision.reasons,
+    score,
+    revision: record.revision,
+    epoch,
+    recheck_at: recheckAt(record.decision.reasons, job, preferences, at),
+    at,
+  }));
+  const { rows: written } = (await trx.raw(WRITE_CLAIM, [JSON.stringify(leaseRows), JSON.stringify(decisionRows)])) as {
     rows: { u: number; a: number }[];
   };
   if (written[0]!.u !== leased.length || written[0]!.a !== leased.length) throw new Error('lease write did not cover the claimed jobs');

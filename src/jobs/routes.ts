@@ -5,9 +5,10 @@ import { defineRoutes, type RouteContext } from '../server/route.js';
 import type { Worker } from '../workers/index.js';
 import type { LeaseRef, LeaseService, ResultReport } from './lease.js';
 import type { JobService } from './service.js';
+import { JOB_STATES } from './types.js';
 import { parseJobSpec } from './validate.js';
 
-const STATES = ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'];
+const STATES: readonly string[] = JOB_STATES;
 
 const CONTROL = ['control'] as const;
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { createBatcher } from '../lib/batcher.js';
+import { isUuid } from '../lib/ids.js';
 import type { Logger } from '../logging/index.js';
 import { checkIdempotencyKey, idempotent, requestDigest, type StoredAnswer } from './idempotency.js';
 import { type AttemptRow, iso, JOBS_CHANNEL, type JobRow, type JobState, num, TERMINAL_STATES } from './types.js';
@@ -50,6 +51,7 @@ export interface JobService {
   cancel(id: string, by: string): Promise<JobView>;
 }
 
+/** What the job service needs: the database, the waker of long polls and whether to NOTIFY other replicas. */
 export interface JobServiceDeps {
   knex: Knex;
   logger: Logger;
@@ -61,90 +63,131 @@ export interface JobServiceDeps {
 /** Jobs a woken poll is expected to take; see the waker. */
 const JOBS_PER_WAKE = 4;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// Each job goes in with its idempotency key (already holding the answer) in one statement,
+// the rows as one JSON parameter, then the channel and whether to NOTIFY. A key that exists
+// already inserts nothing, and neither does its job.
+const INSERT_JOBS = `
+  WITH v AS (
+         SELECT * FROM jsonb_to_recordset(?::jsonb) AS v(
+           scope text, key text, digest text, response jsonb, id uuid, task_id text, user_id text, project_id text, group_id text,
+           requirements jsonb, preferences jsonb, budget_usd numeric, estimated_cost_usd numeric, payload jsonb, priority int,
+           max_attempts int, timeout_ms int, preferred_node_id text, at timestamptz, submitted_by text)
+       ), k AS (
+         INSERT INTO idempotency_keys (scope, key, request_sha256, state, status, response, locked_until, created_at)
+         SELECT scope, key, digest, 'done', 201, response, at, at FROM v
+         ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key
+       ), j AS (
+         INSERT INTO jobs (id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd, estimated_cost_usd,
+                           payload, priority, max_attempts, timeout_ms, preferred_node_id, state, attempts, available_at,
+                           submitted_by, created_at, updated_at)
+         SELECT id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd, estimated_cost_usd,
+                payload, priority, max_attempts, timeout_ms, preferred_node_id, 'queued', 0, at, submitted_by, at, at
+           FROM v JOIN k USING (scope, key)
+         RETURNING id
+       ), n AS (SELECT pg_notify(?, count(*)::text) FROM j HAVING count(*) > 0 AND ?)
+  SELECT id, (SELECT count(*) FROM n) AS notified FROM j`;
 
 /** Throws job_not_found for anything that is not a job id. */
 export function checkJobId(id: string): string {
-  if (!UUID.test(id)) throw new GatewayError('job_not_found', `no job with id '${id.slice(0, 64)}'`);
+  const shown = id.slice(0, 64);
+  if (!isUuid(id)) throw new GatewayError('job_not_found', `no job with id '${shown}'`);
   return id;
 }
 
+/** A submission on its way to the group commit: its idempotency key, the job row and the answer. */
+interface Submission {
+  scope: string;
+  key: string;
+  digest: string;
+  row: JobRow;
+  view: JobView;
+}
+
+/** A row of `job_decisions`: the last dispatch decision of one node about one job. */
+interface DecisionRow {
+  node_id: string;
+  allow: boolean;
+  reasons: string[];
+  score: number;
+  decision_id: string;
+  revision: string | null;
+  decided_at: Date;
+}
+
+/**
+ * Group-commits submissions (INSERT_JOBS), so a key and its job commit together or not at
+ * all; resolves true for each job inserted. A key that exists already inserts nothing; its
+ * request then replays or is refused.
+ */
+function createJobInserter(deps: JobServiceDeps) {
+  return createBatcher<Submission, boolean>(async (items) => {
+    const first = new Set<string>();
+    const unique = items.filter((i) => !first.has(`${i.scope}\n${i.key}`) && first.add(`${i.scope}\n${i.key}`));
+    const rows = unique.map(({ scope, key, digest, row: r, view }) => ({
+      scope, key, digest, response: view, id: r.id, task_id: r.task_id, user_id: r.user_id, project_id: r.project_id, group_id: r.group_id,
+      requirements: r.requirements, preferences: r.preferences, budget_usd: r.budget_usd, estimated_cost_usd: r.estimated_cost_usd, payload: r.payload,
+      priority: r.priority, max_attempts: r.max_attempts, timeout_ms: r.timeout_ms, preferred_node_id: r.preferred_node_id, at: r.created_at, submitted_by: r.submitted_by,
+    }));
+    const { rows: inserted } = (await deps.knex.raw(INSERT_JOBS, [JSON.stringify(rows), JOBS_CHANNEL, deps.notify])) as { rows: { id: string }[] };
+    const ids = new Set(inserted.map((r) => r.id));
+    // A poll takes several jobs and wakes the next one when it leaves some: one waiter per
+    // few jobs, not one per job, keeps fifty idle workers from racing for every submission.
+    if (ids.size > 0) deps.waker.wake(Math.ceil(ids.size / JOBS_PER_WAKE));
+    return items.map((i) => ids.has(i.row.id));
+  }, 256);
+}
+
+/** The row of a job just submitted: queued, available now, never attempted. */
+function newJobRow(spec: JobSpec, submittedBy: string, at: Date): JobRow {
+  return {
+    id: randomUUID(),
+    ...spec,
+    state: 'queued',
+    attempts: 0,
+    available_at: at,
+    lease_id: null,
+    leased_by: null,
+    lease_expires_at: null,
+    attempt_deadline: null,
+    result: null,
+    error: null,
+    submitted_by: submittedBy,
+    created_at: at,
+    updated_at: at,
+    finished_at: null,
+  };
+}
+
+/**
+ * Inside `trx`: cancels a job that has not ended (a cancelled one is returned as it is); a
+ * leased job's attempt ends as cancelled. The lease id stays on the job, so the worker's next
+ * heartbeat learns the job was cancelled.
+ */
+async function cancelJob(trx: Knex.Transaction, id: string, now: () => Date): Promise<JobRow> {
+  const job = (await trx('jobs').where({ id: checkJobId(id) }).forUpdate().first()) as JobRow | undefined;
+  if (!job) throw new GatewayError('job_not_found', `no job with id '${id}'`);
+  if (job.state === 'cancelled') return job;
+  if (TERMINAL_STATES.includes(job.state)) throw new GatewayError('job_finished', `the job already ended as ${job.state}`, { state: job.state });
+  const at = now();
+  if (job.state === 'leased' && job.lease_id) {
+    await trx('job_attempts').where({ lease_id: job.lease_id }).whereNull('outcome').update({ outcome: 'cancelled', ended_at: at });
+  }
+  const [updated] = (await trx('jobs').where({ id: job.id }).update({ state: 'cancelled', updated_at: at, finished_at: at }).returning('*')) as JobRow[];
+  return updated!;
+}
+
+/** Creates the orchestrator's side of the queue: submit, look up, list and cancel jobs. */
 export function createJobService(deps: JobServiceDeps): JobService {
   const log = deps.logger.child({ component: 'jobs' });
   const now = deps.now ?? (() => new Date());
-  // Submissions group-committed: each job goes in with its idempotency key (already holding
-  // the answer) in one statement, so a key and its job commit together or not at all. A key
-  // that exists already inserts nothing; its request then replays or is refused.
-  const insertJobs = createBatcher<{ scope: string; key: string; digest: string; row: JobRow; view: JobView }, boolean>(async (items) => {
-    const first = new Set<string>();
-    const unique = items.filter((i) => !first.has(`${i.scope}\n${i.key}`) && first.add(`${i.scope}\n${i.key}`));
-    const bindings: Knex.RawBinding[] = [];
-    const values = unique
-      .map(({ scope, key, digest, row: r, view }) => {
-        bindings.push(
-          scope, key, digest, JSON.stringify(view), r.id, r.task_id, r.user_id, r.project_id, r.group_id,
-          JSON.stringify(r.requirements), JSON.stringify(r.preferences), r.budget_usd, r.estimated_cost_usd, JSON.stringify(r.payload),
-          r.priority, r.max_attempts, r.timeout_ms, r.preferred_node_id, r.created_at, r.submitted_by,
-        );
-        return `(?::text, ?::text, ?::text, ?::jsonb, ?::uuid, ?::text, ?::text, ?::text, ?::text, ?::jsonb, ?::jsonb, ?::numeric, ?::numeric,
-                 ?::jsonb, ?::int, ?::int, ?::int, ?::text, ?::timestamptz, ?::text)`;
-      })
-      .join(', ');
-    bindings.push(JOBS_CHANNEL, deps.notify);
-    const { rows } = (await deps.knex.raw(
-      `WITH v(scope, key, digest, response, id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd,
-              estimated_cost_usd, payload, priority, max_attempts, timeout_ms, preferred_node_id, at, submitted_by) AS (VALUES ${values}),
-         k AS (
-           INSERT INTO idempotency_keys (scope, key, request_sha256, state, status, response, locked_until, created_at)
-           SELECT scope, key, digest, 'done', 201, response, at, at FROM v
-           ON CONFLICT (scope, key) DO NOTHING RETURNING scope, key
-         ), j AS (
-           INSERT INTO jobs (id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd, estimated_cost_usd,
-                             payload, priority, max_attempts, timeout_ms, preferred_node_id, state, attempts, available_at,
-                             submitted_by, created_at, updated_at)
-           SELECT id, task_id, user_id, project_id, group_id, requirements, preferences, budget_usd, estimated_cost_usd,
-                  payload, priority, max_attempts, timeout_ms, preferred_node_id, 'queued', 0, at, submitted_by, at, at
-             FROM v JOIN k USING (scope, key)
-           RETURNING id
-         ), n AS (SELECT pg_notify(?, count(*)::text) FROM j HAVING count(*) > 0 AND ?)
-       SELECT id, (SELECT count(*) FROM n) AS notified FROM j`,
-      bindings,
-    )) as { rows: { id: string }[] };
-    const inserted = new Set(rows.map((r) => r.id));
-    // A poll takes several jobs and wakes the next one when it leaves some: one waiter per
-    // few jobs, not one per job, keeps fifty idle workers from racing for every submission.
-    if (inserted.size > 0) deps.waker.wake(Math.ceil(inserted.size / JOBS_PER_WAKE));
-    return items.map((i) => inserted.has(i.row.id));
-  }, 256);
-  const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex) => {
-    const row = (await trx('jobs').where({ id: checkJobId(id) }).first()) as JobRow | undefined;
-    if (!row) throw new GatewayError('job_not_found', `no job with id '${id}'`);
-    return row;
-  };
+  const insertJobs = createJobInserter(deps);
 
   return {
     async submit(spec, idempotencyKey, submittedBy) {
       const scope = `jobs:${submittedBy}`;
       const key = checkIdempotencyKey(idempotencyKey);
       const digest = requestDigest(spec);
-      const at = now();
-      const row: JobRow = {
-        id: randomUUID(),
-        ...spec,
-        state: 'queued',
-        attempts: 0,
-        available_at: at,
-        lease_id: null,
-        leased_by: null,
-        lease_expires_at: null,
-        attempt_deadline: null,
-        result: null,
-        error: null,
-        submitted_by: submittedBy,
-        created_at: at,
-        updated_at: at,
-        finished_at: null,
-      };
+      const row = newJobRow(spec, submittedBy, now());
       const view = toView(row);
       if (await insertJobs.submit({ scope, key, digest, row, view })) {
         log.debug({ jobId: row.id, taskId: spec.task_id, by: submittedBy }, 'job submitted');
@@ -157,39 +200,11 @@ export function createJobService(deps: JobServiceDeps): JobService {
     },
 
     async get(id) {
-      const row = await load(id);
+      const row = (await deps.knex('jobs').where({ id: checkJobId(id) }).first()) as JobRow | undefined;
+      if (!row) throw new GatewayError('job_not_found', `no job with id '${id}'`);
       const attempts = (await deps.knex('job_attempts').where({ job_id: row.id }).orderBy('attempt')) as AttemptRow[];
-      const decisions = (await deps.knex('job_decisions').where({ job_id: row.id }).orderBy('decided_at', 'desc').limit(50)) as {
-        node_id: string;
-        allow: boolean;
-        reasons: string[];
-        score: number;
-        decision_id: string;
-        revision: string | null;
-        decided_at: Date;
-      }[];
-      return {
-        ...toView(row),
-        history: attempts.map((a) => ({
-          attempt: a.attempt,
-          lease_id: a.lease_id,
-          node_id: a.node_id,
-          decision_id: a.decision_id,
-          leased_at: iso(a.leased_at),
-          ended_at: iso(a.ended_at),
-          outcome: a.outcome,
-          error: a.error ?? null,
-        })),
-        decisions: decisions.map((d) => ({
-          node_id: d.node_id,
-          allow: d.allow,
-          reasons: d.reasons,
-          score: d.score,
-          decision_id: d.decision_id,
-          revision: d.revision,
-          decided_at: iso(d.decided_at),
-        })),
-      };
+      const decisions = (await deps.knex('job_decisions').where({ job_id: row.id }).orderBy('decided_at', 'desc').limit(50)) as DecisionRow[];
+      return toDetail(row, attempts, decisions);
     },
 
     async list({ state, limit }) {
@@ -199,22 +214,36 @@ export function createJobService(deps: JobServiceDeps): JobService {
     },
 
     async cancel(id, by) {
-      const row = await deps.knex.transaction(async (trx) => {
-        const job = (await trx('jobs').where({ id: checkJobId(id) }).forUpdate().first()) as JobRow | undefined;
-        if (!job) throw new GatewayError('job_not_found', `no job with id '${id}'`);
-        if (job.state === 'cancelled') return job;
-        if (TERMINAL_STATES.includes(job.state)) throw new GatewayError('job_finished', `the job already ended as ${job.state}`, { state: job.state });
-        const at = now();
-        if (job.state === 'leased' && job.lease_id) {
-          await trx('job_attempts').where({ lease_id: job.lease_id }).whereNull('outcome').update({ outcome: 'cancelled', ended_at: at });
-        }
-        // The lease id stays, so the worker's next heartbeat learns the job was cancelled.
-        const [updated] = (await trx('jobs').where({ id: job.id }).update({ state: 'cancelled', updated_at: at, finished_at: at }).returning('*')) as JobRow[];
-        return updated!;
-      });
+      const row = await deps.knex.transaction((trx) => cancelJob(trx, id, now));
       log.info({ jobId: row.id, by }, 'job cancelled');
       return toView(row);
     },
+  };
+}
+
+/** `GET /v1/jobs/{id}`: the job with its attempts and the last decision per node. */
+function toDetail(row: JobRow, attempts: AttemptRow[], decisions: DecisionRow[]): JobDetail {
+  return {
+    ...toView(row),
+    history: attempts.map((a) => ({
+      attempt: a.attempt,
+      lease_id: a.lease_id,
+      node_id: a.node_id,
+      decision_id: a.decision_id,
+      leased_at: iso(a.leased_at),
+      ended_at: iso(a.ended_at),
+      outcome: a.outcome,
+      error: a.error ?? null,
+    })),
+    decisions: decisions.map((d) => ({
+      node_id: d.node_id,
+      allow: d.allow,
+      reasons: d.reasons,
+      score: d.score,
+      decision_id: d.decision_id,
+      revision: d.revision,
+      decided_at: iso(d.decided_at),
+    })),
   };
 }
 

@@ -1,7 +1,16 @@
 import type { Requirements } from './validate.js';
 
-/** The states of a job. `leased` may go back to `queued` (retry); the rest are final. */
-export type JobState = 'queued' | 'leased' | 'succeeded' | 'failed' | 'dead_lettered' | 'cancelled';
+/**
+ * Every state of a job, in lifecycle order: the one list the routes, the metrics and the
+ * OpenAPI document name. `leased` may go back to `queued` (retry); the last four are final.
+ */
+export const JOB_STATES = ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'] as const;
+
+/** The state of a job; see {@link JOB_STATES}. */
+export type JobState = (typeof JOB_STATES)[number];
+
+/** The states a job never leaves: it is done, one way or another. */
+export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'dead_lettered', 'cancelled'];
 
 /** A row of `jobs`, as the database returns it. */
 export interface JobRow {
@@ -51,11 +60,6 @@ export interface AttemptRow {
 
 /** The NOTIFY channel that wakes long polls on every replica. */
 export const JOBS_CHANNEL = 'cynode_jobs';
-
-/** Every job state, in the order a job can pass through them. */
-export const JOB_STATES = ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'] as const satisfies readonly JobState[];
-
-export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'dead_lettered', 'cancelled'];
 
 /** Null-safe Date → ISO string. */
 export function iso(d: Date | string | null | undefined): string | null {

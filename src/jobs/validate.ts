@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors/index.js';
+import { isTaskId, TASK_ID_MAX } from '../lib/ids.js';
 import { isPreferenceKey, type PreferenceKey, preferenceProblem } from '../preferences/index.js';
 
 /** What a job needs from the worker that runs it; every list may be empty. */
@@ -28,6 +29,7 @@ export interface JobSpec {
   preferred_node_id: string | null;
 }
 
+/** User, project, group and node ids (task ids have their own, longer shape: isTaskId). */
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$/;
 const FIELDS = new Set([
@@ -56,6 +58,13 @@ export function parseJobSpec(raw: unknown, defaults: { maxAttempts: number; time
     }
     return v;
   };
+  // Task ids are shared with api.call, budgets and the audit filters: one shape and limit for all.
+  const taskId = (): string => {
+    const v = r.task_id;
+    if (isTaskId(v)) return v;
+    fail('task_id', `must be an id of 1-${TASK_ID_MAX} letters, digits or _.:@/-`);
+    return '';
+  };
   const int = (field: string, min: number, max: number, fallback: number): number => {
     const v = r[field];
     if (v === undefined) return fallback;
@@ -69,48 +78,14 @@ export function parseJobSpec(raw: unknown, defaults: { maxAttempts: number; time
     return v as number;
   };
 
-  const requirements: Requirements = { labels: [], providers: [], models: [], regions: [] };
-  if (r.requirements !== undefined) {
-    const q = r.requirements as Record<string, unknown>;
-    if (q === null || typeof q !== 'object' || Array.isArray(q)) fail('requirements', 'must be an object');
-    else {
-      for (const key of Object.keys(q)) {
-        const v = q[key];
-        if (key === 'inference_mode') {
-          if (typeof v !== 'string' || !['provider_api', 'ollama_remote', 'ollama_local'].includes(v)) {
-            fail('requirements.inference_mode', 'must be provider_api, ollama_remote or ollama_local');
-          } else requirements.inference_mode = v;
-        } else if (key === 'labels' || key === 'providers' || key === 'models' || key === 'regions') {
-          if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string' && NAME.test(x))) {
-            fail(`requirements.${key}`, 'must be a list of at most 64 names');
-          } else requirements[key] = [...new Set(v as string[])];
-        } else fail(`requirements.${key}`, 'is not a requirement (labels, providers, models, regions, inference_mode)');
-      }
-    }
-  }
-
-  const preferences: Partial<Record<PreferenceKey, unknown>> = {};
-  if (r.preferences !== undefined) {
-    const p = r.preferences as Record<string, unknown>;
-    if (p === null || typeof p !== 'object' || Array.isArray(p)) fail('preferences', 'must be an object');
-    else {
-      for (const [key, value] of Object.entries(p)) {
-        if (!isPreferenceKey(key)) {
-          fail(`preferences.${key}`, 'is not a preference');
-          continue;
-        }
-        const problem = preferenceProblem(key, value);
-        if (problem) fail(`preferences.${key}`, problem);
-        else preferences[key] = value;
-      }
-    }
-  }
+  const requirements = parseRequirements(r.requirements, fail);
+  const preferences = parsePreferences(r.preferences, fail);
 
   const payload = r.payload;
   if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) fail('payload', 'is required and must be an object');
 
   const spec: JobSpec = {
-    task_id: id('task_id', true) ?? '',
+    task_id: taskId(),
     user_id: id('user_id', true) ?? '',
     project_id: id('project_id', false),
     group_id: id('group_id', false),
@@ -128,4 +103,51 @@ export function parseJobSpec(raw: unknown, defaults: { maxAttempts: number; time
     throw new GatewayError('job_invalid', `the job is invalid: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, { errors });
   }
   return spec;
+}
+
+type Fail = (field: string, message: string) => void;
+
+/** The `requirements` of a job: every list deduplicated; problems go to `fail`. */
+function parseRequirements(raw: unknown, fail: Fail): Requirements {
+  const requirements: Requirements = { labels: [], providers: [], models: [], regions: [] };
+  if (raw === undefined) return requirements;
+  const q = raw as Record<string, unknown>;
+  if (q === null || typeof q !== 'object' || Array.isArray(q)) {
+    fail('requirements', 'must be an object');
+    return requirements;
+  }
+  for (const key of Object.keys(q)) {
+    const v = q[key];
+    if (key === 'inference_mode') {
+      if (typeof v !== 'string' || !['provider_api', 'ollama_remote', 'ollama_local'].includes(v)) {
+        fail('requirements.inference_mode', 'must be provider_api, ollama_remote or ollama_local');
+      } else requirements.inference_mode = v;
+    } else if (key === 'labels' || key === 'providers' || key === 'models' || key === 'regions') {
+      if (!Array.isArray(v) || v.length > 64 || !v.every((x) => typeof x === 'string' && NAME.test(x))) {
+        fail(`requirements.${key}`, 'must be a list of at most 64 names');
+      } else requirements[key] = [...new Set(v as string[])];
+    } else fail(`requirements.${key}`, 'is not a requirement (labels, providers, models, regions, inference_mode)');
+  }
+  return requirements;
+}
+
+/** The task level of a job's preferences: known keys with valid values; problems go to `fail`. */
+function parsePreferences(raw: unknown, fail: Fail): Partial<Record<PreferenceKey, unknown>> {
+  const preferences: Partial<Record<PreferenceKey, unknown>> = {};
+  if (raw === undefined) return preferences;
+  const p = raw as Record<string, unknown>;
+  if (p === null || typeof p !== 'object' || Array.isArray(p)) {
+    fail('preferences', 'must be an object');
+    return preferences;
+  }
+  for (const [key, value] of Object.entries(p)) {
+    if (!isPreferenceKey(key)) {
+      fail(`preferences.${key}`, 'is not a preference');
+      continue;
+    }
+    const problem = preferenceProblem(key, value);
+    if (problem) fail(`preferences.${key}`, problem);
+    else preferences[key] = value;
+  }
+  return preferences;
 }

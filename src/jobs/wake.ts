@@ -14,6 +14,7 @@ export interface JobWaker {
   waiting(): number;
 }
 
+/** Creates the in-process waker; NOTIFY listeners call its `wake` for changes on other replicas. */
 export function createJobWaker(): JobWaker {
   // Insertion order is waiting order: the longest-waiting poll is woken first.
   const waiters = new Set<(woken: boolean) => void>();

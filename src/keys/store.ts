@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK, type CryptoKey } from 'jose';
 import type { Knex } from 'knex';
 import type { Logger } from '../logging/index.js';
+import { errorMessage } from '../lib/error-message.js';
 
 /** The algorithm of every gateway-issued JWT. */
 export const JWT_ALG = 'ES256';
@@ -64,7 +65,7 @@ export async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore
 
   let key = await publish();
   const timer = setInterval(() => {
-    store.rotate().catch((err: unknown) => log.error({ err: String((err as Error)?.message ?? err) }, 'key rotation failed; keeping the current key'));
+    store.rotate().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'key rotation failed; keeping the current key'));
   }, options.rotationMs);
   timer.unref();
 

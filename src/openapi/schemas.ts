@@ -1,4 +1,5 @@
 import { ERROR_STATUS } from '../errors/codes.js';
+import { JOB_STATES } from '../jobs/types.js';
 
 /** A JSON Schema (2020-12, the dialect of OpenAPI 3.1), as plain data. */
 export type Schema = Record<string, unknown>;
@@ -103,7 +104,7 @@ export const SCHEMAS: Record<string, Schema> = {
     ['task_id', 'user_id', 'payload'],
     true,
   ),
-  Job: object({ id: uuid, task_id: str(), state: { type: 'string', enum: ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 'cancelled'] } }),
+  Job: object({ id: uuid, task_id: str(), state: { type: 'string', enum: [...JOB_STATES] } }),
   ApiCall: object(
     { provider: str('openai, anthropic'), operation: str('chat.completions, embeddings, messages'), task_id: str(), job_id: { type: ['string', 'null'], format: 'uuid' }, params: { type: 'object' } },
     ['provider', 'operation', 'task_id', 'params'],

@@ -3,6 +3,7 @@ import { GatewayError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { type Bundle, parseBundle } from './bundle.js';
 import { BundleError, type BundleErrorCode } from './errors.js';
+import { errorMessage } from '../lib/error-message.js';
 
 /** What every entrypoint returns (DESIGN: policy contract); extra fields pass through. */
 export interface Decision {
@@ -115,7 +116,7 @@ export function createPolicyEngine(deps: PolicyEngineDeps): PolicyEngine {
         for (const listener of listeners) listener(info);
         return info;
       } catch (err) {
-        const e = err instanceof BundleError ? err : new BundleError('bundle_unreadable', String((err as Error)?.message ?? err));
+        const e = err instanceof BundleError ? err : new BundleError('bundle_unreadable', errorMessage(err));
         fail(e, source);
         throw e;
       }
@@ -174,7 +175,7 @@ async function instantiate(bundle: Bundle, runtime: Record<string, unknown>): Pr
   try {
     policy = await loadPolicy(bundle.wasm);
   } catch (err) {
-    throw new BundleError('wasm_invalid', `policy.wasm does not load: ${String((err as Error)?.message ?? err)}`);
+    throw new BundleError('wasm_invalid', `policy.wasm does not load: ${errorMessage(err)}`);
   }
   try {
     setLayeredData(policy, bundle.data, runtime);
@@ -210,7 +211,7 @@ function evaluateOn(policy: LoadedPolicy, entrypoint: string, input: unknown): D
   try {
     resultSet = policy.evaluate(input, entrypoint);
   } catch (err) {
-    throw new GatewayError('policy_evaluation_failed', `evaluating ${entrypoint} failed: ${String((err as Error)?.message ?? err)}`);
+    throw new GatewayError('policy_evaluation_failed', `evaluating ${entrypoint} failed: ${errorMessage(err)}`);
   }
   const first = Array.isArray(resultSet) ? (resultSet[0] as { result?: unknown } | undefined) : undefined;
   if (!first || !('result' in first)) {

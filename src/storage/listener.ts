@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../logging/index.js';
+import { errorMessage } from '../lib/error-message.js';
 
 /** A NOTIFY channel and what to do when it fires (also called after every reconnect). */
 export type ChannelHandlers = Record<string, (payload?: string) => void>;
@@ -46,7 +47,7 @@ export function listenChannels(options: ListenOptions): { close(): Promise<void>
     } catch (err) {
       await c.end().catch(() => undefined);
       if (closed) return;
-      log.warn({ attempt, err: String((err as Error)?.message ?? err) }, 'cannot LISTEN; polling meanwhile');
+      log.warn({ attempt, err: errorMessage(err) }, 'cannot LISTEN; polling meanwhile');
       retry = setTimeout(() => void connect(attempt + 1), Math.min(30_000, 500 * 2 ** attempt));
     }
   };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import { isUuid } from '../lib/ids.js';
 import type { Logger } from '../logging/index.js';
 import { type Envelope, openSecret, rewrapKey, sealSecret } from './envelope.js';
 import type { KeyRing } from './keyring.js';
@@ -76,7 +77,6 @@ interface Row {
 }
 
 const CANDIDATES_TTL_MS = 1000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
 const envelopeOf = (r: Row): Envelope => ({ kid: r.kid, wrappedKey: Buffer.from(r.wrapped_key), sealedSecret: Buffer.from(r.sealed_secret) });
 
@@ -131,7 +131,7 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
   const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex, lock = false) => {
     const query = trx('credentials').where({ id });
     if (lock) query.forUpdate();
-    const row = UUID.test(id) ? ((await query.first()) as Row | undefined) : undefined;
+    const row = isUuid(id) ? ((await query.first()) as Row | undefined) : undefined;
     if (!row) throw new GatewayError('credential_not_found', `no credential with id '${id.slice(0, 64)}'`);
     return row;
   };

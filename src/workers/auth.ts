@@ -1,5 +1,6 @@
 import type { Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
+import { bearerToken } from '../lib/bearer.js';
 import type { WorkerService } from './service.js';
 
 /**
@@ -8,9 +9,9 @@ import type { WorkerService } from './service.js';
  */
 export function workerAuth(workers: WorkerService): Middleware {
   return async (ctx, next) => {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
-    if (!match) throw new GatewayError('unauthorized', 'a worker bearer token is required; POST /register first');
-    ctx.state.worker = await workers.authenticate(match[1]!);
+    const token = bearerToken(ctx.get('authorization'));
+    if (!token) throw new GatewayError('unauthorized', 'a worker bearer token is required; POST /register first');
+    ctx.state.worker = await workers.authenticate(token);
     await next();
   };
 }

@@ -79,29 +79,8 @@ export function parseCapabilityReport(raw: unknown): CapabilityReport {
   const supported_models = names('supported_models', 256, /^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$/);
   const max = r.max_concurrency ?? 1;
   if (!Number.isInteger(max) || (max as number) < 1 || (max as number) > 1024) fail('max_concurrency', 'must be an integer from 1 to 1024');
-  const rate_limits: { rpm?: number; tpm?: number } = {};
-  if (r.rate_limits !== undefined) {
-    const rl = r.rate_limits as Record<string, unknown>;
-    if (rl === null || typeof rl !== 'object' || Array.isArray(rl)) fail('rate_limits', 'must be an object {rpm, tpm}');
-    else {
-      for (const key of Object.keys(rl)) {
-        const v = rl[key];
-        if (key !== 'rpm' && key !== 'tpm') fail(`rate_limits.${key}`, 'is not a rate limit (rpm, tpm)');
-        else if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 1e9) fail(`rate_limits.${key}`, 'must be a positive integer');
-        else rate_limits[key] = v as number;
-      }
-    }
-  }
-  const reachable_endpoints: string[] = [];
-  if (r.reachable_endpoints !== undefined) {
-    const v = r.reachable_endpoints;
-    if (!Array.isArray(v) || v.length > 64) fail('reachable_endpoints', 'must be a list of at most 64 URLs');
-    else
-      v.forEach((item, i) => {
-        if (typeof item !== 'string' || item.length > 512 || !isHttpUrl(item)) fail(`reachable_endpoints[${i}]`, 'must be an http(s) URL');
-        else reachable_endpoints.push(item);
-      });
-  }
+  const rate_limits = parseRateLimits(r.rate_limits, fail);
+  const reachable_endpoints = parseEndpoints(r.reachable_endpoints, fail);
 
   if (errors.length > 0) {
     throw new GatewayError('capability_invalid', `the capability report is invalid: ${errors.map((e) => `${e.field || 'report'} ${e.message}`).join('; ')}`, { errors });
@@ -123,6 +102,41 @@ export function parseCapabilityReport(raw: unknown): CapabilityReport {
 /** A stable digest of a report, to tell a changed report from a repeated one. */
 export function reportDigest(report: CapabilityReport): string {
   return createHash('sha256').update(canonicalJson(report)).digest('hex');
+}
+
+type Fail = (field: string, message: string) => void;
+
+/** `rate_limits`: `{rpm?, tpm?}`, each a positive integer; problems go to `fail`. */
+function parseRateLimits(raw: unknown, fail: Fail): { rpm?: number; tpm?: number } {
+  const rate_limits: { rpm?: number; tpm?: number } = {};
+  if (raw === undefined) return rate_limits;
+  const rl = raw as Record<string, unknown>;
+  if (rl === null || typeof rl !== 'object' || Array.isArray(rl)) {
+    fail('rate_limits', 'must be an object {rpm, tpm}');
+    return rate_limits;
+  }
+  for (const key of Object.keys(rl)) {
+    const v = rl[key];
+    if (key !== 'rpm' && key !== 'tpm') fail(`rate_limits.${key}`, 'is not a rate limit (rpm, tpm)');
+    else if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 1e9) fail(`rate_limits.${key}`, 'must be a positive integer');
+    else rate_limits[key] = v as number;
+  }
+  return rate_limits;
+}
+
+/** `reachable_endpoints`: at most 64 http(s) URLs; problems go to `fail`. */
+function parseEndpoints(raw: unknown, fail: Fail): string[] {
+  const reachable_endpoints: string[] = [];
+  if (raw === undefined) return reachable_endpoints;
+  if (!Array.isArray(raw) || raw.length > 64) {
+    fail('reachable_endpoints', 'must be a list of at most 64 URLs');
+    return reachable_endpoints;
+  }
+  raw.forEach((item, i) => {
+    if (typeof item !== 'string' || item.length > 512 || !isHttpUrl(item)) fail(`reachable_endpoints[${i}]`, 'must be an http(s) URL');
+    else reachable_endpoints.push(item);
+  });
+  return reachable_endpoints;
 }
 
 function isHttpUrl(s: string): boolean {

@@ -46,6 +46,7 @@ interface Row {
   last_used_at: Date | null;
 }
 
+/** Creates the PSK store over `psks`: secrets are shown once at creation, only their digests kept. */
 export function createPskStore(knex: Knex, now: () => Date = () => new Date()): PskStore {
   const info = (r: Row): PskInfo => ({
     id: r.id,

@@ -1,10 +1,10 @@
 import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
-import type { LeaseRef, LeaseStatus } from '../jobs/index.js';
 import { bearerToken } from '../lib/bearer.js';
 import { defineRoutes } from '../server/route.js';
 import type { PskStore } from './psks.js';
-import type { Worker, WorkerService } from './service.js';
+import type { WorkerService } from './service.js';
+import type { LeaseRef, LeaseStatus, Worker } from './types.js';
 
 /** The header that carries the registration PSK; it is redacted from every log line. */
 export const PSK_HEADER = 'x-cynode-psk';

@@ -16,6 +16,7 @@ export interface FailureThrottle {
   inTurn<T>(source: string, attempt: () => Promise<T>): Promise<T>;
 }
 
+/** Creates an in-memory throttle: `limit` failures per source within `windowMs`. */
 export function createFailureThrottle(limit: number, windowMs: number, now: () => number = Date.now): FailureThrottle {
   const failures = new Map<string, number[]>();
   const queues = new Map<string, Promise<unknown>>();

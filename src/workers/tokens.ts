@@ -27,6 +27,7 @@ export interface WorkerTokens {
   verifyForRenewal(token: string, graceMs: number): Promise<WorkerClaims>;
 }
 
+/** Creates the worker token issuer and verifier over the gateway's signing keys. */
 export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number }): WorkerTokens {
   const keySet = localKeySet(deps.keys);
   const verifyWith = async (token: string, graceMs: number): Promise<WorkerClaims> => {
