@@ -5,7 +5,7 @@ import { bearerToken } from '../lib/bearer.js';
 
 /** Who a request authenticated as. */
 export interface Principal {
-  kind: 'admin' | 'bundle_reader';
+  kind: 'admin' | 'reader' | 'bundle_reader';
   id: string;
 }
 

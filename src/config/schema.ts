@@ -59,6 +59,8 @@ export const CONFIG_SCHEMA = {
     adminToken: nullable(str('CYNODE_ADMIN_TOKEN', { secret: true })),
     adminTokenFile: path('CYNODE_ADMIN_TOKEN_FILE'),
     bundleServiceToken: nullable(str('CYNODE_BUNDLE_SERVICE_TOKEN', { secret: true })),
+    /** A read-only bearer token: reads status, jobs, workers, decisions, budgets and audit; changes nothing. */
+    readerToken: nullable(str('CYNODE_READER_TOKEN', { secret: true })),
     keyRotationMs: int('CYNODE_KEY_ROTATION_MS', 60_000, 31_536_000_000),
     forwardTokenTtlMs: int('CYNODE_FORWARD_TOKEN_TTL_MS', 1000, 600_000),
     /** `iss` of every gateway-issued JWT. */

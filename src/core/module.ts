@@ -44,7 +44,7 @@ export interface Core {
   /** Whether replicas can hear each other (PostgreSQL NOTIFY); the embedded database has one process. */
   notify: boolean;
   routes: BoundRoute[];
-  authenticators: Pick<Authenticators, 'admin' | 'bundleReader'>;
+  authenticators: Pick<Authenticators, 'admin' | 'reader' | 'bundleReader'>;
   channels: ChannelHandlers;
 }
 
@@ -89,6 +89,11 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
 function staticTokenAuthenticators(auth: Config['auth'], adminToken: string): Core['authenticators'] {
   const tokens: StaticToken[] = [{ token: adminToken, principal: { kind: 'admin', id: 'admin' } }];
   if (auth.bundleServiceToken) tokens.push({ token: auth.bundleServiceToken, principal: { kind: 'bundle_reader', id: 'bundle-service' } });
+  if (auth.readerToken) tokens.push({ token: auth.readerToken, principal: { kind: 'reader', id: 'reader' } });
   const kinds = (...k: Principal['kind'][]) => k;
-  return { admin: bearerAuth(tokens, kinds('admin')), bundleReader: bearerAuth(tokens, kinds('admin', 'bundle_reader')) };
+  return {
+    admin: bearerAuth(tokens, kinds('admin')),
+    reader: bearerAuth(tokens, kinds('admin', 'reader')),
+    bundleReader: bearerAuth(tokens, kinds('admin', 'bundle_reader')),
+  };
 }

@@ -55,7 +55,7 @@ export const POLICY_ROUTES = defineRoutes<PolicyRouteDeps>([
     },
   },
   {
-    method: 'get', path: '/v1/status', roles: ['control'], access: 'admin', summary: 'Active bundle revision, last load error, decision log and database.',
+    method: 'get', path: '/v1/status', roles: ['control'], access: 'reader', summary: 'Active bundle revision, last load error, decision log and database.',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
     handler(ctx, { engine, sections }) {
       const s = engine.status();

@@ -39,7 +39,7 @@ export const DECISION_ROUTES = defineRoutes<DecisionRouteDeps>([
     },
   },
   {
-    method: 'get', path: '/v1/decisions/{id}', roles: ['control'], access: 'admin', summary: "One logged decision in OPA's decision-log shape.",
+    method: 'get', path: '/v1/decisions/{id}', roles: ['control'], access: 'reader', summary: "One logged decision in OPA's decision-log shape.",
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['not_found'], db: true,
     async handler(ctx, deps) {
       const id = ctx.params.id!;

@@ -92,7 +92,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     },
   },
   {
-    method: 'get', path: '/v1/budgets/{scope}/{id}', roles: CONTROL, access: 'admin', summary: 'A budget: limit, spent, reserved, remaining.',
+    method: 'get', path: '/v1/budgets/{scope}/{id}', roles: CONTROL, access: 'reader', summary: 'A budget: limit, spent, reserved, remaining.',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['budget_invalid', 'budget_not_found'], db: true,
     async handler(ctx, { ledger }) {
       const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!);
@@ -102,7 +102,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     },
   },
   {
-    method: 'get', path: '/v1/budgets', roles: CONTROL, access: 'admin', summary: 'Every budget, optionally of one scope.',
+    method: 'get', path: '/v1/budgets', roles: CONTROL, access: 'reader', summary: 'Every budget, optionally of one scope.',
     params: [{ in: 'query', name: 'scope', schema: { type: 'string', enum: ['task', 'user', 'subject'] }, description: 'Only this scope.' }],
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['budget_invalid'], db: true,
     async handler(ctx, { ledger }) {
@@ -111,7 +111,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     },
   },
   {
-    method: 'get', path: '/v1/audit', roles: CONTROL, access: 'admin', summary: 'The api.call audit trail (hash-chained).',
+    method: 'get', path: '/v1/audit', roles: CONTROL, access: 'reader', summary: 'The api.call audit trail (hash-chained).',
     params: [
       { in: 'query', name: 'task_id', schema: { type: 'string' }, description: 'Only this task.' },
       { in: 'query', name: 'request_id', schema: { type: 'string', format: 'uuid' }, description: 'Only this request.' },

@@ -36,7 +36,7 @@ export const JOB_ADMIN_ROUTES = defineRoutes<JobAdminRouteDeps>([
     },
   },
   {
-    method: 'get', path: '/v1/jobs', roles: CONTROL, access: 'admin', summary: 'Jobs, newest first.',
+    method: 'get', path: '/v1/jobs', roles: CONTROL, access: 'reader', summary: 'Jobs, newest first.',
     params: [
       { in: 'query', name: 'state', schema: { type: 'string', enum: [...STATES] }, description: 'Only this state.' },
       { in: 'query', name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000 }, description: 'At most this many (1-1000, default 100).' },
@@ -51,7 +51,7 @@ export const JOB_ADMIN_ROUTES = defineRoutes<JobAdminRouteDeps>([
     },
   },
   {
-    method: 'get', path: '/v1/jobs/{id}', roles: CONTROL, access: 'admin', summary: 'A job, its attempts, and why it waits (last dispatch decision per node).',
+    method: 'get', path: '/v1/jobs/{id}', roles: CONTROL, access: 'reader', summary: 'A job, its attempts, and why it waits (last dispatch decision per node).',
     ok: { 200: { description: 'OK', schema: 'Job' } }, errors: ['job_not_found'], db: true,
     async handler(ctx, { jobs }) {
       ctx.body = await jobs.get(ctx.params.id!);

@@ -12,6 +12,7 @@ const ROLE_NAMES: Record<Role, string> = { control: 'Control plane (worker REST,
 const SECURITY: Record<Auth, Record<string, string[]>[]> = {
   public: [],
   admin: [{ adminToken: [] }],
+  reader: [{ readerToken: [] }, { adminToken: [] }],
   bundleReader: [{ bundleReaderToken: [] }, { adminToken: [] }],
   psk: [{ registrationPsk: [] }],
   worker: [{ workerJwt: [] }],
@@ -23,6 +24,7 @@ const SECURITY: Record<Auth, Record<string, string[]>[]> = {
 const AUTH_ERRORS: Record<Auth, ErrorCode[]> = {
   public: [],
   admin: ['unauthorized', 'forbidden'],
+  reader: ['unauthorized', 'forbidden'],
   bundleReader: ['unauthorized', 'forbidden'],
   psk: [],
   worker: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
@@ -132,6 +134,7 @@ export function buildOpenApiDocument(version: string, operations: readonly Opera
       schemas: SCHEMAS,
       securitySchemes: {
         adminToken: { type: 'http', scheme: 'bearer', description: 'The admin/orchestrator token (CYNODE_ADMIN_TOKEN).' },
+        readerToken: { type: 'http', scheme: 'bearer', description: 'The read-only token (CYNODE_READER_TOKEN): reads, never changes.' },
         bundleReaderToken: { type: 'http', scheme: 'bearer', description: 'The read-only bundle service token (CYNODE_BUNDLE_SERVICE_TOKEN).' },
         registrationPsk: { type: 'apiKey', in: 'header', name: 'X-Cynode-PSK', description: 'A registration PSK (POST /v1/psks); never logged.' },
         workerJwt: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'The worker JWT from POST /register (ES256, typ cynode-worker+jwt).' },

@@ -8,7 +8,7 @@ const ERRORS = ['preference_unknown', 'preference_invalid'] as const;
 /** `PUT|GET|DELETE /v1/preferences/{scope}/{id}/{key}` (admin): body `{value}`. */
 export const PREFERENCE_ROUTES = defineRoutes<PreferencesService>([
   {
-    method: 'get', path: PATH, roles: ['control'], access: 'admin', summary: 'A user preference (scope: system, group, user, project, task).',
+    method: 'get', path: PATH, roles: ['control'], access: 'reader', summary: 'A user preference (scope: system, group, user, project, task).',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [...ERRORS], db: true,
     async handler(ctx, preferences) {
       ctx.body = await preferences.get(ctx.params.scope!, ctx.params.id!, ctx.params.key!);

@@ -12,10 +12,11 @@ import type { Role } from './roles.js';
  * - `agent`: a worker JWT or an agent token (the MCP gateway).
  * - `workerOrAdmin`: a worker JWT for a leased job, or the admin token (direct routing).
  * - `admin`: the admin/orchestrator token.
+ * - `reader`: the read-only token, or the admin token (reads that change nothing).
  * - `bundleReader`: the read-only bundle service token, or the admin token.
  * - `forward`: a forward token bound to the request body; checked with the body by the final gate.
  */
-export const ACCESS_KINDS = ['public', 'psk', 'worker', 'agent', 'workerOrAdmin', 'admin', 'bundleReader', 'forward'] as const;
+export const ACCESS_KINDS = ['public', 'psk', 'worker', 'agent', 'workerOrAdmin', 'admin', 'reader', 'bundleReader', 'forward'] as const;
 export type Access = (typeof ACCESS_KINDS)[number];
 
 /** HTTP methods a route table entry can name; `all` answers every method (used for 405s). */

@@ -5,7 +5,7 @@ import type { SettingsService } from './service.js';
 /** `PUT|GET /v1/settings/{key}` (admin): body `{value}`, answer `{key, value, updatedBy, updatedAt}`. */
 export const SETTINGS_ROUTES = defineRoutes<SettingsService>([
   {
-    method: 'get', path: '/v1/settings/{key}', roles: ['control'], access: 'admin', summary: 'A runtime setting (e.g. cloud_routing.enabled, the kill switch).',
+    method: 'get', path: '/v1/settings/{key}', roles: ['control'], access: 'reader', summary: 'A runtime setting (e.g. cloud_routing.enabled, the kill switch).',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['setting_unknown'], db: true,
     async handler(ctx, settings) {
       ctx.body = await settings.get(ctx.params.key!);

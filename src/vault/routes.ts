@@ -25,14 +25,14 @@ export const CREDENTIAL_ROUTES = defineRoutes<CredentialStore>([
     },
   },
   {
-    method: 'get', path: '/v1/credentials', roles: CONTROL, access: 'admin', summary: 'Credential metadata.',
+    method: 'get', path: '/v1/credentials', roles: CONTROL, access: 'reader', summary: 'Credential metadata.',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
     async handler(ctx, store) {
       ctx.body = { credentials: await store.list() };
     },
   },
   {
-    method: 'get', path: '/v1/credentials/{id}', roles: CONTROL, access: 'admin', summary: "One credential's metadata.",
+    method: 'get', path: '/v1/credentials/{id}', roles: CONTROL, access: 'reader', summary: "One credential's metadata.",
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['credential_not_found'], db: true,
     async handler(ctx, store) {
       ctx.body = await store.get(ctx.params.id!);

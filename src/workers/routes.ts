@@ -54,7 +54,7 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
 /** Admin routes: `GET /v1/workers`, `POST|GET /v1/psks`, `DELETE /v1/psks/{id}`. */
 export const WORKER_ADMIN_ROUTES = defineRoutes<{ workers: WorkerService; psks: PskStore }>([
   {
-    method: 'get', path: '/v1/workers', roles: CONTROL, access: 'admin', summary: 'Registered workers with their capability reports.',
+    method: 'get', path: '/v1/workers', roles: CONTROL, access: 'reader', summary: 'Registered workers with their capability reports.',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
     async handler(ctx, { workers }) {
       ctx.body = { workers: await workers.list() };
@@ -77,7 +77,7 @@ export const WORKER_ADMIN_ROUTES = defineRoutes<{ workers: WorkerService; psks: 
     },
   },
   {
-    method: 'get', path: '/v1/psks', roles: CONTROL, access: 'admin', summary: 'PSK metadata.',
+    method: 'get', path: '/v1/psks', roles: CONTROL, access: 'reader', summary: 'PSK metadata.',
     ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
     async handler(ctx, { psks }) {
       ctx.body = { psks: await psks.list() };

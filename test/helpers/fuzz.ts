@@ -124,7 +124,7 @@ const SAMPLES: Record<string, Sample> = {
   'POST /v1/egress/call': { body: (t, r) => ({ request_id: uuidOf(r), provider: 'openai', operation: 'chat.completions', params: chat(t).params }) },
 };
 
-const AUTH_OF: Record<Access, Auth> = { public: 'none', admin: 'admin', bundleReader: 'admin', worker: 'worker', agent: 'worker', workerOrAdmin: 'caller', psk: 'psk', forward: 'forward' };
+const AUTH_OF: Record<Access, Auth> = { public: 'none', admin: 'admin', reader: 'admin', bundleReader: 'admin', worker: 'worker', agent: 'worker', workerOrAdmin: 'caller', psk: 'psk', forward: 'forward' };
 const routerPathOf = (path: string) => path.replace(/\/\{path\}$/, '/*').replace(/\{(\w+)\}/g, ':$1');
 
 /**

@@ -16,10 +16,11 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startTestGateway, type TestGateway } from '../helpers/start.js';
 
 /** The kinds of credential a caller can hold; each access kind accepts some of them. */
-type Credential = 'admin' | 'bundleReader' | 'worker' | 'agent' | 'psk' | 'forward';
-const CREDENTIALS: readonly Credential[] = ['admin', 'bundleReader', 'worker', 'agent', 'psk', 'forward'];
+type Credential = 'admin' | 'reader' | 'bundleReader' | 'worker' | 'agent' | 'psk' | 'forward';
+const CREDENTIALS: readonly Credential[] = ['admin', 'reader', 'bundleReader', 'worker', 'agent', 'psk', 'forward'];
 const ACCEPTS: Record<Exclude<Access, 'public'>, readonly Credential[]> = {
   admin: ['admin'],
+  reader: ['admin', 'reader'],
   bundleReader: ['admin', 'bundleReader'],
   worker: ['worker'],
   agent: ['worker', 'agent'],
@@ -31,6 +32,7 @@ const ACCEPTS: Record<Exclude<Access, 'public'>, readonly Credential[]> = {
 const AUTH_CODES = ['unauthorized', 'forbidden', 'token_invalid', 'token_expired', 'session_replaced', 'psk_invalid', 'forward_token_invalid'];
 
 const BUNDLE_READER_TOKEN = `bundle-reader-${randomBytes(16).toString('hex')}`;
+const READER_TOKEN = `reader-${randomBytes(16).toString('hex')}`;
 let db: TestDatabase;
 let gw: TestGateway;
 const held = {} as Record<Credential, string>;
@@ -38,7 +40,7 @@ const held = {} as Record<Credential, string>;
 test.before(async () => {
   await ensureBundle();
   db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_BUNDLE_SERVICE_TOKEN: BUNDLE_READER_TOKEN, CYNODE_PSK_FAILURE_LIMIT: '10000' });
+  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_BUNDLE_SERVICE_TOKEN: BUNDLE_READER_TOKEN, CYNODE_READER_TOKEN: READER_TOKEN, CYNODE_PSK_FAILURE_LIMIT: '10000' });
   const control = gw.url('control');
   const psk = await call(control, '/v1/psks', { json: { name: 'route-table' } });
   held.psk = String(psk.body.secret);
@@ -51,6 +53,7 @@ test.before(async () => {
   held.agent = String(agent.body.token);
   held.admin = TEST_ADMIN_TOKEN;
   held.bundleReader = BUNDLE_READER_TOKEN;
+  held.reader = READER_TOKEN;
   held.forward = 'signed per request';
 });
 test.after.always(async () => {
@@ -93,7 +96,7 @@ test('every non-public route answers 401 without credentials, refuses every othe
         } else {
           t.true([401, 403].includes(res.status) && AUTH_CODES.includes(code), `${name} with ${credential}: ${res.status} ${code}`);
           // A token the gateway knows but that lacks the right is forbidden, not unknown.
-          if (route.access === 'admin' && credential === 'bundleReader') t.is(res.status, 403, `${name} with the bundle reader token`);
+          if (['admin', 'reader'].includes(route.access) && ['bundleReader', 'reader'].includes(credential)) t.is(res.status, 403, `${name} with the ${credential} token`);
         }
         checked++;
       }
