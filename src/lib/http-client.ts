@@ -3,7 +3,7 @@ import https from 'node:https';
 
 /**
  * One small HTTP client over node:http/https for every outbound call the gateway makes
- * (providers, the hop to API Egress, upstream tool servers): keep-alive agents per protocol,
+ * (providers, the hop to API Egress, upstream tool servers, bundle pulls): keep-alive agents per protocol,
  * a bound on every wait, a bound on the answer's size, and the body as a stream. node:http
  * costs a call far less CPU than fetch, which is why this is not fetch.
  *
