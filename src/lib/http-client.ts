@@ -91,7 +91,11 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     https: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets }),
   };
   return {
-    request: (url, request) => follow(url, request, (to) => (to.protocol === 'https:' ? agents.https : agents.http)),
+    request: (url, request) => {
+      const agentFor = (to: URL) => (to.protocol === 'https:' ? agents.https : agents.http);
+      // A request that follows no redirects takes the direct path, without the loop's extra await.
+      return request.maxRedirects ? follow(url, request, agentFor) : send(url, request, agentFor(url));
+    },
     close() {
       agents.http.destroy();
       agents.https.destroy();
