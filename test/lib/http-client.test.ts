@@ -83,6 +83,13 @@ test.serial('a timeout nobody reads the body for does not crash the process', as
   t.pass();
 });
 
+test.serial('a body read after its bound ran out fails with that timeout instead of waiting', async (t) => {
+  const res = await client.request(new URL('/stall', base), { method: 'GET', headers: {}, idleTimeoutMs: 20 });
+  await new Promise((r) => setTimeout(r, 80));
+  const err = await t.throwsAsync(res.text(), { instanceOf: HttpTimeoutError });
+  t.is(err?.phase, 'idle');
+});
+
 test.serial('an answer over the size cap is refused', async (t) => {
   const res = await client.request(new URL('/big', base), { method: 'GET', headers: {}, maxResponseBytes: 1000 });
   await t.throwsAsync(res.text(), { instanceOf: HttpTooLargeError });
