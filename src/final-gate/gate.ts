@@ -85,6 +85,8 @@ export function createFinalGate(options: FinalGateOptions): FinalGate {
     maxDelayMs: options.pollMaxDelayMs ?? 20_000,
     longPollTimeoutMs: options.longPollTimeoutMs ?? 0,
   });
+  // Not on the shared http client: jose's remote key set already bounds the fetch and adds the
+  // cooldown and caching of the key set, which this one call needs and nothing else does.
   const keys = options.keys ?? createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`), { cooldownDuration: 5_000 });
   const replay = createReplayCache();
   const verifyOptions = {

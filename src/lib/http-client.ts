@@ -3,7 +3,7 @@ import https from 'node:https';
 
 /**
  * One small HTTP client over node:http/https for every outbound call the gateway makes
- * (providers, the hop to API Egress, upstream tool servers): keep-alive agents per protocol,
+ * (providers, the hop to API Egress, upstream tool servers, bundle pulls): keep-alive agents per protocol,
  * a bound on every wait, a bound on the answer's size, and the body as a stream. node:http
  * costs a call far less CPU than fetch, which is why this is not fetch.
  *
@@ -50,6 +50,12 @@ export interface HttpRequest {
   totalTimeoutMs?: number;
   /** The body is refused past this many bytes. */
   maxResponseBytes?: number;
+  /**
+   * Follows up to this many redirects (301, 302, 303, 307, 308) the way fetch does: a 303, or a
+   * 301/302 to a POST, becomes a GET without a body; `authorization` is not sent to another
+   * origin; the total bound spans every hop. Absent or 0: a redirect is the answer.
+   */
+  maxRedirects?: number;
 }
 
 /** An answer whose headers have arrived; its body is read by the caller, at most once. */
@@ -85,12 +91,45 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
     https: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets }),
   };
   return {
-    request: (url, request) => send(url, request, url.protocol === 'https:' ? agents.https : agents.http),
+    request: (url, request) => {
+      const agentFor = (to: URL) => (to.protocol === 'https:' ? agents.https : agents.http);
+      // A request that follows no redirects takes the direct path, without the loop's extra await.
+      return request.maxRedirects ? follow(url, request, agentFor) : send(url, request, agentFor(url));
+    },
     close() {
       agents.http.destroy();
       agents.https.destroy();
     },
   };
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** Sends `request`, then each redirect it is allowed to follow; resolves with the last answer. */
+async function follow(url: URL, request: HttpRequest, agentFor: (url: URL) => http.Agent): Promise<HttpResponse> {
+  const deadline = request.totalTimeoutMs === undefined ? undefined : Date.now() + request.totalTimeoutMs;
+  let hop = { url, request };
+  for (let redirects = 0; ; redirects++) {
+    const res = await send(hop.url, hop.request, agentFor(hop.url));
+    const location = res.headers.location;
+    if (!REDIRECTS.has(res.status) || !location || redirects >= (request.maxRedirects ?? 0)) return res;
+    res.destroy();
+    hop = redirected(hop.url, hop.request, res.status, new URL(location, hop.url), deadline);
+  }
+}
+
+/** The request a redirect to `to` asks for. */
+function redirected(from: URL, request: HttpRequest, status: number, to: URL, deadline: number | undefined): { url: URL; request: HttpRequest } {
+  if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new Error(`redirect to an unsupported URL scheme ${to.protocol}`);
+  const toGet = status === 303 ? request.method !== 'HEAD' : (status === 301 || status === 302) && request.method === 'POST';
+  const headers = { ...request.headers };
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase();
+    if ((to.origin !== from.origin && lower === 'authorization') || (toGet && (lower === 'content-type' || lower === 'content-length'))) delete headers[name];
+  }
+  const next: HttpRequest = { ...request, headers, ...(toGet && { method: 'GET', body: '' }) };
+  if (deadline !== undefined) next.totalTimeoutMs = Math.max(0, deadline - Date.now());
+  return { url: to, request: next };
 }
 
 /** The timers of one exchange: each destroys whatever is in flight with its timeout error. */

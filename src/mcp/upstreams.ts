@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import https from 'node:https';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ErrorCode, McpError, ResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { GatewayError } from '../errors/index.js';
 import { canonicalJson } from '../lib/canonical-json.js';
 import { errorMessage } from '../lib/error-message.js';
+import { createHttpClient, type HttpClient, type HttpResponse, HttpTimeoutError, HttpTooLargeError } from '../lib/http-client.js';
 import { FORWARD_TOKEN_HEADER, signForwardToken } from '../final-gate/forward-token.js';
 import type { KeyStore } from '../keys/index.js';
 
@@ -49,58 +48,66 @@ export function stdioBoundBody(method: string, params: Record<string, unknown> |
 /** The audience of forward tokens addressed to an upstream tool server. */
 export const upstreamAudience = (name: string) => `mcp-upstream:${name}`;
 
-const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 256 }), https: new https.Agent({ keepAlive: true, maxSockets: 256 }) };
-
 /**
  * Sends one JSON-RPC request to an HTTP upstream (MCP Streamable HTTP, stateless), with a
  * forward token bound to the exact body. Answers in JSON or as server-sent events are both read.
  */
 async function httpRequest(
   deps: UpstreamClientDeps,
+  client: HttpClient,
   upstream: Extract<Upstream, { kind: 'http' }>,
   method: string,
   params: unknown,
-  claims: { subject: string; entrypoint: string; input: unknown; revision: string },
+  claims: ForwardClaimsIn,
 ): Promise<unknown> {
   const id = randomUUID();
   const body = JSON.stringify({ jsonrpc: '2.0', id, method, params });
   const token = await signForwardToken(deps.keys.current(), { issuer: deps.issuer, audience: upstreamAudience(upstream.name), ...claims }, body, deps.forwardTokenTtlMs);
-  const secure = upstream.url.protocol === 'https:';
-  const { status, type, text } = await new Promise<{ status: number; type: string; text: string }>((resolve, reject) => {
-    const req = (secure ? https : http).request(
-      upstream.url,
-      {
-        method: 'POST',
-        agent: secure ? agents.https : agents.http,
-        timeout: deps.timeoutMs,
-        headers: {
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-          'mcp-protocol-version': '2025-06-18',
-          'content-length': Buffer.byteLength(body),
-          [FORWARD_TOKEN_HEADER]: token,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size <= deps.maxResponseBytes) return void chunks.push(c);
-          // Refuse and stop reading. (Destroying the request with an error here would emit it
-          // where nothing listens once the answer has begun, and crash the process.)
-          reject(new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`));
-          res.destroy();
-        });
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 502, type: String(res.headers['content-type'] ?? ''), text: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new GatewayError('upstream_timeout', `${upstream.name} did not answer within ${deps.timeoutMs} ms`)));
-    req.on('error', (err) => reject(err instanceof GatewayError ? err : new GatewayError('upstream_unavailable', `${upstream.name} cannot be reached: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
-    req.end(body);
-  });
+  const { status, type, text } = await exchange(deps, client, upstream, body, token);
   return readAnswer(upstream, id, status, type, text);
+}
+
+/**
+ * POSTs `body` to the upstream and reads its answer whole. No answer (or a quiet one) within
+ * the tool timeout is `upstream_timeout`, an answer past the size cap `payload_too_large`, a
+ * connection that fails before the answer `upstream_unavailable`.
+ */
+async function exchange(
+  deps: UpstreamClientDeps,
+  client: HttpClient,
+  upstream: Extract<Upstream, { kind: 'http' }>,
+  body: string,
+  token: string,
+): Promise<{ status: number; type: string; text: string }> {
+  const timedOut = () => new GatewayError('upstream_timeout', `${upstream.name} did not answer within ${deps.timeoutMs} ms`);
+  let res: HttpResponse;
+  try {
+    res = await client.request(upstream.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-06-18',
+        [FORWARD_TOKEN_HEADER]: token,
+      },
+      body,
+      responseTimeoutMs: deps.timeoutMs,
+      idleTimeoutMs: deps.timeoutMs,
+      maxResponseBytes: deps.maxResponseBytes,
+    });
+  } catch (err) {
+    if (err instanceof HttpTimeoutError) throw timedOut();
+    throw new GatewayError('upstream_unavailable', `${upstream.name} cannot be reached: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+  }
+  try {
+    return { status: res.status, type: String(res.headers['content-type'] ?? ''), text: await res.text() };
+  } catch (err) {
+    if (err instanceof HttpTimeoutError) throw timedOut();
+    if (err instanceof HttpTooLargeError) throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
+    throw err;
+  } finally {
+    res.destroy();
+  }
 }
 
 type JsonRpcAnswer = { id?: unknown; result?: unknown; error?: { code: number; message: string; data?: unknown } };
@@ -145,13 +152,15 @@ function readAnswer(upstream: Upstream, id: string, status: number, type: string
 export interface UpstreamClient {
   /** One JSON-RPC request to an upstream, over HTTP or stdio, with a forward token bound to it. */
   request(upstream: Upstream, method: string, params: Record<string, unknown>, claims: ForwardClaimsIn): Promise<unknown>;
-  /** Stops every stdio upstream it started. */
+  /** Stops every stdio upstream it started and closes the connections to HTTP upstreams. */
   close(): Promise<void>;
 }
 
 type ForwardClaimsIn = { subject: string; entrypoint: string; input: unknown; revision: string };
 
+/** The client the MCP gateway calls upstreams through: one keep-alive pool for HTTP, one process per stdio upstream. */
 export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
+  const http = createHttpClient({ maxSockets: 256 });
   const stdioClients = new Map<string, Promise<Client>>();
 
   // The running client of a stdio upstream, started on first use and again after it exits.
@@ -199,8 +208,9 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
   };
 
   return {
-    request: (upstream, method, params, claims) => (upstream.kind === 'http' ? httpRequest(deps, upstream, method, params, claims) : stdioRequest(upstream, method, params, claims)),
+    request: (upstream, method, params, claims) => (upstream.kind === 'http' ? httpRequest(deps, http, upstream, method, params, claims) : stdioRequest(upstream, method, params, claims)),
     async close() {
+      http.close();
       const clients = [...stdioClients.values()];
       stdioClients.clear();
       await Promise.all(clients.map((c) => c.then((x) => x.close()).catch(() => undefined)));

@@ -1,6 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { unwatchFile, watchFile } from 'node:fs';
+import { errorMessage } from '../lib/error-message.js';
+import { createHttpClient, type HttpClient, HttpTimeoutError } from '../lib/http-client.js';
 import type { Logger } from '../logging/index.js';
+import { MAX_BUNDLE_BYTES } from './bundle.js';
 import type { ActiveBundle, PolicyEngine } from './engine.js';
 import { BundleError } from './errors.js';
 
@@ -56,10 +59,14 @@ export interface UrlSourceOptions extends SourceOptions {
   maxDelayMs: number;
   /** >0: ask the server to hold the request this long (OPA long polling). */
   longPollTimeoutMs: number;
-  /** Per-request timeout when not long polling. */
+  /** Per-request timeout when not long polling; a long poll gets this much on top of its wait. */
   requestTimeoutMs?: number;
-  fetch?: typeof fetch;
+  /** The client bundles are pulled with, e.g. a test's; by default the source's own, closed with it. */
+  http?: HttpClient;
 }
+
+/** Redirects a bundle pull follows, as many as fetch would (a bundle may sit behind a CDN). */
+const MAX_REDIRECTS = 20;
 
 /**
  * Pulls a bundle from an OPA Bundle Service: `If-None-Match` with the last ETag, a delay drawn
@@ -68,7 +75,7 @@ export interface UrlSourceOptions extends SourceOptions {
  */
 export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSource {
   const log = options.logger.child({ component: 'bundle-url' });
-  const doFetch = options.fetch ?? fetch;
+  const client = options.http ?? createHttpClient({ maxSockets: 2 });
   let etag: string | undefined;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -82,24 +89,25 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
     if (etag) headers['if-none-match'] = etag;
     if (options.token) headers.authorization = `Bearer ${options.token}`;
     if (longPoll) headers.prefer = `modes=long-polling;wait=${Math.ceil(options.longPollTimeoutMs / 1000)}`;
+    // Aborted only by close(); the download as a whole is bounded by the total timeout.
     inFlight = new AbortController();
     const timeoutMs = (longPoll ? options.longPollTimeoutMs : 0) + (options.requestTimeoutMs ?? 30_000);
-    const timeout = setTimeout(() => inFlight?.abort(), timeoutMs);
     try {
-      const res = await doFetch(url, { headers, signal: inFlight.signal });
-      longPollSupported = longPoll && (res.headers.get('content-type') ?? '').includes('vnd.openpolicyagent.bundles');
-      if (res.status === 304) {
-        await res.body?.cancel();
-        return;
+      const res = await client.request(new URL(url), { method: 'GET', headers, signal: inFlight.signal, totalTimeoutMs: timeoutMs, maxResponseBytes: MAX_BUNDLE_BYTES, maxRedirects: MAX_REDIRECTS });
+      try {
+        longPollSupported = longPoll && String(res.headers['content-type'] ?? '').includes('vnd.openpolicyagent.bundles');
+        if (res.status === 304) {
+          await res.bytes(); // empty: reading it hands the connection back for the next poll
+          return;
+        }
+        if (res.status !== 200) throw new BundleError('bundle_unreadable', `bundle server answered ${res.status} for ${url}`);
+        const bytes = await res.bytes();
+        const newTag = res.headers.etag;
+        await options.engine.activate(url, async () => bytes);
+        etag = newTag;
+      } finally {
+        res.destroy();
       }
-      if (res.status !== 200) {
-        await res.body?.cancel();
-        throw new BundleError('bundle_unreadable', `bundle server answered ${res.status} for ${url}`);
-      }
-      const bytes = Buffer.from(await res.arrayBuffer());
-      const newTag = res.headers.get('etag') ?? undefined;
-      await options.engine.activate(url, async () => bytes);
-      etag = newTag;
     } catch (err) {
       longPollSupported = false; // never spin on a failing server: fall back to the jittered delay
       if (closed) return;
@@ -107,10 +115,8 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
         if (err.code === 'bundle_unreadable') options.engine.recordFailure(url, err);
         return; // activate() already recorded its own refusals
       }
-      const reason = (err as Error)?.name === 'AbortError' ? 'timed out' : String((err as Error)?.cause ?? (err as Error)?.message ?? err);
+      const reason = err instanceof HttpTimeoutError ? 'timed out' : errorMessage(err);
       options.engine.recordFailure(url, new BundleError('bundle_unreadable', `cannot download ${url}: ${reason}`));
-    } finally {
-      clearTimeout(timeout);
     }
   };
 
@@ -143,11 +149,12 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
       closed = true;
       clearTimeout(timer);
       inFlight?.abort();
+      if (!options.http) client.close();
     },
   };
 }
 
 /** Starts the source `CYNODE_BUNDLE` names: an http(s) URL, or a file path. */
-export function startBundleSource(bundle: string, options: Omit<UrlSourceOptions, 'fetch'>): BundleSource {
+export function startBundleSource(bundle: string, options: Omit<UrlSourceOptions, 'http'>): BundleSource {
   return /^https?:\/\//.test(bundle) ? pollBundleUrl(bundle, options) : watchBundleFile(bundle, options);
 }

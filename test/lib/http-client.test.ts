@@ -26,6 +26,12 @@ test.before(async () => {
       const timer = setInterval(() => (++n > 5 ? (clearInterval(timer), res.end()) : res.write(`${n}`)), 40);
     } else if (url.pathname === '/big') {
       res.writeHead(200).end('x'.repeat(10_000));
+    } else if (url.pathname === '/redirect') {
+      res.writeHead(Number(url.searchParams.get('status')), { location: url.searchParams.get('to') ?? '' }).end('moved');
+    } else if (url.pathname === '/headers') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.writeHead(200).end(JSON.stringify({ method: req.method, headers: req.headers, body: Buffer.concat(chunks).toString() })));
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -77,6 +83,13 @@ test.serial('a timeout nobody reads the body for does not crash the process', as
   t.pass();
 });
 
+test.serial('a body read after its bound ran out fails with that timeout instead of waiting', async (t) => {
+  const res = await client.request(new URL('/stall', base), { method: 'GET', headers: {}, idleTimeoutMs: 20 });
+  await new Promise((r) => setTimeout(r, 80));
+  const err = await t.throwsAsync(res.text(), { instanceOf: HttpTimeoutError });
+  t.is(err?.phase, 'idle');
+});
+
 test.serial('an answer over the size cap is refused', async (t) => {
   const res = await client.request(new URL('/big', base), { method: 'GET', headers: {}, maxResponseBytes: 1000 });
   await t.throwsAsync(res.text(), { instanceOf: HttpTooLargeError });
@@ -107,4 +120,41 @@ test.serial('a refused connection fails with the socket error code', async (t) =
   await new Promise((r) => closed.close(r));
   const err = await t.throwsAsync(client.request(new URL(`http://127.0.0.1:${port}/`), { method: 'GET', headers: {} }));
   t.is((err as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+});
+
+type Seen = { method: string; headers: Record<string, string>; body: string };
+const moved = (status: number, to: string) => new URL(`/redirect?status=${status}&to=${encodeURIComponent(to)}`, base);
+
+test.serial('a redirect is the answer unless the request asks to follow it', async (t) => {
+  const res = await client.request(moved(302, '/headers'), { method: 'GET', headers: {} });
+  t.is(res.status, 302);
+  t.is(res.headers.location, '/headers');
+  res.destroy();
+});
+
+test.serial('redirects are followed like fetch does: 307 keeps the method and body, 303 becomes a GET', async (t) => {
+  const kept = JSON.parse(await (await client.request(moved(307, '/headers'), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi', maxRedirects: 3 })).text()) as Seen;
+  t.like(kept, { method: 'POST', body: 'hi', headers: { 'content-type': 'text/plain' } });
+  const seen = JSON.parse(await (await client.request(moved(303, '/headers'), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi', maxRedirects: 3 })).text()) as Seen;
+  t.like(seen, { method: 'GET', body: '' });
+  t.is(seen.headers['content-type'], undefined);
+});
+
+test.serial('a followed redirect keeps authorization on its origin only, and stops at maxRedirects', async (t) => {
+  const other = http.createServer((req, res) => res.writeHead(200).end(JSON.stringify({ headers: req.headers })));
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    other.closeAllConnections();
+    other.close();
+  });
+  const elsewhere = `http://127.0.0.1:${(other.address() as AddressInfo).port}/`;
+  const headers = { authorization: 'Bearer secret', 'x-kept': 'yes' };
+  const same = JSON.parse(await (await client.request(moved(302, '/headers'), { method: 'GET', headers, maxRedirects: 1 })).text()) as Seen;
+  t.is(same.headers.authorization, 'Bearer secret');
+  const cross = JSON.parse(await (await client.request(moved(301, elsewhere), { method: 'GET', headers, maxRedirects: 1 })).text()) as Seen;
+  t.is(cross.headers.authorization, undefined);
+  t.is(cross.headers['x-kept'], 'yes');
+  const twice = await client.request(moved(302, moved(302, '/headers').href), { method: 'GET', headers: {}, maxRedirects: 1 });
+  t.is(twice.status, 302);
+  twice.destroy();
 });
