@@ -36,7 +36,9 @@ interface Outcome {
   stderrTail?: string;
 }
 
-const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, out: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, out: { type: 'string' } },
+});
 const root = packageRoot();
 const quick = values.quick || process.env.BENCH_QUICK === '1';
 const selected = selection(values.only);
@@ -44,7 +46,10 @@ const out = resolve(values.out ?? join(root, 'build', 'bench-report.json'));
 
 function selection(only: string | undefined): Bench[] {
   if (!only) return [...BENCHES];
-  const names = only.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = names.filter((n) => !(BENCHES as readonly string[]).includes(n));
   if (unknown.length > 0 || names.length === 0) {
     console.error(`--only takes a comma-separated list of: ${BENCHES.join(', ')} (unknown: ${unknown.join(', ') || 'none given'})`);
@@ -92,7 +97,12 @@ function run(bench: Bench): Promise<Outcome> {
   const seconds = () => Math.round(performance.now() - started) / 1000;
   const env = { ...process.env, ...(quick && Object.fromEntries(Object.entries(QUICK_ENV).filter(([k]) => process.env[k] === undefined))) };
   // Its own process group, so a benchmark stopped at its limit takes its gateways with it.
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', `${bench}.ts`)], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', `${bench}.ts`)], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   const stopGroup = () => {
     try {
       process.kill(-child.pid!, 'SIGTERM');
@@ -113,7 +123,12 @@ function run(bench: Bench): Promise<Outcome> {
       clearTimeout(limit);
       process.off('SIGINT', stopGroup);
       const failed = (error: string): Outcome => ({ ok: false, seconds: seconds(), error, stderrTail: stderr.slice(-6000) });
-      if (code !== 0) return done(failed(signal ? `stopped by ${signal}${signal === 'SIGTERM' ? ` after ${BENCH_LIMIT_MS / 60_000} min` : ''}` : `exited with ${code}`));
+      if (code !== 0)
+        return done(
+          failed(
+            signal ? `stopped by ${signal}${signal === 'SIGTERM' ? ` after ${BENCH_LIMIT_MS / 60_000} min` : ''}` : `exited with ${code}`,
+          ),
+        );
       try {
         done({ ok: true, seconds: seconds(), result: parseOutput(stdout) });
       } catch (err) {
@@ -136,11 +151,19 @@ function verdicts(value: unknown, path = '', inTargets = false): [string, boolea
 /** The figures the summary line shows per benchmark, by path in its result. */
 const HEADLINES: Partial<Record<Bench, string[]>> = {
   dispatch: ['gateway.drain.jobsPerSecond', 'gateway.endToEnd.jobsPerSecond', 'peer.jobsPerSecond'],
-  replicas: ['killSwitch.untilAllReplicasMs.p99', 'dispatch.oneReplica.jobsPerSecond', 'dispatch.threeReplicas.jobsPerSecond', 'dispatch.ratioThreeToOne', 'dispatch.jobsLeasedTwice'],
+  replicas: [
+    'killSwitch.untilAllReplicasMs.p99',
+    'dispatch.oneReplica.jobsPerSecond',
+    'dispatch.threeReplicas.jobsPerSecond',
+    'dispatch.ratioThreeToOne',
+    'dispatch.jobsLeasedTwice',
+  ],
 };
 
 function at(value: unknown, path: string): unknown {
-  return path.split('.').reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), value);
+  return path
+    .split('.')
+    .reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), value);
 }
 
 const report = {
@@ -165,7 +188,10 @@ for (const [name, o] of Object.entries(report.benches)) {
   const v = verdicts(o.result);
   const missed = v.filter(([, met]) => !met).map(([p]) => p);
   const shown = missed.length > 4 ? [...missed.slice(0, 4), `${missed.length - 4} more`] : missed;
-  const targets = v.length === 0 ? 'no target verdicts in its output' : `targets met ${v.length - missed.length}/${v.length}${missed.length ? ` (missed: ${shown.join(', ')})` : ''}`;
+  const targets =
+    v.length === 0
+      ? 'no target verdicts in its output'
+      : `targets met ${v.length - missed.length}/${v.length}${missed.length ? ` (missed: ${shown.join(', ')})` : ''}`;
   console.log(`  ${name}: ok in ${o.seconds} s; ${targets}`);
   for (const path of HEADLINES[name as Bench] ?? []) console.log(`    ${path} = ${JSON.stringify(at(o.result, path))}`);
 }

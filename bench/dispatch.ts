@@ -36,7 +36,11 @@ function percentiles(samples: number[]) {
 // the gateway it measures (fetch/undici costs several times more CPU per request).
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-function json(url: string, init: { method?: string; token: string; body?: unknown; headers?: Record<string, string> }): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+function json(
+  url: string,
+  init: { method?: string; token: string; body?: unknown; headers?: Record<string, string> },
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+): Promise<Record<string, any>> {
   const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -44,7 +48,12 @@ function json(url: string, init: { method?: string; token: string; body?: unknow
       {
         agent,
         method: init.method ?? 'POST',
-        headers: { authorization: `Bearer ${init.token}`, 'content-type': 'application/json', ...(payload && { 'content-length': Buffer.byteLength(payload) }), ...init.headers },
+        headers: {
+          authorization: `Bearer ${init.token}`,
+          'content-type': 'application/json',
+          ...(payload && { 'content-length': Buffer.byteLength(payload) }),
+          ...init.headers,
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -63,10 +72,17 @@ function json(url: string, init: { method?: string; token: string; body?: unknow
 
 async function gatewayRun(): Promise<Record<string, unknown>> {
   const db = await createTestDatabase();
-  const gw = await startGatewayProcess({ DATABASE_URL: db.url, CYNODE_BUNDLE: await ensureBundle(), CYNODE_LOG_LEVEL: 'info', CYNODE_DATABASE_POOL_MAX: '20', ...(process.env.BENCH_GATEWAY_NODE_OPTIONS && { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }) });
+  const gw = await startGatewayProcess({
+    DATABASE_URL: db.url,
+    CYNODE_BUNDLE: await ensureBundle(),
+    CYNODE_LOG_LEVEL: 'info',
+    CYNODE_DATABASE_POOL_MAX: '20',
+    ...(process.env.BENCH_GATEWAY_NODE_OPTIONS && { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }),
+  });
   const base = `http://127.0.0.1:${gw.ports.control}`;
   try {
-    const admin = (path: string, body?: unknown, method = 'POST', headers: Record<string, string> = {}) => json(base + path, { token: TEST_ADMIN_TOKEN, body, method, headers });
+    const admin = (path: string, body?: unknown, method = 'POST', headers: Record<string, string> = {}) =>
+      json(base + path, { token: TEST_ADMIN_TOKEN, body, method, headers });
     const psk = (await admin('/v1/psks', { name: 'bench' })).secret as string;
     await admin('/v1/preferences/system/default/cloud_allowed', { value: true }, 'PUT');
     // Half cloud workers (Example 1), half local nodes: both kinds pass through the policy.
@@ -74,9 +90,25 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
     for (let i = 0; i < WORKERS; i++) {
       const cloud = i % 2 === 0;
       const report = cloud
-        ? { node_id: `cloud-${i}`, labels: ['cloud', 'provider_openai'], region: 'us-east-1', inference_mode: 'provider_api', supported_providers: ['openai'], max_concurrency: 16 }
-        : { node_id: `local-${i}`, labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], max_concurrency: 16 };
-      tokens.push(((await json(`${base}/register`, { token: 'none', body: report, headers: { 'x-cynode-psk': psk } })) as { token: string }).token);
+        ? {
+            node_id: `cloud-${i}`,
+            labels: ['cloud', 'provider_openai'],
+            region: 'us-east-1',
+            inference_mode: 'provider_api',
+            supported_providers: ['openai'],
+            max_concurrency: 16,
+          }
+        : {
+            node_id: `local-${i}`,
+            labels: ['local'],
+            region: 'onprem',
+            inference_mode: 'ollama_local',
+            supported_providers: [],
+            max_concurrency: 16,
+          };
+      tokens.push(
+        ((await json(`${base}/register`, { token: 'none', body: report, headers: { 'x-cynode-psk': psk } })) as { token: string }).token,
+      );
     }
 
     const submitLatency: number[] = [];
@@ -87,7 +119,12 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
           while (next < n) {
             const i = next++;
             const t0 = performance.now();
-            await admin('/v1/jobs', { task_id: `task-${tag}-${i}`, user_id: 'bench', payload: { kind: 'echo', input: i }, estimated_cost_usd: 0.01 }, 'POST', { 'idempotency-key': `${tag}-${i}` });
+            await admin(
+              '/v1/jobs',
+              { task_id: `task-${tag}-${i}`, user_id: 'bench', payload: { kind: 'echo', input: i }, estimated_cost_usd: 0.01 },
+              'POST',
+              { 'idempotency-key': `${tag}-${i}` },
+            );
             submitLatency.push(performance.now() - t0);
           }
         }),
@@ -104,7 +141,9 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
         tokens.map(async (token) => {
           while (done < expected) {
             const t0 = performance.now();
-            const { jobs } = (await json(`${base}/jobs/poll`, { token, body: { max_jobs: MAX_JOBS_PER_POLL, wait_ms: POLL_WAIT_MS } })) as { jobs: { job_id: string; lease_id: string }[] };
+            const { jobs } = (await json(`${base}/jobs/poll`, { token, body: { max_jobs: MAX_JOBS_PER_POLL, wait_ms: POLL_WAIT_MS } })) as {
+              jobs: { job_id: string; lease_id: string }[];
+            };
             if (jobs.length === 0) {
               emptyPolls++;
               continue;
@@ -113,7 +152,10 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
             await Promise.all(
               jobs.map(async (j) => {
                 const r0 = performance.now();
-                await json(`${base}/result`, { token, body: { job_id: j.job_id, lease_id: j.lease_id, status: 'succeeded', result: { ok: true } } });
+                await json(`${base}/result`, {
+                  token,
+                  body: { job_id: j.job_id, lease_id: j.lease_id, status: 'succeeded', result: { ok: true } },
+                });
                 resultLatency.push(performance.now() - r0);
                 done++;
                 lastResultAt = performance.now();
@@ -162,9 +204,17 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
         submitMs: e2eSubmitMs,
       },
       // Work waiting in the queue: a poll's round trip is the claim (lock, decide, lease).
-      drain: { jobsPerSecond: Math.round((JOBS / drainMs) * 1000), claimMs: percentiles(drain.claimLatency), resultMs: percentiles(drain.resultLatency) },
+      drain: {
+        jobsPerSecond: Math.round((JOBS / drainMs) * 1000),
+        claimMs: percentiles(drain.claimLatency),
+        resultMs: percentiles(drain.resultLatency),
+      },
       submissionsPerSecond: Math.round((JOBS / submitMs) * 1000),
-      checks: { jobsByState: Object.fromEntries(rows.map((r) => [r.state, r.n])), dispatchDecisionsRecorded: decisions.rows[0].n, jobsLeasedMoreThanOnce: twice.rows[0].n },
+      checks: {
+        jobsByState: Object.fromEntries(rows.map((r) => [r.state, r.n])),
+        dispatchDecisionsRecorded: decisions.rows[0].n,
+        jobsLeasedMoreThanOnce: twice.rows[0].n,
+      },
     };
   } finally {
     gw.child.kill('SIGTERM');
@@ -179,7 +229,10 @@ async function sqlPeer(): Promise<Record<string, unknown>> {
   // The real schema: migrate through a short-lived gateway-less knex run.
   const { openDatabase, migrateLatest } = await import('../src/storage/index.js');
   const pino = (await import('pino')).default;
-  const d = await openDatabase({ url: db.url, dataDir: '', poolMax: 2, connectTimeoutMs: 5000, startupTimeoutMs: 0 }, pino({ level: 'silent' }));
+  const d = await openDatabase(
+    { url: db.url, dataDir: '', poolMax: 2, connectTimeoutMs: 5000, startupTimeoutMs: 0 },
+    pino({ level: 'silent' }),
+  );
   await migrateLatest(d.knex);
   await d.close();
   const pool = new pg.Pool({ connectionString: db.url, max: WORKERS });
@@ -209,7 +262,11 @@ async function sqlPeer(): Promise<Record<string, unknown>> {
             continue;
           }
           claimLatency.push(performance.now() - t0);
-          await Promise.all(rows.map((r) => pool.query(`UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1 AND lease_id = $2`, [r.id, r.lease_id])));
+          await Promise.all(
+            rows.map((r) =>
+              pool.query(`UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1 AND lease_id = $2`, [r.id, r.lease_id]),
+            ),
+          );
           done += rows.length;
         }
       }),
@@ -233,7 +290,10 @@ console.log(
       bench: 'dispatch',
       gateway,
       peer: { name: 'plain SQL queue (same schema, no HTTP, no policy)', ...peer },
-      ratios: { drainVsPeer: Math.round((drain / (peer.jobsPerSecond as number)) * 100) / 100, endToEndVsPeer: Math.round((e2e / (peer.jobsPerSecond as number)) * 100) / 100 },
+      ratios: {
+        drainVsPeer: Math.round((drain / (peer.jobsPerSecond as number)) * 100) / 100,
+        endToEndVsPeer: Math.round((e2e / (peer.jobsPerSecond as number)) * 100) / 100,
+      },
       target: {
         jobsPerSecond: 1000,
         drainMet: drain >= 1000,

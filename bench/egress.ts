@@ -43,7 +43,11 @@ async function main() {
   });
   const control = `http://127.0.0.1:${gw.ports.control}`;
   const admin = (path: string, method: string, body: unknown) =>
-    fetch(`${control}${path}`, { method, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => {
+    fetch(`${control}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    }).then(async (r) => {
       if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
     });
   try {
@@ -51,9 +55,18 @@ async function main() {
     await admin('/v1/budgets/task/bench-task', 'PUT', { limit_usd: 1_000_000 });
     await admin('/v1/preferences/system/default/cloud_allowed', 'PUT', { value: true });
 
-    const params = (stream: boolean) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 16, ...(stream && { stream: true }) });
+    const params = (stream: boolean) => ({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Say hello' }],
+      max_tokens: 16,
+      ...(stream && { stream: true }),
+    });
     const targets: Record<'direct' | 'portkey' | 'cynode', Target> = {
-      direct: { url: `${fakeUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${KEY}` }, body: (s) => JSON.stringify(params(s)) },
+      direct: {
+        url: `${fakeUrl}/v1/chat/completions`,
+        headers: { authorization: `Bearer ${KEY}` },
+        body: (s) => JSON.stringify(params(s)),
+      },
       portkey: {
         url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
         headers: { authorization: `Bearer ${KEY}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${fakeUrl}/v1` },
@@ -66,7 +79,8 @@ async function main() {
       },
     };
     // Every path answers before anything is measured.
-    for (const [name, target] of Object.entries(targets)) await send(target, false).catch((err: Error) => Promise.reject(new Error(`${name}: ${err.message}`)));
+    for (const [name, target] of Object.entries(targets))
+      await send(target, false).catch((err: Error) => Promise.reject(new Error(`${name}: ${err.message}`)));
 
     const scenarios: Record<string, unknown> = {};
     for (const stream of [false, true]) {
@@ -91,12 +105,18 @@ async function main() {
             p50: portkeyAdded.p50 > 0 ? Math.round((cynode.p50 / portkeyAdded.p50) * 100) / 100 : null,
             p99: portkeyAdded.p99 > 0 ? Math.round((cynode.p99 / portkeyAdded.p99) * 100) / 100 : null,
           },
-          targets: { p50AddedAtMost1ms: cynode.p50 <= 1, p99AddedAtMost5ms: cynode.p99 <= 5, noMoreThanPortkey: cynode.p50 <= portkeyAdded.p50 && cynode.p99 <= portkeyAdded.p99 },
+          targets: {
+            p50AddedAtMost1ms: cynode.p50 <= 1,
+            p99AddedAtMost5ms: cynode.p99 <= 5,
+            noMoreThanPortkey: cynode.p50 <= portkeyAdded.p50 && cynode.p99 <= portkeyAdded.p99,
+          },
         };
       }
       scenarios[stream ? 'chatStreamed' : 'chat'] = byRate;
     }
-    const spent = await fetch(`${control}/v1/budgets/task/bench-task`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }).then((r) => r.json() as Promise<Record<string, number>>);
+    const spent = await fetch(`${control}/v1/budgets/task/bench-task`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }).then(
+      (r) => r.json() as Promise<Record<string, number>>,
+    );
     console.log(
       JSON.stringify(
         {

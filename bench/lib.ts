@@ -39,7 +39,8 @@ export interface JsonRequest {
  * a loaded machine makes likely) is retried once on a new socket, as Node's docs advise: the
  * server never read that request.
  */
-export function requestJson(url: string, init: JsonRequest = {}, retried = false): Promise<Record<string, any>> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function requestJson(url: string, init: JsonRequest = {}, retried = false): Promise<Record<string, any>> {
   const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
   const method = init.method ?? (payload === undefined ? 'GET' : 'POST');
   const headers: Record<string, string | number> = { ...init.headers };
@@ -54,7 +55,8 @@ export function requestJson(url: string, init: JsonRequest = {}, retried = false
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if ((res.statusCode ?? 500) >= 400) return reject(new Error(`${method} ${new URL(url).pathname}: ${res.statusCode} ${text.slice(0, 300)}`));
+        if ((res.statusCode ?? 500) >= 400)
+          return reject(new Error(`${method} ${new URL(url).pathname}: ${res.statusCode} ${text.slice(0, 300)}`));
         try {
           resolve(text ? JSON.parse(text) : {});
         } catch {
@@ -64,7 +66,13 @@ export function requestJson(url: string, init: JsonRequest = {}, retried = false
     });
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (!retried && req.reusedSocket && err.code === 'ECONNRESET') resolve(requestJson(url, init, true));
-      else reject(new Error(`${method} ${url}: ${err.code ?? err.message}${req.reusedSocket ? ' (reused socket)' : ''}${retried ? ' (retried)' : ''}`, { cause: err }));
+      else
+        reject(
+          new Error(
+            `${method} ${url}: ${err.code ?? err.message}${req.reusedSocket ? ' (reused socket)' : ''}${retried ? ' (retried)' : ''}`,
+            { cause: err },
+          ),
+        );
     });
     req.end(payload);
   });
@@ -128,7 +136,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function startChild(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: ChildProcess; output: () => string }> {
+export function startChild(
+  args: string[],
+  env: Record<string, string>,
+  ready: RegExp,
+): Promise<{ child: ChildProcess; output: () => string }> {
   const child = spawn(process.execPath, args, { cwd: packageRoot(), env: { ...process.env, ...env } });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -145,4 +157,3 @@ export function startChild(args: string[], env: Record<string, string>, ready: R
     child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
   });
 }
-

@@ -51,10 +51,22 @@ async function main() {
     /artifact server ready/,
   );
   // The bench's own signing key, published like a replica's, so the upstream trusts its tokens.
-  const keyDb = await connectAndMigrate({ url: db.url, dataDir: '', poolMax: 2, connectTimeoutMs: 5000, startupTimeoutMs: 0 }, pino({ level: 'silent' }));
-  const keys = await createKeyStore({ knex: keyDb.knex, logger: pino({ level: 'silent' }), rotationMs: 86_400_000, maxTokenTtlMs: 3_600_000 });
+  const keyDb = await connectAndMigrate(
+    { url: db.url, dataDir: '', poolMax: 2, connectTimeoutMs: 5000, startupTimeoutMs: 0 },
+    pino({ level: 'silent' }),
+  );
+  const keys = await createKeyStore({
+    knex: keyDb.knex,
+    logger: pino({ level: 'silent' }),
+    rotationMs: 86_400_000,
+    maxTokenTtlMs: 3_600_000,
+  });
   const admin = async (path: string, method: string, body: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${control}${path}`, { method, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    const res = await fetch(`${control}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
     if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
     return (await res.json()) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   };
@@ -63,16 +75,36 @@ async function main() {
     const registered = await fetch(`${control}/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-cynode-psk': psk },
-      body: JSON.stringify({ node_id: 'cloud-bench-01', labels: ['cloud'], region: 'us-east-1', inference_mode: 'provider_api', supported_providers: ['openai'], max_concurrency: 4 }),
+      body: JSON.stringify({
+        node_id: 'cloud-bench-01',
+        labels: ['cloud'],
+        region: 'us-east-1',
+        inference_mode: 'provider_api',
+        supported_providers: ['openai'],
+        max_concurrency: 4,
+      }),
     }).then((r) => r.json() as Promise<{ token: string }>);
     await admin('/v1/preferences/system/default/cloud_allowed', 'PUT', { value: true });
-    const job = await admin('/v1/jobs', 'POST', { task_id: TASK, user_id: 'bench', requirements: { labels: ['cloud'] }, payload: { kind: 'echo' } }, { 'idempotency-key': randomUUID() });
-    const leased = await fetch(`${control}/jobs/poll`, { method: 'POST', headers: { authorization: `Bearer ${registered.token}`, 'content-type': 'application/json' }, body: '{}' }).then(
-      (r) => r.json() as Promise<{ jobs: { job_id: string }[] }>,
+    const job = await admin(
+      '/v1/jobs',
+      'POST',
+      { task_id: TASK, user_id: 'bench', requirements: { labels: ['cloud'] }, payload: { kind: 'echo' } },
+      { 'idempotency-key': randomUUID() },
     );
+    const leased = await fetch(`${control}/jobs/poll`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${registered.token}`, 'content-type': 'application/json' },
+      body: '{}',
+    }).then((r) => r.json() as Promise<{ jobs: { job_id: string }[] }>);
     if (!leased.jobs.some((j) => j.job_id === job.id)) throw new Error('the bench worker did not lease its job');
 
-    const rpc = (name: string) => JSON.stringify({ jsonrpc: '2.0', id: randomUUID(), method: 'tools/call', params: { name, arguments: { task_id: TASK, name: 'notes.md' } } });
+    const rpc = (name: string) =>
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: randomUUID(),
+        method: 'tools/call',
+        params: { name, arguments: { task_id: TASK, name: 'notes.md' } },
+      });
     const ok = (text: string) => !text.includes('"error"') && !text.includes('"isError":true');
     const gateway: Target = {
       url: `http://127.0.0.1:${gw.ports.mcp}/mcp`,
@@ -93,7 +125,14 @@ async function main() {
       sign: async (body) => ({
         [FORWARD_TOKEN_HEADER]: await signForwardToken(
           keys.current(),
-          { issuer: 'cynode-gateway', audience: 'mcp-upstream:artifacts', subject: 'bench', entrypoint: ENTRYPOINTS.mcpToolInvoke, input, revision: 'bench' },
+          {
+            issuer: 'cynode-gateway',
+            audience: 'mcp-upstream:artifacts',
+            subject: 'bench',
+            entrypoint: ENTRYPOINTS.mcpToolInvoke,
+            input,
+            revision: 'bench',
+          },
           body,
           30_000,
         ),
@@ -101,7 +140,19 @@ async function main() {
       ok,
     };
     // The artifact the calls read, written through the gateway; then both paths must answer.
-    await send({ ...gateway, body: () => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'artifacts.artifact_put', arguments: { task_id: TASK, name: 'notes.md', content: 'benchmark notes' } } }) }, false);
+    await send(
+      {
+        ...gateway,
+        body: () =>
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'tools/call',
+            params: { name: 'artifacts.artifact_put', arguments: { task_id: TASK, name: 'notes.md', content: 'benchmark notes' } },
+          }),
+      },
+      false,
+    );
     await send(direct, false);
     await send(gateway, false);
 
@@ -115,7 +166,10 @@ async function main() {
       }
       rates[`${rate}/s`] = {
         ms: paths,
-        addedMs: { p50: Math.round((paths.gateway!.p50 - paths.direct!.p50) * 1000) / 1000, p99: Math.round((paths.gateway!.p99 - paths.direct!.p99) * 1000) / 1000 },
+        addedMs: {
+          p50: Math.round((paths.gateway!.p50 - paths.direct!.p50) * 1000) / 1000,
+          p99: Math.round((paths.gateway!.p99 - paths.direct!.p99) * 1000) / 1000,
+        },
       };
     }
     console.log(JSON.stringify({ bench: 'mcp', tool: 'artifacts.artifact_get', secondsPerPoint: SECONDS, rates }, null, 2));

@@ -61,7 +61,13 @@ async function inProcess(): Promise<Record<string, unknown>> {
     const samples = timeEvaluations(engine, entrypoint, inputs, 50_000);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const p = percentiles(samples);
-    out[entrypoint] = { unit: 'µs', evaluations: samples.length, ...p, evalsPerSecond: Math.round(samples.length / seconds), meetsTarget: p.p50 <= 20 && p.p99 <= 100 };
+    out[entrypoint] = {
+      unit: 'µs',
+      evaluations: samples.length,
+      ...p,
+      evalsPerSecond: Math.round(samples.length / seconds),
+      meetsTarget: p.p50 <= 20 && p.p99 <= 100,
+    };
   }
   return out;
 }
@@ -111,14 +117,21 @@ async function ruleScaling(): Promise<Record<string, unknown>> {
 
 function autocannonRun(url: string, headers: Record<string, string>, body: string): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
-    autocannon({ url, method: 'POST', connections: 50, duration: 10, headers: { 'content-type': 'application/json', ...headers }, body }, (err, result) =>
-      err ? reject(err) : resolve(result),
+    autocannon(
+      { url, method: 'POST', connections: 50, duration: 10, headers: { 'content-type': 'application/json', ...headers }, body },
+      (err, result) => (err ? reject(err) : resolve(result)),
     );
   });
 }
 
 function summary(r: autocannon.Result): Record<string, number> {
-  return { requestsPerSecond: Math.round(r.requests.average), p50Ms: r.latency.p50, p99Ms: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+  return {
+    requestsPerSecond: Math.round(r.requests.average),
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors,
+  };
 }
 
 async function freePort(): Promise<number> {
@@ -139,16 +152,31 @@ async function http(): Promise<Record<string, unknown>> {
   try {
     const port = await freePort();
     // OPA evaluates the same Rego and data with its own engine (the policies folder as a bundle).
-    opa = spawn(opaBinary(), ['run', '--server', '--addr', `127.0.0.1:${port}`, '--log-level', 'error', '-b', join(packageRoot(), 'policies'), '--ignore', '*_test.rego'], { stdio: 'ignore' });
+    opa = spawn(
+      opaBinary(),
+      [
+        'run',
+        '--server',
+        '--addr',
+        `127.0.0.1:${port}`,
+        '--log-level',
+        'error',
+        '-b',
+        join(packageRoot(), 'policies'),
+        '--ignore',
+        '*_test.rego',
+      ],
+      { stdio: 'ignore' },
+    );
     const opaUrl = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 100; i++) {
       if ((await fetch(`${opaUrl}/health`).catch(() => undefined))?.ok) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    ours = await startGatewayProcess(
-      { DATABASE_URL: db.url, CYNODE_BUNDLE: await ensureBundle(), CYNODE_DATA_DIR: tempDir() },
-      ['--role', 'control'],
-    );
+    ours = await startGatewayProcess({ DATABASE_URL: db.url, CYNODE_BUNDLE: await ensureBundle(), CYNODE_DATA_DIR: tempDir() }, [
+      '--role',
+      'control',
+    ]);
     const oursUrl = `http://127.0.0.1:${ours.ports.control}`;
     await autocannonRun(`${opaUrl}${path}`, {}, body); // warm-up both, then measure both
     await autocannonRun(`${oursUrl}${path}`, { authorization: `Bearer ${TEST_ADMIN_TOKEN}` }, body);

@@ -39,7 +39,8 @@ const TARGET_P99_MS = 1000;
 const FLIP_LIMIT_MS = 15_000;
 const STALL_LIMIT_MS = 60_000;
 
-const admin = (url: string, body?: unknown, method?: string, headers?: Record<string, string>) => requestJson(url, { token: TEST_ADMIN_TOKEN, body, method, headers });
+const admin = (url: string, body?: unknown, method?: string, headers?: Record<string, string>) =>
+  requestJson(url, { token: TEST_ADMIN_TOKEN, body, method, headers });
 
 /** Whether the replica at `base` now denies cloud dispatch for the kill switch. */
 async function killSwitchOn(base: string): Promise<boolean> {
@@ -68,7 +69,8 @@ async function killSwitch(urls: string[]): Promise<Record<string, unknown>> {
           const on = await killSwitchOn(base);
           probeMs.push(performance.now() - asked);
           if (on === off) break;
-          if (performance.now() - started > FLIP_LIMIT_MS) throw new Error(`flip ${i}: ${base} did not enforce it within ${FLIP_LIMIT_MS} ms`);
+          if (performance.now() - started > FLIP_LIMIT_MS)
+            throw new Error(`flip ${i}: ${base} did not enforce it within ${FLIP_LIMIT_MS} ms`);
         }
         const ms = performance.now() - started;
         perReplica[r]!.push(ms);
@@ -104,8 +106,22 @@ async function registerWorkers(urls: string[], label: string): Promise<{ base: s
     const base = urls[i % urls.length]!;
     const report =
       i % 2 === 0
-        ? { node_id: `${label}-cloud-${i}`, labels: ['cloud', 'provider_openai'], region: 'us-east-1', inference_mode: 'provider_api', supported_providers: ['openai'], max_concurrency: 16 }
-        : { node_id: `${label}-local-${i}`, labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], max_concurrency: 16 };
+        ? {
+            node_id: `${label}-cloud-${i}`,
+            labels: ['cloud', 'provider_openai'],
+            region: 'us-east-1',
+            inference_mode: 'provider_api',
+            supported_providers: ['openai'],
+            max_concurrency: 16,
+          }
+        : {
+            node_id: `${label}-local-${i}`,
+            labels: ['local'],
+            region: 'onprem',
+            inference_mode: 'ollama_local',
+            supported_providers: [],
+            max_concurrency: 16,
+          };
     const { token } = await requestJson(`${base}/register`, { body: report, headers: { 'x-cynode-psk': psk } });
     workers.push({ base, token: String(token) });
   }
@@ -138,15 +154,22 @@ async function drain(workers: { base: string; token: string }[], expected: numbe
   await Promise.all(
     workers.map(async ({ base, token }) => {
       while (done < expected) {
-        if (performance.now() - lastResultAt > STALL_LIMIT_MS) throw new Error(`no result accepted for ${STALL_LIMIT_MS} ms; ${done} of ${expected} done`);
-        const { jobs } = (await requestJson(`${base}/jobs/poll`, { token, body: { max_jobs: MAX_JOBS_PER_POLL, wait_ms: POLL_WAIT_MS } })) as { jobs: { job_id: string; lease_id: string }[] };
+        if (performance.now() - lastResultAt > STALL_LIMIT_MS)
+          throw new Error(`no result accepted for ${STALL_LIMIT_MS} ms; ${done} of ${expected} done`);
+        const { jobs } = (await requestJson(`${base}/jobs/poll`, {
+          token,
+          body: { max_jobs: MAX_JOBS_PER_POLL, wait_ms: POLL_WAIT_MS },
+        })) as { jobs: { job_id: string; lease_id: string }[] };
         for (const j of jobs) {
           if (leased.has(j.job_id)) leasedAgain++;
           leased.add(j.job_id);
         }
         await Promise.all(
           jobs.map(async (j) => {
-            await requestJson(`${base}/result`, { token, body: { job_id: j.job_id, lease_id: j.lease_id, status: 'succeeded', result: { ok: true } } });
+            await requestJson(`${base}/result`, {
+              token,
+              body: { job_id: j.job_id, lease_id: j.lease_id, status: 'succeeded', result: { ok: true } },
+            });
             done++;
             lastResultAt = performance.now();
           }),
@@ -198,7 +221,12 @@ async function dispatch(urls: string[], databaseUrl: string, label: string): Pro
 /** The mean jobs/s of a configuration's runs, with the runs themselves. */
 function summary(runs: Record<string, unknown>[]) {
   const rates = runs.map((r) => r.jobsPerSecond as number);
-  return { jobsPerSecond: Math.round(rates.reduce((n, r) => n + r, 0) / rates.length), min: Math.min(...rates), max: Math.max(...rates), runs };
+  return {
+    jobsPerSecond: Math.round(rates.reduce((n, r) => n + r, 0) / rates.length),
+    min: Math.min(...rates),
+    max: Math.max(...rates),
+    runs,
+  };
 }
 
 const leasedTwiceIn = (r: Record<string, unknown>) => {
@@ -254,7 +282,10 @@ try {
   );
 } catch (err) {
   // What the gateways said last explains most failures (a crash, a refused start).
-  for (const [i, r] of (group?.replicas ?? []).entries()) console.error(`--- replica ${i} (exit ${r.process.child.exitCode ?? r.process.child.signalCode ?? 'running'}), last output:\n${r.process.output().slice(-1500)}`);
+  for (const [i, r] of (group?.replicas ?? []).entries())
+    console.error(
+      `--- replica ${i} (exit ${r.process.child.exitCode ?? r.process.child.signalCode ?? 'running'}), last output:\n${r.process.output().slice(-1500)}`,
+    );
   throw err;
 } finally {
   await group?.stop();

@@ -26,7 +26,9 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp('updated_at', { useTz: true }).notNullable();
     t.primary(['scope', 'subject_id']);
   });
-  await knex.raw('ALTER TABLE budgets ADD CONSTRAINT budgets_non_negative CHECK (limit_micros >= 0 AND spent_micros >= 0 AND reserved_micros >= 0)');
+  await knex.raw(
+    'ALTER TABLE budgets ADD CONSTRAINT budgets_non_negative CHECK (limit_micros >= 0 AND spent_micros >= 0 AND reserved_micros >= 0)',
+  );
 
   await knex.schema.createTable('budget_reservations', (t) => {
     t.uuid('call_id').primary();
@@ -178,7 +180,9 @@ export async function up(knex: Knex): Promise<void> {
     BEGIN
       RAISE EXCEPTION 'api_audit is append-only';
     END $$`);
-  await knex.raw(`CREATE TRIGGER api_audit_append_only BEFORE UPDATE OR DELETE ON api_audit FOR EACH ROW EXECUTE FUNCTION api_audit_append_only()`);
+  await knex.raw(
+    `CREATE TRIGGER api_audit_append_only BEFORE UPDATE OR DELETE ON api_audit FOR EACH ROW EXECUTE FUNCTION api_audit_append_only()`,
+  );
 }
 
 export async function down(knex: Knex): Promise<void> {

@@ -30,7 +30,9 @@ export async function up(knex: Knex): Promise<void> {
     BEGIN
       RAISE EXCEPTION 'tool_audit is append-only';
     END $$`);
-  await knex.raw('CREATE TRIGGER tool_audit_append_only BEFORE UPDATE OR DELETE ON tool_audit FOR EACH ROW EXECUTE FUNCTION tool_audit_append_only()');
+  await knex.raw(
+    'CREATE TRIGGER tool_audit_append_only BEFORE UPDATE OR DELETE ON tool_audit FOR EACH ROW EXECUTE FUNCTION tool_audit_append_only()',
+  );
 
   await knex.schema.createTable('artifacts', (t) => {
     t.text('task_id').notNullable();

@@ -26,13 +26,19 @@ export const OTHER_ENV: readonly { env: string; description: string }[] = [
   { env: 'CYNODE_LABELS', description: 'Worker: comma-separated labels, e.g. cloud,provider_openai.' },
   { env: 'CYNODE_CAP_REGION', description: 'Worker: its region.' },
   { env: 'CYNODE_CAP_PROVIDER', description: 'Worker: the cloud it runs in.' },
-  { env: 'CYNODE_CAP_INFERENCE_MODE', description: 'Worker: provider_api, ollama_remote or ollama_local (default provider_api with providers, else ollama_remote).' },
+  {
+    env: 'CYNODE_CAP_INFERENCE_MODE',
+    description: 'Worker: provider_api, ollama_remote or ollama_local (default provider_api with providers, else ollama_remote).',
+  },
   { env: 'CYNODE_CAP_SUPPORTED_PROVIDERS', description: 'Worker: comma-separated providers.' },
   { env: 'CYNODE_CAP_SUPPORTED_MODELS', description: 'Worker: comma-separated models.' },
   { env: 'CYNODE_CAP_MAX_CONCURRENCY', description: 'Worker: jobs at once, 1-1024 (default 4).' },
   { env: 'CYNODE_CAP_RATE_LIMIT_RPM', description: 'Worker: requests per minute it accepts.' },
   { env: 'CYNODE_CAP_RATE_LIMIT_TPM', description: 'Worker: tokens per minute it accepts.' },
-  { env: 'CYNODE_CAP_REACHABLE_ENDPOINTS', description: 'Worker: comma-separated endpoints it can reach (default: the control plane URL).' },
+  {
+    env: 'CYNODE_CAP_REACHABLE_ENDPOINTS',
+    description: 'Worker: comma-separated endpoints it can reach (default: the control plane URL).',
+  },
   { env: 'CYNODE_WORKER_POLL_WAIT_MS', description: 'Worker: long-poll wait, 0-30000 (default 25000).' },
 ];
 
@@ -62,7 +68,9 @@ function defaultOf(value: unknown): string {
 
 /** The value under a dotted key in a parsed YAML tree (undefined when absent). */
 function valueAt(tree: unknown, key: string): unknown {
-  return key.split('.').reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), tree);
+  return key
+    .split('.')
+    .reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), tree);
 }
 
 /** The page, from the schema and the shipped defaults under `root`. */
@@ -97,9 +105,21 @@ export function renderConfigurationDoc(root: string = packageRoot()): string {
     '',
   ];
   for (const [section, rows] of sections) {
-    out.push(`## ${section}`, '', '| key | env | type | bounds / values | default | secret | description |', '|---|---|---|---|---|---|---|', ...rows, '');
+    out.push(
+      `## ${section}`,
+      '',
+      '| key | env | type | bounds / values | default | secret | description |',
+      '|---|---|---|---|---|---|---|',
+      ...rows,
+      '',
+    );
   }
-  out.push('## Other environment variables', '', 'Read outside the schema: by the CLI, the policy toolchain and the reference worker (`cynode-gateway worker`, configured by the `CYNODE_*` variables below).', '');
+  out.push(
+    '## Other environment variables',
+    '',
+    'Read outside the schema: by the CLI, the policy toolchain and the reference worker (`cynode-gateway worker`, configured by the `CYNODE_*` variables below).',
+    '',
+  );
   out.push('| env | description |', '|---|---|', ...OTHER_ENV.map((e) => `| ${code(e.env)} | ${cell(e.description)} |`), '');
   return out.join('\n');
 }

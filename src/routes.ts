@@ -39,4 +39,3 @@ export const ROUTE_TABLE: readonly RouteEntry[] = [
   ...MCP_ROUTES,
   ...EGRESS_ROUTES,
 ];
-

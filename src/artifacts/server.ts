@@ -20,7 +20,11 @@ export const ARTIFACT_TOOLS = [
     description: "Stores a text artifact under the caller's task (replacing one of the same name).",
     inputSchema: {
       type: 'object',
-      properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 }, name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' }, content: { type: 'string', maxLength: 262144 } },
+      properties: {
+        task_id: { type: 'string', minLength: 1, maxLength: 256 },
+        name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' },
+        content: { type: 'string', maxLength: 262144 },
+      },
       required: ['task_id', 'name', 'content'],
       additionalProperties: false,
     },
@@ -30,7 +34,10 @@ export const ARTIFACT_TOOLS = [
     description: "Reads a text artifact of the caller's task.",
     inputSchema: {
       type: 'object',
-      properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 }, name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' } },
+      properties: {
+        task_id: { type: 'string', minLength: 1, maxLength: 256 },
+        name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' },
+      },
       required: ['task_id', 'name'],
       additionalProperties: false,
     },
@@ -38,7 +45,12 @@ export const ARTIFACT_TOOLS = [
   {
     name: 'artifact_list',
     description: "Lists the artifacts of the caller's task.",
-    inputSchema: { type: 'object', properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 } }, required: ['task_id'], additionalProperties: false },
+    inputSchema: {
+      type: 'object',
+      properties: { task_id: { type: 'string', minLength: 1, maxLength: 256 } },
+      required: ['task_id'],
+      additionalProperties: false,
+    },
   },
 ] as const;
 
@@ -88,16 +100,29 @@ export async function startArtifactServer(options: {
     if (call.name === 'artifact_put') {
       const content = String(call.arguments.content);
       const sha256 = createHash('sha256').update(content).digest('hex');
-      const row = { task_id: task, name: String(call.arguments.name), content, sha256, size: Buffer.byteLength(content), written_by: caller, updated_at: new Date() };
+      const row = {
+        task_id: task,
+        name: String(call.arguments.name),
+        content,
+        sha256,
+        size: Buffer.byteLength(content),
+        written_by: caller,
+        updated_at: new Date(),
+      };
       await knex('artifacts').insert(row).onConflict(['task_id', 'name']).merge(['content', 'sha256', 'size', 'written_by', 'updated_at']);
       return { task_id: task, name: row.name, size: row.size, sha256 };
     }
     if (call.name === 'artifact_get') {
-      const row = (await knex('artifacts').where({ task_id: task, name: String(call.arguments.name) }).first('name', 'content', 'sha256', 'size')) as Record<string, unknown> | undefined;
+      const row = (await knex('artifacts')
+        .where({ task_id: task, name: String(call.arguments.name) })
+        .first('name', 'content', 'sha256', 'size')) as Record<string, unknown> | undefined;
       if (!row) throw new McpError(ErrorCode.InvalidParams, `no artifact '${String(call.arguments.name)}' in task ${task}`);
       return row;
     }
-    const rows = (await knex('artifacts').where({ task_id: task }).orderBy('name').select('name', 'size', 'sha256', 'updated_at')) as Record<string, unknown>[];
+    const rows = (await knex('artifacts')
+      .where({ task_id: task })
+      .orderBy('name')
+      .select('name', 'size', 'sha256', 'updated_at')) as Record<string, unknown>[];
     return { task_id: task, artifacts: rows };
   };
 
@@ -119,13 +144,22 @@ export async function startArtifactServer(options: {
 
   // The final gate: the forward token must be bound to this request, and a tools/call is decided
   // again on this server's own bundle and must be the call decided on. Answers the caller.
-  const gateCheck = async (token: string | undefined, body: Buffer | string, method: unknown, params: CallParams | undefined): Promise<string> => {
+  const gateCheck = async (
+    token: string | undefined,
+    body: Buffer | string,
+    method: unknown,
+    params: CallParams | undefined,
+  ): Promise<string> => {
     if (method !== 'tools/call') {
       await options.gate.verify(token, body);
       return 'gateway';
     }
     const { forward } = await options.gate.check(token, body);
-    const input = forward.input as { subject?: { node_id?: string }; resource?: { name?: string }; context?: { arguments?: Record<string, unknown> } };
+    const input = forward.input as {
+      subject?: { node_id?: string };
+      resource?: { name?: string };
+      context?: { arguments?: Record<string, unknown> };
+    };
     if (forward.entrypoint !== ENTRYPOINTS.mcpToolInvoke || input.resource?.name !== params?.name) {
       throw new GatewayError('forward_body_mismatch', 'the forward token is not for this tool call');
     }

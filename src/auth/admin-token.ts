@@ -25,6 +25,8 @@ export function resolveAdminToken(auth: Config['auth'], logger: Logger): string 
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
   chmodSync(file, 0o600);
-  logger.child({ component: 'auth' }).warn({ file }, 'generated an admin token; read it from this file (set CYNODE_ADMIN_TOKEN to choose your own)');
+  logger
+    .child({ component: 'auth' })
+    .warn({ file }, 'generated an admin token; read it from this file (set CYNODE_ADMIN_TOKEN to choose your own)');
   return token;
 }

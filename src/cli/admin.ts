@@ -47,7 +47,9 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
         ...(body !== undefined && { body: JSON.stringify(body) }),
       });
     } catch (err) {
-      throw new StartupError(`cannot reach the gateway at ${base}: ${(err as Error).cause ? String(((err as Error).cause as Error).message) : (err as Error).message}`);
+      throw new StartupError(
+        `cannot reach the gateway at ${base}: ${(err as Error).cause ? String(((err as Error).cause as Error).message) : (err as Error).message}`,
+      );
     }
     const answer = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
     if (!res.ok) throw new StartupError(`${answer?.error?.code ?? res.status}: ${answer?.error?.message ?? res.statusText}`);
@@ -59,7 +61,8 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
   if (command === 'credentials') {
     switch (sub) {
       case 'add': {
-        if (!values.provider || !values.name) throw new UsageError('credentials add needs --provider and --name (the secret comes on standard input)');
+        if (!values.provider || !values.name)
+          throw new UsageError('credentials add needs --provider and --name (the secret comes on standard input)');
         const secret = await readSecretFromStdin();
         out(
           await call('POST', '/v1/credentials', {
@@ -96,7 +99,10 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
   switch (sub) {
     case 'create': {
       if (!values.name) throw new UsageError('psk create needs --name');
-      const created = await call('POST', '/v1/psks', { name: values.name, ...(values['expires-at'] && { expires_at: values['expires-at'] }) });
+      const created = await call('POST', '/v1/psks', {
+        name: values.name,
+        ...(values['expires-at'] && { expires_at: values['expires-at'] }),
+      });
       out(created);
       console.error('cynode-gateway: the secret is shown this once; give it to the worker as CYNODE_REGISTER_PSK');
       return 0;

@@ -19,7 +19,10 @@ import { UsageError } from './usage.js';
 export async function runArtifactServer(config: Config, logger: Logger, args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args, options: { name: { type: 'string', default: 'artifacts' }, stdio: { type: 'boolean', default: false } } }));
+    ({ values } = parseArgs({
+      args,
+      options: { name: { type: 'string', default: 'artifacts' }, stdio: { type: 'boolean', default: false } },
+    }));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -8,7 +8,9 @@ export async function readSecretFromStdin(): Promise<string> {
   if (process.stdin.isTTY) process.stderr.write('secret (then Enter, Ctrl-D): ');
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /**

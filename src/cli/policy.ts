@@ -33,7 +33,9 @@ export async function runPolicy(config: Config, args: string[]): Promise<number>
         ...(values.revision && { revision: values.revision }),
         ...(signing && { signing }),
       });
-      console.error(`policy bundle ${built.out} (revision ${built.revision}, ${signing ? `signed by key '${signing.keyId}'` : 'unsigned'})`);
+      console.error(
+        `policy bundle ${built.out} (revision ${built.revision}, ${signing ? `signed by key '${signing.keyId}'` : 'unsigned'})`,
+      );
       return 0;
     }
     case 'test': {
@@ -51,7 +53,10 @@ export async function runPolicy(config: Config, args: string[]): Promise<number>
 function signingSetup(config: Config): { keyFile: string; algorithm: string; keyId: string } | undefined {
   const { signingKeyFile, verificationKeysFile, signingAlgorithm, signingKeyId } = config.policy;
   if (!signingKeyFile) return undefined;
-  if (verificationKeysFile && ensureLocalSigningKey({ keyFile: signingKeyFile, keysFile: verificationKeysFile, keyId: signingKeyId, algorithm: signingAlgorithm })) {
+  if (
+    verificationKeysFile &&
+    ensureLocalSigningKey({ keyFile: signingKeyFile, keysFile: verificationKeysFile, keyId: signingKeyId, algorithm: signingAlgorithm })
+  ) {
     console.error(`created a local bundle signing key ${signingKeyFile} and its verification entry in ${verificationKeysFile}`);
   }
   return { keyFile: signingKeyFile, algorithm: signingAlgorithm, keyId: signingKeyId };

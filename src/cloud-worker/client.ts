@@ -34,7 +34,11 @@ export class WorkerClient {
     });
     const answer = res as { token: string } & WorkerClient['intervals'];
     this.token = answer.token;
-    this.intervals = { poll_interval_ms: answer.poll_interval_ms, heartbeat_interval_ms: answer.heartbeat_interval_ms, lease_ttl_ms: answer.lease_ttl_ms };
+    this.intervals = {
+      poll_interval_ms: answer.poll_interval_ms,
+      heartbeat_interval_ms: answer.heartbeat_interval_ms,
+      lease_ttl_ms: answer.lease_ttl_ms,
+    };
   }
 
   /** An authenticated call; a 401 triggers one re-registration and one retry. */
@@ -62,7 +66,10 @@ export class WorkerClient {
     return this.registering;
   }
 
-  private async send(path: string, init: { method: string; headers: Record<string, string>; body?: unknown; signal?: AbortSignal }): Promise<unknown> {
+  private async send(
+    path: string,
+    init: { method: string; headers: Record<string, string>; body?: unknown; signal?: AbortSignal },
+  ): Promise<unknown> {
     const res = await fetch(this.baseUrl + path, {
       method: init.method,
       headers: { ...init.headers, ...(init.body !== undefined && { 'content-type': 'application/json' }) },
@@ -79,7 +86,12 @@ export class WorkerClient {
     if (!res.ok) {
       const e = (body as { error?: { code?: string; message?: string } } | null)?.error;
       const retryAfter = Number(res.headers.get('retry-after'));
-      throw new ApiError(res.status, e?.code ?? `http_${res.status}`, e?.message ?? res.statusText, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null);
+      throw new ApiError(
+        res.status,
+        e?.code ?? `http_${res.status}`,
+        e?.message ?? res.statusText,
+        Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null,
+      );
     }
     return body;
   }

@@ -14,7 +14,11 @@ export interface WorkerConfig {
 /** A missing or malformed variable, named. */
 export class WorkerConfigError extends Error {}
 
-const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const list = (v: string | undefined) =>
+  (v ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /** Reads the worker's configuration from the environment; throws naming the first bad variable. */
 export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {

@@ -1,7 +1,8 @@
 import { ApiError, type WorkerClient } from './client.js';
 
 /** The outcome of running one job: a result, or an error the gateway can retry or not. */
-export type JobOutcome = { status: 'succeeded'; result: unknown } | { status: 'failed'; error: { code: string; message: string; retryable: boolean } };
+export type JobOutcome =
+  { status: 'succeeded'; result: unknown } | { status: 'failed'; error: { code: string; message: string; retryable: boolean } };
 
 /** What an executor gets: the job, the API client and a signal that fires when it must stop. */
 export interface JobContext {
@@ -46,7 +47,11 @@ export const EXECUTORS: Record<string, Executor> = {
     }
   },
   async fail(job) {
-    return fail(String(job.payload.code ?? 'job_failed'), String(job.payload.message ?? 'the job failed as asked'), job.payload.retryable === true);
+    return fail(
+      String(job.payload.code ?? 'job_failed'),
+      String(job.payload.message ?? 'the job failed as asked'),
+      job.payload.retryable === true,
+    );
   },
 };
 

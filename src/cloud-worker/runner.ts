@@ -104,7 +104,10 @@ async function heartbeat(run: Run): Promise<void> {
       const r = byLease.get(l.lease_id);
       if (r) r.expiresAt = Date.parse(l.lease_expires_at);
     }
-    for (const [list, why] of [[answer.cancelled, 'cancelled'], [answer.lost, 'lost']] as const) {
+    for (const [list, why] of [
+      [answer.cancelled, 'cancelled'],
+      [answer.lost, 'lost'],
+    ] as const) {
       for (const l of list) stopJob(run, byLease.get(l.lease_id), why);
     }
   } catch (err) {
@@ -142,12 +145,25 @@ async function postResult(run: Run, r: Running, outcome: JobOutcome): Promise<vo
 
 /** Runs one leased job and posts its result, unless the job was stopped meanwhile; frees its slot. */
 async function runJob(run: Run, job: LeasedJob): Promise<void> {
-  const r: Running = { jobId: job.job_id, leaseId: job.lease_id, expiresAt: Date.parse(job.lease_expires_at), abort: new AbortController(), dropped: null };
+  const r: Running = {
+    jobId: job.job_id,
+    leaseId: job.lease_id,
+    expiresAt: Date.parse(job.lease_expires_at),
+    abort: new AbortController(),
+    dropped: null,
+  };
   run.running.set(r.leaseId, r);
   try {
-    const outcome = await execute({ jobId: job.job_id, taskId: job.task_id, payload: job.payload, client: run.client, signal: r.abort.signal }).catch(
-      (err: unknown): JobOutcome => ({ status: 'failed', error: { code: 'worker_error', message: describe(err), retryable: true } }),
-    );
+    const outcome = await execute({
+      jobId: job.job_id,
+      taskId: job.task_id,
+      payload: job.payload,
+      client: run.client,
+      signal: r.abort.signal,
+    }).catch((err: unknown): JobOutcome => ({
+      status: 'failed',
+      error: { code: 'worker_error', message: describe(err), retryable: true },
+    }));
     if (!r.dropped) await postResult(run, r, outcome);
   } finally {
     run.running.delete(r.leaseId);
@@ -168,13 +184,18 @@ async function pollLoop(run: Run): Promise<void> {
       continue;
     }
     try {
-      const { jobs } = await client.call<{ jobs: LeasedJob[] }>('/jobs/poll', { method: 'POST', body: { max_jobs: free, wait_ms: config.pollWaitMs }, ...(options.signal && { signal: options.signal }) });
+      const { jobs } = await client.call<{ jobs: LeasedJob[] }>('/jobs/poll', {
+        method: 'POST',
+        body: { max_jobs: free, wait_ms: config.pollWaitMs },
+        ...(options.signal && { signal: options.signal }),
+      });
       failures = 0;
       for (const job of jobs) {
         run.started++;
         void runJob(run, job);
       }
-      if (jobs.length === 0) await sleep(client.intervals.poll_interval_ms * (0.5 + Math.random() / 2), options.signal).catch(() => undefined);
+      if (jobs.length === 0)
+        await sleep(client.intervals.poll_interval_ms * (0.5 + Math.random() / 2), options.signal).catch(() => undefined);
     } catch (err) {
       const wait = err instanceof ApiError && err.retryAfterMs ? err.retryAfterMs : backoff(failures++);
       run.log.warn({ err: describe(err), waitMs: Math.round(wait) }, 'poll failed; backing off');

@@ -117,7 +117,13 @@ export interface ListOptions {
 /** A list of non-empty strings: a YAML sequence, or comma-separated in env (blanks dropped). */
 export function list(env: string, { secret = false, each }: ListOptions = {}): ListKey {
   const decode: Decode<string[]> = (value) => {
-    const items = typeof value === 'string' ? value.split(',').map((v) => v.trim()).filter(Boolean) : value;
+    const items =
+      typeof value === 'string'
+        ? value
+            .split(',')
+            .map((v) => v.trim())
+            .filter(Boolean)
+        : value;
     if (!Array.isArray(items) || !items.every((v) => typeof v === 'string' && v !== '')) return new Invalid('a list of strings');
     if (each && !items.every((v: string) => each.pattern.test(v))) return new Invalid(each.expected);
     return items as string[];
@@ -160,8 +166,7 @@ export const url = (env: string): StringKey<string> =>
   str(env, { match: { pattern: HTTP_URL, expected: 'an http(s) URL' }, format: 'http(s) URL' });
 
 /** A file or folder path, made absolute against the working folder. */
-export const path = (env: string): StringKey<string> =>
-  str(env, { finish: absolute, format: 'path (relative to the working folder)' });
+export const path = (env: string): StringKey<string> => str(env, { finish: absolute, format: 'path (relative to the working folder)' });
 
 /** An http(s) URL kept as it is, or else a path made absolute against the working folder. */
 export const pathOrUrl = (env: string): StringKey<string> =>

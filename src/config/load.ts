@@ -22,7 +22,11 @@ type Raw = { value: unknown; from: string };
 const KEYS = keysOf(CONFIG_SCHEMA);
 const KEY_NAMES = new Set(KEYS.map(([key]) => key));
 /** 'a.b.c' gives ['a', 'a.b']: the groups a key sits in. */
-const groupsOf = (key: string) => key.split('.').slice(1).map((_, i) => key.split('.', i + 1).join('.'));
+const groupsOf = (key: string) =>
+  key
+    .split('.')
+    .slice(1)
+    .map((_, i) => key.split('.', i + 1).join('.'));
 const GROUP_NAMES = new Set(KEYS.flatMap(([key]) => groupsOf(key)));
 
 /**

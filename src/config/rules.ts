@@ -28,6 +28,8 @@ export const RULES: readonly ConfigRule[] = [
   {
     name: 'leases outlive the heartbeat interval',
     check: ({ workers: { heartbeatIntervalMs: beat }, jobs: { leaseTtlMs: ttl } }) =>
-      beat >= ttl ? `'workers.heartbeatIntervalMs' (${beat}) must be below 'jobs.leaseTtlMs' (${ttl}), or leases lapse between heartbeats` : null,
+      beat >= ttl
+        ? `'workers.heartbeatIntervalMs' (${beat}) must be below 'jobs.leaseTtlMs' (${ttl}), or leases lapse between heartbeats`
+        : null,
   },
 ];

@@ -6,7 +6,22 @@
  * this file only says what a valid value is). Checks across keys are the named rules in
  * `rules.ts`.
  */
-import { bool, type Infer, int, type KeyPath, type KeySpec, type KeyTree, keysOf, list, nullable, oneOf, path, pathOrUrl, str, url } from './keys.js';
+import {
+  bool,
+  type Infer,
+  int,
+  type KeyPath,
+  type KeySpec,
+  type KeyTree,
+  keysOf,
+  list,
+  nullable,
+  oneOf,
+  path,
+  pathOrUrl,
+  str,
+  url,
+} from './keys.js';
 
 const SIGNING_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512'];
 

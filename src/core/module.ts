@@ -62,7 +62,12 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
   const policy = createMeteredEngine(config.policy, logger, registry);
   const decisionLog = createDecisionLog(db.knex, logger, config.decisionLog);
   life.add('decision log', () => decisionLog.close());
-  const decisions = createDecisionService({ engine: policy, log: decisionLog, maskPaths: config.decisionLog.maskPaths, metrics: decisionMetrics });
+  const decisions = createDecisionService({
+    engine: policy,
+    log: decisionLog,
+    maskPaths: config.decisionLog.maskPaths,
+    metrics: decisionMetrics,
+  });
   const notify = db.kind === 'postgres';
   const runtime = await startRuntime({ knex: db.knex, logger, engine: policy, notify }, life);
   const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
@@ -79,7 +84,19 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     ...bindRoutes(PREFERENCE_ROUTES, runtime.preferences),
   ];
   return {
-    config, logger, adminToken, db, registry, decisionMetrics, keys, policy, decisionLog, decisions, runtime, notify, routes,
+    config,
+    logger,
+    adminToken,
+    db,
+    registry,
+    decisionMetrics,
+    keys,
+    policy,
+    decisionLog,
+    decisions,
+    runtime,
+    notify,
+    routes,
     authenticators: staticTokenAuthenticators(config.auth, adminToken),
     // Another replica activated a new bundle: look at our own source now, not at the next poll.
     channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh() },

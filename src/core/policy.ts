@@ -35,7 +35,10 @@ export function createMeteredEngine(config: Config['policy'], logger: Logger, re
  * Once running, every activation is announced on NOTIFY so other replicas look at their own
  * source at once instead of at their next poll.
  */
-export async function startPolicySource(config: Config['policy'], deps: { engine: PolicyEngine; db: Database; logger: Logger }): Promise<BundleSource> {
+export async function startPolicySource(
+  config: Config['policy'],
+  deps: { engine: PolicyEngine; db: Database; logger: Logger },
+): Promise<BundleSource> {
   const source = startBundleSource(config.bundle, {
     engine: deps.engine,
     logger: deps.logger,
@@ -47,7 +50,9 @@ export async function startPolicySource(config: Config['policy'], deps: { engine
   await source.ready;
   if (deps.db.kind === 'postgres') {
     deps.engine.onActivate((info) => {
-      deps.db.knex.raw('select pg_notify(?, ?)', [BUNDLE_CHANNEL, info.digest]).catch((err: unknown) => deps.logger.warn({ err: errorMessage(err) }, 'cannot announce the new bundle'));
+      deps.db.knex
+        .raw('select pg_notify(?, ?)', [BUNDLE_CHANNEL, info.digest])
+        .catch((err: unknown) => deps.logger.warn({ err: errorMessage(err) }, 'cannot announce the new bundle'));
     });
   }
   return source;

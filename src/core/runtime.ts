@@ -32,7 +32,10 @@ export interface Runtime {
 }
 
 /** Loads settings and preferences, pushes settings into the engine, and keeps both fresh. */
-export async function startRuntime(deps: { knex: Knex; logger: Logger; engine: PolicyEngine; notify: boolean }, life: Lifecycle): Promise<Runtime> {
+export async function startRuntime(
+  deps: { knex: Knex; logger: Logger; engine: PolicyEngine; notify: boolean },
+  life: Lifecycle,
+): Promise<Runtime> {
   const listeners: (() => void)[] = [];
   const changed = () => listeners.forEach((fn) => fn());
   let settingsJson = '{}';
@@ -57,7 +60,11 @@ export async function startRuntime(deps: { knex: Knex; logger: Logger; engine: P
     settings.refresh().catch(warn);
     preferences.refresh().catch(warn);
   };
-  const poller = startPeriodic(async () => refresh(), RUNTIME_POLL_MS, () => undefined);
+  const poller = startPeriodic(
+    async () => refresh(),
+    RUNTIME_POLL_MS,
+    () => undefined,
+  );
   life.add('runtime data poller', () => poller.stop());
   return {
     settings,

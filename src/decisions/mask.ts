@@ -10,7 +10,10 @@ export function maskInput(input: unknown, pointers: readonly string[]): { input:
   const copy = sanitize(input);
   const erased: string[] = [];
   for (const pointer of pointers) {
-    const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const parts = pointer
+      .split('/')
+      .slice(1)
+      .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     if (parts.length === 0) continue;
     let node: unknown = copy;
     for (const part of parts.slice(0, -1)) {

@@ -25,11 +25,19 @@ export interface PolicyRouteDeps {
  */
 export const POLICY_ROUTES = defineRoutes<PolicyRouteDeps>([
   {
-    method: 'get', path: '/v1/bundles/{name}', roles: ['control'], access: 'bundleReader',
+    method: 'get',
+    path: '/v1/bundles/{name}',
+    roles: ['control'],
+    access: 'bundleReader',
     summary: 'OPA Bundle Service API: the bundle this gateway runs (ETag, long polling).',
     params: [
       { in: 'header', name: 'If-None-Match', schema: { type: 'string' }, description: 'The ETag held; 304 when unchanged.' },
-      { in: 'header', name: 'Prefer', schema: { type: 'string' }, description: '`modes=long-polling;wait=<s>` holds the request until a new bundle or the wait ends.' },
+      {
+        in: 'header',
+        name: 'Prefer',
+        schema: { type: 'string' },
+        description: '`modes=long-polling;wait=<s>` holds the request until a new bundle or the wait ends.',
+      },
     ],
     ok: { 200: { description: 'The signed bundle archive', mediaType: 'application/gzip' }, 304: { description: 'Not modified' } },
     errors: ['not_found', 'bundle_unavailable'],
@@ -55,8 +63,14 @@ export const POLICY_ROUTES = defineRoutes<PolicyRouteDeps>([
     },
   },
   {
-    method: 'get', path: '/v1/status', roles: ['control'], access: 'reader', summary: 'Active bundle revision, last load error, decision log and database.',
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
+    method: 'get',
+    path: '/v1/status',
+    roles: ['control'],
+    access: 'reader',
+    summary: 'Active bundle revision, last load error, decision log and database.',
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
     handler(ctx, { engine, sections }) {
       const s = engine.status();
       ctx.body = {

@@ -20,9 +20,16 @@ export interface DecisionRouteDeps {
  */
 export const DECISION_ROUTES = defineRoutes<DecisionRouteDeps>([
   {
-    method: 'post', path: '/v1/data/{path}', roles: ['control'], access: 'admin',
+    method: 'post',
+    path: '/v1/data/{path}',
+    roles: ['control'],
+    access: 'admin',
     summary: 'OPA-compatible decision on a bundle entrypoint (path spans slashes, e.g. cynode/register/decision).',
-    body: { schema: 'DataRequest' }, ok: { 200: { description: 'The decision', schema: 'DataAnswer' } }, errors: ['entrypoint_unknown'], db: true, decides: true,
+    body: { schema: 'DataRequest' },
+    ok: { 200: { description: 'The decision', schema: 'DataAnswer' } },
+    errors: ['entrypoint_unknown'],
+    db: true,
+    decides: true,
     async handler(ctx, deps) {
       const path = ctx.path.slice('/v1/data/'.length).replace(/\/+$/, '');
       const active = deps.engine.status().active;
@@ -39,8 +46,14 @@ export const DECISION_ROUTES = defineRoutes<DecisionRouteDeps>([
     },
   },
   {
-    method: 'get', path: '/v1/decisions/{id}', roles: ['control'], access: 'reader', summary: "One logged decision in OPA's decision-log shape.",
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['not_found'], db: true,
+    method: 'get',
+    path: '/v1/decisions/{id}',
+    roles: ['control'],
+    access: 'reader',
+    summary: "One logged decision in OPA's decision-log shape.",
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: ['not_found'],
+    db: true,
     async handler(ctx, deps) {
       const id = ctx.params.id!;
       if (!isUuid(id)) throw new GatewayError('not_found', 'no such decision');

@@ -103,7 +103,11 @@ export function createAuditLog(knex: Knex, logger: Logger, options: ChainedLogOp
 }
 
 /** An audit record with nothing known yet but who asked; the gates fill it in as they go. */
-export function auditEvent(requestId: string, gate: AuditEvent['gate'], known: Partial<AuditEvent> & Pick<AuditEvent, 'subject_kind' | 'subject_id'>): AuditEvent {
+export function auditEvent(
+  requestId: string,
+  gate: AuditEvent['gate'],
+  known: Partial<AuditEvent> & Pick<AuditEvent, 'subject_kind' | 'subject_id'>,
+): AuditEvent {
   return {
     request_id: requestId,
     gate,

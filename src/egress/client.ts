@@ -33,7 +33,12 @@ const REDACTED = '[REDACTED]';
  * scrubbed of the credential before anything parses it, so a provider that echoes the key
  * cannot leak it. Retries only what the provider refused before doing any work.
  */
-export async function callProvider(adapter: ProviderAdapter, operation: string, req: PreparedRequest, options: CallOptions): Promise<CallOutcome> {
+export async function callProvider(
+  adapter: ProviderAdapter,
+  operation: string,
+  req: PreparedRequest,
+  options: CallOptions,
+): Promise<CallOutcome> {
   const started = performance.now();
   const scrub = (text: string) => (options.secret ? text.split(options.secret).join(REDACTED) : text);
   for (let attempt = 1; ; attempt++) {
@@ -48,7 +53,10 @@ export async function callProvider(adapter: ProviderAdapter, operation: string, 
         await sleep(backoff(attempt));
         continue;
       }
-      throw new GatewayError('provider_unreachable', `${adapter.name} could not be reached: ${scrub(String((err as NodeJS.ErrnoException).code ?? (err as Error).message))}`);
+      throw new GatewayError(
+        'provider_unreachable',
+        `${adapter.name} could not be reached: ${scrub(String((err as NodeJS.ErrnoException).code ?? (err as Error).message))}`,
+      );
     }
     const ttftMs = performance.now() - started;
     try {
@@ -75,7 +83,11 @@ export async function callProvider(adapter: ProviderAdapter, operation: string, 
 function send(adapter: ProviderAdapter, req: PreparedRequest, options: CallOptions): Promise<HttpResponse> {
   return client.request(new URL(options.baseUrl.replace(/\/+$/, '') + req.path), {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: req.stream ? 'text/event-stream' : 'application/json', ...adapter.authHeaders(options.secret) },
+    headers: {
+      'content-type': 'application/json',
+      accept: req.stream ? 'text/event-stream' : 'application/json',
+      ...adapter.authHeaders(options.secret),
+    },
     body: JSON.stringify(req.body),
     responseTimeoutMs: options.connectTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs,
@@ -83,7 +95,13 @@ function send(adapter: ProviderAdapter, req: PreparedRequest, options: CallOptio
 }
 
 /** A 2xx answer, plain or streamed, parsed by the adapter from its scrubbed bytes. */
-async function readResult(adapter: ProviderAdapter, operation: string, req: PreparedRequest, res: HttpResponse, scrub: (s: string) => string): Promise<ProviderResult> {
+async function readResult(
+  adapter: ProviderAdapter,
+  operation: string,
+  req: PreparedRequest,
+  res: HttpResponse,
+  scrub: (s: string) => string,
+): Promise<ProviderResult> {
   if (req.stream) return adapter.parseStream(operation, scrubbed(parseSse(res.body), scrub));
   const text = scrub(await res.text());
   let body: unknown;
@@ -98,8 +116,10 @@ async function readResult(adapter: ProviderAdapter, operation: string, req: Prep
 /** What went wrong once the headers were in, as the error the call fails with. */
 function answerError(provider: string, err: unknown, options: CallOptions): GatewayError {
   if (err instanceof GatewayError) return err;
-  if (err instanceof HttpTimeoutError && err.phase === 'idle') return new GatewayError('provider_timeout', `${provider} went quiet for ${options.idleTimeoutMs} ms mid-answer`);
-  if (err instanceof HttpTimeoutError) return new GatewayError('provider_timeout', `${provider} did not answer within ${options.connectTimeoutMs} ms`);
+  if (err instanceof HttpTimeoutError && err.phase === 'idle')
+    return new GatewayError('provider_timeout', `${provider} went quiet for ${options.idleTimeoutMs} ms mid-answer`);
+  if (err instanceof HttpTimeoutError)
+    return new GatewayError('provider_timeout', `${provider} did not answer within ${options.connectTimeoutMs} ms`);
   if (err instanceof SyntaxError) return new GatewayError('provider_error', `${provider} sent a malformed event`);
   return new GatewayError('provider_stream_interrupted', `the ${provider} answer broke off`);
 }
@@ -114,8 +134,10 @@ function providerError(provider: string, status: number, text: string, retryAfte
   }
   const details = { provider_status: status, ...(retryAfterMs !== undefined && { retry_after_s: Math.ceil(retryAfterMs / 1000) }) };
   if (status === 429) return new GatewayError('provider_rate_limited', `${provider} rate limited the call: ${message}`, details);
-  if (status === 401 || status === 403) return new GatewayError('provider_auth_failed', `${provider} refused the stored credential`, details);
-  if (status >= 400 && status < 500) return new GatewayError('provider_bad_request', `${provider} refused the request: ${message}`, details);
+  if (status === 401 || status === 403)
+    return new GatewayError('provider_auth_failed', `${provider} refused the stored credential`, details);
+  if (status >= 400 && status < 500)
+    return new GatewayError('provider_bad_request', `${provider} refused the request: ${message}`, details);
   return new GatewayError('provider_error', `${provider} failed with ${status}: ${message}`, details);
 }
 

@@ -92,11 +92,18 @@ interface FinalGate {
 /** Verifies the forward token against the exact body and reads the call it carries. */
 async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer): Promise<Forwarded> {
   const { deps } = gate;
-  const forward = await verifyForwardToken(token, rawBody, { keys: gate.keySet, issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay: gate.replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 });
+  const forward = await verifyForwardToken(token, rawBody, {
+    keys: gate.keySet,
+    issuer: deps.issuer,
+    audience: EGRESS_AUDIENCE,
+    replay: gate.replay,
+    maxTtlMs: deps.forwardTokenTtlMs + 1000,
+  });
   if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
   // The same door as the control plane's, should a signed body ever get past that one.
   const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
   const input = forward.input as ApiCallInput;
   if (!isUuid(body.request_id)) throw new GatewayError('bad_request', 'request_id is missing');
   return { requestId: body.request_id, input, body };
@@ -107,7 +114,11 @@ async function decideAgain({ deps }: FinalGate, { input, body }: Forwarded, even
   if (body.provider !== input.resource.provider || body.operation !== input.resource.operation) {
     throw new GatewayError('forward_body_mismatch', 'the forwarded call is not the one the gateway decided on');
   }
-  const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `egress:${input.subject.kind}:${input.subject.id}`);
+  const { decision, decisionId, revision } = await deps.decisions.decide(
+    ENTRYPOINTS.apiCall,
+    input,
+    `egress:${input.subject.kind}:${input.subject.id}`,
+  );
   Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
   if (!decision.allow) throw denial('denied by the final gate', decision.reasons);
   const adapter = adapterFor(input.resource.provider, input.resource.operation);
@@ -140,12 +151,33 @@ async function admit({ deps }: FinalGate, { requestId, input }: Forwarded, d: De
 /** Calls the provider for an admitted call and builds the answer; settlement follows it. */
 async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, event: AuditEvent, held: Held): Promise<ApiCallReply> {
   const { provider, operation } = f.input.resource;
-  const { outcome, costUsd, usedTokens } = await callPriced(gate.deps, { provider, operation, adapter: d.adapter, prepared: d.prepared, secret, price: d.price });
-  if (costUsd > d.amountUsd) gate.log.warn({ requestId: f.requestId, cost: costUsd, amount: d.amountUsd }, 'a provider billed more than the worst case reserved');
+  const { outcome, costUsd, usedTokens } = await callPriced(gate.deps, {
+    provider,
+    operation,
+    adapter: d.adapter,
+    prepared: d.prepared,
+    secret,
+    price: d.price,
+  });
+  if (costUsd > d.amountUsd)
+    gate.log.warn({ requestId: f.requestId, cost: costUsd, amount: d.amountUsd }, 'a provider billed more than the worst case reserved');
   held.reserved = false;
   gate.settlements.later(f.requestId, costUsd, 'settled', held.estimatedTokens - usedTokens);
-  Object.assign(event, { model_served: outcome.model, tokens: outcome.usage, cost_usd: costUsd, attempts: outcome.attempts, ttft_ms: outcome.ttftMs });
-  const body = answerOf(f.requestId, { result: outcome.result, usage: outcome.usage, cost_usd: costUsd, model: outcome.model, price_version: d.table.version, decision_id: event.decision_id });
+  Object.assign(event, {
+    model_served: outcome.model,
+    tokens: outcome.usage,
+    cost_usd: costUsd,
+    attempts: outcome.attempts,
+    ttft_ms: outcome.ttftMs,
+  });
+  const body = answerOf(f.requestId, {
+    result: outcome.result,
+    usage: outcome.usage,
+    cost_usd: costUsd,
+    model: outcome.model,
+    price_version: d.table.version,
+    decision_id: event.decision_id,
+  });
   return { httpStatus: 200, body };
 }
 
@@ -156,7 +188,13 @@ async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, e
  */
 export function createEgressService(deps: EgressServiceDeps): EgressService {
   const log = deps.logger.child({ component: 'egress' });
-  const gate: FinalGate = { deps, log, keySet: localKeySet(deps.keys), replay: createReplayCache(), settlements: createSettlements(deps.ledger, log) };
+  const gate: FinalGate = {
+    deps,
+    log,
+    keySet: localKeySet(deps.keys),
+    replay: createReplayCache(),
+    settlements: createSettlements(deps.ledger, log),
+  };
   return {
     async handle(token, rawBody) {
       const started = performance.now();
@@ -165,7 +203,12 @@ export function createEgressService(deps: EgressServiceDeps): EgressService {
       const event = gateEvent(requestId, forwarded.input);
       const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
         event.outcome = reply.body.status;
-        deps.metrics?.egressCalls.inc({ provider: event.provider ?? '', operation: event.operation ?? '', outcome: event.outcome, code: err?.code ?? '' });
+        deps.metrics?.egressCalls.inc({
+          provider: event.provider ?? '',
+          operation: event.operation ?? '',
+          outcome: event.outcome,
+          code: err?.code ?? '',
+        });
         if (err) event.error_code = err.code;
         if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
         event.latency_ms = performance.now() - started;

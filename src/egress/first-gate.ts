@@ -97,7 +97,14 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
     const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
     const token = await signForwardToken(
       deps.keys.current(),
-      { issuer: deps.issuer, audience: EGRESS_AUDIENCE, subject: `${caller.kind}:${d.input.subject.id}`, entrypoint: ENTRYPOINTS.apiCall, input: d.input, revision: d.revision },
+      {
+        issuer: deps.issuer,
+        audience: EGRESS_AUDIENCE,
+        subject: `${caller.kind}:${d.input.subject.id}`,
+        entrypoint: ENTRYPOINTS.apiCall,
+        input: d.input,
+        revision: d.revision,
+      },
       body,
       deps.forwardTokenTtlMs,
     );
@@ -113,7 +120,12 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
       const event = auditEvent(requestId, 'gateway', { subject_kind: caller.kind, subject_id: subject.id });
       // A provider name from the request is a label only once the registry knows it.
       const count = (outcome: string, code: string) =>
-        deps.metrics?.apiCalls.inc({ caller: caller.kind, provider: event.provider && Object.hasOwn(PROVIDERS, event.provider) ? event.provider : 'unknown', outcome, code });
+        deps.metrics?.apiCalls.inc({
+          caller: caller.kind,
+          provider: event.provider && Object.hasOwn(PROVIDERS, event.provider) ? event.provider : 'unknown',
+          outcome,
+          code,
+        });
       const refuse = async (err: GatewayError): Promise<ApiCallReply> => {
         const reply = refusal(requestId, err, event.decision_id);
         event.outcome = reply.body.status === 'denied' ? 'denied' : 'error';

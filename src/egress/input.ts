@@ -23,13 +23,24 @@ export function parseApiCall(raw: unknown): ParsedCall {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new GatewayError('bad_request', 'send a JSON object');
   const r = raw as Record<string, unknown>;
   const extra = Object.keys(r).find((k) => !FIELDS.has(k));
-  if (extra) throw new GatewayError('bad_request', `'${extra.slice(0, 64)}' is not an api.call field (task, user, budget and region come from the gateway)`);
+  if (extra)
+    throw new GatewayError(
+      'bad_request',
+      `'${extra.slice(0, 64)}' is not an api.call field (task, user, budget and region come from the gateway)`,
+    );
   if (typeof r.provider !== 'string' || !NAME.test(r.provider)) throw new GatewayError('bad_request', 'provider must be a provider name');
-  if (typeof r.operation !== 'string' || !NAME.test(r.operation)) throw new GatewayError('bad_request', 'operation must be an operation name');
+  if (typeof r.operation !== 'string' || !NAME.test(r.operation))
+    throw new GatewayError('bad_request', 'operation must be an operation name');
   if (!isTaskId(r.task_id)) throw new GatewayError('bad_request', 'task_id must be 1-256 letters, digits or _.:@/-');
   if (r.job_id !== undefined && r.job_id !== null && !isUuid(r.job_id)) throw new GatewayError('bad_request', 'job_id must be a job id');
   if (r.params === undefined) throw new GatewayError('bad_request', 'params is required');
-  return { provider: r.provider, operation: r.operation, params: r.params, task_id: r.task_id, job_id: (r.job_id as string | undefined) ?? null };
+  return {
+    provider: r.provider,
+    operation: r.operation,
+    params: r.params,
+    task_id: r.task_id,
+    job_id: (r.job_id as string | undefined) ?? null,
+  };
 }
 
 /** The policy's subject: the worker as its stored capability report describes it, or the orchestrator. */
@@ -88,7 +99,12 @@ const contextQuery = (byId: boolean) => `
  * names; the orchestrator may name a job or let the task's latest stand. A job's budget
  * becomes its task's when the task has none yet.
  */
-export async function loadCallContext(deps: { knex: Knex; ledger: Ledger }, caller: ApiCaller, req: ParsedCall, subjectId: string): Promise<CallContext> {
+export async function loadCallContext(
+  deps: { knex: Knex; ledger: Ledger },
+  caller: ApiCaller,
+  req: ParsedCall,
+  subjectId: string,
+): Promise<CallContext> {
   const byId = caller.kind === 'worker' || req.job_id !== null;
   if (caller.kind === 'worker' && !req.job_id) {
     throw new GatewayError('job_not_leased', 'a worker calls for a job it leases: job_id is required', { reasons: ['job_not_leased'] });
@@ -111,7 +127,13 @@ export async function loadCallContext(deps: { knex: Knex; ledger: Ledger }, call
 function checkJob(caller: ApiCaller, req: ParsedCall, job: JobContext | undefined): void {
   if (caller.kind === 'worker') {
     const refuse = (why: string) => new GatewayError('job_not_leased', why, { reasons: ['job_not_leased'] });
-    if (!job || job.state !== 'leased' || job.leased_by !== caller.worker.nodeId || !job.lease_expires_at || new Date(job.lease_expires_at) <= new Date()) {
+    if (
+      !job ||
+      job.state !== 'leased' ||
+      job.leased_by !== caller.worker.nodeId ||
+      !job.lease_expires_at ||
+      new Date(job.lease_expires_at) <= new Date()
+    ) {
       throw refuse(`job ${req.job_id} is not leased by ${caller.worker.nodeId}`);
     }
     if (job.task_id !== req.task_id) throw refuse(`job ${req.job_id} belongs to another task`);
@@ -121,7 +143,8 @@ function checkJob(caller: ApiCaller, req: ParsedCall, job: JobContext | undefine
   }
 }
 
-const budgetView = (b: Budget | null) => b && { limit_usd: b.limit_usd, spent_usd: b.spent_usd, reserved_usd: b.reserved_usd, remaining_usd: b.remaining_usd };
+const budgetView = (b: Budget | null) =>
+  b && { limit_usd: b.limit_usd, spent_usd: b.spent_usd, reserved_usd: b.reserved_usd, remaining_usd: b.remaining_usd };
 
 /**
  * The `api.call` policy input, from server state only: the region is the worker's reported
@@ -129,14 +152,27 @@ const budgetView = (b: Budget | null) => b && { limit_usd: b.limit_usd, spent_us
  */
 export function policyInput(
   deps: { preferences: PreferencesService; region: string },
-  call: { caller: ApiCaller; subject: ApiCallInput['subject']; req: ParsedCall; prepared: PreparedRequest; estimatedCostUsd: number; context: CallContext },
+  call: {
+    caller: ApiCaller;
+    subject: ApiCallInput['subject'];
+    req: ParsedCall;
+    prepared: PreparedRequest;
+    estimatedCostUsd: number;
+    context: CallContext;
+  },
 ): ApiCallInput {
   const { caller, req, prepared } = call;
   const { job, budget } = call.context;
   return {
     action: 'api.call',
     subject: call.subject,
-    resource: { provider: req.provider, operation: req.operation, model: prepared.model, stream: prepared.stream, estimated_cost_usd: call.estimatedCostUsd },
+    resource: {
+      provider: req.provider,
+      operation: req.operation,
+      model: prepared.model,
+      stream: prepared.stream,
+      estimated_cost_usd: call.estimatedCostUsd,
+    },
     context: {
       task_id: req.task_id,
       job_id: req.job_id,

@@ -97,7 +97,8 @@ export function budgetFromRow(r: BudgetRow): Budget {
 
 /** Refuses a scope or id the budgets table cannot hold. */
 export function checkBudgetKey(scope: string, id: string): BudgetScope {
-  if (!(BUDGET_SCOPES as readonly string[]).includes(scope)) throw new GatewayError('budget_invalid', `scope must be one of ${BUDGET_SCOPES.join(', ')}`);
+  if (!(BUDGET_SCOPES as readonly string[]).includes(scope))
+    throw new GatewayError('budget_invalid', `scope must be one of ${BUDGET_SCOPES.join(', ')}`);
   // Every budget id (a task's, a user's or a subject's) has the shape of a task id.
   if (!isTaskId(id)) throw new GatewayError('budget_invalid', 'the budget id must be 1-256 letters, digits or _.:@/-');
   return scope as BudgetScope;
@@ -107,7 +108,11 @@ export function checkBudgetKey(scope: string, id: string): BudgetScope {
  * One call to `cynode_egress_admit`: takes every rate counter and reserves `amountUsd` against
  * every hold, all or nothing, in the fixed window around `t`.
  */
-async function admit(knex: Knex, t: number, call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date }): Promise<Refusal | undefined> {
+async function admit(
+  knex: Knex,
+  t: number,
+  call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date },
+): Promise<Refusal | undefined> {
   const windowStart = Math.floor(t / RATE_WINDOW_MS) * RATE_WINDOW_MS;
   const counters = call.takes.map((k) => ({
     key: k.key,
@@ -171,7 +176,12 @@ export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
     },
     admit: (callId, holds, amountUsd, takes, expiresAt) => admit(knex, now(), { callId, holds, amountUsd, takes, expiresAt }),
     async settle(callId, costUsd, state, tokenRefund) {
-      const { rows } = (await knex.raw('SELECT cynode_egress_settle(?, ?, ?, ?) AS ok', [callId, micros(costUsd), state, Math.max(0, Math.floor(tokenRefund))])) as {
+      const { rows } = (await knex.raw('SELECT cynode_egress_settle(?, ?, ?, ?) AS ok', [
+        callId,
+        micros(costUsd),
+        state,
+        Math.max(0, Math.floor(tokenRefund)),
+      ])) as {
         rows: { ok: boolean }[];
       };
       return rows[0]!.ok;

@@ -29,7 +29,11 @@ export interface EgressModule {
  * final gate in this process when the egress role runs here and no egress URL is configured;
  * otherwise it forwards it over HTTP to `egress.url` (default: the local egress port).
  */
-export function startEgress(core: Core, deps: { workers: WorkerService; preferences: PreferencesService; roles: readonly Role[] }, life: Lifecycle): EgressModule {
+export function startEgress(
+  core: Core,
+  deps: { workers: WorkerService; preferences: PreferencesService; roles: readonly Role[] },
+  life: Lifecycle,
+): EgressModule {
   const { config, db, logger } = core;
   const ring = loadKeyRing(config.vault, logger);
   const credentials = createCredentialStore({ knex: db.knex, ring, logger });

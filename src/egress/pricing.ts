@@ -39,7 +39,9 @@ export function priceTableFrom(data: Record<string, unknown> | undefined): Price
 export function priceOf(table: PriceTable, provider: string, model: string): ModelPrice {
   const price = Object.prototype.hasOwnProperty.call(table.models, model) ? table.models[model] : undefined;
   if (!price || price.provider !== provider) {
-    throw new GatewayError('policy_denied', `no price for ${provider} model '${model}' in price table ${table.version}`, { reasons: ['model_not_priced'] });
+    throw new GatewayError('policy_denied', `no price for ${provider} model '${model}' in price table ${table.version}`, {
+      reasons: ['model_not_priced'],
+    });
   }
   return price;
 }

@@ -27,7 +27,9 @@ export function apiCallerAuth(adminToken: string, workers: WorkerService): Middl
   return async (ctx, next) => {
     const token = bearerToken(ctx.get('authorization'));
     if (!token) throw new GatewayError('unauthorized', 'a worker token or the orchestrator token is required');
-    const caller: ApiCaller = timingSafeEqual(admin, sha256(token)) ? { kind: 'orchestrator', id: 'admin' } : { kind: 'worker', worker: await workers.authenticate(token) };
+    const caller: ApiCaller = timingSafeEqual(admin, sha256(token))
+      ? { kind: 'orchestrator', id: 'admin' }
+      : { kind: 'worker', worker: await workers.authenticate(token) };
     ctx.state.caller = caller;
     await next();
   };
@@ -40,18 +42,43 @@ function reply(ctx: RouteContext, r: ApiCallReply): void {
 }
 
 const API_CALL_ERRORS = [
-  'job_not_leased', 'job_not_found', 'policy_denied', 'budget_exceeded', 'budget_missing', 'rate_limited', 'credential_missing', 'credential_disabled', 'credential_expired',
-  'provider_error', 'provider_auth_failed', 'provider_bad_request', 'provider_rate_limited', 'provider_timeout', 'provider_stream_interrupted', 'provider_unreachable', 'egress_unavailable', 'audit_unavailable',
+  'job_not_leased',
+  'job_not_found',
+  'policy_denied',
+  'budget_exceeded',
+  'budget_missing',
+  'rate_limited',
+  'credential_missing',
+  'credential_disabled',
+  'credential_expired',
+  'provider_error',
+  'provider_auth_failed',
+  'provider_bad_request',
+  'provider_rate_limited',
+  'provider_timeout',
+  'provider_stream_interrupted',
+  'provider_unreachable',
+  'egress_unavailable',
+  'audit_unavailable',
 ] as const;
 
 /** `POST /v1/api/call` on the control plane: the REST form of the `api.call` tool (the first gate). */
 export const API_CALL_ROUTES = defineRoutes<ApiCallGateway>([
   {
-    method: 'post', path: '/v1/api/call', roles: CONTROL, access: 'workerOrAdmin',
+    method: 'post',
+    path: '/v1/api/call',
+    roles: CONTROL,
+    access: 'workerOrAdmin',
     summary: 'The api.call tool (REST): worker JWT for a leased job, or the orchestrator token (direct routing).',
-    body: { schema: 'ApiCall', handlerChecks: 'a malformed call is refused in the api.call answer shape and audited, like any other refusal' },
+    body: {
+      schema: 'ApiCall',
+      handlerChecks: 'a malformed call is refused in the api.call answer shape and audited, like any other refusal',
+    },
     ok: { 200: { description: "The provider's answer with usage and cost", schema: 'ApiCallAnswer' } },
-    errors: [...API_CALL_ERRORS], refusal: 'ApiCallAnswer', db: true, decides: true,
+    errors: [...API_CALL_ERRORS],
+    refusal: 'ApiCallAnswer',
+    db: true,
+    decides: true,
     async handler(ctx, gateway) {
       reply(ctx, await gateway.call(ctx.state.caller as ApiCaller, ctx.state.body));
     },
@@ -61,15 +88,32 @@ export const API_CALL_ROUTES = defineRoutes<ApiCallGateway>([
 /** The egress role's one entry: calls forwarded by the control plane, under a forward token bound to the body. */
 export const EGRESS_ROUTES = defineRoutes<{ egress: EgressService; maxBodyBytes: number }>([
   {
-    method: 'post', path: EGRESS_PATH, roles: ['egress'], access: 'forward',
+    method: 'post',
+    path: EGRESS_PATH,
+    roles: ['egress'],
+    access: 'forward',
     summary: 'API Egress, the final gate: a call the control plane forwarded under a forward token bound to the body.',
     body: { schema: 'Any', raw: true },
     ok: { 200: { description: "The provider's answer", schema: 'ApiCallAnswer' } },
     errors: [
-      'forward_token_invalid', 'forward_token_replayed', 'forward_body_mismatch', 'policy_denied', 'budget_exceeded', 'budget_missing', 'rate_limited', 'credential_missing',
-      'credential_disabled', 'credential_expired', 'provider_error', 'provider_timeout', 'provider_unreachable', 'audit_unavailable',
+      'forward_token_invalid',
+      'forward_token_replayed',
+      'forward_body_mismatch',
+      'policy_denied',
+      'budget_exceeded',
+      'budget_missing',
+      'rate_limited',
+      'credential_missing',
+      'credential_disabled',
+      'credential_expired',
+      'provider_error',
+      'provider_timeout',
+      'provider_unreachable',
+      'audit_unavailable',
     ],
-    refusal: 'ApiCallAnswer', db: true, decides: true,
+    refusal: 'ApiCallAnswer',
+    db: true,
+    decides: true,
     async handler(ctx, { egress, maxBodyBytes }) {
       const raw = await readRaw(ctx, maxBodyBytes);
       reply(ctx, await egress.handle(ctx.get(FORWARD_TOKEN_HEADER) || undefined, raw));
@@ -80,8 +124,15 @@ export const EGRESS_ROUTES = defineRoutes<{ egress: EgressService; maxBodyBytes:
 /** Admin: budgets (`PUT|GET /v1/budgets/{scope}/{id}`, `GET /v1/budgets`) and the audit trail (`GET /v1/audit`). */
 export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: AuditLog }>([
   {
-    method: 'put', path: '/v1/budgets/{scope}/{id}', roles: CONTROL, access: 'admin', summary: 'Sets a budget (scope: task, user, subject).',
-    body: { schema: 'Budget', invalid: 'budget_invalid' }, ok: { 200: { description: 'The budget', schema: 'Any' } }, errors: ['budget_invalid'], db: true,
+    method: 'put',
+    path: '/v1/budgets/{scope}/{id}',
+    roles: CONTROL,
+    access: 'admin',
+    summary: 'Sets a budget (scope: task, user, subject).',
+    body: { schema: 'Budget', invalid: 'budget_invalid' },
+    ok: { 200: { description: 'The budget', schema: 'Any' } },
+    errors: ['budget_invalid'],
+    db: true,
     async handler(ctx, { ledger }) {
       const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!);
       const limit = (ctx.state.body as { limit_usd: unknown }).limit_usd;
@@ -92,8 +143,14 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     },
   },
   {
-    method: 'get', path: '/v1/budgets/{scope}/{id}', roles: CONTROL, access: 'reader', summary: 'A budget: limit, spent, reserved, remaining.',
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['budget_invalid', 'budget_not_found'], db: true,
+    method: 'get',
+    path: '/v1/budgets/{scope}/{id}',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'A budget: limit, spent, reserved, remaining.',
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: ['budget_invalid', 'budget_not_found'],
+    db: true,
     async handler(ctx, { ledger }) {
       const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!);
       const budget = await ledger.getBudget(scope, ctx.params.id!);
@@ -102,28 +159,53 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     },
   },
   {
-    method: 'get', path: '/v1/budgets', roles: CONTROL, access: 'reader', summary: 'Every budget, optionally of one scope.',
-    params: [{ in: 'query', name: 'scope', schema: { type: 'string', enum: ['task', 'user', 'subject'] }, description: 'Only this scope.' }],
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['budget_invalid'], db: true,
+    method: 'get',
+    path: '/v1/budgets',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'Every budget, optionally of one scope.',
+    params: [
+      { in: 'query', name: 'scope', schema: { type: 'string', enum: ['task', 'user', 'subject'] }, description: 'Only this scope.' },
+    ],
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: ['budget_invalid'],
+    db: true,
     async handler(ctx, { ledger }) {
       const scope = typeof ctx.query.scope === 'string' ? checkBudgetKey(ctx.query.scope, 'x') : undefined;
       ctx.body = { budgets: await ledger.listBudgets(scope) };
     },
   },
   {
-    method: 'get', path: '/v1/audit', roles: CONTROL, access: 'reader', summary: 'The api.call audit trail (hash-chained).',
+    method: 'get',
+    path: '/v1/audit',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'The api.call audit trail (hash-chained).',
     params: [
       { in: 'query', name: 'task_id', schema: { type: 'string' }, description: 'Only this task.' },
       { in: 'query', name: 'request_id', schema: { type: 'string', format: 'uuid' }, description: 'Only this request.' },
-      { in: 'query', name: 'after', schema: { type: 'string', pattern: '^\\d{1,18}$' }, description: 'Records after this sequence number.' },
-      { in: 'query', name: 'limit', schema: { type: 'integer', minimum: 1, maximum: 1000 }, description: 'At most this many (1-1000, default 100).' },
+      {
+        in: 'query',
+        name: 'after',
+        schema: { type: 'string', pattern: '^\\d{1,18}$' },
+        description: 'Records after this sequence number.',
+      },
+      {
+        in: 'query',
+        name: 'limit',
+        schema: { type: 'integer', minimum: 1, maximum: 1000 },
+        description: 'At most this many (1-1000, default 100).',
+      },
     ],
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
     async handler(ctx, { audit }) {
       const one = (name: string) => (typeof ctx.query[name] === 'string' ? (ctx.query[name] as string) : undefined);
       const limit = Number(one('limit') ?? 100);
       const after = one('after');
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new GatewayError('bad_request', 'limit must be an integer from 1 to 1000');
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+        throw new GatewayError('bad_request', 'limit must be an integer from 1 to 1000');
       if (after !== undefined && !/^\d{1,18}$/.test(after)) throw new GatewayError('bad_request', 'after must be a sequence number');
       const taskId = one('task_id');
       if (taskId !== undefined && !isTaskId(taskId)) throw new GatewayError('bad_request', 'task_id must be a task id');

@@ -24,7 +24,9 @@ export function createSettlements(ledger: Ledger, log: Logger): Settlements {
     later(requestId, costUsd, state, tokenRefund) {
       const p = ledger
         .settle(requestId, costUsd, state, tokenRefund)
-        .catch((err: unknown) => log.error({ requestId, err: errorMessage(err) }, 'settling a reservation failed; it will be charged in full when it lapses'))
+        .catch((err: unknown) =>
+          log.error({ requestId, err: errorMessage(err) }, 'settling a reservation failed; it will be charged in full when it lapses'),
+        )
         .finally(() => settling.delete(p));
       settling.add(p);
     },

@@ -85,7 +85,11 @@ export interface VerifyOptions {
  * `typ`, issuer, audience, expiry, lifetime, the body hash, and single use. Every failure is
  * a 401 with a stable code; the reason never echoes the token.
  */
-export async function verifyForwardToken(token: string | undefined, body: Buffer | string, options: VerifyOptions): Promise<VerifiedForward> {
+export async function verifyForwardToken(
+  token: string | undefined,
+  body: Buffer | string,
+  options: VerifyOptions,
+): Promise<VerifiedForward> {
   if (!token) throw new GatewayError('forward_token_invalid', 'no forward token');
   let payload;
   try {
@@ -114,5 +118,14 @@ export async function verifyForwardToken(token: string | undefined, body: Buffer
     throw new GatewayError('forward_body_mismatch', 'the request body is not the one the gateway decided on');
   }
   if (!options.replay.claim(jti, exp * 1000)) throw new GatewayError('forward_token_replayed', 'forward token already used');
-  return { issuer: options.issuer, audience: options.audience, subject: sub, entrypoint: act, input, revision: rev, jti, expiresAt: exp * 1000 };
+  return {
+    issuer: options.issuer,
+    audience: options.audience,
+    subject: sub,
+    entrypoint: act,
+    input,
+    revision: rev,
+    jti,
+    expiresAt: exp * 1000,
+  };
 }

@@ -160,7 +160,12 @@ async function decideAndLease(
 ): Promise<{ leased: LeasedJob[]; leftAllowed: boolean }> {
   const evaluated = [];
   for (const job of rows) {
-    const preferences = deps.preferences.resolve({ groupId: job.group_id, userId: job.user_id, projectId: job.project_id, task: job.preferences });
+    const preferences = deps.preferences.resolve({
+      groupId: job.group_id,
+      userId: job.user_id,
+      projectId: job.project_id,
+      task: job.preferences,
+    });
     const input = dispatchInput(job, worker, active, preferences, at);
     const record = await deps.decisions.decide(ENTRYPOINTS.dispatch, input, `node:${worker.nodeId}`);
     const score = typeof record.decision.score === 'number' ? record.decision.score : 0;

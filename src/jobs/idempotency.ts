@@ -40,27 +40,35 @@ export async function idempotent(
     .returning('key')) as unknown[];
   if (claimed.length === 0) {
     const row = (await knex('idempotency_keys').where({ scope, key }).first()) as
-      | { request_sha256: string; state: string; status: number; response: unknown; locked_until: Date }
-      | undefined;
+      { request_sha256: string; state: string; status: number; response: unknown; locked_until: Date } | undefined;
     if (!row) throw new GatewayError('idempotency_in_flight', 'a request with this Idempotency-Key is in flight; retry shortly');
-    if (row.request_sha256 !== digest) throw new GatewayError('idempotency_key_reused', 'this Idempotency-Key was used with a different request body');
+    if (row.request_sha256 !== digest)
+      throw new GatewayError('idempotency_key_reused', 'this Idempotency-Key was used with a different request body');
     if (row.state === 'done') return { status: row.status, body: row.response, replayed: true };
     // In flight: another request is working on it, unless it died holding the key.
     const taken = await knex('idempotency_keys')
       .where({ scope, key, state: 'in_flight' })
       .andWhere('locked_until', '<', now)
       .update({ locked_until: lockedUntil });
-    if (taken === 0) throw new GatewayError('idempotency_in_flight', 'a request with this Idempotency-Key is in flight; retry shortly', { retry_after_s: 1 });
+    if (taken === 0)
+      throw new GatewayError('idempotency_in_flight', 'a request with this Idempotency-Key is in flight; retry shortly', {
+        retry_after_s: 1,
+      });
   }
   try {
     return await knex.transaction(async (trx) => {
       const answer = await work(trx);
-      await trx('idempotency_keys').where({ scope, key }).update({ state: 'done', status: answer.status, response: JSON.stringify(answer.body) });
+      await trx('idempotency_keys')
+        .where({ scope, key })
+        .update({ state: 'done', status: answer.status, response: JSON.stringify(answer.body) });
       return { ...answer, replayed: false };
     });
   } catch (err) {
     // Nothing was done: free the key so the client's retry runs the work.
-    await knex('idempotency_keys').where({ scope, key, state: 'in_flight' }).delete().catch(() => undefined);
+    await knex('idempotency_keys')
+      .where({ scope, key, state: 'in_flight' })
+      .delete()
+      .catch(() => undefined);
     throw err;
   }
 }

@@ -63,7 +63,9 @@ async function pollJobs(
   const until = Date.now() + waitMs;
   for (;;) {
     if (closed()) return [];
-    const { leased: jobs, leftAllowed } = await deps.knex.transaction((trx) => claimJobs(trx, deps, worker, req.maxJobs ?? worker.capabilities.max_concurrency, now()));
+    const { leased: jobs, leftAllowed } = await deps.knex.transaction((trx) =>
+      claimJobs(trx, deps, worker, req.maxJobs ?? worker.capabilities.max_concurrency, now()),
+    );
     if (jobs.length > 0) deps.metrics?.leasedJobs.inc(jobs.length);
     // Jobs left that this worker could not take (denied, or no room): the next waiting
     // poll may. Finding nothing at all passes nothing on: someone else got there first.
@@ -101,6 +103,7 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
       closed = true;
       deps.waker.wake();
     },
-    startReaper: (intervalMs) => startPeriodic(reap, intervalMs, (err) => log.warn({ err: errorMessage(err) }, 'reaping lapsed leases failed; retrying')),
+    startReaper: (intervalMs) =>
+      startPeriodic(reap, intervalMs, (err) => log.warn({ err: errorMessage(err) }, 'reaping lapsed leases failed; retrying')),
   };
 }

@@ -57,7 +57,12 @@ export function startJobs(core: Core, life: Lifecycle): JobsModule {
     routes: [...bindRoutes(JOB_ADMIN_ROUTES, { jobs, defaults }), ...bindRoutes(JOB_WORKER_ROUTES, leases)],
     channels: { [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1) },
     async refreshGauges() {
-      const counts = (await db.knex('jobs').select('state').count({ n: '*' }).groupBy('state').catch(() => null)) as { state: string; n: string }[] | null;
+      const counts = (await db
+        .knex('jobs')
+        .select('state')
+        .count({ n: '*' })
+        .groupBy('state')
+        .catch(() => null)) as { state: string; n: string }[] | null;
       if (counts) setJobCounts(metrics, counts);
       else metrics.jobsByState.reset(); // unknown while the database is down: no series rather than zeros
     },

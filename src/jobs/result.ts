@@ -90,7 +90,14 @@ function resultPatch(job: JobRow, report: ResultReport, at: Date, retry: RetryBa
     return { state: 'succeeded', result: JSON.stringify(report.result ?? null), error: null, finished_at: at };
   }
   if (report.error?.retryable && job.attempts < job.max_attempts) {
-    return { state: 'queued', error: JSON.stringify(report.error), available_at: new Date(at.getTime() + backoffMs(retry, job.attempts)), lease_id: null, leased_by: null, lease_expires_at: null };
+    return {
+      state: 'queued',
+      error: JSON.stringify(report.error),
+      available_at: new Date(at.getTime() + backoffMs(retry, job.attempts)),
+      lease_id: null,
+      leased_by: null,
+      lease_expires_at: null,
+    };
   }
   return { state: report.error?.retryable ? 'dead_lettered' : 'failed', error: JSON.stringify(report.error ?? null), finished_at: at };
 }
@@ -100,7 +107,14 @@ function resultPatch(job: JobRow, report: ResultReport, at: Date, retry: RetryBa
  * refuses one that conflicts or comes too late (another worker's lease, a lapsed or
  * superseded lease, a cancelled job), and otherwise closes the attempt and moves the job on.
  */
-async function settleResult(trx: Knex.Transaction, deps: ResultDeps, now: () => Date, worker: Worker, report: ResultReport, digest: string): Promise<Settled> {
+async function settleResult(
+  trx: Knex.Transaction,
+  deps: ResultDeps,
+  now: () => Date,
+  worker: Worker,
+  report: ResultReport,
+  digest: string,
+): Promise<Settled> {
   const attempt = (await trx('job_attempts').where({ lease_id: report.lease_id }).forUpdate().first()) as AttemptRow | undefined;
   if (!attempt || attempt.job_id !== report.job_id) throw new GatewayError('job_not_found', 'no such lease of this job');
   if (attempt.node_id !== worker.nodeId) throw new GatewayError('job_not_owned', 'this lease belongs to another worker');
@@ -110,9 +124,12 @@ async function settleResult(trx: Knex.Transaction, deps: ResultDeps, now: () => 
   }
   const job = (await trx('jobs').where({ id: report.job_id }).forUpdate().first()) as JobRow;
   if (job.lease_id !== report.lease_id) {
-    throw new GatewayError('lease_superseded', 'this lease lapsed and the job was given to another lease; the result was not accepted', { state: job.state });
+    throw new GatewayError('lease_superseded', 'this lease lapsed and the job was given to another lease; the result was not accepted', {
+      state: job.state,
+    });
   }
-  if (job.state === 'cancelled') throw new GatewayError('job_finished', 'the job was cancelled; the result was not accepted', { state: job.state });
+  if (job.state === 'cancelled')
+    throw new GatewayError('job_finished', 'the job was cancelled; the result was not accepted', { state: job.state });
   if (job.state !== 'leased') {
     throw new GatewayError('lease_superseded', 'this lease lapsed; the result was not accepted', { state: job.state });
   }
@@ -125,14 +142,18 @@ async function settleResult(trx: Knex.Transaction, deps: ResultDeps, now: () => 
     state: patch.state,
     ...(patch.state === 'queued' && { next_attempt_at: iso(patch.available_at as Date) }),
   };
-  await trx('jobs').where({ id: job.id }).update({ ...patch, updated_at: at });
-  await trx('job_attempts').where({ lease_id: report.lease_id }).update({
-    outcome: report.status,
-    ended_at: at,
-    result_sha256: digest,
-    answer: JSON.stringify(answer),
-    error: report.error ? JSON.stringify(report.error) : null,
-  });
+  await trx('jobs')
+    .where({ id: job.id })
+    .update({ ...patch, updated_at: at });
+  await trx('job_attempts')
+    .where({ lease_id: report.lease_id })
+    .update({
+      outcome: report.status,
+      ended_at: at,
+      result_sha256: digest,
+      answer: JSON.stringify(answer),
+      error: report.error ? JSON.stringify(report.error) : null,
+    });
   if (patch.state === 'queued') await notifyRequeue(trx, deps.notify);
   return { answer, requeued: patch.state === 'queued' ? (patch.available_at as Date) : null, replay: false };
 }

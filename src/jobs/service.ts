@@ -37,9 +37,26 @@ export interface JobView {
 
 /** `GET /v1/jobs/{id}`: the job, its attempts (its history) and why it waits. */
 export interface JobDetail extends JobView {
-  history: { attempt: number; lease_id: string; node_id: string; decision_id: string; leased_at: string | null; ended_at: string | null; outcome: string | null; error: unknown }[];
+  history: {
+    attempt: number;
+    lease_id: string;
+    node_id: string;
+    decision_id: string;
+    leased_at: string | null;
+    ended_at: string | null;
+    outcome: string | null;
+    error: unknown;
+  }[];
   /** The last dispatch decision per node that considered the job, newest first. */
-  decisions: { node_id: string; allow: boolean; reasons: string[]; score: number; decision_id: string; revision: string | null; decided_at: string | null }[];
+  decisions: {
+    node_id: string;
+    allow: boolean;
+    reasons: string[];
+    score: number;
+    decision_id: string;
+    revision: string | null;
+    decided_at: string | null;
+  }[];
 }
 
 /** The orchestrator's side of the queue. */
@@ -124,11 +141,30 @@ function createJobInserter(deps: JobServiceDeps) {
     const first = new Set<string>();
     const unique = items.filter((i) => !first.has(`${i.scope}\n${i.key}`) && first.add(`${i.scope}\n${i.key}`));
     const rows = unique.map(({ scope, key, digest, row: r, view }) => ({
-      scope, key, digest, response: view, id: r.id, task_id: r.task_id, user_id: r.user_id, project_id: r.project_id, group_id: r.group_id,
-      requirements: r.requirements, preferences: r.preferences, budget_usd: r.budget_usd, estimated_cost_usd: r.estimated_cost_usd, payload: r.payload,
-      priority: r.priority, max_attempts: r.max_attempts, timeout_ms: r.timeout_ms, preferred_node_id: r.preferred_node_id, at: r.created_at, submitted_by: r.submitted_by,
+      scope,
+      key,
+      digest,
+      response: view,
+      id: r.id,
+      task_id: r.task_id,
+      user_id: r.user_id,
+      project_id: r.project_id,
+      group_id: r.group_id,
+      requirements: r.requirements,
+      preferences: r.preferences,
+      budget_usd: r.budget_usd,
+      estimated_cost_usd: r.estimated_cost_usd,
+      payload: r.payload,
+      priority: r.priority,
+      max_attempts: r.max_attempts,
+      timeout_ms: r.timeout_ms,
+      preferred_node_id: r.preferred_node_id,
+      at: r.created_at,
+      submitted_by: r.submitted_by,
     }));
-    const { rows: inserted } = (await deps.knex.raw(INSERT_JOBS, [JSON.stringify(rows), JOBS_CHANNEL, deps.notify])) as { rows: { id: string }[] };
+    const { rows: inserted } = (await deps.knex.raw(INSERT_JOBS, [JSON.stringify(rows), JOBS_CHANNEL, deps.notify])) as {
+      rows: { id: string }[];
+    };
     const ids = new Set(inserted.map((r) => r.id));
     // A poll takes several jobs and wakes the next one when it leaves some: one waiter per
     // few jobs, not one per job, keeps fifty idle workers from racing for every submission.
@@ -164,15 +200,22 @@ function newJobRow(spec: JobSpec, submittedBy: string, at: Date): JobRow {
  * heartbeat learns the job was cancelled.
  */
 async function cancelJob(trx: Knex.Transaction, id: string, now: () => Date): Promise<JobRow> {
-  const job = (await trx('jobs').where({ id: checkJobId(id) }).forUpdate().first()) as JobRow | undefined;
+  const job = (await trx('jobs')
+    .where({ id: checkJobId(id) })
+    .forUpdate()
+    .first()) as JobRow | undefined;
   if (!job) throw new GatewayError('job_not_found', `no job with id '${id}'`);
   if (job.state === 'cancelled') return job;
-  if (TERMINAL_STATES.includes(job.state)) throw new GatewayError('job_finished', `the job already ended as ${job.state}`, { state: job.state });
+  if (TERMINAL_STATES.includes(job.state))
+    throw new GatewayError('job_finished', `the job already ended as ${job.state}`, { state: job.state });
   const at = now();
   if (job.state === 'leased' && job.lease_id) {
     await trx('job_attempts').where({ lease_id: job.lease_id }).whereNull('outcome').update({ outcome: 'cancelled', ended_at: at });
   }
-  const [updated] = (await trx('jobs').where({ id: job.id }).update({ state: 'cancelled', updated_at: at, finished_at: at }).returning('*')) as JobRow[];
+  const [updated] = (await trx('jobs')
+    .where({ id: job.id })
+    .update({ state: 'cancelled', updated_at: at, finished_at: at })
+    .returning('*')) as JobRow[];
   return updated!;
 }
 
@@ -195,15 +238,24 @@ export function createJobService(deps: JobServiceDeps): JobService {
       }
       // The key was there before: replay, refuse a different body, or say it is in flight.
       return idempotent(deps.knex, scope, key, spec, () => {
-        throw new GatewayError('idempotency_in_flight', 'a request with this Idempotency-Key is in flight; retry shortly', { retry_after_s: 1 });
+        throw new GatewayError('idempotency_in_flight', 'a request with this Idempotency-Key is in flight; retry shortly', {
+          retry_after_s: 1,
+        });
       });
     },
 
     async get(id) {
-      const row = (await deps.knex('jobs').where({ id: checkJobId(id) }).first()) as JobRow | undefined;
+      const row = (await deps
+        .knex('jobs')
+        .where({ id: checkJobId(id) })
+        .first()) as JobRow | undefined;
       if (!row) throw new GatewayError('job_not_found', `no job with id '${id}'`);
       const attempts = (await deps.knex('job_attempts').where({ job_id: row.id }).orderBy('attempt')) as AttemptRow[];
-      const decisions = (await deps.knex('job_decisions').where({ job_id: row.id }).orderBy('decided_at', 'desc').limit(50)) as DecisionRow[];
+      const decisions = (await deps
+        .knex('job_decisions')
+        .where({ job_id: row.id })
+        .orderBy('decided_at', 'desc')
+        .limit(50)) as DecisionRow[];
       return toDetail(row, attempts, decisions);
     },
 

@@ -33,8 +33,19 @@ export interface JobSpec {
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$/;
 const FIELDS = new Set([
-  'task_id', 'user_id', 'project_id', 'group_id', 'requirements', 'preferences', 'budget_usd',
-  'estimated_cost_usd', 'payload', 'priority', 'max_attempts', 'timeout_ms', 'preferred_node_id',
+  'task_id',
+  'user_id',
+  'project_id',
+  'group_id',
+  'requirements',
+  'preferences',
+  'budget_usd',
+  'estimated_cost_usd',
+  'payload',
+  'priority',
+  'max_attempts',
+  'timeout_ms',
+  'preferred_node_id',
 ]);
 
 /**

@@ -8,16 +8,28 @@ import type { KeyStore } from './store.js';
  */
 export const KEY_ROUTES = defineRoutes<KeyStore>([
   {
-    method: 'get', path: '/.well-known/jwks.json', roles: ['control'], access: 'public', summary: 'Public keys that verify gateway-issued JWTs.',
-    ok: { 200: { description: 'JWKS', schema: 'Jwks' } }, errors: [], db: true,
+    method: 'get',
+    path: '/.well-known/jwks.json',
+    roles: ['control'],
+    access: 'public',
+    summary: 'Public keys that verify gateway-issued JWTs.',
+    ok: { 200: { description: 'JWKS', schema: 'Jwks' } },
+    errors: [],
+    db: true,
     async handler(ctx, keys) {
       ctx.set('Cache-Control', 'public, max-age=60');
       ctx.body = await keys.jwks();
     },
   },
   {
-    method: 'post', path: '/v1/keys/rotate', roles: ['control'], access: 'admin', summary: 'This replica starts signing JWTs with a new key.',
-    ok: { 200: { description: 'Rotated', schema: 'Any' } }, errors: [], db: true,
+    method: 'post',
+    path: '/v1/keys/rotate',
+    roles: ['control'],
+    access: 'admin',
+    summary: 'This replica starts signing JWTs with a new key.',
+    ok: { 200: { description: 'Rotated', schema: 'Any' } },
+    errors: [],
+    db: true,
     async handler(ctx, keys) {
       const key = await keys.rotate();
       ctx.body = { kid: key.kid, keys: (await keys.jwks()).keys.map((k) => k.kid) };

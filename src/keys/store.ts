@@ -75,16 +75,24 @@ export async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore
       const old = key;
       key = await publish();
       const retired = now();
-      await options.knex('signing_keys')
+      await options
+        .knex('signing_keys')
         .where({ kid: old.kid })
         .update({ retired_at: retired, verify_until: new Date(retired.getTime() + options.maxTokenTtlMs) });
-      await options.knex('signing_keys').where('verify_until', '<', new Date(retired.getTime() - 86_400_000)).delete();
+      await options
+        .knex('signing_keys')
+        .where('verify_until', '<', new Date(retired.getTime() - 86_400_000))
+        .delete();
       return key;
     },
     async jwks() {
       // Cached briefly: JWKS is read on every verification miss and by every target service.
       if (jwksCache && Date.now() - jwksCache.at < 1000) return jwksCache.value;
-      const rows = (await options.knex('signing_keys').where('verify_until', '>', now()).orderBy('created_at', 'desc').select('public_jwk')) as {
+      const rows = (await options
+        .knex('signing_keys')
+        .where('verify_until', '>', now())
+        .orderBy('created_at', 'desc')
+        .select('public_jwk')) as {
         public_jwk: JWK;
       }[];
       const value = { keys: rows.map((r) => r.public_jwk) };

@@ -89,7 +89,8 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
         failing = false;
       })
       .catch((err: unknown) => {
-        if (!failing) log.error({ err: String((err as Error)?.message ?? err), pending: buffer.length }, `${spec.table} write failed; retrying`);
+        if (!failing)
+          log.error({ err: String((err as Error)?.message ?? err), pending: buffer.length }, `${spec.table} write failed; retrying`);
         failing = true;
         throw err;
       })
@@ -124,8 +125,14 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
     },
     flush,
     async verify() {
-      const rows = (await knex(spec.table).orderBy('seq', 'asc').select()) as (Record<string, unknown> & { seq: string | number; prev_hash: string; hash: string })[];
-      const chainBreak = findChainBreak(rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: spec.fromRow(r) })));
+      const rows = (await knex(spec.table).orderBy('seq', 'asc').select()) as (Record<string, unknown> & {
+        seq: string | number;
+        prev_hash: string;
+        hash: string;
+      })[];
+      const chainBreak = findChainBreak(
+        rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: spec.fromRow(r) })),
+      );
       return { rows: rows.length, break: chainBreak };
     },
     pending: () => buffer.length,

@@ -20,7 +20,10 @@ export interface ChainBreak {
  * its content (edited), or whose `prev_hash` is not the previous row's hash (a row removed or
  * inserted). Returns undefined for an intact chain.
  */
-export function findChainBreak(rows: Iterable<{ seq: string; prevHash: string; hash: string; record: unknown }>, start = GENESIS_HASH): ChainBreak | undefined {
+export function findChainBreak(
+  rows: Iterable<{ seq: string; prevHash: string; hash: string; record: unknown }>,
+  start = GENESIS_HASH,
+): ChainBreak | undefined {
   let expectedPrev = start;
   for (const row of rows) {
     if (row.prevHash !== expectedPrev) return { seq: row.seq, reason: 'link_broken' };

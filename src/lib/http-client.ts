@@ -119,13 +119,20 @@ async function follow(url: URL, request: HttpRequest, agentFor: (url: URL) => ht
 }
 
 /** The request a redirect to `to` asks for. */
-function redirected(from: URL, request: HttpRequest, status: number, to: URL, deadline: number | undefined): { url: URL; request: HttpRequest } {
+function redirected(
+  from: URL,
+  request: HttpRequest,
+  status: number,
+  to: URL,
+  deadline: number | undefined,
+): { url: URL; request: HttpRequest } {
   if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new Error(`redirect to an unsupported URL scheme ${to.protocol}`);
   const toGet = status === 303 ? request.method !== 'HEAD' : (status === 301 || status === 302) && request.method === 'POST';
   const headers = { ...request.headers };
   for (const name of Object.keys(headers)) {
     const lower = name.toLowerCase();
-    if ((to.origin !== from.origin && lower === 'authorization') || (toGet && (lower === 'content-type' || lower === 'content-length'))) delete headers[name];
+    if ((to.origin !== from.origin && lower === 'authorization') || (toGet && (lower === 'content-type' || lower === 'content-length')))
+      delete headers[name];
   }
   const next: HttpRequest = { ...request, headers, ...(toGet && { method: 'GET', body: '' }) };
   if (deadline !== undefined) next.totalTimeoutMs = Math.max(0, deadline - Date.now());
@@ -165,7 +172,12 @@ function send(url: URL, request: HttpRequest, agent: http.Agent): Promise<HttpRe
     const timers = bounds(request, (err) => (res ? res.destroy(err) : req.destroy(err)));
     const req = (agent instanceof https.Agent ? https : http).request(
       url,
-      { method: request.method, headers: { ...request.headers, 'content-length': Buffer.byteLength(body) }, agent, ...(request.signal && { signal: request.signal }) },
+      {
+        method: request.method,
+        headers: { ...request.headers, 'content-length': Buffer.byteLength(body) },
+        agent,
+        ...(request.signal && { signal: request.signal }),
+      },
       (incoming) => {
         res = incoming;
         timers.headers();

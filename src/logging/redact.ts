@@ -9,8 +9,11 @@ export const REDACT_PATHS = [
   'req.headers["x-api-key"]',
   'req.headers.cookie',
   'res.headers["set-cookie"]',
-  ...['psk', 'token', 'jwt', 'password', 'secret', 'apiKey', 'api_key', 'masterKey', 'master_key', 'authorization']
-    .flatMap((field) => [field, `*.${field}`, `*.*.${field}`]),
+  ...['psk', 'token', 'jwt', 'password', 'secret', 'apiKey', 'api_key', 'masterKey', 'master_key', 'authorization'].flatMap((field) => [
+    field,
+    `*.${field}`,
+    `*.*.${field}`,
+  ]),
   'databaseUrl',
   '*.databaseUrl',
   'database.url',

@@ -59,11 +59,13 @@ export function createAgentTokens(deps: { keys: KeyStore; issuer: string; ttlMs:
           requiredClaims: ['sub', 'sid', 'agt', 'task', 'job', 'exp'],
         }));
       } catch (err) {
-        if (err instanceof joseErrors.JWTExpired) throw new GatewayError('token_expired', 'the agent token has expired; ask the worker for a new one');
+        if (err instanceof joseErrors.JWTExpired)
+          throw new GatewayError('token_expired', 'the agent token has expired; ask the worker for a new one');
         throw new GatewayError('token_invalid', 'the agent token is not valid');
       }
       const { sub, sid, agt, task, job } = payload as Record<string, unknown>;
-      if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string') || issuedInFuture(payload.iat)) throw new GatewayError('token_invalid', 'the agent token is not valid');
+      if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string') || issuedInFuture(payload.iat))
+        throw new GatewayError('token_invalid', 'the agent token is not valid');
       return { nodeId: sub as string, sessionId: sid as string, agentType: agt as string, taskId: task as string, jobId: job as string };
     },
   };
@@ -88,14 +90,30 @@ export async function issueAgentToken(deps: { knex: Knex; tokens: AgentTokens },
   if (request === null || typeof request !== 'object' || Object.keys(request).some((k) => k !== 'agent_type' && k !== 'job_id')) {
     throw new GatewayError('bad_request', 'send {"agent_type": "sandbox"|"pm"|"pa", "job_id": "<a job you lease>"}');
   }
-  if (!(AGENT_TYPES as readonly unknown[]).includes(request.agent_type)) throw new GatewayError('bad_request', `agent_type must be one of ${AGENT_TYPES.join(', ')}`);
+  if (!(AGENT_TYPES as readonly unknown[]).includes(request.agent_type))
+    throw new GatewayError('bad_request', `agent_type must be one of ${AGENT_TYPES.join(', ')}`);
   if (!isUuid(request.job_id)) throw new GatewayError('bad_request', 'job_id must be a job id');
-  const job = (await deps.knex('jobs')
+  const job = (await deps
+    .knex('jobs')
     .where({ id: request.job_id, leased_by: worker.nodeId, state: 'leased' })
     .andWhere('lease_expires_at', '>', new Date())
     .first('task_id')) as { task_id: string } | undefined;
-  if (!job) throw new GatewayError('job_not_leased', `job ${request.job_id} is not leased by ${worker.nodeId}`, { reasons: ['job_not_leased'] });
-  const claims = { nodeId: worker.nodeId, sessionId: worker.sessionId, agentType: request.agent_type as string, taskId: job.task_id, jobId: request.job_id };
+  if (!job)
+    throw new GatewayError('job_not_leased', `job ${request.job_id} is not leased by ${worker.nodeId}`, { reasons: ['job_not_leased'] });
+  const claims = {
+    nodeId: worker.nodeId,
+    sessionId: worker.sessionId,
+    agentType: request.agent_type as string,
+    taskId: job.task_id,
+    jobId: request.job_id,
+  };
   const { token, expiresAt } = await deps.tokens.issue(claims);
-  return { token, token_type: 'Bearer', expires_at: expiresAt.toISOString(), agent_type: claims.agentType, task_id: claims.taskId, job_id: claims.jobId };
+  return {
+    token,
+    token_type: 'Bearer',
+    expires_at: expiresAt.toISOString(),
+    agent_type: claims.agentType,
+    task_id: claims.taskId,
+    job_id: claims.jobId,
+  };
 }

@@ -31,7 +31,10 @@ function hashed(e: ToolAuditEvent): Record<string, unknown> {
 
 /** The audit trail of MCP tool calls, hash-chained and append-only; `audit verify` checks it. */
 export function createToolAudit(knex: Knex, logger: Logger, options: ChainedLogOptions): ChainedLog<ToolAuditEvent> {
-  const round = (e: ToolAuditEvent): ToolAuditEvent => ({ ...e, latency_ms: e.latency_ms === null ? null : Math.round(e.latency_ms * 1000) / 1000 });
+  const round = (e: ToolAuditEvent): ToolAuditEvent => ({
+    ...e,
+    latency_ms: e.latency_ms === null ? null : Math.round(e.latency_ms * 1000) / 1000,
+  });
   const chain = createChainedLog<ToolAuditEvent>(
     knex,
     logger,
@@ -43,7 +46,11 @@ export function createToolAudit(knex: Knex, logger: Logger, options: ChainedLogO
       row: (e) => ({ ...e, at: e.at.toISOString() }),
       fromRow: (r) => {
         const { seq: _seq, prev_hash: _prev, hash: _hash, ...rest } = r;
-        return hashed({ ...(rest as unknown as ToolAuditEvent), at: new Date(r.at as string), latency_ms: r.latency_ms === null ? null : Number(r.latency_ms) });
+        return hashed({
+          ...(rest as unknown as ToolAuditEvent),
+          at: new Date(r.at as string),
+          latency_ms: r.latency_ms === null ? null : Number(r.latency_ms),
+        });
       },
       unavailable: 'audit_unavailable',
     },

@@ -8,7 +8,8 @@ import type { Upstream, UpstreamClient, UpstreamTool } from './upstreams.js';
 /** The `api.call` tool: the REST form's body as tool arguments. */
 const API_CALL_TOOL = {
   name: 'api.call',
-  description: 'Calls an external model provider through API Egress (policy, credential injection, budget, audit). The worker never holds the key.',
+  description:
+    'Calls an external model provider through API Egress (policy, credential injection, budget, audit). The worker never holds the key.',
   inputSchema: {
     type: 'object',
     properties: {
@@ -79,10 +80,17 @@ export function createToolCatalogue(deps: ToolCatalogueDeps): ToolCatalogue {
     const cached = discovered.get(upstream.name);
     if (cached && now() - cached.at < deps.discoveryTtlMs) return cached.tools;
     try {
-      const result = (await deps.client.request(upstream, 'tools/list', {}, { subject: 'gateway', entrypoint: 'mcp/tools/list', input: {}, revision: '' })) as {
+      const result = (await deps.client.request(
+        upstream,
+        'tools/list',
+        {},
+        { subject: 'gateway', entrypoint: 'mcp/tools/list', input: {}, revision: '' },
+      )) as {
         tools?: UpstreamTool[];
       };
-      const tools = (result.tools ?? []).filter((t) => typeof t?.name === 'string' && TOOL_NAME.test(t.name) && t.inputSchema && typeof t.inputSchema === 'object');
+      const tools = (result.tools ?? []).filter(
+        (t) => typeof t?.name === 'string' && TOOL_NAME.test(t.name) && t.inputSchema && typeof t.inputSchema === 'object',
+      );
       discovered.set(upstream.name, { at: now(), tools });
       return tools;
     } catch (err) {
@@ -93,7 +101,10 @@ export function createToolCatalogue(deps: ToolCatalogueDeps): ToolCatalogue {
 
   const list = async (): Promise<CatalogueTool[]> => {
     const lists = await Promise.all(deps.upstreams.map(async (u) => ({ u, tools: await upstreamTools(u) })));
-    return [{ ...API_CALL_TOOL, local: 'api.call' }, ...lists.flatMap(({ u, tools }) => tools.map((t) => ({ ...t, name: `${u.name}.${t.name}`, upstream: u, local: t.name })))];
+    return [
+      { ...API_CALL_TOOL, local: 'api.call' },
+      ...lists.flatMap(({ u, tools }) => tools.map((t) => ({ ...t, name: `${u.name}.${t.name}`, upstream: u, local: t.name }))),
+    ];
   };
 
   return {

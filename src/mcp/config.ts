@@ -29,11 +29,15 @@ export function parseUpstreams(entries: readonly string[]): Upstream[] {
     const target = entry.slice(at + 1);
     const stdio = target.startsWith('stdio:') ? target.slice(6).trim().split(/\s+/).filter(Boolean) : undefined;
     if (at < 1 || !NAME.test(name) || (stdio ? stdio.length === 0 : !/^https?:\/\/\S+$/.test(target))) {
-      throw new StartupError(`mcp.upstreams: '${entry.split(' ')[0]}' must be name=http(s)://host/path or name=stdio:command args, with a lower-case name`);
+      throw new StartupError(
+        `mcp.upstreams: '${entry.split(' ')[0]}' must be name=http(s)://host/path or name=stdio:command args, with a lower-case name`,
+      );
     }
     if (seen.has(name)) throw new StartupError(`mcp.upstreams: '${name}' is listed twice`);
     seen.add(name);
-    return stdio ? { name, kind: 'stdio' as const, command: stdio[0]!, args: stdio.slice(1) } : { name, kind: 'http' as const, url: new URL(target) };
+    return stdio
+      ? { name, kind: 'stdio' as const, command: stdio[0]!, args: stdio.slice(1) }
+      : { name, kind: 'http' as const, url: new URL(target) };
   });
 }
 

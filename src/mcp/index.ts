@@ -9,6 +9,13 @@ export { type McpConfig, parseMcpConfig, parseUpstreams } from './config.js';
 export { MCP_DENIED, MCP_UPSTREAM_FAILED } from './errors.js';
 export { MCP_ROUTES, type McpRouteDeps } from './routes.js';
 export { createMcpGateway, type McpGateway, type McpGatewayDeps } from './service.js';
-export { createUpstreamClient, STDIO_TOKEN_META, stdioBoundBody, type Upstream, type UpstreamClient, upstreamAudience } from './upstreams.js';
+export {
+  createUpstreamClient,
+  STDIO_TOKEN_META,
+  stdioBoundBody,
+  type Upstream,
+  type UpstreamClient,
+  upstreamAudience,
+} from './upstreams.js';
 /** The MCP tool-call audit trail. */
 export type ToolAudit = ChainedLog<ToolAuditEvent>;

@@ -1,4 +1,9 @@
-import { CallToolRequestSchema, InitializeRequestSchema, ListToolsRequestSchema, PingRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  InitializeRequestSchema,
+  ListToolsRequestSchema,
+  PingRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 
 // The methods this server answers, by their request schema. The SDK reports a known method
 // with malformed params as an internal error (-32603); it is the caller's mistake (-32602).
@@ -13,7 +18,13 @@ const REQUEST_SCHEMAS = new Map<string, { safeParse(v: unknown): { success: bool
 export function malformedRequest(message: unknown): { id?: unknown; method: string } | undefined {
   return (Array.isArray(message) ? message : [message]).find((m) => {
     const req = m as { id?: unknown; method?: unknown } | null;
-    return req !== null && typeof req === 'object' && typeof req.method === 'string' && 'id' in req && REQUEST_SCHEMAS.get(req.method)?.safeParse(req).success === false;
+    return (
+      req !== null &&
+      typeof req === 'object' &&
+      typeof req.method === 'string' &&
+      'id' in req &&
+      REQUEST_SCHEMAS.get(req.method)?.safeParse(req).success === false
+    );
   });
 }
 

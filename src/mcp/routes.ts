@@ -19,24 +19,41 @@ export interface McpRouteDeps {
  */
 export const MCP_ROUTES = defineRoutes<McpRouteDeps>([
   {
-    method: 'post', path: '/mcp', roles: ['mcp'], access: 'agent',
+    method: 'post',
+    path: '/mcp',
+    roles: ['mcp'],
+    access: 'agent',
     summary: 'MCP over Streamable HTTP (stateless, JSON answers): tools/list and tools/call, each gated by mcp.tool.invoke.',
     body: { schema: 'JsonRpc', raw: true },
     ok: { 200: { description: 'A JSON-RPC answer', schema: 'JsonRpc' }, 202: { description: 'A notification, accepted' } },
-    errors: ['bad_request'], refusal: 'JsonRpc', db: true, decides: true,
+    errors: ['bad_request'],
+    refusal: 'JsonRpc',
+    db: true,
+    decides: true,
     handler: (ctx, { gateway }) => gateway.serve(ctx, ctx.state.mcpCaller as McpCaller),
   },
   {
-    method: 'all', path: '/mcp', roles: ['mcp'], access: 'public', documentedMethods: ['get', 'put', 'patch', 'delete', 'trace'],
+    method: 'all',
+    path: '/mcp',
+    roles: ['mcp'],
+    access: 'public',
+    documentedMethods: ['get', 'put', 'patch', 'delete', 'trace'],
     summary: 'Not supported: the endpoint is stateless, POST only (405 with a JSON-RPC error).',
-    ok: {}, errors: ['method_not_allowed'], refusal: 'JsonRpc',
+    ok: {},
+    errors: ['method_not_allowed'],
+    refusal: 'JsonRpc',
     handler: (ctx, { gateway }) => gateway.refuseMethod(ctx),
   },
   {
-    method: 'post', path: '/v1/agent-tokens', roles: ['control'], access: 'worker',
+    method: 'post',
+    path: '/v1/agent-tokens',
+    roles: ['control'],
+    access: 'worker',
     summary: 'An agent token for a job the worker leases (MCP bearer for its agents).',
     body: { schema: 'AgentTokenRequest', handlerChecks: 'the request is checked with the lease it names' },
-    ok: { 201: { description: 'The token', schema: 'Any' } }, errors: ['job_not_leased'], db: true,
+    ok: { 201: { description: 'The token', schema: 'Any' } },
+    errors: ['job_not_leased'],
+    db: true,
     async handler(ctx, deps) {
       ctx.body = await issueAgentToken({ knex: deps.knex, tokens: deps.agentTokens }, ctx.state.worker as Worker, ctx.state.body);
       ctx.status = 201;

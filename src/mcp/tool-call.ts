@@ -106,7 +106,8 @@ function authorizer(deps: ToolCallDeps) {
       throw new McpError(ErrorCode.InvalidParams, `the arguments exceed ${deps.maxArgumentBytes} bytes`, { code: 'arguments_too_large' });
     }
     const invalid = deps.catalogue.validator(tool)(args);
-    if (invalid !== undefined) throw new McpError(ErrorCode.InvalidParams, `invalid arguments for ${tool.name}: ${invalid}`, { code: 'invalid_arguments' });
+    if (invalid !== undefined)
+      throw new McpError(ErrorCode.InvalidParams, `invalid arguments for ${tool.name}: ${invalid}`, { code: 'invalid_arguments' });
     if (caller.bound && args.job_id !== undefined && args.job_id !== caller.bound.jobId) {
       Object.assign(event, { task_id: caller.bound.taskId, job_id: caller.bound.jobId, reasons: ['job_mismatch'] });
       throw new McpError(MCP_DENIED, `${tool.name} denied: job_mismatch`, { code: 'policy_denied', reasons: ['job_mismatch'] });
@@ -118,7 +119,11 @@ function authorizer(deps: ToolCallDeps) {
     const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.mcpToolInvoke, input, `mcp:${caller.worker.nodeId}`);
     Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
     if (!decision.allow) {
-      throw new McpError(MCP_DENIED, `${tool.name} denied: ${decision.reasons.join(', ') || 'no rule allowed it'}`, { code: 'policy_denied', reasons: decision.reasons, decision_id: decisionId });
+      throw new McpError(MCP_DENIED, `${tool.name} denied: ${decision.reasons.join(', ') || 'no rule allowed it'}`, {
+        code: 'policy_denied',
+        reasons: decision.reasons,
+        decision_id: decisionId,
+      });
     }
     return { input, revision };
   };
@@ -140,18 +145,33 @@ async function leaseFor(knex: Knex, caller: McpCaller, args: Args): Promise<Omit
 
 /** Sends an allowed call on: `api.call` to API Egress's first gate, any other tool to its upstream. */
 function dispatcher(deps: ToolCallDeps) {
-  return async (caller: McpCaller, tool: CatalogueTool, args: Args, input: unknown, revision: string): Promise<{ result: Record<string, unknown>; outcome: Outcome; code: string | null }> => {
+  return async (
+    caller: McpCaller,
+    tool: CatalogueTool,
+    args: Args,
+    input: unknown,
+    revision: string,
+  ): Promise<{ result: Record<string, unknown>; outcome: Outcome; code: string | null }> => {
     if (!tool.upstream) {
       const reply = await deps.apiCalls.call({ kind: 'worker', worker: caller.worker }, args);
-      const result = { content: [{ type: 'text', text: JSON.stringify(reply.body) }], structuredContent: reply.body as unknown as Record<string, unknown>, isError: reply.body.status !== 'ok' };
+      const result = {
+        content: [{ type: 'text', text: JSON.stringify(reply.body) }],
+        structuredContent: reply.body as unknown as Record<string, unknown>,
+        isError: reply.body.status !== 'ok',
+      };
       return { result, outcome: reply.body.status === 'ok' ? 'ok' : reply.body.status, code: reply.body.error?.code ?? null };
     }
-    const result = (await deps.client.request(tool.upstream, 'tools/call', { name: tool.local, arguments: args }, {
-      subject: `mcp:${caller.worker.nodeId}`,
-      entrypoint: ENTRYPOINTS.mcpToolInvoke,
-      input,
-      revision,
-    })) as Record<string, unknown>;
+    const result = (await deps.client.request(
+      tool.upstream,
+      'tools/call',
+      { name: tool.local, arguments: args },
+      {
+        subject: `mcp:${caller.worker.nodeId}`,
+        entrypoint: ENTRYPOINTS.mcpToolInvoke,
+        input,
+        revision,
+      },
+    )) as Record<string, unknown>;
     return { result, outcome: result.isError === true ? 'error' : 'ok', code: null };
   };
 }

@@ -16,12 +16,16 @@ export interface ListedTool {
  * Listing asks about the tool as such (any live lease, a task of its own); each call is still
  * decided on its own arguments and lease.
  */
-export async function listVisibleTools(deps: { catalogue: ToolCatalogue; decisions: DecisionService }, caller: McpCaller): Promise<ListedTool[]> {
+export async function listVisibleTools(
+  deps: { catalogue: ToolCatalogue; decisions: DecisionService },
+  caller: McpCaller,
+): Promise<ListedTool[]> {
   const visible: ListedTool[] = [];
   for (const tool of await deps.catalogue.list()) {
     const input = toolInvokeInput(caller, tool, { task_id: 'list', job_id: null, lease_active: true, arguments: { task_id: 'list' } });
     const { decision } = await deps.decisions.decide(ENTRYPOINTS.mcpToolInvoke, input, `mcp:${caller.worker.nodeId}`);
-    if (decision.allow) visible.push({ name: tool.name, ...(tool.description && { description: tool.description }), inputSchema: tool.inputSchema });
+    if (decision.allow)
+      visible.push({ name: tool.name, ...(tool.description && { description: tool.description }), inputSchema: tool.inputSchema });
   }
   return visible;
 }

@@ -62,7 +62,12 @@ async function httpRequest(
 ): Promise<unknown> {
   const id = randomUUID();
   const body = JSON.stringify({ jsonrpc: '2.0', id, method, params });
-  const token = await signForwardToken(deps.keys.current(), { issuer: deps.issuer, audience: upstreamAudience(upstream.name), ...claims }, body, deps.forwardTokenTtlMs);
+  const token = await signForwardToken(
+    deps.keys.current(),
+    { issuer: deps.issuer, audience: upstreamAudience(upstream.name), ...claims },
+    body,
+    deps.forwardTokenTtlMs,
+  );
   const { status, type, text } = await exchange(deps, client, upstream, body, token);
   return readAnswer(upstream, id, status, type, text);
 }
@@ -97,13 +102,17 @@ async function exchange(
     });
   } catch (err) {
     if (err instanceof HttpTimeoutError) throw timedOut();
-    throw new GatewayError('upstream_unavailable', `${upstream.name} cannot be reached: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
+    throw new GatewayError(
+      'upstream_unavailable',
+      `${upstream.name} cannot be reached: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+    );
   }
   try {
     return { status: res.status, type: String(res.headers['content-type'] ?? ''), text: await res.text() };
   } catch (err) {
     if (err instanceof HttpTimeoutError) throw timedOut();
-    if (err instanceof HttpTooLargeError) throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
+    if (err instanceof HttpTooLargeError)
+      throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
     throw err;
   } finally {
     res.destroy();
@@ -136,7 +145,8 @@ function readAnswer(upstream: Upstream, id: string, status: number, type: string
   } catch {
     throw new GatewayError('upstream_error', `${upstream.name} answered with something that is not JSON-RPC (HTTP ${status})`);
   }
-  if (!message || (message.result === undefined && !message.error)) throw new GatewayError('upstream_error', `${upstream.name} answered without a result (HTTP ${status})`);
+  if (!message || (message.result === undefined && !message.error))
+    throw new GatewayError('upstream_error', `${upstream.name} answered without a result (HTTP ${status})`);
   if (message.error) {
     const data = message.error.data as { code?: string; reasons?: string[] } | undefined;
     throw new GatewayError('upstream_error', `${upstream.name}: ${String(message.error.message).slice(0, 300)}`, {
@@ -167,7 +177,12 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
   const stdioClient = (upstream: Extract<Upstream, { kind: 'stdio' }>): Promise<Client> => {
     let client = stdioClients.get(upstream.name);
     if (!client) {
-      const transport = new StdioClientTransport({ command: upstream.command, args: upstream.args, env: { ...getDefaultEnvironment(), ...deps.stdioEnv }, stderr: 'inherit' });
+      const transport = new StdioClientTransport({
+        command: upstream.command,
+        args: upstream.args,
+        env: { ...getDefaultEnvironment(), ...deps.stdioEnv },
+        stderr: 'inherit',
+      });
       const c = new Client({ name: 'cynode-gateway', version: '1.0.0' });
       transport.onclose = () => stdioClients.delete(upstream.name);
       client = c.connect(transport, { timeout: deps.timeoutMs }).then(() => c);
@@ -177,8 +192,18 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
     return client;
   };
 
-  const stdioRequest = async (upstream: Extract<Upstream, { kind: 'stdio' }>, method: string, params: Record<string, unknown>, claims: ForwardClaimsIn): Promise<unknown> => {
-    const token = await signForwardToken(deps.keys.current(), { issuer: deps.issuer, audience: upstreamAudience(upstream.name), ...claims }, stdioBoundBody(method, params), deps.forwardTokenTtlMs);
+  const stdioRequest = async (
+    upstream: Extract<Upstream, { kind: 'stdio' }>,
+    method: string,
+    params: Record<string, unknown>,
+    claims: ForwardClaimsIn,
+  ): Promise<unknown> => {
+    const token = await signForwardToken(
+      deps.keys.current(),
+      { issuer: deps.issuer, audience: upstreamAudience(upstream.name), ...claims },
+      stdioBoundBody(method, params),
+      deps.forwardTokenTtlMs,
+    );
     let client: Client;
     let result: unknown;
     try {
@@ -187,12 +212,15 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
       throw new GatewayError('upstream_unavailable', `${upstream.name} could not be started: ${errorMessage(err).slice(0, 200)}`);
     }
     try {
-      result = await client.request({ method, params: { ...params, _meta: { [STDIO_TOKEN_META]: token } } } as never, ResultSchema, { timeout: deps.timeoutMs });
+      result = await client.request({ method, params: { ...params, _meta: { [STDIO_TOKEN_META]: token } } } as never, ResultSchema, {
+        timeout: deps.timeoutMs,
+      });
     } catch (err) {
       if (err instanceof McpError) {
         // The server died under this call: the next call starts a new one.
         if (err.code === ErrorCode.ConnectionClosed) stdioClients.delete(upstream.name);
-        if (err.code === ErrorCode.RequestTimeout) throw new GatewayError('upstream_timeout', `${upstream.name} did not answer within ${deps.timeoutMs} ms`);
+        if (err.code === ErrorCode.RequestTimeout)
+          throw new GatewayError('upstream_timeout', `${upstream.name} did not answer within ${deps.timeoutMs} ms`);
         const data = err.data as { code?: string; reasons?: string[] } | undefined;
         throw new GatewayError('upstream_error', `${upstream.name}: ${err.message.slice(0, 300)}`, {
           upstream_code: err.code,
@@ -203,12 +231,14 @@ export function createUpstreamClient(deps: UpstreamClientDeps): UpstreamClient {
       throw new GatewayError('upstream_unavailable', `${upstream.name} failed: ${errorMessage(err).slice(0, 200)}`);
     }
     // The SDK reads a stdio answer whole; what is passed on is bounded as over HTTP.
-    if (Buffer.byteLength(JSON.stringify(result)) > deps.maxResponseBytes) throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
+    if (Buffer.byteLength(JSON.stringify(result)) > deps.maxResponseBytes)
+      throw new GatewayError('payload_too_large', `${upstream.name} answered with more than ${deps.maxResponseBytes} bytes`);
     return result;
   };
 
   return {
-    request: (upstream, method, params, claims) => (upstream.kind === 'http' ? httpRequest(deps, http, upstream, method, params, claims) : stdioRequest(upstream, method, params, claims)),
+    request: (upstream, method, params, claims) =>
+      upstream.kind === 'http' ? httpRequest(deps, http, upstream, method, params, claims) : stdioRequest(upstream, method, params, claims),
     async close() {
       http.close();
       const clients = [...stdioClients.values()];

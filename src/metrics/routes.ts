@@ -11,8 +11,13 @@ export interface MetricsRouteDeps {
 /** `GET /metrics` in the Prometheus text format, on every role. */
 export const METRICS_ROUTES = defineRoutes<MetricsRouteDeps>([
   {
-    method: 'get', path: '/metrics', roles: ROLES, access: 'public', summary: 'Prometheus metrics (text exposition format).',
-    ok: { 200: { description: 'Metrics', mediaType: 'text/plain' } }, errors: [],
+    method: 'get',
+    path: '/metrics',
+    roles: ROLES,
+    access: 'public',
+    summary: 'Prometheus metrics (text exposition format).',
+    ok: { 200: { description: 'Metrics', mediaType: 'text/plain' } },
+    errors: [],
     async handler(ctx, { registry, beforeScrape }) {
       await beforeScrape();
       ctx.type = registry.contentType;

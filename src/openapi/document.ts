@@ -7,7 +7,11 @@ import { type Schema, SCHEMAS } from './schemas.js';
 export type OpenApiDocument = Record<string, unknown> & { openapi: string; paths: Record<string, Record<string, unknown>> };
 
 const DEFAULT_PORTS: Record<Role, number> = { control: 12082, mcp: 12083, egress: 12084 };
-const ROLE_NAMES: Record<Role, string> = { control: 'Control plane (worker REST, orchestrator, admin)', mcp: 'MCP gateway', egress: 'API Egress (final gate)' };
+const ROLE_NAMES: Record<Role, string> = {
+  control: 'Control plane (worker REST, orchestrator, admin)',
+  mcp: 'MCP gateway',
+  egress: 'API Egress (final gate)',
+};
 
 const SECURITY: Record<Auth, Record<string, string[]>[]> = {
   public: [],
@@ -80,13 +84,28 @@ function operationObject(op: Operation, method: string): Record<string, unknown>
     schema: { type: 'string' },
     ...(m[1] === 'path' && { description: 'An entrypoint path; may contain slashes (e.g. cynode/register/decision).' }),
   }));
-  const parameters = [...pathParams, ...(op.params ?? []).map((p) => ({ in: p.in, name: p.name, required: p.required ?? false, schema: p.schema, description: p.description }))];
+  const parameters = [
+    ...pathParams,
+    ...(op.params ?? []).map((p) => ({
+      in: p.in,
+      name: p.name,
+      required: p.required ?? false,
+      schema: p.schema,
+      description: p.description,
+    })),
+  ];
   const responses: Record<string, unknown> = {};
   for (const [status, r] of Object.entries(op.ok)) {
     responses[status] = {
       description: r.description,
       ...(r.schema && { content: { 'application/json': { schema: schemaRef(r.schema) } } }),
-      ...(r.mediaType && { content: { [r.mediaType]: { schema: { type: 'string', ...(r.mediaType === 'application/gzip' && { contentMediaType: 'application/gzip' }) } } } }),
+      ...(r.mediaType && {
+        content: {
+          [r.mediaType]: {
+            schema: { type: 'string', ...(r.mediaType === 'application/gzip' && { contentMediaType: 'application/gzip' }) },
+          },
+        },
+      }),
     };
   }
   Object.assign(responses, errorResponses(op));
@@ -96,7 +115,9 @@ function operationObject(op: Operation, method: string): Record<string, unknown>
     tags: [...op.roles],
     security: SECURITY[op.access],
     ...(parameters.length > 0 && { parameters }),
-    ...(op.body && { requestBody: { required: !op.body.optional, content: { 'application/json': { schema: schemaRef(op.body.schema) } } } }),
+    ...(op.body && {
+      requestBody: { required: !op.body.optional, content: { 'application/json': { schema: schemaRef(op.body.schema) } } },
+    }),
     responses,
   };
 }
@@ -104,7 +125,7 @@ function operationObject(op: Operation, method: string): Record<string, unknown>
 const serverOf = (role: Role) => ({
   url: `http://{host}:${DEFAULT_PORTS[role]}`,
   description: ROLE_NAMES[role],
-  variables: { host: { default: '127.0.0.1', description: 'The gateway host; the port is the role\'s default (CYNODE_*_PORT).' } },
+  variables: { host: { default: '127.0.0.1', description: "The gateway host; the port is the role's default (CYNODE_*_PORT)." } },
 });
 
 /**
@@ -135,11 +156,30 @@ export function buildOpenApiDocument(version: string, operations: readonly Opera
       securitySchemes: {
         adminToken: { type: 'http', scheme: 'bearer', description: 'The admin/orchestrator token (CYNODE_ADMIN_TOKEN).' },
         readerToken: { type: 'http', scheme: 'bearer', description: 'The read-only token (CYNODE_READER_TOKEN): reads, never changes.' },
-        bundleReaderToken: { type: 'http', scheme: 'bearer', description: 'The read-only bundle service token (CYNODE_BUNDLE_SERVICE_TOKEN).' },
-        registrationPsk: { type: 'apiKey', in: 'header', name: 'X-Cynode-PSK', description: 'A registration PSK (POST /v1/psks); never logged.' },
-        workerJwt: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'The worker JWT from POST /register (ES256, typ cynode-worker+jwt).' },
+        bundleReaderToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'The read-only bundle service token (CYNODE_BUNDLE_SERVICE_TOKEN).',
+        },
+        registrationPsk: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'X-Cynode-PSK',
+          description: 'A registration PSK (POST /v1/psks); never logged.',
+        },
+        workerJwt: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description: 'The worker JWT from POST /register (ES256, typ cynode-worker+jwt).',
+        },
         agentJwt: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An agent token from POST /v1/agent-tokens.' },
-        forwardToken: { type: 'apiKey', in: 'header', name: 'X-Cynode-Forward-Token', description: 'The gateway\'s forward token (ES256 JWT bound to the body), for API Egress only.' },
+        forwardToken: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'X-Cynode-Forward-Token',
+          description: "The gateway's forward token (ES256 JWT bound to the body), for API Egress only.",
+        },
       },
     },
   };

@@ -28,9 +28,16 @@ export const SCHEMAS: Record<string, Schema> = {
     {
       error: object(
         {
-          code: { type: 'string', enum: Object.keys(ERROR_STATUS), description: 'A stable code (src/errors/codes.ts); clients match on it, never on the message.' },
+          code: {
+            type: 'string',
+            enum: Object.keys(ERROR_STATUS),
+            description: 'A stable code (src/errors/codes.ts); clients match on it, never on the message.',
+          },
           message: str('Human-readable; may change.'),
-          details: { type: 'object', description: 'Code-specific detail, e.g. `reasons`, `retry_after_s`, `remaining_usd`, or the fields of a 422.' },
+          details: {
+            type: 'object',
+            description: 'Code-specific detail, e.g. `reasons`, `retry_after_s`, `remaining_usd`, or the fields of a 422.',
+          },
         },
         ['code', 'message'],
       ),
@@ -39,7 +46,7 @@ export const SCHEMAS: Record<string, Schema> = {
   ),
   CapabilityReport: object(
     {
-      node_id: { ...name, description: 'The worker\'s stable id.' },
+      node_id: { ...name, description: "The worker's stable id." },
       labels: names(64),
       region: name,
       provider: { ...name, description: 'The cloud the worker runs in.' },
@@ -47,7 +54,11 @@ export const SCHEMAS: Record<string, Schema> = {
       supported_providers: names(32),
       supported_models: { type: 'array', maxItems: 256, items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$' } },
       max_concurrency: { type: 'integer', minimum: 1, maximum: 1024, default: 1 },
-      rate_limits: object({ rpm: { type: 'integer', minimum: 1, maximum: 1e9 }, tpm: { type: 'integer', minimum: 1, maximum: 1e9 } }, [], true),
+      rate_limits: object(
+        { rpm: { type: 'integer', minimum: 1, maximum: 1e9 }, tpm: { type: 'integer', minimum: 1, maximum: 1e9 } },
+        [],
+        true,
+      ),
       reachable_endpoints: { type: 'array', maxItems: 64, items: { type: 'string', format: 'uri', maxLength: 512 } },
     },
     ['node_id', 'labels', 'inference_mode'],
@@ -60,7 +71,10 @@ export const SCHEMAS: Record<string, Schema> = {
       health: { type: 'object' },
       load: { type: 'object' },
       jobs: { type: 'array', items: ref('LeaseRef'), maxItems: 1024 },
-      capabilities: { type: ['object', 'null'], description: 'A CapabilityReport, validated field by field as at registration (422 capability_invalid).' },
+      capabilities: {
+        type: ['object', 'null'],
+        description: 'A CapabilityReport, validated field by field as at registration (422 capability_invalid).',
+      },
     },
     [],
     true,
@@ -72,7 +86,11 @@ export const SCHEMAS: Record<string, Schema> = {
     heartbeat_interval_ms: { type: 'integer' },
     lease_ttl_ms: { type: 'integer' },
   }),
-  PollRequest: object({ max_jobs: { type: 'integer', minimum: 1, maximum: 1024 }, wait_ms: { type: 'integer', minimum: 0, maximum: 30000 } }, [], true),
+  PollRequest: object(
+    { max_jobs: { type: 'integer', minimum: 1, maximum: 1024 }, wait_ms: { type: 'integer', minimum: 0, maximum: 30000 } },
+    [],
+    true,
+  ),
   LeasedJobs: object({ jobs: { type: 'array', items: { type: 'object' } } }, ['jobs']),
   ResultReport: object(
     {
@@ -80,7 +98,10 @@ export const SCHEMAS: Record<string, Schema> = {
       lease_id: uuid,
       status: { type: 'string', enum: ['succeeded', 'failed'] },
       result: {},
-      error: object({ code: { type: 'string', maxLength: 128 }, message: { type: 'string', maxLength: 4096 }, retryable: { type: 'boolean' } }, ['code', 'message', 'retryable']),
+      error: object(
+        { code: { type: 'string', maxLength: 128 }, message: { type: 'string', maxLength: 4096 }, retryable: { type: 'boolean' } },
+        ['code', 'message', 'retryable'],
+      ),
     },
     ['job_id', 'lease_id', 'status'],
     true,
@@ -106,7 +127,13 @@ export const SCHEMAS: Record<string, Schema> = {
   ),
   Job: object({ id: uuid, task_id: str(), state: { type: 'string', enum: [...JOB_STATES] } }),
   ApiCall: object(
-    { provider: str('openai, anthropic'), operation: str('chat.completions, embeddings, messages'), task_id: str(), job_id: { type: ['string', 'null'], format: 'uuid' }, params: { type: 'object' } },
+    {
+      provider: str('openai, anthropic'),
+      operation: str('chat.completions, embeddings, messages'),
+      task_id: str(),
+      job_id: { type: ['string', 'null'], format: 'uuid' },
+      params: { type: 'object' },
+    },
     ['provider', 'operation', 'task_id', 'params'],
     true,
   ),
@@ -126,7 +153,11 @@ export const SCHEMAS: Record<string, Schema> = {
   ),
   Value: object({ value: { description: 'Any JSON value the key accepts.' } }, ['value']),
   Budget: object({ limit_usd: { type: 'number', minimum: 0, maximum: 1_000_000_000 } }, ['limit_usd'], true),
-  NewPsk: object({ name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } }, ['name'], true),
+  NewPsk: object(
+    { name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } },
+    ['name'],
+    true,
+  ),
   NewCredential: object(
     {
       provider: str(),
@@ -140,7 +171,11 @@ export const SCHEMAS: Record<string, Schema> = {
     true,
   ),
   CredentialSecret: object({ secret: { type: 'string', minLength: 8, maxLength: 4096, writeOnly: true } }, ['secret'], true),
-  AgentTokenRequest: object({ agent_type: { type: 'string', enum: ['sandbox', 'pm', 'pa'] }, job_id: uuid }, ['agent_type', 'job_id'], true),
+  AgentTokenRequest: object(
+    { agent_type: { type: 'string', enum: ['sandbox', 'pm', 'pa'] }, job_id: uuid },
+    ['agent_type', 'job_id'],
+    true,
+  ),
   DataRequest: object({ input: { description: 'The policy input: {action, subject, resource, context}.' } }, ['input']),
   DataAnswer: object({ result: object({ allow: { type: 'boolean' }, reasons: strings }), decision_id: uuid }),
   JsonRpc: object({ jsonrpc: { const: '2.0' }, id: { type: ['string', 'integer', 'null'] }, method: str() }, ['jsonrpc']),

@@ -20,7 +20,11 @@ export function startOps(core: Core, refreshGauges: (() => Promise<void>)[]): { 
   let document: OpenApiDocument | undefined;
   const openApi = () => (document ??= buildOpenApiDocument(packageVersion()));
   return {
-    routes: [...bindRoutes(HEALTH_ROUTES, health), ...bindRoutes(METRICS_ROUTES, { registry: core.registry, beforeScrape }), ...bindRoutes(OPENAPI_ROUTES, openApi)],
+    routes: [
+      ...bindRoutes(HEALTH_ROUTES, health),
+      ...bindRoutes(METRICS_ROUTES, { registry: core.registry, beforeScrape }),
+      ...bindRoutes(OPENAPI_ROUTES, openApi),
+    ],
   };
 }
 

@@ -61,7 +61,10 @@ interface SignedFile {
  * then its file list must match the bundle exactly and every digest must match, structured
  * files hashed from their canonical form. Each failure has its own BundleError code.
  */
-export async function verifyBundleSignature(files: ReadonlyMap<string, Buffer>, keys: VerificationKeys): Promise<{ keyId: string; files: string[] }> {
+export async function verifyBundleSignature(
+  files: ReadonlyMap<string, Buffer>,
+  keys: VerificationKeys,
+): Promise<{ keyId: string; files: string[] }> {
   const raw = files.get('.signatures.json');
   if (!raw) throw new BundleError('signature_missing', 'the bundle is not signed (.signatures.json missing)');
   let jws: string;

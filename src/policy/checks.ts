@@ -21,7 +21,10 @@ export function createSignatureCheck(policy: SignaturePolicy): (bundle: Bundle) 
     const haveKeys = file !== null && existsSync(file);
     if (policy.allowUnsigned && (!bundle.files.has('.signatures.json') || !haveKeys)) return;
     if (!haveKeys) {
-      throw new BundleError('signature_key_unknown', `no bundle verification keys (${file ?? 'policy.verificationKeysFile is null'}); configure keys or allow unsigned bundles`);
+      throw new BundleError(
+        'signature_key_unknown',
+        `no bundle verification keys (${file ?? 'policy.verificationKeysFile is null'}); configure keys or allow unsigned bundles`,
+      );
     }
     let keys;
     try {

@@ -9,14 +9,7 @@ export {
 } from './engine.js';
 export { type Action, BUNDLE_NAME, type Entrypoint, ENTRYPOINTS, REQUIRED_ENTRYPOINTS } from './entrypoints.js';
 export { BundleError, type BundleErrorCode } from './errors.js';
-export {
-  activateFromFile,
-  BUNDLE_CHANNEL,
-  type BundleSource,
-  pollBundleUrl,
-  startBundleSource,
-  watchBundleFile,
-} from './source.js';
+export { activateFromFile, BUNDLE_CHANNEL, type BundleSource, pollBundleUrl, startBundleSource, watchBundleFile } from './source.js';
 export { buildBundle, opaBinary, policyRevision, testPolicies, ToolchainError } from './toolchain.js';
 export {
   loadVerificationKeys,

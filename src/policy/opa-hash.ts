@@ -52,7 +52,9 @@ function byteOrder(a: string, b: string): number {
 
 /** A JSON string as Go's encoder writes it with HTML escaping off (it still escapes U+2028/9). */
 function goString(s: string): string {
-  return JSON.stringify(s).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(s)
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
 /** A strict JSON reader that emits the canonical form directly, keeping number lexemes. */

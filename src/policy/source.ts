@@ -93,7 +93,14 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
     inFlight = new AbortController();
     const timeoutMs = (longPoll ? options.longPollTimeoutMs : 0) + (options.requestTimeoutMs ?? 30_000);
     try {
-      const res = await client.request(new URL(url), { method: 'GET', headers, signal: inFlight.signal, totalTimeoutMs: timeoutMs, maxResponseBytes: MAX_BUNDLE_BYTES, maxRedirects: MAX_REDIRECTS });
+      const res = await client.request(new URL(url), {
+        method: 'GET',
+        headers,
+        signal: inFlight.signal,
+        totalTimeoutMs: timeoutMs,
+        maxResponseBytes: MAX_BUNDLE_BYTES,
+        maxRedirects: MAX_REDIRECTS,
+      });
       try {
         longPollSupported = longPoll && String(res.headers['content-type'] ?? '').includes('vnd.openpolicyagent.bundles');
         if (res.status === 304) {

@@ -41,7 +41,9 @@ export function preferenceProblem(key: PreferenceKey, value: unknown): string | 
     case 'number_or_null':
       return value === null || (typeof value === 'number' && Number.isFinite(value) && value >= 0) ? null : 'must be null or a number ≥ 0';
     case 'wait_ms':
-      return Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 3_600_000 ? null : 'must be an integer from 0 to 3600000';
+      return Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 3_600_000
+        ? null
+        : 'must be an integer from 0 to 3600000';
   }
 }
 

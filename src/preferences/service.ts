@@ -67,10 +67,15 @@ export function createPreferencesService(deps: PreferencesDeps): PreferencesServ
 
   const checkScope = (scope: string, scopeId: string): Scope => {
     if (!(SCOPES as readonly string[]).includes(scope)) {
-      throw new GatewayError('preference_unknown', `no preference scope '${scope}' (use ${SCOPES.join(', ')}; the task level comes with the job)`);
+      throw new GatewayError(
+        'preference_unknown',
+        `no preference scope '${scope}' (use ${SCOPES.join(', ')}; the task level comes with the job)`,
+      );
     }
-    if (scope === 'system' && scopeId !== SYSTEM_SCOPE_ID) throw new GatewayError('preference_unknown', `the system scope has one id, '${SYSTEM_SCOPE_ID}'`);
-    if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(scopeId)) throw new GatewayError('bad_request', 'the scope id must be 1-128 letters, digits or _.:@-');
+    if (scope === 'system' && scopeId !== SYSTEM_SCOPE_ID)
+      throw new GatewayError('preference_unknown', `the system scope has one id, '${SYSTEM_SCOPE_ID}'`);
+    if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(scopeId))
+      throw new GatewayError('bad_request', 'the scope id must be 1-128 letters, digits or _.:@-');
     return scope as Scope;
   };
   const checkKey = (key: string): PreferenceKey => {
@@ -79,13 +84,19 @@ export function createPreferencesService(deps: PreferencesDeps): PreferencesServ
   };
 
   const refresh = async () => {
-    const rows = (await deps.knex('preferences').select('scope', 'scope_id', 'key', 'value').orderBy(['scope', 'scope_id', 'key'])) as Row[];
+    const rows = (await deps
+      .knex('preferences')
+      .select('scope', 'scope_id', 'key', 'value')
+      .orderBy(['scope', 'scope_id', 'key'])) as Row[];
     const next = new Map<string, Record<string, unknown>>();
     for (const r of rows) {
       const id = `${r.scope}/${r.scope_id}`;
       next.set(id, { ...next.get(id), [r.key]: r.value });
     }
-    const nextHash = createHash('sha256').update(JSON.stringify(rows.map((r) => [r.scope, r.scope_id, r.key, r.value]))).digest('hex').slice(0, 16);
+    const nextHash = createHash('sha256')
+      .update(JSON.stringify(rows.map((r) => [r.scope, r.scope_id, r.key, r.value])))
+      .digest('hex')
+      .slice(0, 16);
     levels = next;
     if (nextHash !== hash) {
       hash = nextHash;
@@ -109,7 +120,8 @@ export function createPreferencesService(deps: PreferencesDeps): PreferencesServ
 
   return {
     async get(scope, scopeId, key) {
-      const row = (await deps.knex('preferences')
+      const row = (await deps
+        .knex('preferences')
         .where({ scope: checkScope(scope, scopeId), scope_id: scopeId, key: checkKey(key) })
         .first()) as Row | undefined;
       if (!row) throw new GatewayError('not_found', `preference '${key}' is not set for ${scope} '${scopeId}'`);
@@ -120,8 +132,16 @@ export function createPreferencesService(deps: PreferencesDeps): PreferencesServ
       const k = checkKey(key);
       const problem = preferenceProblem(k, value);
       if (problem) throw new GatewayError('preference_invalid', `preference '${k}' ${problem}`);
-      const [row] = (await deps.knex('preferences')
-        .insert({ scope: s, scope_id: scopeId, key: k, value: JSON.stringify(value), updated_by: updatedBy, updated_at: deps.knex.fn.now() })
+      const [row] = (await deps
+        .knex('preferences')
+        .insert({
+          scope: s,
+          scope_id: scopeId,
+          key: k,
+          value: JSON.stringify(value),
+          updated_by: updatedBy,
+          updated_at: deps.knex.fn.now(),
+        })
         .onConflict(['scope', 'scope_id', 'key'])
         .merge()
         .returning('*')) as Row[];
@@ -129,7 +149,10 @@ export function createPreferencesService(deps: PreferencesDeps): PreferencesServ
       return toPreference(row!);
     },
     async delete(scope, scopeId, key) {
-      const n = await deps.knex('preferences').where({ scope: checkScope(scope, scopeId), scope_id: scopeId, key: checkKey(key) }).delete();
+      const n = await deps
+        .knex('preferences')
+        .where({ scope: checkScope(scope, scopeId), scope_id: scopeId, key: checkKey(key) })
+        .delete();
       if (n === 0) throw new GatewayError('not_found', `preference '${key}' is not set for ${scope} '${scopeId}'`);
       await changed({ scope, scopeId, key, deleted: true });
     },

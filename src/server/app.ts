@@ -22,7 +22,9 @@ export interface RegisteredRoute {
 export function registeredRoutes(app: Koa): RegisteredRoute[] {
   const routers = app.middleware.map((mw) => (mw as { router?: Router }).router).filter((r): r is Router => r !== undefined);
   return routers.flatMap((router) =>
-    router.stack.filter((layer) => layer.methods.length > 0).map((layer) => ({ path: layer.path, methods: [...layer.methods], match: (path: string) => layer.match(path) })),
+    router.stack
+      .filter((layer) => layer.methods.length > 0)
+      .map((layer) => ({ path: layer.path, methods: [...layer.methods], match: (path: string) => layer.match(path) })),
   );
 }
 
@@ -115,7 +117,8 @@ function authenticatorOf(route: BoundRoute, authenticators: Authenticators): Mid
   }
   if (access === 'public') return undefined;
   const auth = authenticators[access];
-  if (!auth) throw new StartupError(`route ${route.method.toUpperCase()} ${route.path} needs the '${access}' authenticator, which no part supplies`);
+  if (!auth)
+    throw new StartupError(`route ${route.method.toUpperCase()} ${route.path} needs the '${access}' authenticator, which no part supplies`);
   return auth;
 }
 

@@ -30,7 +30,10 @@ export function errorMiddleware(logger: Logger): Middleware {
       }
       // A database outage fails closed like any other: 503, a stable code, no internals.
       if (isDatabaseUnavailable(err)) {
-        logger.warn({ code: 'database_unavailable', path: ctx.path, reqId: ctx.state.requestId, err: String((err as Error).message).split('\n')[0] }, 'database unavailable');
+        logger.warn(
+          { code: 'database_unavailable', path: ctx.path, reqId: ctx.state.requestId, err: String((err as Error).message).split('\n')[0] },
+          'database unavailable',
+        );
         ctx.status = 503;
         ctx.set('Retry-After', '1');
         ctx.body = { error: { code: 'database_unavailable', message: 'the database is unavailable; retry shortly' } };

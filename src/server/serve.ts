@@ -42,7 +42,12 @@ export async function startServers(options: ServeOptions, life: Lifecycle): Prom
   });
   const routes: Serving['routes'] = {};
   for (const role of options.roles) {
-    const app = createRoleApp(role, { logger, routes: options.routes, authenticators: options.authenticators, maxBodyBytes: config.server.maxBodyBytes });
+    const app = createRoleApp(role, {
+      logger,
+      routes: options.routes,
+      authenticators: options.authenticators,
+      maxBodyBytes: config.server.maxBodyBytes,
+    });
     routes[role] = registeredRoutes(app);
     const port = portOf(role, config.server);
     const bound = await listen(role, app, config.server.host, port, config.server).catch((err: NodeJS.ErrnoException) => {

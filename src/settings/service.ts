@@ -44,14 +44,18 @@ export function createSettingsService(deps: SettingsDeps): SettingsService {
   };
   return {
     async get(key) {
-      const row = (await deps.knex('settings').where({ key: known(key) }).first()) as Row | undefined;
+      const row = (await deps
+        .knex('settings')
+        .where({ key: known(key) })
+        .first()) as Row | undefined;
       if (!row) throw new GatewayError('not_found', `setting '${key}' has not been set`);
       return toSetting(row);
     },
     async put(key, value, updatedBy) {
       const k = known(key);
       if (!validSettingValue(k, value)) throw new GatewayError('setting_invalid', `setting '${k}' takes a value of another type`);
-      const [row] = (await deps.knex('settings')
+      const [row] = (await deps
+        .knex('settings')
         .insert({ key: k, value: JSON.stringify(value), updated_by: updatedBy, updated_at: deps.knex.fn.now() })
         .onConflict('key')
         .merge()

@@ -25,7 +25,9 @@ export async function connectAndMigrate(config: Config['database'], logger: Logg
     } catch (err) {
       if (Date.now() >= deadline) {
         await db.close().catch(() => undefined);
-        throw new StartupError(`database ${db.target} unreachable after ${attempt} attempt(s): ${describe(err).replace(/^database unreachable: /, '')}`);
+        throw new StartupError(
+          `database ${db.target} unreachable after ${attempt} attempt(s): ${describe(err).replace(/^database unreachable: /, '')}`,
+        );
       }
       log.warn({ target: db.target, attempt, err: describe(err) }, 'database not reachable yet; retrying');
       await new Promise((r) => setTimeout(r, Math.min(2000, 250 * attempt)));

@@ -141,7 +141,16 @@ export function describe(err: unknown): string {
 }
 
 /** Node socket errors that mean the database server cannot be reached. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /**
  * True when `err` says the database is out of reach (refused or cut connection, pool
@@ -156,5 +165,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300') return true;
   if (e.name === 'KnexTimeoutError') return true; // no pool connection within acquireConnectionTimeout
   // pg's own messages for a lost connection; knex prefixes them with the query.
-  return typeof e.message === 'string' && /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect/.test(e.message);
+  return (
+    typeof e.message === 'string' &&
+    /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect/.test(e.message)
+  );
 }

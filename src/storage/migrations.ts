@@ -55,7 +55,11 @@ const MIGRATION_LOCK_KEY = 7_306_016_110_625_412;
  * Ending the session releases the lock, even when `fn` throws.
  */
 export async function withMigrationLock<T>(url: string, connectTimeoutMs: number, fn: () => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, application_name: 'cynode-gateway-migrate' });
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: connectTimeoutMs,
+    application_name: 'cynode-gateway-migrate',
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {

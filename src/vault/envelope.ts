@@ -51,7 +51,11 @@ export function sealSecret(ring: KeyRing, id: string, version: number, secret: s
 /** Opens a stored envelope; any failure (unknown kid, tampering, wrong key) is `vault_unavailable`, never a partial secret. */
 export function openSecret(ring: KeyRing, id: string, version: number, envelope: Envelope): string {
   const master = ring.byKid(envelope.kid);
-  if (!master) throw new GatewayError('vault_unavailable', `credential ${id} is sealed under master key ${envelope.kid}, which this gateway does not hold`);
+  if (!master)
+    throw new GatewayError(
+      'vault_unavailable',
+      `credential ${id} is sealed under master key ${envelope.kid}, which this gateway does not hold`,
+    );
   let dataKey: Buffer | undefined;
   try {
     dataKey = open(master.key, envelope.wrappedKey, keyAad(id, envelope.kid));
@@ -67,11 +71,19 @@ export function openSecret(ring: KeyRing, id: string, version: number, envelope:
 export function rewrapKey(ring: KeyRing, id: string, envelope: Envelope): Envelope {
   if (envelope.kid === ring.current.kid) return envelope;
   const master = ring.byKid(envelope.kid);
-  if (!master) throw new GatewayError('vault_unavailable', `credential ${id} is sealed under master key ${envelope.kid}, which this gateway does not hold`);
+  if (!master)
+    throw new GatewayError(
+      'vault_unavailable',
+      `credential ${id} is sealed under master key ${envelope.kid}, which this gateway does not hold`,
+    );
   let dataKey: Buffer | undefined;
   try {
     dataKey = open(master.key, envelope.wrappedKey, keyAad(id, envelope.kid));
-    return { kid: ring.current.kid, wrappedKey: seal(ring.current.key, dataKey, keyAad(id, ring.current.kid)), sealedSecret: envelope.sealedSecret };
+    return {
+      kid: ring.current.kid,
+      wrappedKey: seal(ring.current.key, dataKey, keyAad(id, ring.current.kid)),
+      sealedSecret: envelope.sealedSecret,
+    };
   } catch (err) {
     if (err instanceof GatewayError) throw err;
     throw new GatewayError('vault_unavailable', `credential ${id} could not be re-wrapped (tampered, or sealed under another key)`);

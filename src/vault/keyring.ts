@@ -23,7 +23,9 @@ export function keyRing(current: string, previous: readonly string[] = []): KeyR
   const keys = [current, ...previous].map((b64, i) => {
     const key = Buffer.from(b64.trim(), 'base64');
     if (key.length !== 32) {
-      throw new StartupError(`${i === 0 ? 'the master key' : `previous master key #${i}`} must be 32 bytes, base64-encoded (openssl rand -base64 32)`);
+      throw new StartupError(
+        `${i === 0 ? 'the master key' : `previous master key #${i}`} must be 32 bytes, base64-encoded (openssl rand -base64 32)`,
+      );
     }
     return { kid: createHash('sha256').update(key).digest('hex').slice(0, 16), key };
   });
@@ -45,10 +47,13 @@ export function loadKeyRing(vault: Config['vault'], logger: Logger): KeyRing {
       try {
         writeFileSync(file, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
         chmodSync(file, 0o600);
-        logger.child({ component: 'vault' }).warn({ file }, 'generated a credential master key; keep this file safe (set CYNODE_MASTER_KEY to supply your own)');
+        logger
+          .child({ component: 'vault' })
+          .warn({ file }, 'generated a credential master key; keep this file safe (set CYNODE_MASTER_KEY to supply your own)');
       } catch (err) {
         // Another process created it first: use theirs.
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StartupError(`cannot create the master key file ${file}: ${(err as Error).message}`);
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw new StartupError(`cannot create the master key file ${file}: ${(err as Error).message}`);
       }
     }
     current = readFileSync(file, 'utf8').trim();

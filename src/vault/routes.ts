@@ -15,9 +15,15 @@ const CONTROL = ['control'] as const;
  */
 export const CREDENTIAL_ROUTES = defineRoutes<CredentialStore>([
   {
-    method: 'post', path: '/v1/credentials', roles: CONTROL, access: 'admin', summary: 'Stores a provider credential (envelope-encrypted; never returned).',
+    method: 'post',
+    path: '/v1/credentials',
+    roles: CONTROL,
+    access: 'admin',
+    summary: 'Stores a provider credential (envelope-encrypted; never returned).',
     body: { schema: 'NewCredential', invalid: 'credential_invalid' },
-    ok: { 201: { description: 'Metadata', schema: 'Any' } }, errors: ['credential_invalid', 'credential_exists', 'vault_unavailable'], db: true,
+    ok: { 201: { description: 'Metadata', schema: 'Any' } },
+    errors: ['credential_invalid', 'credential_exists', 'vault_unavailable'],
+    db: true,
     async handler(ctx, store) {
       const input = parseNew(ctx.state.body);
       ctx.status = 201;
@@ -25,31 +31,55 @@ export const CREDENTIAL_ROUTES = defineRoutes<CredentialStore>([
     },
   },
   {
-    method: 'get', path: '/v1/credentials', roles: CONTROL, access: 'reader', summary: 'Credential metadata.',
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
+    method: 'get',
+    path: '/v1/credentials',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'Credential metadata.',
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
     async handler(ctx, store) {
       ctx.body = { credentials: await store.list() };
     },
   },
   {
-    method: 'get', path: '/v1/credentials/{id}', roles: CONTROL, access: 'reader', summary: "One credential's metadata.",
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: ['credential_not_found'], db: true,
+    method: 'get',
+    path: '/v1/credentials/{id}',
+    roles: CONTROL,
+    access: 'reader',
+    summary: "One credential's metadata.",
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: ['credential_not_found'],
+    db: true,
     async handler(ctx, store) {
       ctx.body = await store.get(ctx.params.id!);
     },
   },
   {
-    method: 'post', path: '/v1/credentials/{id}/rotate', roles: CONTROL, access: 'admin', summary: "Replaces a credential's secret.",
+    method: 'post',
+    path: '/v1/credentials/{id}/rotate',
+    roles: CONTROL,
+    access: 'admin',
+    summary: "Replaces a credential's secret.",
     body: { schema: 'CredentialSecret', invalid: 'credential_invalid' },
-    ok: { 200: { description: 'Metadata', schema: 'Any' } }, errors: ['credential_not_found', 'credential_invalid', 'vault_unavailable'], db: true,
+    ok: { 200: { description: 'Metadata', schema: 'Any' } },
+    errors: ['credential_not_found', 'credential_invalid', 'vault_unavailable'],
+    db: true,
     async handler(ctx, store) {
       const body = ctx.state.body as { secret: unknown };
       ctx.body = await store.rotate(ctx.params.id!, secretOf(body.secret));
     },
   },
   {
-    method: 'post', path: '/v1/credentials/{id}/disable', roles: CONTROL, access: 'admin', summary: 'Disables a credential.',
-    ok: { 200: { description: 'Metadata', schema: 'Any' } }, errors: ['credential_not_found'], db: true,
+    method: 'post',
+    path: '/v1/credentials/{id}/disable',
+    roles: CONTROL,
+    access: 'admin',
+    summary: 'Disables a credential.',
+    ok: { 200: { description: 'Metadata', schema: 'Any' } },
+    errors: ['credential_not_found'],
+    db: true,
     async handler(ctx, store) {
       ctx.body = await store.disable(ctx.params.id!);
     },
@@ -72,13 +102,15 @@ function parseNew(raw: unknown): NewCredential {
   const name = (field: string, required: boolean): string | null => {
     const v = r[field];
     if ((v === undefined || v === null) && !required) return null;
-    if (typeof v !== 'string' || !NAME.test(v)) throw new GatewayError('credential_invalid', `${field} must be 1-128 letters, digits or _.:@-`);
+    if (typeof v !== 'string' || !NAME.test(v))
+      throw new GatewayError('credential_invalid', `${field} must be 1-128 letters, digits or _.:@-`);
     return v;
   };
   let expires: Date | null = null;
   if (r.expires_at !== undefined && r.expires_at !== null) {
     expires = typeof r.expires_at === 'string' ? new Date(r.expires_at) : new Date(NaN);
-    if (Number.isNaN(expires.getTime()) || expires <= new Date()) throw new GatewayError('credential_invalid', 'expires_at must be an ISO 8601 time in the future');
+    if (Number.isNaN(expires.getTime()) || expires <= new Date())
+      throw new GatewayError('credential_invalid', 'expires_at must be an ISO 8601 time in the future');
   }
   return {
     provider: name('provider', true)!,

@@ -78,7 +78,11 @@ interface Row {
 
 const CANDIDATES_TTL_MS = 1000;
 const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
-const envelopeOf = (r: Row): Envelope => ({ kid: r.kid, wrappedKey: Buffer.from(r.wrapped_key), sealedSecret: Buffer.from(r.sealed_secret) });
+const envelopeOf = (r: Row): Envelope => ({
+  kid: r.kid,
+  wrappedKey: Buffer.from(r.wrapped_key),
+  sealedSecret: Buffer.from(r.sealed_secret),
+});
 
 export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger: Logger; now?: () => Date }): CredentialStore {
   const log = deps.logger.child({ component: 'vault' });
@@ -102,7 +106,8 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
   const unsealed = new Map<string, string>();
   const candidates = new Map<string, { at: number; rows: Row[] }>();
   const candidatesFor = async (provider: string, owner: { user: string | null; group: string | null }) =>
-    (await deps.knex('credentials')
+    (await deps
+      .knex('credentials')
       .where({ provider })
       .andWhere((q) => {
         q.where((n) => n.whereNull('owner_user').whereNull('owner_group'));
@@ -112,12 +117,23 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
       .select('*')) as Row[];
   const pick = (provider: string, rows: Row[]) => {
     const rank = (r: Row) => (r.owner_user !== null ? 0 : r.owner_group !== null ? 1 : 2);
-    const ordered = [...rows].sort((a, b) => Number(info(b).active) - Number(info(a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at));
+    const ordered = [...rows].sort(
+      (a, b) => Number(info(b).active) - Number(info(a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at),
+    );
     const row = ordered[0];
-    if (!row) throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, { reasons: ['credential_missing'] });
+    if (!row)
+      throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, {
+        reasons: ['credential_missing'],
+      });
     const meta = info(row);
-    if (!row.active) throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, { reasons: ['credential_disabled'] });
-    if (!meta.active) throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, { reasons: ['credential_expired'] });
+    if (!row.active)
+      throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, {
+        reasons: ['credential_disabled'],
+      });
+    if (!meta.active)
+      throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, {
+        reasons: ['credential_expired'],
+      });
     // Unsealing costs two AES-GCM operations; a rotation bumps the version, a rewrap the kid.
     const cacheKey = `${row.id}:${row.version}:${row.kid}`;
     let secret = unsealed.get(cacheKey);
@@ -142,8 +158,10 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
       const at = now();
       const env = sealSecret(deps.ring, id, 1, input.secret);
       const exists = await deps.knex('credentials').where({ provider: input.provider, name: input.name }).first('id');
-      if (exists) throw new GatewayError('credential_exists', `a credential named '${input.name}' exists for ${input.provider}; rotate it instead`);
-      const [row] = (await deps.knex('credentials')
+      if (exists)
+        throw new GatewayError('credential_exists', `a credential named '${input.name}' exists for ${input.provider}; rotate it instead`);
+      const [row] = (await deps
+        .knex('credentials')
         .insert({
           id,
           provider: input.provider,
@@ -190,7 +208,8 @@ export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger:
     async disable(id) {
       await load(id);
       const at = now();
-      const [row] = (await deps.knex('credentials')
+      const [row] = (await deps
+        .knex('credentials')
         .where({ id })
         .update({ active: false, disabled_at: deps.knex.raw('coalesce(disabled_at, ?)', [at]), updated_at: at })
         .returning('*')) as Row[];

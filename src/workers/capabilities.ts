@@ -26,8 +26,16 @@ export interface FieldError {
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 const INFERENCE_MODES = ['provider_api', 'ollama_remote', 'ollama_local'] as const;
 const KNOWN = new Set([
-  'node_id', 'labels', 'region', 'provider', 'inference_mode', 'supported_providers',
-  'supported_models', 'max_concurrency', 'rate_limits', 'reachable_endpoints',
+  'node_id',
+  'labels',
+  'region',
+  'provider',
+  'inference_mode',
+  'supported_providers',
+  'supported_models',
+  'max_concurrency',
+  'rate_limits',
+  'reachable_endpoints',
 ]);
 
 /**
@@ -39,7 +47,9 @@ export function parseCapabilityReport(raw: unknown): CapabilityReport {
   const errors: FieldError[] = [];
   const fail = (field: string, message: string) => errors.push({ field, message });
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new GatewayError('capability_invalid', 'the capability report must be a JSON object', { errors: [{ field: '', message: 'must be an object' }] });
+    throw new GatewayError('capability_invalid', 'the capability report must be a JSON object', {
+      errors: [{ field: '', message: 'must be an object' }],
+    });
   }
   const r = raw as Record<string, unknown>;
   for (const key of Object.keys(r)) if (!KNOWN.has(key)) fail(key, 'is not a capability report field');
@@ -83,7 +93,11 @@ export function parseCapabilityReport(raw: unknown): CapabilityReport {
   const reachable_endpoints = parseEndpoints(r.reachable_endpoints, fail);
 
   if (errors.length > 0) {
-    throw new GatewayError('capability_invalid', `the capability report is invalid: ${errors.map((e) => `${e.field || 'report'} ${e.message}`).join('; ')}`, { errors });
+    throw new GatewayError(
+      'capability_invalid',
+      `the capability report is invalid: ${errors.map((e) => `${e.field || 'report'} ${e.message}`).join('; ')}`,
+      { errors },
+    );
   }
   return {
     node_id: node_id!,

@@ -23,23 +23,43 @@ const CONTROL = ['control'] as const;
 /** `POST /register` (PSK) and `POST /status` (worker JWT): the Worker API's identity half. */
 export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
   {
-    method: 'post', path: '/register', roles: CONTROL, access: 'psk', summary: 'Registers a worker with a PSK and its capability report; answers a worker JWT.',
+    method: 'post',
+    path: '/register',
+    roles: CONTROL,
+    access: 'psk',
+    summary: 'Registers a worker with a PSK and its capability report; answers a worker JWT.',
     // The report is validated field by field by registration itself (422 capability_invalid, details.errors).
-    body: { schema: 'CapabilityReport', handlerChecks: 'registration refuses a report field by field (422 capability_invalid with details.errors), after the PSK check' },
+    body: {
+      schema: 'CapabilityReport',
+      handlerChecks: 'registration refuses a report field by field (422 capability_invalid with details.errors), after the PSK check',
+    },
     ok: { 200: { description: 'Registered', schema: 'Registration' } },
-    errors: ['psk_invalid', 'rate_limited', 'capability_invalid', 'node_id_taken', 'policy_denied'], db: true, decides: true,
+    errors: ['psk_invalid', 'rate_limited', 'capability_invalid', 'node_id_taken', 'policy_denied'],
+    db: true,
+    decides: true,
     async handler(ctx, deps) {
       const bearer = bearerToken(ctx.get('authorization'));
       ctx.body = await deps.workers.register({ psk: ctx.get(PSK_HEADER) || undefined, report: ctx.state.body, source: ctx.ip, bearer });
     },
   },
   {
-    method: 'post', path: '/status', roles: CONTROL, access: 'worker', summary: 'Heartbeat: health and load; extends leases, names cancelled and lost jobs.',
-    body: { schema: 'StatusReport' }, ok: { 200: { description: 'Lease status', schema: 'StatusAnswer' } }, errors: ['capability_invalid'], db: true,
+    method: 'post',
+    path: '/status',
+    roles: CONTROL,
+    access: 'worker',
+    summary: 'Heartbeat: health and load; extends leases, names cancelled and lost jobs.',
+    body: { schema: 'StatusReport' },
+    ok: { 200: { description: 'Lease status', schema: 'StatusAnswer' } },
+    errors: ['capability_invalid'],
+    db: true,
     async handler(ctx, deps) {
       const body = ctx.state.body as Record<string, unknown>;
       const leases = deps.parseLeases(body.jobs);
-      const worker = await deps.workers.heartbeat(ctx.state.worker as Worker, { health: body.health, load: body.load, capabilities: body.capabilities });
+      const worker = await deps.workers.heartbeat(ctx.state.worker as Worker, {
+        health: body.health,
+        load: body.load,
+        capabilities: body.capabilities,
+      });
       const status = await deps.renew(worker, leases);
       ctx.body = {
         ...status,
@@ -54,21 +74,35 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
 /** Admin routes: `GET /v1/workers`, `POST|GET /v1/psks`, `DELETE /v1/psks/{id}`. */
 export const WORKER_ADMIN_ROUTES = defineRoutes<{ workers: WorkerService; psks: PskStore }>([
   {
-    method: 'get', path: '/v1/workers', roles: CONTROL, access: 'reader', summary: 'Registered workers with their capability reports.',
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
+    method: 'get',
+    path: '/v1/workers',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'Registered workers with their capability reports.',
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
     async handler(ctx, { workers }) {
       ctx.body = { workers: await workers.list() };
     },
   },
   {
-    method: 'post', path: '/v1/psks', roles: CONTROL, access: 'admin', summary: 'Creates a registration PSK (the secret is shown once).',
-    body: { schema: 'NewPsk' }, ok: { 201: { description: 'The PSK with its secret', schema: 'Any' } }, errors: [], db: true,
+    method: 'post',
+    path: '/v1/psks',
+    roles: CONTROL,
+    access: 'admin',
+    summary: 'Creates a registration PSK (the secret is shown once).',
+    body: { schema: 'NewPsk' },
+    ok: { 201: { description: 'The PSK with its secret', schema: 'Any' } },
+    errors: [],
+    db: true,
     async handler(ctx, { psks }) {
       const body = ctx.state.body as { name: string; expires_at?: unknown };
       let expiresAt: Date | null = null;
       if (body.expires_at !== undefined && body.expires_at !== null) {
         expiresAt = typeof body.expires_at === 'string' ? new Date(body.expires_at) : new Date(NaN);
-        if (Number.isNaN(expiresAt.getTime()) || expiresAt <= new Date()) throw new GatewayError('bad_request', 'expires_at must be an ISO 8601 time in the future');
+        if (Number.isNaN(expiresAt.getTime()) || expiresAt <= new Date())
+          throw new GatewayError('bad_request', 'expires_at must be an ISO 8601 time in the future');
       }
       const principal = ctx.state.principal as Principal;
       ctx.status = 201;
@@ -77,15 +111,27 @@ export const WORKER_ADMIN_ROUTES = defineRoutes<{ workers: WorkerService; psks: 
     },
   },
   {
-    method: 'get', path: '/v1/psks', roles: CONTROL, access: 'reader', summary: 'PSK metadata.',
-    ok: { 200: { description: 'OK', schema: 'Any' } }, errors: [], db: true,
+    method: 'get',
+    path: '/v1/psks',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'PSK metadata.',
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
     async handler(ctx, { psks }) {
       ctx.body = { psks: await psks.list() };
     },
   },
   {
-    method: 'delete', path: '/v1/psks/{id}', roles: CONTROL, access: 'admin', summary: 'Revokes a PSK.',
-    ok: { 200: { description: 'Revoked', schema: 'Any' } }, errors: ['psk_not_found'], db: true,
+    method: 'delete',
+    path: '/v1/psks/{id}',
+    roles: CONTROL,
+    access: 'admin',
+    summary: 'Revokes a PSK.',
+    ok: { 200: { description: 'Revoked', schema: 'Any' } },
+    errors: ['psk_not_found'],
+    db: true,
     async handler(ctx, { psks }) {
       ctx.body = await psks.revoke(ctx.params.id!);
     },

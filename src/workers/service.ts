@@ -110,7 +110,8 @@ function verifyPsk(ctx: Context, req: RegisterRequest): Promise<string> {
   const { throttle, psks } = ctx.deps;
   return throttle.inTurn(req.source, async () => {
     const wait = throttle.retryAfterSeconds(req.source);
-    if (wait > 0) throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
+    if (wait > 0)
+      throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
     const id = req.psk ? await psks.verify(req.psk) : null;
     if (!id) {
       throttle.recordFailure(req.source);
@@ -149,7 +150,13 @@ async function storeSession(
   };
   const [stored] = (await trx('workers').insert(row).onConflict('node_id').merge().returning('*')) as Row[];
   cached(ctx, stored!);
-  await trx('capability_reports').insert({ node_id: report.node_id, session_id: sessionId, report: row.capabilities, reason: 'registration', reported_at: at });
+  await trx('capability_reports').insert({
+    node_id: report.node_id,
+    session_id: sessionId,
+    report: row.capabilities,
+    reason: 'registration',
+    reported_at: at,
+  });
 }
 
 /** `POST /register`: PSK, capability report admitted by policy, a new session and its token. */
@@ -190,7 +197,11 @@ async function session(ctx: Context, nodeId: string, sessionId: string): Promise
 }
 
 /** A heartbeat: health, load, last seen; a changed capability report is admitted again and recorded. */
-async function heartbeat(ctx: Context, worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown }): Promise<Worker> {
+async function heartbeat(
+  ctx: Context,
+  worker: Worker,
+  update: { health?: unknown; load?: unknown; capabilities?: unknown },
+): Promise<Worker> {
   const at = ctx.now();
   const patch: Record<string, unknown> = {
     last_seen_at: at,
@@ -211,7 +222,13 @@ async function heartbeat(ctx: Context, worker: Worker, update: { health?: unknow
   }
   const [row] = (await ctx.deps.knex.transaction(async (trx) => {
     if (report) {
-      await trx('capability_reports').insert({ node_id: worker.nodeId, session_id: worker.sessionId, report: JSON.stringify(report), reason: 'update', reported_at: at });
+      await trx('capability_reports').insert({
+        node_id: worker.nodeId,
+        session_id: worker.sessionId,
+        report: JSON.stringify(report),
+        reason: 'update',
+        reported_at: at,
+      });
     }
     return trx('workers').where({ node_id: worker.nodeId, session_id: worker.sessionId }).update(patch).returning('*');
   })) as Row[];

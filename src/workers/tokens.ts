@@ -45,7 +45,8 @@ export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs
       if (err instanceof joseErrors.JWTExpired) throw new GatewayError('token_expired', 'the worker token has expired; register again');
       throw new GatewayError('token_invalid', 'the worker token is not valid');
     }
-    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || issuedInFuture(payload.iat)) throw new GatewayError('token_invalid', 'the worker token is not valid');
+    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || issuedInFuture(payload.iat))
+      throw new GatewayError('token_invalid', 'the worker token is not valid');
     return { nodeId: payload.sub, sessionId: payload.sid, expiresAt: new Date(payload.exp! * 1000) };
   };
 

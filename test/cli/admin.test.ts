@@ -27,7 +27,8 @@ test.after.always(async () => {
 });
 
 const cli = (...args: string[]) => runCli([...args, '--url', url], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CYNODE_LOG_LEVEL: 'warn' });
-const cliIn = (stdin: string, ...args: string[]) => runCli([...args, '--url', url], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CYNODE_LOG_LEVEL: 'warn' }, stdin);
+const cliIn = (stdin: string, ...args: string[]) =>
+  runCli([...args, '--url', url], { CYNODE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, CYNODE_LOG_LEVEL: 'warn' }, stdin);
 
 test.serial('psk create shows the secret once; list shows metadata only; revoke stops it', async (t) => {
   const created = await cli('psk', 'create', '--name', 'fleet-a');
@@ -58,7 +59,10 @@ test.serial('keys rotate starts a new signing key and keeps the old one publishe
   t.is(rotated.code, 0, rotated.stderr);
   const { kid, keys } = JSON.parse(rotated.stdout) as { kid: string; keys: string[] };
   t.false(before.keys.some((k) => k.kid === kid));
-  t.true(before.keys.every((k) => keys.includes(k.kid)), 'the old keys still verify');
+  t.true(
+    before.keys.every((k) => keys.includes(k.kid)),
+    'the old keys still verify',
+  );
 });
 
 test.serial('admin commands fail clearly: usage, a wrong token, an unreachable gateway', async (t) => {

@@ -36,7 +36,10 @@ test('audit verify passes an intact decision log and names the row an attacker e
 
   await db.knex.raw('ALTER TABLE decision_log DISABLE TRIGGER decision_log_append_only');
   const [row] = (await db.knex('decision_log').orderBy('seq').offset(4).limit(1).select('seq')) as { seq: string }[];
-  await db.knex('decision_log').where({ seq: row!.seq }).update({ result: JSON.stringify({ allow: true, reasons: [] }) });
+  await db
+    .knex('decision_log')
+    .where({ seq: row!.seq })
+    .update({ result: JSON.stringify({ allow: true, reasons: [] }) });
   const bad = await runCli(['audit', 'verify'], env);
   t.is(bad.code, 1);
   t.regex(bad.stdout, new RegExp(`chain broken at seq ${row!.seq} \\(hash_mismatch\\)`));

@@ -38,10 +38,15 @@ test('policy build writes a Wasm bundle with the given revision', async (t) => {
   t.regex(stderr, /revision v7/);
   const bundle = parseBundle(readFileSync(out));
   t.is(bundle.manifest.revision, 'v7');
-  t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint).sort(), ['cynode/api_call/decision', 'cynode/dispatch/decision', 'cynode/mcp_tool_invoke/decision', 'cynode/register/decision']);
+  t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint).sort(), [
+    'cynode/api_call/decision',
+    'cynode/dispatch/decision',
+    'cynode/mcp_tool_invoke/decision',
+    'cynode/register/decision',
+  ]);
 });
 
-test('a broken Rego file fails the build with OPA\'s own error, no stack trace, no bundle', async (t) => {
+test("a broken Rego file fails the build with OPA's own error, no stack trace, no bundle", async (t) => {
   const dir = policiesWith({ 'r.rego': 'package cynode.register\n\ndecision := {"allow": \n' });
   const out = join(tempDir(), 'b.tar.gz');
   const { code, stderr } = await runCli(['policy', 'build', '--dir', dir, '--out', out]);
@@ -53,7 +58,8 @@ test('a broken Rego file fails the build with OPA\'s own error, no stack trace, 
 });
 
 test('policy test runs opa test and enforces the coverage threshold', async (t) => {
-  const tests = 'package cynode.register_test\n\nimport data.cynode.register\n\ntest_n1 if register.allow with input as {"subject": {"node_id": "n1"}}\n';
+  const tests =
+    'package cynode.register_test\n\nimport data.cynode.register\n\ntest_n1 if register.allow with input as {"subject": {"node_id": "n1"}}\n';
   const dir = policiesWith({ 'r.rego': registerRego, 'r_test.rego': tests });
 
   const low = await runCli(['policy', 'test', '--dir', dir], { CYNODE_POLICY_COVERAGE_THRESHOLD: '100' });
@@ -66,8 +72,9 @@ test('policy test runs opa test and enforces the coverage threshold', async (t) 
   t.regex(ok.stderr, /policy coverage \d+\.\d% \(threshold 30%\)/);
 });
 
-test('a failing Rego test fails policy test with OPA\'s report', async (t) => {
-  const tests = 'package cynode.register_test\n\nimport data.cynode.register\n\ntest_wrong if register.allow with input as {"subject": {"node_id": "n2"}}\n';
+test("a failing Rego test fails policy test with OPA's report", async (t) => {
+  const tests =
+    'package cynode.register_test\n\nimport data.cynode.register\n\ntest_wrong if register.allow with input as {"subject": {"node_id": "n2"}}\n';
   const { code, stdout } = await runCli(['policy', 'test', '--dir', policiesWith({ 'r.rego': registerRego, 'r_test.rego': tests })]);
   t.not(code, 0);
   t.regex(stdout, /test_wrong: FAIL/);

@@ -39,7 +39,10 @@ for (const [kind, env] of [
     const messages = lines.map((l) => l.msg);
     t.true(messages.includes('gateway ready'));
     t.true(messages.indexOf('shutting down') < messages.indexOf('shutdown complete'));
-    t.true(lines.every((l) => typeof l.level === 'string'), 'every line is pino JSON');
+    t.true(
+      lines.every((l) => typeof l.level === 'string'),
+      'every line is pino JSON',
+    );
   });
 }
 
@@ -113,7 +116,9 @@ test.serial('the default path is signed: policy build creates a key, serve verif
   files.set('data.json', Buffer.from('{"config":{"register":{"admission":{"labels":{"cloud":true}}}}}'));
   writeFileSync(env.CYNODE_BUNDLE, tarFromFiles(files));
   const tampered = await startGatewayProcess({ ...env, DATABASE_URL: pgDb.url, CYNODE_POLICY_ALLOW_UNSIGNED: 'false' });
-  const refused = (await (await fetch(`http://127.0.0.1:${tampered.ports.control}/readyz`)).json()) as { bundle: { lastError: { code: string } } };
+  const refused = (await (await fetch(`http://127.0.0.1:${tampered.ports.control}/readyz`)).json()) as {
+    bundle: { lastError: { code: string } };
+  };
   t.is(refused.bundle.lastError.code, 'signature_hash_mismatch');
   tampered.child.kill('SIGTERM');
   t.is(await tampered.exited, 0);

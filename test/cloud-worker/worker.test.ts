@@ -38,14 +38,22 @@ const seedEnv = (nodeId: string) => ({
 });
 const job = (id: string) => call<Record<string, any>>(base, `/v1/jobs/${id}`);
 
-test.serial("Example 1 end to end: the reference worker registers, leases, runs and reports, then exits after --max-jobs", async (t) => {
+test.serial('Example 1 end to end: the reference worker registers, leases, runs and reports, then exits after --max-jobs', async (t) => {
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
-    const res = await submitJob(base, { task_id: `ex1-${i}`, requirements: { providers: ['openai'], labels: ['cloud'] }, payload: { kind: 'echo', input: `hello ${i}`, delay_ms: 900 } });
+    const res = await submitJob(base, {
+      task_id: `ex1-${i}`,
+      requirements: { providers: ['openai'], labels: ['cloud'] },
+      payload: { kind: 'echo', input: `hello ${i}`, delay_ms: 900 },
+    });
     ids.push(String(res.body.id));
   }
   const started = Date.now();
-  const run = await runCli(['worker', '--max-jobs', '3'], { ...seedEnv('cloud-us-east-1-01'), CYNODE_CAP_MAX_CONCURRENCY: '1', CYNODE_LOG_LEVEL: 'info' });
+  const run = await runCli(['worker', '--max-jobs', '3'], {
+    ...seedEnv('cloud-us-east-1-01'),
+    CYNODE_CAP_MAX_CONCURRENCY: '1',
+    CYNODE_LOG_LEVEL: 'info',
+  });
   t.is(run.code, 0, run.stderr);
   t.log(`3 jobs one after the other in ${Date.now() - started} ms`);
   for (const [i, id] of ids.entries()) {
@@ -54,7 +62,9 @@ test.serial("Example 1 end to end: the reference worker registers, leases, runs 
     t.deepEqual(view.body.result, { echo: `hello ${i}` });
     t.is(view.body.history[0].node_id, 'cloud-us-east-1-01');
   }
-  const worker = (await call<{ workers: { nodeId: string; capabilities: Record<string, unknown> }[] }>(base, '/v1/workers')).body.workers.find((w) => w.nodeId === 'cloud-us-east-1-01')!;
+  const worker = (
+    await call<{ workers: { nodeId: string; capabilities: Record<string, unknown> }[] }>(base, '/v1/workers')
+  ).body.workers.find((w) => w.nodeId === 'cloud-us-east-1-01')!;
   t.deepEqual(worker.capabilities.labels, ['cloud', 'provider_openai']);
   t.is(worker.capabilities.region, 'us-east-1');
   t.deepEqual(worker.capabilities.supported_providers, ['openai']);
@@ -76,8 +86,19 @@ test.serial('a missing seed variable is a usage error naming it', async (t) => {
 });
 
 test.serial('jobs it cannot run fail permanently; a failing job reports a retryable error', async (t) => {
-  const unknown = String((await submitJob(base, { task_id: 'odd-1', requirements: { labels: ['cloud'] }, payload: { kind: 'teleport' } })).body.id);
-  const flaky = String((await submitJob(base, { task_id: 'odd-2', max_attempts: 1, requirements: { labels: ['cloud'] }, payload: { kind: 'fail', code: 'upstream_down', retryable: true } })).body.id);
+  const unknown = String(
+    (await submitJob(base, { task_id: 'odd-1', requirements: { labels: ['cloud'] }, payload: { kind: 'teleport' } })).body.id,
+  );
+  const flaky = String(
+    (
+      await submitJob(base, {
+        task_id: 'odd-2',
+        max_attempts: 1,
+        requirements: { labels: ['cloud'] },
+        payload: { kind: 'fail', code: 'upstream_down', retryable: true },
+      })
+    ).body.id,
+  );
   const run = await runCli(['worker', '--max-jobs', '2'], { ...seedEnv('cloud-us-east-1-02'), CYNODE_LOG_LEVEL: 'warn' });
   t.is(run.code, 0, run.stderr);
   const u = await job(unknown);
@@ -90,13 +111,27 @@ test.serial('jobs it cannot run fail permanently; a failing job reports a retrya
 
 test.serial('a worker stops a job itself when it can no longer renew the lease, and the job is retried elsewhere', async (t) => {
   const own = await startTestGateway(
-    { DATABASE_URL: db.url, CYNODE_JOB_LEASE_TTL_MS: '1500', CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '300', CYNODE_JOB_REAPER_INTERVAL_MS: '100', CYNODE_JOB_RETRY_BASE_MS: '0', CYNODE_JOB_RETRY_MAX_MS: '0' },
+    {
+      DATABASE_URL: db.url,
+      CYNODE_JOB_LEASE_TTL_MS: '1500',
+      CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '300',
+      CYNODE_JOB_REAPER_INTERVAL_MS: '100',
+      CYNODE_JOB_RETRY_BASE_MS: '0',
+      CYNODE_JOB_RETRY_MAX_MS: '0',
+    },
     ['control'],
   );
-  const id = String((await submitJob(own.url(), { task_id: 'cut-1', requirements: { models: ['cut-model'] }, payload: { kind: 'echo', delay_ms: 60_000 } })).body.id);
+  const id = String(
+    (await submitJob(own.url(), { task_id: 'cut-1', requirements: { models: ['cut-model'] }, payload: { kind: 'echo', delay_ms: 60_000 } }))
+      .body.id,
+  );
   const logs = captureLogger();
   const stop = new AbortController();
-  const config = readWorkerConfig({ ...seedEnv('cloud-us-east-1-03'), CYNODE_ORCH_URL: own.url(), CYNODE_CAP_SUPPORTED_MODELS: 'cut-model' });
+  const config = readWorkerConfig({
+    ...seedEnv('cloud-us-east-1-03'),
+    CYNODE_ORCH_URL: own.url(),
+    CYNODE_CAP_SUPPORTED_MODELS: 'cut-model',
+  });
   const running = runWorker(config, logs.logger, { signal: stop.signal, graceMs: 100 });
   await eventually(async () => (await call<{ state: string }>(own.url(), `/v1/jobs/${id}`)).body.state === 'leased', 10_000);
 
@@ -112,5 +147,8 @@ test.serial('a worker stops a job itself when it can no longer renew the lease, 
   t.true(['queued', 'leased'].includes(view.body.state));
   await gw.gateway.leases.reap();
   await eventually(async () => (await call<{ state: string }>(base, `/v1/jobs/${id}`)).body.state === 'queued', 5000);
-  t.false(logs.lines.some((l) => l.includes(psk)), 'no PSK in the worker log');
+  t.false(
+    logs.lines.some((l) => l.includes(psk)),
+    'no PSK in the worker log',
+  );
 });

@@ -63,7 +63,10 @@ test('a malformed DATABASE_URL is refused without echoing it (it may hold a pass
 });
 
 test('stdio upstream environment entries must be NAME=value and are never echoed', (t) => {
-  t.deepEqual(load({ CYNODE_MCP_STDIO_ENV: 'DATABASE_URL=postgres://u:pw@db/x,LOG=warn' }).mcp.stdioEnv, ['DATABASE_URL=postgres://u:pw@db/x', 'LOG=warn']);
+  t.deepEqual(load({ CYNODE_MCP_STDIO_ENV: 'DATABASE_URL=postgres://u:pw@db/x,LOG=warn' }).mcp.stdioEnv, [
+    'DATABASE_URL=postgres://u:pw@db/x',
+    'LOG=warn',
+  ]);
   const err = t.throws(() => load({ CYNODE_MCP_STDIO_ENV: 'sk-secret-value-123' }), { instanceOf: ConfigError });
   t.regex(err.message, /mcp\.stdioEnv/);
   t.notRegex(err.message, /sk-secret/);
@@ -141,14 +144,20 @@ test('the CLI exits 2 on an unknown key in a config file', async (t) => {
 });
 
 test('providers: egress.providers.<name>.baseUrl, overridden by CYNODE_OPENAI_BASE_URL and CYNODE_ANTHROPIC_BASE_URL', (t) => {
-  t.deepEqual(load().egress.providers, { openai: { baseUrl: 'https://api.openai.com' }, anthropic: { baseUrl: 'https://api.anthropic.com' } });
+  t.deepEqual(load().egress.providers, {
+    openai: { baseUrl: 'https://api.openai.com' },
+    anthropic: { baseUrl: 'https://api.anthropic.com' },
+  });
   const c = load({ CYNODE_OPENAI_BASE_URL: 'http://127.0.0.1:9999', CYNODE_ANTHROPIC_BASE_URL: 'http://127.0.0.1:9998/v' });
   t.is(c.egress.providers.openai.baseUrl, 'http://127.0.0.1:9999');
   t.is(c.egress.providers.anthropic.baseUrl, 'http://127.0.0.1:9998/v');
   const file = join(tempDir(), 'extra.yaml');
   writeFileSync(file, 'egress:\n  providers:\n    anthropic:\n      baseUrl: https://proxy.internal/anthropic\n');
   t.is(load({ CYNODE_CONFIG: file }).egress.providers.anthropic.baseUrl, 'https://proxy.internal/anthropic');
-  t.throws(() => load({ CYNODE_OPENAI_BASE_URL: 'ftp://x' }), { instanceOf: ConfigError, message: /'egress\.providers\.openai\.baseUrl' \(from env CYNODE_OPENAI_BASE_URL\): expected an http\(s\) URL/ });
+  t.throws(() => load({ CYNODE_OPENAI_BASE_URL: 'ftp://x' }), {
+    instanceOf: ConfigError,
+    message: /'egress\.providers\.openai\.baseUrl' \(from env CYNODE_OPENAI_BASE_URL\): expected an http\(s\) URL/,
+  });
 });
 
 test('the flat provider keys are gone from YAML, and an unknown provider is refused', (t) => {
@@ -176,9 +185,18 @@ test('paths resolve against the working folder; a bundle URL is kept as it is', 
 test('cross-key rules are named, and each one stops the load with a message naming both keys', (t) => {
   t.true(RULES.length >= 3);
   t.true(RULES.every((r) => r.name.length > 0));
-  t.throws(() => load({ CYNODE_BUNDLE_POLL_MIN_DELAY_MS: '5000', CYNODE_BUNDLE_POLL_MAX_DELAY_MS: '4000' }), { instanceOf: ConfigError, message: /'policy\.pollMaxDelayMs' \(4000\) must not be below 'policy\.pollMinDelayMs' \(5000\)/ });
-  t.throws(() => load({ CYNODE_JOB_RETRY_BASE_MS: '2000', CYNODE_JOB_RETRY_MAX_MS: '1000' }), { instanceOf: ConfigError, message: /'jobs\.retryMaxMs'.*'jobs\.retryBaseMs'/ });
-  t.throws(() => load({ CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '30000' }), { instanceOf: ConfigError, message: /'workers\.heartbeatIntervalMs'.*'jobs\.leaseTtlMs'/ });
+  t.throws(() => load({ CYNODE_BUNDLE_POLL_MIN_DELAY_MS: '5000', CYNODE_BUNDLE_POLL_MAX_DELAY_MS: '4000' }), {
+    instanceOf: ConfigError,
+    message: /'policy\.pollMaxDelayMs' \(4000\) must not be below 'policy\.pollMinDelayMs' \(5000\)/,
+  });
+  t.throws(() => load({ CYNODE_JOB_RETRY_BASE_MS: '2000', CYNODE_JOB_RETRY_MAX_MS: '1000' }), {
+    instanceOf: ConfigError,
+    message: /'jobs\.retryMaxMs'.*'jobs\.retryBaseMs'/,
+  });
+  t.throws(() => load({ CYNODE_WORKER_HEARTBEAT_INTERVAL_MS: '30000' }), {
+    instanceOf: ConfigError,
+    message: /'workers\.heartbeatIntervalMs'.*'jobs\.leaseTtlMs'/,
+  });
 });
 
 test('every schema key is set in the shipped default.yaml (a new key is one schema line plus its default)', (t) => {

@@ -65,7 +65,10 @@ test.serial('an edited row and a deleted row are both detected by verify', async
   await db.knex.raw('ALTER TABLE decision_log DISABLE TRIGGER decision_log_append_only');
   try {
     const [victim] = (await db.knex('decision_log').orderBy('seq').offset(10).limit(1).select('seq')) as { seq: string }[];
-    await db.knex('decision_log').where({ seq: victim!.seq }).update({ result: JSON.stringify({ allow: true, reasons: ['edited'] }) });
+    await db
+      .knex('decision_log')
+      .where({ seq: victim!.seq })
+      .update({ result: JSON.stringify({ allow: true, reasons: ['edited'] }) });
     t.deepEqual((await log.verify()).break, { seq: String(victim!.seq), reason: 'hash_mismatch' });
 
     await db.knex('decision_log').where({ seq: victim!.seq }).delete();
@@ -83,7 +86,10 @@ test.serial('a database outage fills the bounded buffer, refuses past it, and lo
   t.teardown(() => proxy.close());
   const url = new URL(pgDb.url);
   url.port = String(proxy.port);
-  const viaProxy = await openDatabase(testConfig({ DATABASE_URL: url.toString(), CYNODE_DATABASE_CONNECT_TIMEOUT_MS: '300' }).database, silent);
+  const viaProxy = await openDatabase(
+    testConfig({ DATABASE_URL: url.toString(), CYNODE_DATABASE_CONNECT_TIMEOUT_MS: '300' }).database,
+    silent,
+  );
   t.teardown(() => viaProxy.close());
   await db.knex.raw('ALTER TABLE decision_log DISABLE TRIGGER decision_log_append_only');
   await db.knex.raw('TRUNCATE decision_log');
@@ -115,14 +121,19 @@ test('masking replaces configured pointers, records them, and keeps jsonb-unsafe
     resource: { params: { api_key: 'sk-123', 'a/b': 1 } },
     context: { note: 'nul\u0000here' },
   };
-  const { input: masked, erased } = maskInput(input, ['/subject/psk', '/resource/params/api_key', '/context/credentials', '/resource/params/a~1b']);
+  const { input: masked, erased } = maskInput(input, [
+    '/subject/psk',
+    '/resource/params/api_key',
+    '/context/credentials',
+    '/resource/params/a~1b',
+  ]);
   t.deepEqual(erased, ['/subject/psk', '/resource/params/api_key', '/resource/params/a~1b']);
   t.deepEqual(masked, {
     subject: { node_id: 'n1', psk: MASKED },
     resource: { params: { api_key: MASKED, 'a/b': MASKED } },
     context: { note: 'nul\uFFFDhere' },
   });
-  t.is(input.subject.psk, 'psk_secret', 'the caller\'s input is not changed');
+  t.is(input.subject.psk, 'psk_secret', "the caller's input is not changed");
   const proto = maskInput(JSON.parse('{"__proto__": {"polluted": true}}'), []).input as Record<string, unknown>;
   t.true(Object.prototype.hasOwnProperty.call(proto, '__proto__'));
   t.is(({} as Record<string, unknown>).polluted, undefined);

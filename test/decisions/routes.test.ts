@@ -54,7 +54,10 @@ test('the decision API refuses bad requests with stable codes', async (t) => {
   t.deepEqual(await code(call(base, PATH, { json: { input: {} }, token: 'bundle-reader-token-0123456789' })), [403, 'forbidden']);
   t.deepEqual(await code(call(base, '/v1/data/cynode/secret/rule', { json: { input: {} } })), [404, 'entrypoint_unknown']);
   t.deepEqual(await code(call(base, PATH, { body: '{"input": ', headers: { 'content-type': 'application/json' } })), [400, 'invalid_json']);
-  t.deepEqual(await code(call(base, PATH, { body: 'input=1', headers: { 'content-type': 'text/plain' } })), [415, 'unsupported_media_type']);
+  t.deepEqual(await code(call(base, PATH, { body: 'input=1', headers: { 'content-type': 'text/plain' } })), [
+    415,
+    'unsupported_media_type',
+  ]);
   t.deepEqual(await code(call(base, PATH, { json: { notInput: 1 } })), [400, 'bad_request']);
   t.deepEqual(await code(call(base, PATH, { json: [1, 2] })), [400, 'bad_request']);
   const huge = JSON.stringify({ input: { blob: 'x'.repeat(1_100_000) } });
@@ -78,7 +81,12 @@ test('status reports the active bundle, last success and last error', async (t) 
   const b = status.body.bundles.cynode;
   t.is(b.active.revision, 'test-suite');
   t.regex(b.active.digest, /^[0-9a-f]{64}$/);
-  t.deepEqual(b.active.entrypoints, ['cynode/api_call/decision', 'cynode/dispatch/decision', 'cynode/mcp_tool_invoke/decision', 'cynode/register/decision']);
+  t.deepEqual(b.active.entrypoints, [
+    'cynode/api_call/decision',
+    'cynode/dispatch/decision',
+    'cynode/mcp_tool_invoke/decision',
+    'cynode/register/decision',
+  ]);
   t.truthy(Date.parse(b.lastSuccessAt));
   t.is(b.lastError, null);
   t.is(status.body.database.kind, 'postgres');

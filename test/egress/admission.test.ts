@@ -48,7 +48,11 @@ test('rate limits take one request and the estimated tokens, per subject and per
 test('a limit that is not a finite number is not taken from', (t) => {
   const limits = { subject: { rpm: Infinity, tpm: Number.NaN }, credential: { rpm: '5' as unknown as number, tpm: 0 } };
   const plan = admissionPlan(who, limits, 10);
-  t.deepEqual(plan.takes, [{ key: 'tpm:credential:cred-1', limit: 0, amount: 10, tokens: true }], 'a zero limit still applies: it refuses everything');
+  t.deepEqual(
+    plan.takes,
+    [{ key: 'tpm:credential:cred-1', limit: 0, amount: 10, tokens: true }],
+    'a zero limit still applies: it refuses everything',
+  );
 });
 
 test('an admitted call has no refusal', (t) => {

@@ -39,12 +39,18 @@ const auditOf = async (requestId: string) => {
   await gw.gateway.audit.flush();
   return auditRows(requestId);
 };
-const auditRows = async (requestId: string) => (await call<{ records: Record<string, any>[] }>(base, `/v1/audit?request_id=${requestId}`)).body.records;
+const auditRows = async (requestId: string) =>
+  (await call<{ records: Record<string, any>[] }>(base, `/v1/audit?request_id=${requestId}`)).body.records;
 
 test.before(async () => {
   fake = await startFakeProvider();
   gw = await bootGateway({
-    env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, CYNODE_EGRESS_IDLE_TIMEOUT_MS: '400', CYNODE_EGRESS_CONNECT_TIMEOUT_MS: '1500' },
+    env: {
+      CYNODE_OPENAI_BASE_URL: fake.url,
+      CYNODE_ANTHROPIC_BASE_URL: fake.url,
+      CYNODE_EGRESS_IDLE_TIMEOUT_MS: '400',
+      CYNODE_EGRESS_CONNECT_TIMEOUT_MS: '1500',
+    },
     roles: ['control', 'egress'],
     logger: logs.logger,
   });
@@ -77,7 +83,14 @@ test.serial('direct routing: the gateway injects the key, the provider answers, 
 
   const [row, ...rest] = await auditOf(res.body.request_id);
   t.is(rest.length, 0, 'one audit row for an allowed call');
-  t.like(row, { gate: 'egress', outcome: 'ok', subject_kind: 'orchestrator', task_id: 'task-direct', provider: 'openai', operation: 'chat.completions' });
+  t.like(row, {
+    gate: 'egress',
+    outcome: 'ok',
+    subject_kind: 'orchestrator',
+    task_id: 'task-direct',
+    provider: 'openai',
+    operation: 'chat.completions',
+  });
   t.is(row!.model_requested, 'gpt-4o-mini');
   t.is(row!.model_served, 'gpt-4o-mini-2026-01-01');
   t.is(row!.cost_usd, res.body.cost_usd);
@@ -102,7 +115,12 @@ test.serial('streaming and other operations: OpenAI streams with usage forced, e
   t.is(streamed.body.result.choices[0].message.content, 'Hello from the fake provider');
   t.true(streamed.body.usage.cached_input_tokens > 0);
 
-  const embedded = await apiCall({ provider: 'openai', operation: 'embeddings', task_id: 'task-ops', params: { model: 'text-embedding-3-small', input: 'hello' } });
+  const embedded = await apiCall({
+    provider: 'openai',
+    operation: 'embeddings',
+    task_id: 'task-ops',
+    params: { model: 'text-embedding-3-small', input: 'hello' },
+  });
   t.is(embedded.status, 200, JSON.stringify(embedded.body));
   t.is(embedded.body.usage.output_tokens, 0);
 
@@ -110,7 +128,13 @@ test.serial('streaming and other operations: OpenAI streams with usage forced, e
     provider: 'anthropic',
     operation: 'messages',
     task_id: 'task-ops',
-    params: { model: 'claude-3-5-haiku-latest', max_tokens: 32, stream: true, system: [{ type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'hi' }] },
+    params: {
+      model: 'claude-3-5-haiku-latest',
+      max_tokens: 32,
+      stream: true,
+      system: [{ type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } }],
+      messages: [{ role: 'user', content: 'hi' }],
+    },
   });
   t.is(claude.status, 200, JSON.stringify(claude.body));
   t.is(fake.received.at(-1)!.headers['x-api-key'], ANTHROPIC_KEY);
@@ -126,7 +150,13 @@ test.serial('streaming and other operations: OpenAI streams with usage forced, e
 test.serial('a worker calls only for a job it leases; task, user and region come from the gateway', async (t) => {
   const worker = await registerWorker(base, psk, { node_id: 'cloud-egress-a', max_concurrency: 2 });
   const other = await registerWorker(base, psk, { node_id: 'cloud-egress-b' });
-  const submitted = await submitJob(base, { task_id: 'task-w', user_id: 'user-w', budget_usd: 2, requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } });
+  const submitted = await submitJob(base, {
+    task_id: 'task-w',
+    user_id: 'user-w',
+    budget_usd: 2,
+    requirements: { labels: ['cloud'] },
+    payload: { kind: 'api.call' },
+  });
   t.is(submitted.status, 201, JSON.stringify(submitted.body));
   const jobId = String(submitted.body.id ?? submitted.body.job_id);
   const leased = await leaseJob(worker, jobId);
@@ -177,18 +207,32 @@ test.serial('deny paths carry their reason codes', async (t) => {
 
   // Example 1: a worker labelled provider_openai may not call Anthropic.
   const worker = await registerWorker(base, psk, { node_id: 'cloud-egress-deny' });
-  const job = await submitJob(base, { task_id: 'task-deny', user_id: 'user-d', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } });
+  const job = await submitJob(base, {
+    task_id: 'task-deny',
+    user_id: 'user-d',
+    requirements: { labels: ['cloud'] },
+    payload: { kind: 'api.call' },
+  });
   const jobId = String(job.body.id ?? job.body.job_id);
   t.true(await leaseJob(worker, jobId));
   const provider = await reasons(
-    { provider: 'anthropic', operation: 'messages', task_id: 'task-deny', job_id: jobId, params: { model: 'claude-3-5-haiku-latest', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] } },
+    {
+      provider: 'anthropic',
+      operation: 'messages',
+      task_id: 'task-deny',
+      job_id: jobId,
+      params: { model: 'claude-3-5-haiku-latest', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] },
+    },
     worker.token,
   );
   t.true(provider.reasons.includes('provider_not_allowed'), provider.reasons.join());
 
   const region = await call(base, '/v1/preferences/user/user-d/regions', { method: 'PUT', json: { value: ['eu-west-1'] } });
   t.is(region.status, 200);
-  await eventually(async () => (await apiCall(chat('task-deny', { job_id: jobId }), worker.token)).body.error?.reasons?.includes('region_not_allowed') === true);
+  await eventually(
+    async () =>
+      (await apiCall(chat('task-deny', { job_id: jobId }), worker.token)).body.error?.reasons?.includes('region_not_allowed') === true,
+  );
   await call(base, '/v1/preferences/user/user-d/regions', { method: 'DELETE' });
 
   await budget('task-poor', 0.000001);
@@ -212,7 +256,13 @@ test.serial('deny paths carry their reason codes', async (t) => {
 test.serial('a disabled or expired credential refuses the call before the provider is reached', async (t) => {
   await budget('task-cred', 1);
   const made = await call<{ id: string }>(base, '/v1/credentials', {
-    json: { provider: 'openai', name: 'short-lived', secret: `sk-short-${randomBytes(8).toString('hex')}`, owner_user: 'user-exp', expires_at: new Date(Date.now() + 1500).toISOString() },
+    json: {
+      provider: 'openai',
+      name: 'short-lived',
+      secret: `sk-short-${randomBytes(8).toString('hex')}`,
+      owner_user: 'user-exp',
+      expires_at: new Date(Date.now() + 1500).toISOString(),
+    },
   });
   t.is(made.status, 201);
   t.is((await call(base, `/v1/credentials/${openaiCredential}/disable`, { method: 'POST' })).status, 200);
@@ -250,7 +300,7 @@ test.serial('provider failures map to stable codes; retries honour Retry-After; 
   fake.next({ status: 429, retryAfter: '120' });
   const limited = await apiCall(chat('task-fail'));
   t.is(limited.status, 429);
-  t.is(limited.headers.get('retry-after'), '120', "a Retry-After too long to wait out is passed on");
+  t.is(limited.headers.get('retry-after'), '120', 'a Retry-After too long to wait out is passed on');
   t.is(limited.body.error.code, 'provider_rate_limited');
   fake.next('stall');
   const stalled = await apiCall(chat('task-fail', {}, { stream: true }));
@@ -282,67 +332,121 @@ test.serial('200 concurrent calls never spend past the task budget, and spend re
   const ok = results.filter((r) => r.status === 200);
   const refused = results.filter((r) => r.status !== 200);
   t.true(ok.length > 0 && refused.length > 0, `${ok.length} allowed, ${refused.length} refused: ${JSON.stringify(refused[0]?.body)}`);
-  t.true(refused.every((r) => r.body.error.code === 'budget_exceeded'), [...new Set(refused.map((r) => r.body.error.code))].join());
+  t.true(
+    refused.every((r) => r.body.error.code === 'budget_exceeded'),
+    [...new Set(refused.map((r) => r.body.error.code))].join(),
+  );
   await gw.gateway.egress.settled();
   const b = (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(base, '/v1/budgets/task/task-race')).body;
   const overspend = Math.max(0, b.spent_usd - limit);
   t.is(overspend, 0, 'zero overspend');
-  t.log(`${ok.length} of 200 allowed, ${refused.length} refused (budget_exceeded); spent $${b.spent_usd} of $${limit}; overspend $${overspend}`);
+  t.log(
+    `${ok.length} of 200 allowed, ${refused.length} refused (budget_exceeded); spent $${b.spent_usd} of $${limit}; overspend $${overspend}`,
+  );
   t.is(b.reserved_usd, 0);
   const answered = ok.reduce((s, r) => s + Math.round(r.body.cost_usd * 1e6), 0);
   t.is(Math.round(b.spent_usd * 1e6), answered, 'the budget holds exactly the settled costs');
   // Reconciliation: what the provider reported, priced independently, is what was charged.
-  const reported = fake.received.slice(first).map((r) => r.usage as { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } });
+  const reported = fake.received
+    .slice(first)
+    .map((r) => r.usage as { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } });
   t.is(reported.length, ok.length, 'only admitted calls reached the provider');
   const billed = reported.reduce(
     (s, u) =>
       s +
       Math.round(
-        costOf({ input_tokens: u.prompt_tokens - u.prompt_tokens_details.cached_tokens, cached_input_tokens: u.prompt_tokens_details.cached_tokens, cache_write_tokens: 0, output_tokens: u.completion_tokens }, price) * 1e6,
+        costOf(
+          {
+            input_tokens: u.prompt_tokens - u.prompt_tokens_details.cached_tokens,
+            cached_input_tokens: u.prompt_tokens_details.cached_tokens,
+            cache_write_tokens: 0,
+            output_tokens: u.completion_tokens,
+          },
+          price,
+        ) * 1e6,
       ),
     0,
   );
   t.is(billed, answered);
   await gw.gateway.audit.flush();
-  const audited = (await call<{ records: { cost_usd: number; outcome: string }[] }>(base, '/v1/audit?task_id=task-race&limit=1000')).body.records;
+  const audited = (await call<{ records: { cost_usd: number; outcome: string }[] }>(base, '/v1/audit?task_id=task-race&limit=1000')).body
+    .records;
   t.is(audited.filter((r) => r.outcome === 'ok').length, ok.length);
   t.is(Math.round(audited.reduce((s, r) => s + (r.cost_usd ?? 0), 0) * 1e6), answered, 'and the audit trail says the same');
 });
 
-test.serial('the egress role is a final gate: no, forged, replayed or mismatched forward tokens are refused, and its own policy decides', async (t) => {
-  const egress = gw.url('egress');
-  const send = (body: string, token?: string) =>
-    call<Record<string, any>>(egress, '/v1/egress/call', { token: null, body, headers: { 'content-type': 'application/json', ...(token && { [FORWARD_TOKEN_HEADER]: token }) } });
-  const body = JSON.stringify({ request_id: randomUUID(), provider: 'openai', operation: 'chat.completions', params: chat('task-direct').params });
-  const input = (over: Record<string, unknown> = {}) => ({
-    action: 'api.call',
-    subject: { kind: 'orchestrator', id: 'admin', labels: [] },
-    resource: { provider: 'openai', operation: 'chat.completions', model: 'gpt-4o-mini', stream: false, estimated_cost_usd: 0.00001 },
-    context: { task_id: 'task-direct', job_id: null, user_id: null, project_id: null, group_id: null, region: 'local', preferences: { cloud_allowed: true }, requirements: {}, budget: { task: null, user: null, subject: null }, ...over },
-  });
-  const sign = (i: unknown, b: string) =>
-    signForwardToken(gw.gateway.keys.current(), { issuer: 'cynode-gateway', audience: 'cynode-egress', subject: 'orchestrator:admin', entrypoint: ENTRYPOINTS.apiCall, input: i, revision: 'x' }, b, 10_000);
+test.serial(
+  'the egress role is a final gate: no, forged, replayed or mismatched forward tokens are refused, and its own policy decides',
+  async (t) => {
+    const egress = gw.url('egress');
+    const send = (body: string, token?: string) =>
+      call<Record<string, any>>(egress, '/v1/egress/call', {
+        token: null,
+        body,
+        headers: { 'content-type': 'application/json', ...(token && { [FORWARD_TOKEN_HEADER]: token }) },
+      });
+    const body = JSON.stringify({
+      request_id: randomUUID(),
+      provider: 'openai',
+      operation: 'chat.completions',
+      params: chat('task-direct').params,
+    });
+    const input = (over: Record<string, unknown> = {}) => ({
+      action: 'api.call',
+      subject: { kind: 'orchestrator', id: 'admin', labels: [] },
+      resource: { provider: 'openai', operation: 'chat.completions', model: 'gpt-4o-mini', stream: false, estimated_cost_usd: 0.00001 },
+      context: {
+        task_id: 'task-direct',
+        job_id: null,
+        user_id: null,
+        project_id: null,
+        group_id: null,
+        region: 'local',
+        preferences: { cloud_allowed: true },
+        requirements: {},
+        budget: { task: null, user: null, subject: null },
+        ...over,
+      },
+    });
+    const sign = (i: unknown, b: string) =>
+      signForwardToken(
+        gw.gateway.keys.current(),
+        {
+          issuer: 'cynode-gateway',
+          audience: 'cynode-egress',
+          subject: 'orchestrator:admin',
+          entrypoint: ENTRYPOINTS.apiCall,
+          input: i,
+          revision: 'x',
+        },
+        b,
+        10_000,
+      );
 
-  const funded = { task: { limit_usd: 1, spent_usd: 0, reserved_usd: 0, remaining_usd: 1 }, user: null, subject: null };
-  t.is((await send(body)).body.error.code, 'forward_token_invalid');
-  t.is((await send(body, 'not-a-jwt')).body.error.code, 'forward_token_invalid');
-  const token = await sign(input({ budget: funded }), body);
-  t.is((await send(body.replace('Say hello', 'Say goodbye'), token)).body.error.code, 'forward_body_mismatch');
-  // The gateway's decision is not trusted: this input is denied by the egress role's own bundle.
-  const denied = await send(body, await sign(input({ preferences: { cloud_allowed: false }, budget: funded }), body));
-  t.is(denied.status, 403);
-  t.true(denied.body.error.reasons.includes('cloud_not_allowed_by_preferences'));
-  const first = await send(body, token);
-  t.is(first.status, 200, JSON.stringify(first.body));
-  const again = await send(body, token);
-  t.is(again.status, 401);
-  t.is(again.body.error.code, 'forward_token_replayed');
-});
+    const funded = { task: { limit_usd: 1, spent_usd: 0, reserved_usd: 0, remaining_usd: 1 }, user: null, subject: null };
+    t.is((await send(body)).body.error.code, 'forward_token_invalid');
+    t.is((await send(body, 'not-a-jwt')).body.error.code, 'forward_token_invalid');
+    const token = await sign(input({ budget: funded }), body);
+    t.is((await send(body.replace('Say hello', 'Say goodbye'), token)).body.error.code, 'forward_body_mismatch');
+    // The gateway's decision is not trusted: this input is denied by the egress role's own bundle.
+    const denied = await send(body, await sign(input({ preferences: { cloud_allowed: false }, budget: funded }), body));
+    t.is(denied.status, 403);
+    t.true(denied.body.error.reasons.includes('cloud_not_allowed_by_preferences'));
+    const first = await send(body, token);
+    t.is(first.status, 200, JSON.stringify(first.body));
+    const again = await send(body, token);
+    t.is(again.status, 401);
+    t.is(again.body.error.code, 'forward_token_replayed');
+  },
+);
 
 test.serial('egress metrics: calls by provider and outcome, provider latency, spend', async (t) => {
   const text = await (await fetch(`${gw.url('egress')}/metrics`)).text();
   t.regex(text, /cynode_egress_calls_total\{provider="openai",operation="chat.completions",outcome="ok",code=""\} [1-9]/);
-  t.regex(text, /cynode_egress_calls_total\{provider="openai",operation="chat.completions",outcome="error",code="provider_timeout"\} [1-9]/);
+  t.regex(
+    text,
+    /cynode_egress_calls_total\{provider="openai",operation="chat.completions",outcome="error",code="provider_timeout"\} [1-9]/,
+  );
   t.regex(text, /cynode_egress_provider_seconds_count\{provider="anthropic",operation="messages"\} [1-9]/);
   const spend = /cynode_egress_spend_usd_total\{provider="openai"\} ([\d.e-]+)/.exec(text);
   t.true(Number(spend?.[1]) > 0);
@@ -356,7 +460,8 @@ test.serial('nothing secret in answers, logs, audit rows or decision logs', asyn
   const haystacks = { answers: answers.join('\n'), logs: logs.lines.join('\n'), audit, decisions };
   for (const [where, text] of Object.entries(haystacks)) {
     t.true(text.length > 0, `${where} were captured`);
-    for (const secret of [OPENAI_KEY, ANTHROPIC_KEY, TEST_ADMIN_TOKEN]) t.false(text.includes(secret), `no credential or admin token in ${where}`);
+    for (const secret of [OPENAI_KEY, ANTHROPIC_KEY, TEST_ADMIN_TOKEN])
+      t.false(text.includes(secret), `no credential or admin token in ${where}`);
     t.false(/eyJ[\w-]{10,}\.eyJ[\w-]{10,}\./.test(text), `no JWT in ${where}`);
   }
   const verified = await gw.gateway.audit.verify();

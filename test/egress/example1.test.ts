@@ -17,7 +17,11 @@ const logs = captureLogger();
 
 test.before(async () => {
   fake = await startFakeProvider();
-  gw = await bootGateway({ env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_WORKER_POLL_INTERVAL_MS: '200' }, roles: ['control', 'egress'], logger: logs.logger });
+  gw = await bootGateway({
+    env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_WORKER_POLL_INTERVAL_MS: '200' },
+    roles: ['control', 'egress'],
+    logger: logs.logger,
+  });
 });
 test.after.always(async () => {
   await gw?.stop();
@@ -34,7 +38,12 @@ test('Example 1: reference worker → api.call → gateway → egress → OpenAI
     user_id: 'ex1-user',
     budget_usd: 0.5,
     requirements: { providers: ['openai'], labels: ['cloud'] },
-    payload: { kind: 'api.call', provider: 'openai', operation: 'chat.completions', params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Summarise the plan' }] } },
+    payload: {
+      kind: 'api.call',
+      provider: 'openai',
+      operation: 'chat.completions',
+      params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Summarise the plan' }] },
+    },
   });
   t.is(submitted.status, 201);
   const id = String(submitted.body.id);
@@ -62,7 +71,15 @@ test('Example 1: reference worker → api.call → gateway → egress → OpenAI
   await gw.gateway.audit.flush();
   const audit = (await call<{ records: Record<string, any>[] }>(base, '/v1/audit?task_id=ex1-task')).body.records;
   t.is(audit.length, 1);
-  t.like(audit[0], { gate: 'egress', outcome: 'ok', subject_kind: 'worker', subject_id: 'cloud-us-east-1-01', job_id: id, user_id: 'ex1-user', provider: 'openai' });
+  t.like(audit[0], {
+    gate: 'egress',
+    outcome: 'ok',
+    subject_kind: 'worker',
+    subject_id: 'cloud-us-east-1-01',
+    job_id: id,
+    user_id: 'ex1-user',
+    provider: 'openai',
+  });
 
   await gw.gateway.decisionLog.flush();
   const scanned = {

@@ -11,7 +11,10 @@ let ledger: Ledger;
 
 test.before(async () => {
   tdb = await createTestDatabase();
-  db = await connectAndMigrate({ url: tdb.url, dataDir: '', poolMax: 20, connectTimeoutMs: 5000, startupTimeoutMs: 0 }, pino({ level: 'silent' }));
+  db = await connectAndMigrate(
+    { url: tdb.url, dataDir: '', poolMax: 20, connectTimeoutMs: 5000, startupTimeoutMs: 0 },
+    pino({ level: 'silent' }),
+  );
   ledger = createLedger({ knex: db.knex });
 });
 test.after.always(async () => {
@@ -30,7 +33,10 @@ test('reservations are all or nothing across budgets, and settling charges the r
   t.like(await ledger.getBudget('task', 't1'), { reserved_usd: 0.4, spent_usd: 0, remaining_usd: 0.6 });
   // The user budget has 0.1 left: the task budget must not keep a partial hold.
   const b = randomUUID();
-  t.like(await ledger.admit(b, [task('t1'), { scope: 'user', subject_id: 'u1', required: false }], 0.2, [], later()), { reason: 'budget_exceeded', scope: 'user' });
+  t.like(await ledger.admit(b, [task('t1'), { scope: 'user', subject_id: 'u1', required: false }], 0.2, [], later()), {
+    reason: 'budget_exceeded',
+    scope: 'user',
+  });
   t.like(await ledger.getBudget('task', 't1'), { reserved_usd: 0.4 });
   t.true(await ledger.settle(a, 0.05, 'settled', 0));
   t.false(await ledger.settle(a, 0.05, 'settled', 0), 'a second settlement changes nothing');

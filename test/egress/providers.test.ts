@@ -23,7 +23,13 @@ const call = async (provider: string, operation: string, params: unknown, over: 
   return callProvider(adapter, operation, adapter.prepare(operation, params), { ...options, ...over });
 };
 const messages = [{ role: 'user', content: 'Say hello' }];
-const codeOf = async (p: Promise<unknown>) => ((await p.then(() => null, (e: unknown) => e)) as GatewayError | null)?.code;
+const codeOf = async (p: Promise<unknown>) =>
+  (
+    (await p.then(
+      () => null,
+      (e: unknown) => e,
+    )) as GatewayError | null
+  )?.code;
 
 test.serial('OpenAI chat completions: the key is injected, usage normalised, output capped', async (t) => {
   const out = await call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages, max_tokens: 3 });
@@ -32,12 +38,21 @@ test.serial('OpenAI chat completions: the key is injected, usage normalised, out
   t.is(sent.body.max_completion_tokens, 3);
   t.false('max_tokens' in sent.body);
   t.is(out.model, 'gpt-4o-mini-2026-01-01');
-  t.deepEqual(out.usage, { input_tokens: sent.body.messages ? Math.ceil(JSON.stringify(messages).length / 4) : 0, cached_input_tokens: 0, cache_write_tokens: 0, output_tokens: 3 });
+  t.deepEqual(out.usage, {
+    input_tokens: sent.body.messages ? Math.ceil(JSON.stringify(messages).length / 4) : 0,
+    cached_input_tokens: 0,
+    cache_write_tokens: 0,
+    output_tokens: 3,
+  });
   t.is((out.result as { choices: { message: { content: string } }[] }).choices[0]!.message.content, 'Hello from the fake provider');
 });
 
 test.serial('OpenAI streaming: usage is forced on and the answer is assembled from the events', async (t) => {
-  const out = await call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'cached context please' }], stream: true });
+  const out = await call('openai', 'chat.completions', {
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'cached context please' }],
+    stream: true,
+  });
   const sent = fake.received.at(-1)!;
   t.deepEqual(sent.body.stream_options, { include_usage: true });
   const result = out.result as { choices: { message: { content: string }; finish_reason: string }[] };
@@ -64,7 +79,10 @@ test.serial('Anthropic messages, plain and streamed, with cache reads and writes
   const cachedMessages = [{ role: 'user', content: [{ type: 'text', text: 'long context', cache_control: { type: 'ephemeral' } }] }];
   const streamed = await call('anthropic', 'messages', { model: 'claude-3-5-haiku-latest', messages: cachedMessages, stream: true });
   t.is(fake.received.at(-1)!.body.max_tokens, 4096, 'an output cap is always set');
-  t.deepEqual({ read: streamed.usage.cached_input_tokens, write: streamed.usage.cache_write_tokens, out: streamed.usage.output_tokens }, { read: 100, write: 20, out: 5 });
+  t.deepEqual(
+    { read: streamed.usage.cached_input_tokens, write: streamed.usage.cache_write_tokens, out: streamed.usage.output_tokens },
+    { read: 100, write: 20, out: 5 },
+  );
   t.deepEqual((streamed.result as { content: { text: string }[] }).content[0]!.text, 'Hello from the fake provider');
 });
 
@@ -77,7 +95,11 @@ test.serial('429 and 503 are retried, honouring Retry-After; other failures map 
   t.is((limited as GatewayError).code, 'provider_rate_limited', 'a wait past maxRetryWaitMs is not sat out');
   t.is((limited as GatewayError).details?.retry_after_s, 60);
   fake.next({ status: 500 });
-  t.is(await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages })), 'provider_error', 'a 500 may have done work: not repeated');
+  t.is(
+    await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages })),
+    'provider_error',
+    'a 500 may have done work: not repeated',
+  );
   fake.next({ status: 401 });
   t.is(await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages })), 'provider_auth_failed');
   fake.next({ status: 400 });
@@ -95,22 +117,40 @@ test.serial('a provider that echoes the credential never gets it past the client
 test.serial('hangs, stalls and dropped streams fail with timeouts or interruptions, quickly', async (t) => {
   fake.next('hang');
   let started = Date.now();
-  t.is(await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages }, { connectTimeoutMs: 200, maxRetries: 0 })), 'provider_timeout');
+  t.is(
+    await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages }, { connectTimeoutMs: 200, maxRetries: 0 })),
+    'provider_timeout',
+  );
   t.true(Date.now() - started < 1500);
   fake.next('stall');
   started = Date.now();
   t.is(await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages, stream: true })), 'provider_timeout');
   t.true(Date.now() - started < 1500, 'the idle timeout cut the silent stream');
   fake.next('drop');
-  t.is(await codeOf(call('anthropic', 'messages', { model: 'claude-3-5-haiku-latest', messages, stream: true })), 'provider_stream_interrupted');
-  t.is(await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages }, { baseUrl: 'http://127.0.0.1:1', maxRetries: 0 })), 'provider_unreachable');
+  t.is(
+    await codeOf(call('anthropic', 'messages', { model: 'claude-3-5-haiku-latest', messages, stream: true })),
+    'provider_stream_interrupted',
+  );
+  t.is(
+    await codeOf(call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages }, { baseUrl: 'http://127.0.0.1:1', maxRetries: 0 })),
+    'provider_unreachable',
+  );
 });
 
 test.serial('bad params and unknown providers are refused before any call', async (t) => {
   const before = fake.received.length;
-  t.is(await codeOf(Promise.resolve().then(() => call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages: [] }))), 'bad_request');
-  t.is(await codeOf(Promise.resolve().then(() => call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages, n: 3 }))), 'bad_request');
-  t.is(await codeOf(Promise.resolve().then(() => call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages, max_tokens: 1e9 }))), 'bad_request');
+  t.is(
+    await codeOf(Promise.resolve().then(() => call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages: [] }))),
+    'bad_request',
+  );
+  t.is(
+    await codeOf(Promise.resolve().then(() => call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages, n: 3 }))),
+    'bad_request',
+  );
+  t.is(
+    await codeOf(Promise.resolve().then(() => call('openai', 'chat.completions', { model: 'gpt-4o-mini', messages, max_tokens: 1e9 }))),
+    'bad_request',
+  );
   t.is(await codeOf(Promise.resolve().then(() => call('shadyai', 'chat.completions', {}))), 'bad_request');
   t.is(await codeOf(Promise.resolve().then(() => call('openai', 'images.generate', {}))), 'bad_request');
   t.is(fake.received.length, before);

@@ -8,7 +8,12 @@ test('every registry line is keyed by its adapter name', (t) => {
 });
 
 test('an unknown provider or operation is refused with bad_request', (t) => {
-  for (const [provider, operation] of [['nope', 'chat.completions'], ['constructor', 'chat.completions'], ['openai', 'messages'], ['anthropic', 'embeddings']] as const) {
+  for (const [provider, operation] of [
+    ['nope', 'chat.completions'],
+    ['constructor', 'chat.completions'],
+    ['openai', 'messages'],
+    ['anthropic', 'embeddings'],
+  ] as const) {
     const err = t.throws(() => adapterFor(provider, operation), { instanceOf: GatewayError });
     t.is(err?.code, 'bad_request');
   }

@@ -40,14 +40,25 @@ test.serial('a worker rate limit holds across two gateway processes on one datab
   t.is((await call(admin, '/v1/budgets/task/task-rep', { method: 'PUT', json: { limit_usd: 10 } })).status, 200);
   const psk = (await createPsk(admin)).secret;
   const worker = await registerWorker(url(b), psk, { node_id: 'cloud-rl-01', rate_limits: { rpm: 4 } });
-  const job = await submitJob(admin, { task_id: 'task-rep', user_id: 'user-rep', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } });
+  const job = await submitJob(admin, {
+    task_id: 'task-rep',
+    user_id: 'user-rep',
+    requirements: { labels: ['cloud'] },
+    payload: { kind: 'api.call' },
+  });
   const jobId = String(job.body.id);
   await eventually(async () => (await poll(url(b), worker)).body.jobs.some((j) => j.job_id === jobId), 10_000);
 
   // Counters use fixed one-minute windows: start well inside one.
   const intoWindow = Date.now() % RATE_WINDOW_MS;
   if (intoWindow > RATE_WINDOW_MS - 15_000) await new Promise((r) => setTimeout(r, RATE_WINDOW_MS - intoWindow + 100));
-  const body = { provider: 'openai', operation: 'chat.completions', task_id: 'task-rep', job_id: jobId, params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 } };
+  const body = {
+    provider: 'openai',
+    operation: 'chat.completions',
+    task_id: 'task-rep',
+    job_id: jobId,
+    params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 },
+  };
   const statuses: number[] = [];
   let limited: Awaited<ReturnType<typeof call<Record<string, any>>>> | undefined;
   for (let i = 0; i < 6; i++) {
@@ -71,21 +82,35 @@ test.serial('a control plane forwards over HTTP to an egress role running as its
   const bundle = await ensureBundle();
   const env = { CYNODE_BUNDLE: bundle, DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MASTER_KEY: MASTER };
   const egress = await startGatewayProcess(env, ['--role', 'egress']);
-  const control = await startGatewayProcess({ ...env, CYNODE_EGRESS_URL: `http://127.0.0.1:${egress.ports.egress}` }, ['--role', 'control']);
+  const control = await startGatewayProcess({ ...env, CYNODE_EGRESS_URL: `http://127.0.0.1:${egress.ports.egress}` }, [
+    '--role',
+    'control',
+  ]);
   try {
     const base = `http://127.0.0.1:${control.ports.control}`;
     t.is((await call(base, '/v1/budgets/task/task-split', { method: 'PUT', json: { limit_usd: 1 } })).status, 200);
     await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
     const res = await call<Record<string, any>>(base, '/v1/api/call', {
-      json: { provider: 'openai', operation: 'chat.completions', task_id: 'task-split', params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 } },
+      json: {
+        provider: 'openai',
+        operation: 'chat.completions',
+        task_id: 'task-split',
+        params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 },
+      },
     });
     t.is(res.status, 200, JSON.stringify(res.body));
     t.is(fake.received.at(-1)!.headers.authorization, `Bearer ${KEY}`, 'the egress process injected the key');
     // The egress port takes only forwarded calls.
-    const direct = await call<Record<string, any>>(`http://127.0.0.1:${egress.ports.egress}`, '/v1/egress/call', { json: { request_id: res.body.request_id } });
+    const direct = await call<Record<string, any>>(`http://127.0.0.1:${egress.ports.egress}`, '/v1/egress/call', {
+      json: { request_id: res.body.request_id },
+    });
     t.is(direct.status, 401);
     t.is(direct.body.error.code, 'forward_token_invalid');
-    await eventually(async () => (await call<{ records: { gate: string }[] }>(base, '/v1/audit?task_id=task-split')).body.records.some((r) => r.gate === 'egress'), 5000);
+    await eventually(
+      async () =>
+        (await call<{ records: { gate: string }[] }>(base, '/v1/audit?task_id=task-split')).body.records.some((r) => r.gate === 'egress'),
+      5000,
+    );
   } finally {
     for (const g of [control, egress]) g.child.kill('SIGTERM');
     await Promise.all([control.exited, egress.exited]);

@@ -97,13 +97,22 @@ test.after.always(async () => {
 const statusOf = async () => (await call<{ bundles: { cynode: Status } }>(gw.url(), '/v1/status')).body.bundles.cynode;
 const INPUT = {
   action: 'register',
-  subject: { node_id: 'cloud-bs-01', labels: ['cloud'], region: 'us-east-1', provider: 'aws', inference_mode: 'provider_api', supported_providers: ['openai'] },
+  subject: {
+    node_id: 'cloud-bs-01',
+    labels: ['cloud'],
+    region: 'us-east-1',
+    provider: 'aws',
+    inference_mode: 'provider_api',
+    supported_providers: ['openai'],
+  },
   resource: {},
   context: {},
 };
 /** One decision through the OPA-compatible API, and the revision its log entry names. */
 async function decide(): Promise<{ result: unknown; revision: string }> {
-  const res = await call<{ result: unknown; decision_id: string }>(gw.url(), '/v1/data/cynode/register/decision', { json: { input: INPUT } });
+  const res = await call<{ result: unknown; decision_id: string }>(gw.url(), '/v1/data/cynode/register/decision', {
+    json: { input: INPUT },
+  });
   if (res.status !== 200) throw new Error(`decision refused: ${res.status} ${JSON.stringify(res.body)}`);
   const logged = await call<{ bundles: { cynode: { revision: string } } }>(gw.url(), `/v1/decisions/${res.body.decision_id}`);
   return { result: res.body.result, revision: logged.body.bundles.cynode.revision };
@@ -135,7 +144,11 @@ test.serial('a bundle server that fails in every way never replaces the last goo
     t.is(s.lastSuccessAt, first.lastSuccessAt, `${f.name}: the last success is still the good bundle's`);
     t.true(s.lastError!.at > s.lastSuccessAt!, `${f.name}: the error is newer than the last success`);
     t.deepEqual(await decide(), good, `${f.name}: decisions keep working with the last good bundle`);
-    const ready = await call<{ status: string; bundle: { ok: boolean; revision: string; lastError?: { code: string } } }>(gw.url(), '/readyz', { token: null });
+    const ready = await call<{ status: string; bundle: { ok: boolean; revision: string; lastError?: { code: string } } }>(
+      gw.url(),
+      '/readyz',
+      { token: null },
+    );
     t.is(ready.status, 200, `${f.name}: still ready`);
     t.like(ready.body.bundle, { ok: true, revision: 'good-1', lastError: { code: f.code } });
     t.log(`${f.name}: recorded as ${f.code} within ${ms} ms; good-1 still active and deciding`);

@@ -51,7 +51,14 @@ test('kill -9 of a replica mid-load: 0 jobs lost, 0 results accepted twice, 0 ov
   });
   const urls = group.urls();
   const [u0] = urls as [string];
-  t.is((await call(u0, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: `sk-kill-${randomBytes(16).toString('hex')}` } })).status, 201);
+  t.is(
+    (
+      await call(u0, '/v1/credentials', {
+        json: { provider: 'openai', name: 'main', secret: `sk-kill-${randomBytes(16).toString('hex')}` },
+      })
+    ).status,
+    201,
+  );
   t.is((await call(u0, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } })).status, 200);
   t.is((await call(u0, `/v1/budgets/task/${TASK}`, { method: 'PUT', json: { limit_usd: LIMIT_USD } })).status, 200);
   const psk = (await createPsk(u0)).secret;
@@ -77,9 +84,14 @@ test('kill -9 of a replica mid-load: 0 jobs lost, 0 results accepted twice, 0 ov
   // One api.call left hanging at the provider through replica 1: its reservation dies with
   // the replica and must lapse (charged in full) on the survivors, never stay reserved.
   fake.next('hang');
-  const orphan = call(urls[1]!, '/v1/api/call', { json: { provider: 'openai', operation: 'chat.completions', task_id: TASK, params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hang' }], max_tokens: 16 } } }).catch(
-    (err: unknown) => err,
-  );
+  const orphan = call(urls[1]!, '/v1/api/call', {
+    json: {
+      provider: 'openai',
+      operation: 'chat.completions',
+      task_id: TASK,
+      params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hang' }], max_tokens: 16 },
+    },
+  }).catch((err: unknown) => err);
   await eventually(() => fake.received.length === 1, 5000, 5);
 
   const fleet = startFleet({
@@ -88,7 +100,13 @@ test('kill -9 of a replica mid-load: 0 jobs lost, 0 results accepted twice, 0 ov
     workMs: 150,
     apiCall: (job) =>
       job.payload.kind === 'api.call'
-        ? { provider: 'openai', operation: 'chat.completions', task_id: TASK, job_id: job.job_id, params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16 } }
+        ? {
+            provider: 'openai',
+            operation: 'chat.completions',
+            task_id: TASK,
+            job_id: job.job_id,
+            params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16 },
+          }
         : undefined,
   });
   t.teardown(() => fleet.stop());
@@ -116,30 +134,52 @@ test('kill -9 of a replica mid-load: 0 jobs lost, 0 results accepted twice, 0 ov
   t.deepEqual(await states(), [{ state: 'succeeded', n: String(JOBS) }]);
   t.is(ids.length, JOBS);
   // 0 results accepted twice: each job has exactly one accepted attempt.
-  const accepted = (await pool.query<{ job_id: string; n: string }>("SELECT job_id, count(*) AS n FROM job_attempts WHERE outcome = 'succeeded' GROUP BY job_id")).rows;
+  const accepted = (
+    await pool.query<{ job_id: string; n: string }>(
+      "SELECT job_id, count(*) AS n FROM job_attempts WHERE outcome = 'succeeded' GROUP BY job_id",
+    )
+  ).rows;
   t.is(accepted.length, JOBS);
-  t.true(accepted.every((r) => r.n === '1'), 'one accepted result per job');
+  t.true(
+    accepted.every((r) => r.n === '1'),
+    'one accepted result per job',
+  );
   // Never double-assigned: a job's attempts never overlap in time.
-  const attempts = (await pool.query<{ job_id: string; leased_at: Date; ended_at: Date | null; outcome: string | null }>('SELECT job_id, leased_at, ended_at, outcome FROM job_attempts ORDER BY job_id, leased_at')).rows;
+  const attempts = (
+    await pool.query<{ job_id: string; leased_at: Date; ended_at: Date | null; outcome: string | null }>(
+      'SELECT job_id, leased_at, ended_at, outcome FROM job_attempts ORDER BY job_id, leased_at',
+    )
+  ).rows;
   let overlaps = 0;
   for (let i = 1; i < attempts.length; i++) {
     const [a, b] = [attempts[i - 1]!, attempts[i]!];
     if (a.job_id === b.job_id && (a.ended_at === null || a.ended_at > b.leased_at)) overlaps++;
   }
   t.is(overlaps, 0, 'no job held by two leases at once');
-  t.true(attempts.every((a) => a.outcome !== null), 'every attempt ended');
-  t.log(`${attempts.length} attempts for ${JOBS} jobs (${attempts.filter((a) => a.outcome === 'expired').length} lapsed with the killed replica)`);
+  t.true(
+    attempts.every((a) => a.outcome !== null),
+    'every attempt ended',
+  );
+  t.log(
+    `${attempts.length} attempts for ${JOBS} jobs (${attempts.filter((a) => a.outcome === 'expired').length} lapsed with the killed replica)`,
+  );
 
   // 0 overspend: spent within the limit, and the ledger balances once reservations lapse.
-  const budget = async () => (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(u0, `/v1/budgets/task/${TASK}`)).body;
+  const budget = async () =>
+    (await call<{ spent_usd: number; reserved_usd: number; limit_usd: number }>(u0, `/v1/budgets/task/${TASK}`)).body;
   await eventually(async () => (await budget()).reserved_usd === 0, 15_000, 100);
   const b = await budget();
   const allowed = stats.apiCalls.filter((c) => c.status === 200).length;
   const refused = stats.apiCalls.filter((c) => c.code === 'budget_exceeded').length;
-  t.log(`api.call: ${allowed} allowed, ${refused} refused budget_exceeded, 1 cut off by the kill; spent $${b.spent_usd} of $${LIMIT_USD}; ${fake.received.length} calls reached the provider`);
+  t.log(
+    `api.call: ${allowed} allowed, ${refused} refused budget_exceeded, 1 cut off by the kill; spent $${b.spent_usd} of $${LIMIT_USD}; ${fake.received.length} calls reached the provider`,
+  );
   t.true(b.spent_usd <= LIMIT_USD, `spent ${b.spent_usd} <= ${LIMIT_USD}`);
   t.true(allowed > 0 && refused > 0, 'the budget admitted calls and then refused them');
-  t.true(stats.apiCalls.every((c) => c.status === 200 || c.code === 'budget_exceeded'), JSON.stringify(stats.apiCalls.filter((c) => c.status !== 200)));
+  t.true(
+    stats.apiCalls.every((c) => c.status === 200 || c.code === 'budget_exceeded'),
+    JSON.stringify(stats.apiCalls.filter((c) => c.status !== 200)),
+  );
   const ledger = (
     await pool.query<{ spent: string; reserved: string; charged: string; open: string }>(
       `SELECT b.spent_micros AS spent, b.reserved_micros AS reserved,
@@ -149,7 +189,11 @@ test('kill -9 of a replica mid-load: 0 jobs lost, 0 results accepted twice, 0 ov
       [TASK],
     )
   ).rows[0]!;
-  t.deepEqual(ledger, { spent: ledger.charged, reserved: '0', charged: ledger.charged, open: '0' }, 'spent equals the sum of settled charges; nothing held');
+  t.deepEqual(
+    ledger,
+    { spent: ledger.charged, reserved: '0', charged: ledger.charged, open: '0' },
+    'spent equals the sum of settled charges; nothing held',
+  );
   const expired = (await pool.query<{ n: string }>("SELECT count(*) AS n FROM budget_reservations WHERE state = 'expired'")).rows[0]!.n;
   t.log(`ledger: spent ${ledger.spent} µ$ = settled charges ${ledger.charged} µ$; ${expired} reservations lapsed and were charged in full`);
   t.true(Number(expired) >= 1, 'the reservation of the call cut off by the kill lapsed and was charged');

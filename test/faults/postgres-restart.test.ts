@@ -38,8 +38,25 @@ test('a PostgreSQL crash mid-load: 503s while it is down, resumption by itself, 
   const urls = group.urls();
   const psk = (await createPsk(urls[0]!)).secret;
   const tokens: string[] = [];
-  for (let i = 0; i < 4; i++) tokens.push((await registerWorker(urls[i % 2]!, psk, { node_id: `local-pg-${i}`, labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], provider: undefined })).token);
-  const submit = (i: number) => submitJob(urls[i % 2]!, { task_id: `task-pg-${i}`, user_id: 'user-pg', payload: { kind: 'echo', input: `n${i}` }, max_attempts: 20 }, `pg-job-${i}`);
+  for (let i = 0; i < 4; i++)
+    tokens.push(
+      (
+        await registerWorker(urls[i % 2]!, psk, {
+          node_id: `local-pg-${i}`,
+          labels: ['local'],
+          region: 'onprem',
+          inference_mode: 'ollama_local',
+          supported_providers: [],
+          provider: undefined,
+        })
+      ).token,
+    );
+  const submit = (i: number) =>
+    submitJob(
+      urls[i % 2]!,
+      { task_id: `task-pg-${i}`, user_id: 'user-pg', payload: { kind: 'echo', input: `n${i}` }, max_attempts: 20 },
+      `pg-job-${i}`,
+    );
 
   const before: string[] = [];
   for (let i = 0; i < 40; i++) {
@@ -65,12 +82,22 @@ test('a PostgreSQL crash mid-load: 503s while it is down, resumption by itself, 
   while (Date.now() - downAt < 3000) {
     for (const base of urls) {
       await Promise.all([
-        probe('submit', submit(n++).then((r) => ({ status: r.status, body: r.body }))),
+        probe(
+          'submit',
+          submit(n++).then((r) => ({ status: r.status, body: r.body })),
+        ),
         probe('get job', call(base, `/v1/jobs/${before[0]}`)),
         probe('list jobs', call(base, '/v1/jobs?state=queued')),
         probe('poll', call(base, '/jobs/poll', { token: worker, json: { max_jobs: 1 } })),
         probe('status', call(base, '/status', { token: worker, json: { health: { ok: true }, jobs: [] } })),
-        probe('register', call(base, '/register', { token: null, json: { node_id: 'local-pg-x', labels: ['local'], region: 'onprem', inference_mode: 'ollama_local' }, headers: { 'x-cynode-psk': psk } })),
+        probe(
+          'register',
+          call(base, '/register', {
+            token: null,
+            json: { node_id: 'local-pg-x', labels: ['local'], region: 'onprem', inference_mode: 'ollama_local' },
+            headers: { 'x-cynode-psk': psk },
+          }),
+        ),
         probe('setting', call(base, '/v1/settings/cloud_routing.enabled', { method: 'PUT', json: { value: true } })),
         probe('readyz', call(base, '/readyz', { token: null })),
       ]);
@@ -85,8 +112,14 @@ test('a PostgreSQL crash mid-load: 503s while it is down, resumption by itself, 
     [],
     'every request that needs the database fails closed with 503',
   );
-  t.true(answers.every((a) => a.code === 'database_unavailable'), summary.join(', '));
-  t.true(fleet.stats.serverErrors.every((e) => e.status === 503 && e.code === 'database_unavailable'), JSON.stringify(fleet.stats.serverErrors.slice(0, 5)));
+  t.true(
+    answers.every((a) => a.code === 'database_unavailable'),
+    summary.join(', '),
+  );
+  t.true(
+    fleet.stats.serverErrors.every((e) => e.status === 503 && e.code === 'database_unavailable'),
+    JSON.stringify(fleet.stats.serverErrors.slice(0, 5)),
+  );
   for (const r of group.replicas) t.is(r.process.child.exitCode, null, 'the replica is still running');
 
   // Back up: both replicas serve again by themselves.
@@ -94,10 +127,14 @@ test('a PostgreSQL crash mid-load: 503s while it is down, resumption by itself, 
   const upAt = Date.now();
   const resumedMs = await Promise.all(
     urls.map((base) =>
-      eventually(async () => {
-        const [ready, job] = await Promise.all([call(base, '/readyz', { token: null }), call(base, `/v1/jobs/${before[0]}`)]);
-        return ready.status === 200 && job.status === 200;
-      }, 15_000, 50),
+      eventually(
+        async () => {
+          const [ready, job] = await Promise.all([call(base, '/readyz', { token: null }), call(base, `/v1/jobs/${before[0]}`)]);
+          return ready.status === 200 && job.status === 200;
+        },
+        15_000,
+        50,
+      ),
     ),
   );
   t.log(`PostgreSQL down ${upAt - downAt} ms; replicas ready again ${resumedMs.join(', ')} ms after it came back`);
@@ -109,13 +146,32 @@ test('a PostgreSQL crash mid-load: 503s while it is down, resumption by itself, 
   const db = new pg.Client({ connectionString: url });
   await db.connect();
   t.teardown(() => db.end());
-  await eventually(async () => (await db.query("SELECT count(*) AS n FROM jobs WHERE state <> 'succeeded'")).rows[0].n === '0', 30_000, 100);
+  await eventually(
+    async () => (await db.query("SELECT count(*) AS n FROM jobs WHERE state <> 'succeeded'")).rows[0].n === '0',
+    30_000,
+    100,
+  );
   await fleet.stop();
   const states = (await db.query<{ id: string; state: string }>('SELECT id, state FROM jobs')).rows;
-  t.true(before.every((id) => states.some((s) => s.id === id && s.state === 'succeeded')), 'every job submitted before the outage succeeded');
-  const accepted = (await db.query<{ job_id: string; n: string }>("SELECT job_id, count(*) AS n FROM job_attempts WHERE outcome = 'succeeded' GROUP BY job_id")).rows;
+  t.true(
+    before.every((id) => states.some((s) => s.id === id && s.state === 'succeeded')),
+    'every job submitted before the outage succeeded',
+  );
+  const accepted = (
+    await db.query<{ job_id: string; n: string }>(
+      "SELECT job_id, count(*) AS n FROM job_attempts WHERE outcome = 'succeeded' GROUP BY job_id",
+    )
+  ).rows;
   t.is(accepted.length, states.length);
-  t.true(accepted.every((r) => r.n === '1'), 'exactly one accepted result per job');
-  t.true([...fleet.stats.accepted.keys()].every((id) => states.some((s) => s.id === id && s.state === 'succeeded')), 'no accepted result lost');
-  t.log(`${states.length} jobs, ${acceptedBefore} results accepted before the crash, all succeeded; ${fleet.stats.failovers} failovers, ${fleet.stats.serverErrors.length} 503s seen by workers`);
+  t.true(
+    accepted.every((r) => r.n === '1'),
+    'exactly one accepted result per job',
+  );
+  t.true(
+    [...fleet.stats.accepted.keys()].every((id) => states.some((s) => s.id === id && s.state === 'succeeded')),
+    'no accepted result lost',
+  );
+  t.log(
+    `${states.length} jobs, ${acceptedBefore} results accepted before the crash, all succeeded; ${fleet.stats.failovers} failovers, ${fleet.stats.serverErrors.length} 503s seen by workers`,
+  );
 });

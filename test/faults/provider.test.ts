@@ -38,15 +38,32 @@ test.after.always(async () => {
 
 const request = (provider: 'openai' | 'anthropic', task: string, stream: boolean) =>
   provider === 'openai'
-    ? { provider, operation: 'chat.completions', task_id: task, params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16, stream } }
-    : { provider, operation: 'messages', task_id: task, params: { model: 'claude-3-5-haiku-latest', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16, stream } };
+    ? {
+        provider,
+        operation: 'chat.completions',
+        task_id: task,
+        params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16, stream },
+      }
+    : {
+        provider,
+        operation: 'messages',
+        task_id: task,
+        params: { model: 'claude-3-5-haiku-latest', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16, stream },
+      };
 
 const cases: { name: string; behaviour: Behaviour; provider: 'openai' | 'anthropic'; stream: boolean; status: number; code: string }[] = [
   { name: 'hang before any answer', behaviour: 'hang', provider: 'openai', stream: false, status: 504, code: 'provider_timeout' },
   { name: 'hang before a stream starts', behaviour: 'hang', provider: 'anthropic', stream: true, status: 504, code: 'provider_timeout' },
   { name: 'stream goes silent', behaviour: 'stall', provider: 'openai', stream: true, status: 504, code: 'provider_timeout' },
   { name: 'stream cut (OpenAI)', behaviour: 'drop', provider: 'openai', stream: true, status: 502, code: 'provider_stream_interrupted' },
-  { name: 'stream cut (Anthropic)', behaviour: 'drop', provider: 'anthropic', stream: true, status: 502, code: 'provider_stream_interrupted' },
+  {
+    name: 'stream cut (Anthropic)',
+    behaviour: 'drop',
+    provider: 'anthropic',
+    stream: true,
+    status: 502,
+    code: 'provider_stream_interrupted',
+  },
 ];
 
 for (const [i, c] of cases.entries()) {
@@ -72,7 +89,9 @@ test.serial('ten concurrent calls into a hanging provider all time out and relea
   t.is((await call(base, `/v1/budgets/task/${task}`, { method: 'PUT', json: { limit_usd: 1 } })).status, 200);
   fake.next(...Array.from({ length: 10 }, () => 'hang' as const));
   const started = Date.now();
-  const answers = await Promise.all(Array.from({ length: 10 }, () => call<{ error: { code: string } }>(base, '/v1/api/call', { json: request('openai', task, false) })));
+  const answers = await Promise.all(
+    Array.from({ length: 10 }, () => call<{ error: { code: string } }>(base, '/v1/api/call', { json: request('openai', task, false) })),
+  );
   t.deepEqual([...new Set(answers.map((a) => `${a.status} ${a.body.error?.code}`))], ['504 provider_timeout']);
   t.true(Date.now() - started < 5000);
   await gw.gateway.egress.settled();

@@ -40,7 +40,10 @@ async function targetService(options: { bundle?: string } = {}): Promise<{ url: 
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
-  closers.push(() => server.close(), () => gate.close());
+  closers.push(
+    () => server.close(),
+    () => gate.close(),
+  );
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, gate };
 }
 
@@ -50,7 +53,14 @@ async function forward(body: string, opts: { ttlMs?: number; audience?: string }
   if (!decision.allow) throw new Error('the gateway itself denied the test input');
   return signForwardToken(
     gw.gateway.keys.current(),
-    { issuer: 'cynode-gateway', audience: opts.audience ?? 'artifact-store', subject: 'cloud-us-east-1-01', entrypoint: ENTRYPOINTS.register, input, revision },
+    {
+      issuer: 'cynode-gateway',
+      audience: opts.audience ?? 'artifact-store',
+      subject: 'cloud-us-east-1-01',
+      entrypoint: ENTRYPOINTS.register,
+      input,
+      revision,
+    },
     body,
     opts.ttlMs ?? 30_000,
   );
@@ -77,7 +87,7 @@ const body = JSON.stringify({ name: 'report.md', content: 'hello' });
 
 test.serial('a forwarded request the gateway allowed passes the final gate on the same bundle', async (t) => {
   const target = await targetService();
-  t.is(target.gate.engine.status().active?.digest, gw.gateway.policy.status().active?.digest, 'the target runs the gateway\'s exact bundle');
+  t.is(target.gate.engine.status().active?.digest, gw.gateway.policy.status().active?.digest, "the target runs the gateway's exact bundle");
   const res = await send(target.url, body, await forward(body));
   t.is(res.status, 200);
   t.deepEqual(res.body, { stored: true, by: 'cloud-us-east-1-01', revision: 'test-suite' });
@@ -105,7 +115,12 @@ test.serial('forged, replayed, expired, misaddressed and body-swapped tokens are
   // A gateway-signed JWT that is not a forward token (wrong typ) cannot be used as one.
   const wrongType = await new SignJWT({ act: ENTRYPOINTS.register, input, rev: 'test-suite', bh: 'x' })
     .setProtectedHeader({ alg: 'ES256', kid: gw.gateway.keys.current().kid, typ: 'JWT' })
-    .setIssuer('cynode-gateway').setAudience('artifact-store').setSubject('x').setJti('j1').setIssuedAt().setExpirationTime('30s')
+    .setIssuer('cynode-gateway')
+    .setAudience('artifact-store')
+    .setSubject('x')
+    .setJti('j1')
+    .setIssuedAt()
+    .setExpirationTime('30s')
     .sign(gw.gateway.keys.current().privateKey);
   t.deepEqual(await code(wrongType), [401, 'forward_token_invalid']);
 
@@ -151,7 +166,10 @@ test.serial('after key rotation, tokens from the old and the new key both verify
   t.is((await send(target.url, body, fresh)).status, 200);
   const jwks = (await (await fetch(`${gw.url()}/.well-known/jwks.json`)).json()) as { keys: { kid: string; d?: string }[] };
   t.true(jwks.keys.length >= 2);
-  t.true(jwks.keys.every((k) => k.d === undefined), 'no private key material is published');
+  t.true(
+    jwks.keys.every((k) => k.d === undefined),
+    'no private key material is published',
+  );
 });
 
 test.serial('a target without a loadable bundle fails closed with 503', async (t) => {

@@ -6,7 +6,20 @@ import type { Role } from '../../src/server/roles.js';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
-import { fuzzRoutes, type FuzzRequest, type FuzzTarget, generate, judge, pool, type RouteSpec, seeded, send, sourceRoutes, tally, type Verdict } from '../helpers/fuzz.js';
+import {
+  fuzzRoutes,
+  type FuzzRequest,
+  type FuzzTarget,
+  generate,
+  judge,
+  pool,
+  type RouteSpec,
+  seeded,
+  send,
+  sourceRoutes,
+  tally,
+  type Verdict,
+} from '../helpers/fuzz.js';
 import { call, eventually } from '../helpers/http.js';
 import { captureLogger } from '../helpers/start.js';
 import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
@@ -33,31 +46,61 @@ test.before(async () => {
   process.on('uncaughtException', onProcessError);
   process.on('unhandledRejection', onProcessError);
   fake = await startFakeProvider();
-  gw = await bootGateway({ env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, ...ENV }, roles: ['control', 'mcp', 'egress'], logger: logs.logger });
+  gw = await bootGateway({
+    env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, ...ENV },
+    roles: ['control', 'mcp', 'egress'],
+    logger: logs.logger,
+  });
   const base = gw.url('control');
-  const credential = await call<{ id: string }>(base, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: 'sk-fuzz-0123456789abcdef' } });
+  const credential = await call<{ id: string }>(base, '/v1/credentials', {
+    json: { provider: 'openai', name: 'main', secret: 'sk-fuzz-0123456789abcdef' },
+  });
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
   await call(base, '/v1/budgets/task/task-fuzz', { method: 'PUT', json: { limit_usd: 5 } });
   const psk = await createPsk(base, 'fuzz');
   const worker = await registerWorker(base, psk.secret, { node_id: 'fuzz-main-01' });
-  const job = String((await submitJob(base, { task_id: 'task-fuzz', user_id: 'user-f', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } })).body.id);
+  const job = String(
+    (await submitJob(base, { task_id: 'task-fuzz', user_id: 'user-f', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } }))
+      .body.id,
+  );
   let leaseId = '';
   await eventually(async () => {
     leaseId = (await poll(base, worker)).body.jobs.find((j) => j.job_id === job)?.lease_id ?? '';
     return leaseId !== '';
   }, 10_000);
-  const decision = await call<{ decision_id: string }>(base, '/v1/data/cynode/register/decision', { json: { input: { action: 'register' } } });
+  const decision = await call<{ decision_id: string }>(base, '/v1/data/cynode/register/decision', {
+    json: { input: { action: 'register' } },
+  });
   const port = (role: Role) => gw.gateway.listening.find((l) => l.role === role)!.port;
   target = {
     ports: { control: port('control'), mcp: port('mcp'), egress: port('egress') },
     adminToken: TEST_ADMIN_TOKEN,
     workerToken: worker.token,
     psk: psk.secret,
-    ids: { jobId: job, leaseId, credentialId: credential.body.id, pskId: psk.id, decisionId: decision.body.decision_id, taskId: 'task-fuzz' },
+    ids: {
+      jobId: job,
+      leaseId,
+      credentialId: credential.body.id,
+      pskId: psk.id,
+      decisionId: decision.body.decision_id,
+      taskId: 'task-fuzz',
+    },
     maxBodyBytes: gw.config.server.maxBodyBytes,
     // What the control plane would have decided for a direct call on the fuzz task.
     signForward: (body) =>
-      signForwardToken(gw.gateway.keys.current(), { issuer: 'cynode-gateway', audience: 'cynode-egress', subject: 'orchestrator:admin', entrypoint: ENTRYPOINTS.apiCall, input: forwardInput, revision: 'fuzz' }, body, 30_000),
+      signForwardToken(
+        gw.gateway.keys.current(),
+        {
+          issuer: 'cynode-gateway',
+          audience: 'cynode-egress',
+          subject: 'orchestrator:admin',
+          entrypoint: ENTRYPOINTS.apiCall,
+          input: forwardInput,
+          revision: 'fuzz',
+        },
+        body,
+        30_000,
+      ),
   };
   routes = fuzzRoutes(gw.gateway.routes).routes;
 });
@@ -74,7 +117,14 @@ const forwardInput = {
   subject: { kind: 'orchestrator', id: 'admin', labels: [] },
   resource: { provider: 'openai', operation: 'chat.completions', model: 'gpt-4o-mini', stream: false, estimated_cost_usd: 0.00001 },
   context: {
-    task_id: 'task-fuzz', job_id: null, user_id: null, project_id: null, group_id: null, region: 'local', preferences: { cloud_allowed: true }, requirements: {},
+    task_id: 'task-fuzz',
+    job_id: null,
+    user_id: null,
+    project_id: null,
+    group_id: null,
+    region: 'local',
+    preferences: { cloud_allowed: true },
+    requirements: {},
     budget: { task: { limit_usd: 5, spent_usd: 0, reserved_usd: 0, remaining_usd: 5 }, user: null, subject: null },
   },
 };
@@ -83,7 +133,12 @@ const describe = (req: FuzzRequest) => `${req.role} ${req.method} ${req.target.s
 /** Sends requests with bounded concurrency and returns each with its verdict. */
 async function fire(requests: readonly FuzzRequest[]): Promise<{ req: FuzzRequest; verdict: Verdict }[]> {
   return pool(requests, CONCURRENCY, async (req) => {
-    const signed = req.signForward ? { ...req, headers: [...req.headers, [FORWARD_TOKEN_HEADER, await target.signForward(req.body ?? Buffer.alloc(0))] as [string, string]] } : req;
+    const signed = req.signForward
+      ? {
+          ...req,
+          headers: [...req.headers, [FORWARD_TOKEN_HEADER, await target.signForward(req.body ?? Buffer.alloc(0))] as [string, string]],
+        }
+      : req;
     return { req, verdict: judge(req, await send(target.ports[req.role], signed)) };
   });
 }
@@ -108,8 +163,10 @@ test.serial(`${COUNT} malformed requests on every port: no 5xx, every refusal wi
   t.log('by status', tally(results.map((r) => String(r.verdict.status))));
   t.log('by code', tally(results.map((r) => r.verdict.code)));
   t.log('by mutation', tally(results.flatMap((r) => r.req.mutations)));
-  for (const p of problems.slice(0, 15)) t.log(`PROBLEM ${JSON.stringify(p.verdict.problem)} (${p.verdict.status} ${p.verdict.code}): ${describe(p.req)}`);
-  if (problems.length > 0) for (const l of logs.lines.filter((x) => /"level":"(warn|error|fatal)"/.test(x)).slice(0, 10)) t.log(l.slice(0, 1500));
+  for (const p of problems.slice(0, 15))
+    t.log(`PROBLEM ${JSON.stringify(p.verdict.problem)} (${p.verdict.status} ${p.verdict.code}): ${describe(p.req)}`);
+  if (problems.length > 0)
+    for (const l of logs.lines.filter((x) => /"level":"(warn|error|fatal)"/.test(x)).slice(0, 10)) t.log(l.slice(0, 1500));
   t.is(problems.length, 0, `${problems.length} answers broke the contract`);
   t.is(results.filter((r) => r.verdict.status >= 500 || r.verdict.status === 0).length, 0);
 
@@ -126,9 +183,14 @@ test.serial(`${COUNT} malformed requests on every port: no 5xx, every refusal wi
 
 test.serial('bodies over the limit are refused with 413 payload_too_large on every POST and PUT route', async (t) => {
   const writes = routes.filter((r) => ['POST', 'PUT', 'ALL'].includes(r.method) && !r.generic);
-  const fill = (path: string, spec: RouteSpec) => path.replace(/:(\w+)|\*/g, (_, name: string | undefined) => spec.params?.[name ?? '*']?.(target)[0] ?? 'x');
+  const fill = (path: string, spec: RouteSpec) =>
+    path.replace(/:(\w+)|\*/g, (_, name: string | undefined) => spec.params?.[name ?? '*']?.(target)[0] ?? 'x');
   const auth = (spec: RouteSpec): [string, string][] =>
-    spec.auth === 'psk' ? [['x-cynode-psk', target.psk]] : spec.auth === 'forward' || spec.auth === 'none' ? [] : [['authorization', `Bearer ${spec.auth === 'admin' ? target.adminToken : target.workerToken}`]];
+    spec.auth === 'psk'
+      ? [['x-cynode-psk', target.psk]]
+      : spec.auth === 'forward' || spec.auth === 'none'
+        ? []
+        : [['authorization', `Bearer ${spec.auth === 'admin' ? target.adminToken : target.workerToken}`]];
   // A declared length is refused on every route; a streamed (chunked) body is refused where it is
   // read. The few routes that read no body (key rotation, cancel, disable) let Node discard it unread.
   const requests = writes.flatMap((spec) =>
@@ -136,7 +198,11 @@ test.serial('bodies over the limit are refused with 413 payload_too_large on eve
       role: spec.role,
       method: spec.method === 'ALL' ? 'POST' : spec.method,
       target: fill(spec.path, spec),
-      headers: [...auth(spec), ['content-type', 'application/json'], ...(spec.role === 'mcp' ? [['accept', 'application/json, text/event-stream'] as [string, string]] : [])],
+      headers: [
+        ...auth(spec),
+        ['content-type', 'application/json'],
+        ...(spec.role === 'mcp' ? [['accept', 'application/json, text/event-stream'] as [string, string]] : []),
+      ],
       body: Buffer.from(`{"value":"${'a'.repeat(target.maxBodyBytes)}"}`),
       chunked,
       route: `${spec.method} ${spec.path}`,
@@ -144,58 +210,85 @@ test.serial('bodies over the limit are refused with 413 payload_too_large on eve
     })),
   );
   const results = await pool(requests, 4, async (req) => ({ req, res: await send(target.ports[req.role], req) }));
-  const wrong = results.filter(({ res }) => res.status !== 413 || JSON.parse(res.body.toString('utf8') || '{}').error?.code !== 'payload_too_large');
-  for (const { req, res } of wrong) t.log(`NOT 413: ${req.route} (${req.mutations[0]}) -> ${res.status} ${res.body.toString('utf8').slice(0, 200)}`);
+  const wrong = results.filter(
+    ({ res }) => res.status !== 413 || JSON.parse(res.body.toString('utf8') || '{}').error?.code !== 'payload_too_large',
+  );
+  for (const { req, res } of wrong)
+    t.log(`NOT 413: ${req.route} (${req.mutations[0]}) -> ${res.status} ${res.body.toString('utf8').slice(0, 200)}`);
   t.log(`${results.length} oversized bodies (${writes.length} routes, declared and chunked), limit ${target.maxBodyBytes} bytes`);
   t.is(wrong.length, 0);
   t.true(writes.length >= 18);
 });
 
-test.serial('NUL, unpaired surrogates and deep nesting are refused at the door of every body route, and the decision log keeps flowing', async (t) => {
-  const bodies = routes.filter((r) => r.body && !r.generic);
-  const poisons: [string, (text: string) => string][] = [
-    ['nul', (text) => text.replace(/"([^"]*)"(?=[,}\]])/, '"$1\\u0000"')],
-    ['surrogate', (text) => text.replace(/"([^"]*)"(?=[,}\]])/, '"$1\\ud800"')],
-    ['deep', (text) => text.replace(/:("[^"]*"|-?\d+|true|false|null)/, `:${'['.repeat(20_000)}1${']'.repeat(20_000)}`)],
-  ];
-  const requests = bodies.flatMap((spec) =>
-    poisons.map(([label, poison]): FuzzRequest | undefined => {
-      const valid = JSON.stringify(spec.body!(target, seeded(1)));
-      // A poison needs a place to go: a string for NUL and surrogates, any value for nesting.
-      if (poison(valid) === valid) return undefined;
-      return {
-      role: spec.role,
-      method: spec.method === 'ALL' ? 'POST' : spec.method,
-      target: spec.path.replace(/:(\w+)|\*/g, (_, name: string | undefined) => spec.params?.[name ?? '*']?.(target)[0] ?? 'x'),
-      headers: [
-        ...(spec.auth === 'psk' ? [['x-cynode-psk', target.psk] as [string, string]] : spec.auth === 'forward' ? [] : [['authorization', `Bearer ${spec.auth === 'admin' ? target.adminToken : target.workerToken}`] as [string, string]]),
-        ['content-type', 'application/json'],
-        ...(spec.role === 'mcp' ? [['accept', 'application/json, text/event-stream'] as [string, string]] : []),
-      ],
-      body: Buffer.from(poison(valid)),
-      route: `${spec.method} ${spec.path}`,
-      mutations: [label],
-      };
-    }).filter((r) => r !== undefined),
-  );
-  const results = await pool(requests, CONCURRENCY, async (req) => {
-    // The egress role gets a valid forward token for the poisoned bytes: its own door must refuse them too.
-    const signed = req.role === 'egress' ? { ...req, headers: [...req.headers, [FORWARD_TOKEN_HEADER, await target.signForward(req.body!)] as [string, string]] } : req;
-    return { req, res: await send(target.ports[req.role], signed) };
-  });
-  const summary = results.map(({ req, res }) => `${req.route} ${req.mutations[0]} -> ${res.status} ${/"code":"([^"]+)"/.exec(res.body.toString('utf8'))?.[1] ?? ''}`);
-  t.log(tally(results.map(({ req, res }) => `${req.mutations[0]} ${res.status}`)));
-  const refused = results.filter(({ res }) => res.status === 400);
-  for (const s of summary.filter((_, i) => !refused.includes(results[i]!))) t.log(`NOT REFUSED: ${s}`);
-  t.is(refused.length, results.length);
-  t.deepEqual(results.map(({ req, res }) => judge(req, res).problem).filter(Boolean), [], 'each refusal carries its stable code');
-  await t.notThrowsAsync(gw.gateway.decisionLog.flush(), 'the decision log writes its buffer');
-  const decision = await call<{ decision_id: string }>(gw.url('control'), '/v1/data/cynode/register/decision', { json: { input: { action: 'register' } } });
-  t.is((await call(gw.url('control'), `/v1/decisions/${decision.body.decision_id}`)).status, 200);
-});
+test.serial(
+  'NUL, unpaired surrogates and deep nesting are refused at the door of every body route, and the decision log keeps flowing',
+  async (t) => {
+    const bodies = routes.filter((r) => r.body && !r.generic);
+    const poisons: [string, (text: string) => string][] = [
+      ['nul', (text) => text.replace(/"([^"]*)"(?=[,}\]])/, '"$1\\u0000"')],
+      ['surrogate', (text) => text.replace(/"([^"]*)"(?=[,}\]])/, '"$1\\ud800"')],
+      ['deep', (text) => text.replace(/:("[^"]*"|-?\d+|true|false|null)/, `:${'['.repeat(20_000)}1${']'.repeat(20_000)}`)],
+    ];
+    const requests = bodies.flatMap((spec) =>
+      poisons
+        .map(([label, poison]): FuzzRequest | undefined => {
+          const valid = JSON.stringify(spec.body!(target, seeded(1)));
+          // A poison needs a place to go: a string for NUL and surrogates, any value for nesting.
+          if (poison(valid) === valid) return undefined;
+          return {
+            role: spec.role,
+            method: spec.method === 'ALL' ? 'POST' : spec.method,
+            target: spec.path.replace(/:(\w+)|\*/g, (_, name: string | undefined) => spec.params?.[name ?? '*']?.(target)[0] ?? 'x'),
+            headers: [
+              ...(spec.auth === 'psk'
+                ? [['x-cynode-psk', target.psk] as [string, string]]
+                : spec.auth === 'forward'
+                  ? []
+                  : [['authorization', `Bearer ${spec.auth === 'admin' ? target.adminToken : target.workerToken}`] as [string, string]]),
+              ['content-type', 'application/json'],
+              ...(spec.role === 'mcp' ? [['accept', 'application/json, text/event-stream'] as [string, string]] : []),
+            ],
+            body: Buffer.from(poison(valid)),
+            route: `${spec.method} ${spec.path}`,
+            mutations: [label],
+          };
+        })
+        .filter((r) => r !== undefined),
+    );
+    const results = await pool(requests, CONCURRENCY, async (req) => {
+      // The egress role gets a valid forward token for the poisoned bytes: its own door must refuse them too.
+      const signed =
+        req.role === 'egress'
+          ? { ...req, headers: [...req.headers, [FORWARD_TOKEN_HEADER, await target.signForward(req.body!)] as [string, string]] }
+          : req;
+      return { req, res: await send(target.ports[req.role], signed) };
+    });
+    const summary = results.map(
+      ({ req, res }) =>
+        `${req.route} ${req.mutations[0]} -> ${res.status} ${/"code":"([^"]+)"/.exec(res.body.toString('utf8'))?.[1] ?? ''}`,
+    );
+    t.log(tally(results.map(({ req, res }) => `${req.mutations[0]} ${res.status}`)));
+    const refused = results.filter(({ res }) => res.status === 400);
+    for (const s of summary.filter((_, i) => !refused.includes(results[i]!))) t.log(`NOT REFUSED: ${s}`);
+    t.is(refused.length, results.length);
+    t.deepEqual(results.map(({ req, res }) => judge(req, res).problem).filter(Boolean), [], 'each refusal carries its stable code');
+    await t.notThrowsAsync(gw.gateway.decisionLog.flush(), 'the decision log writes its buffer');
+    const decision = await call<{ decision_id: string }>(gw.url('control'), '/v1/data/cynode/register/decision', {
+      json: { input: { action: 'register' } },
+    });
+    t.is((await call(gw.url('control'), `/v1/decisions/${decision.body.decision_id}`)).status, 200);
+  },
+);
 
 test.serial('bytes the HTTP parser refuses get a JSON refusal, never a crash', async (t) => {
-  const raw = (role: Role, method: string, target: string, headers: [string, string][] = [], label = 'raw'): FuzzRequest => ({ role, method, target, headers, route: 'parser', mutations: [label] });
+  const raw = (role: Role, method: string, target: string, headers: [string, string][] = [], label = 'raw'): FuzzRequest => ({
+    role,
+    method,
+    target,
+    headers,
+    route: 'parser',
+    mutations: [label],
+  });
   const requests: FuzzRequest[] = (['control', 'mcp', 'egress'] as const).flatMap((role) => [
     raw(role, 'GET', '/healthz', [['x-nul', 'a\u0000b']], 'nul-in-header'),
     raw(role, 'GET', '/healthz', [['x-huge', 'h'.repeat(40_000)]], 'header-overflow'),
@@ -203,11 +296,23 @@ test.serial('bytes the HTTP parser refuses get a JSON refusal, never a crash', a
     raw(role, 'GET', '/v1/\u0001status', [], 'control-char-in-target'),
     raw(role, 'FOO', '/healthz', [], 'unknown-method'),
     raw(role, 'GET', '/healthz', [['bad header', 'x']], 'bad-header-name'),
-    raw(role, 'POST', '/v1/jobs', [['content-length', '5'], ['content-length', '6']], 'double-content-length'),
+    raw(
+      role,
+      'POST',
+      '/v1/jobs',
+      [
+        ['content-length', '5'],
+        ['content-length', '6'],
+      ],
+      'double-content-length',
+    ),
     raw(role, 'POST', '/v1/jobs', [['content-length', '-1']], 'negative-content-length'),
     raw(role, 'POST', '/v1/jobs', [['transfer-encoding', 'chunked, gzip']], 'bad-transfer-encoding'),
   ]);
-  const results = await pool(requests, CONCURRENCY, async (req) => ({ req, verdict: judge(req, await send(target.ports[req.role], req, 5000)) }));
+  const results = await pool(requests, CONCURRENCY, async (req) => ({
+    req,
+    verdict: judge(req, await send(target.ports[req.role], req, 5000)),
+  }));
   t.log('parser refusals', tally(results.map((r) => `${r.req.mutations[0]} ${r.verdict.status} ${r.verdict.code}`)));
   for (const r of results.filter((x) => x.verdict.problem)) t.log(`PROBLEM ${r.verdict.problem}: ${describe(r.req)}`);
   t.is(results.filter((r) => r.verdict.problem).length, 0);
@@ -226,9 +331,16 @@ test.serial('afterwards the gateway is alive, serves real requests and logged no
   const submitted = await submitJob(base, { task_id: 'task-after', user_id: 'user-after', requirements: { models: ['after-model'] } });
   t.is(submitted.status, 201);
   const psk = await createPsk(base, 'after');
-  const worker = await registerWorker(base, psk.secret, { node_id: 'fuzz-after-01', supported_models: ['after-model'], max_concurrency: 1024 });
+  const worker = await registerWorker(base, psk.secret, {
+    node_id: 'fuzz-after-01',
+    supported_models: ['after-model'],
+    max_concurrency: 1024,
+  });
   // Jobs the fuzzer queued without requirements may come first: room for all of them.
-  await eventually(async () => (await poll(base, worker, { max_jobs: 1024 })).body.jobs.some((j) => j.job_id === submitted.body.id), 10_000);
+  await eventually(
+    async () => (await poll(base, worker, { max_jobs: 1024 })).body.jobs.some((j) => j.job_id === submitted.body.id),
+    10_000,
+  );
   const errors = logs.lines.filter((l) => {
     const line = JSON.parse(l) as { level: string; msg: string };
     return line.level === 'error' || line.level === 'fatal' || /unhandled/i.test(line.msg);

@@ -51,7 +51,10 @@ export async function buildCustomBundle(
     : Object.fromEntries(
         REQUIRED_ENTRYPOINTS.filter((e) => !Object.keys(files).some((f) => f.startsWith(`${e.slice(0, e.lastIndexOf('/'))}/`))).map((e) => {
           const pkg = e.slice(0, e.lastIndexOf('/'));
-          return [`${pkg}/stub.rego`, `package ${pkg.replaceAll('/', '.')}\n\ndecision := {"allow": false, "reasons": ["not_in_this_test"]}\n`];
+          return [
+            `${pkg}/stub.rego`,
+            `package ${pkg.replaceAll('/', '.')}\n\ndecision := {"allow": false, "reasons": ["not_in_this_test"]}\n`,
+          ];
         }),
       );
   for (const [path, text] of Object.entries({ ...stubs, ...files })) {

@@ -57,15 +57,22 @@ export async function startFakeProvider(): Promise<FakeProvider> {
       }
       const key = String(req.headers.authorization ?? '').replace(/^Bearer /, '') || String(req.headers['x-api-key'] ?? '');
       if (!key) return json(res, 401, { error: { message: 'missing API key', type: 'authentication_error' } });
-      if (behaviour === 'echo-key') return json(res, 400, { error: { message: `invalid request for key ${key}`, type: 'invalid_request_error' } });
+      if (behaviour === 'echo-key')
+        return json(res, 400, { error: { message: `invalid request for key ${key}`, type: 'invalid_request_error' } });
       if (req.url === '/v1/chat/completions') return openaiChat(res, body, behaviour, entry);
       if (req.url === '/v1/embeddings') {
         const prompt = count(body.input);
         entry.usage = { prompt_tokens: prompt, total_tokens: prompt };
-        return json(res, 200, { object: 'list', model: body.model, data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: prompt, total_tokens: prompt } });
+        return json(res, 200, {
+          object: 'list',
+          model: body.model,
+          data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }],
+          usage: { prompt_tokens: prompt, total_tokens: prompt },
+        });
       }
       if (req.url === '/v1/messages') {
-        if (req.headers['anthropic-version'] !== '2023-06-01') return json(res, 400, { type: 'error', error: { type: 'invalid_request_error', message: 'anthropic-version required' } });
+        if (req.headers['anthropic-version'] !== '2023-06-01')
+          return json(res, 400, { type: 'error', error: { type: 'invalid_request_error', message: 'anthropic-version required' } });
         return anthropicMessages(res, body, behaviour, entry);
       }
       json(res, 404, { error: { message: `no route ${req.url}` } });
@@ -114,19 +121,32 @@ async function openaiChat(res: ServerResponse, body: Record<string, any>, behavi
   const prompt = count(body.messages);
   const cached = JSON.stringify(body.messages).includes('cached') ? Math.floor(prompt / 2) : 0;
   const completion = Math.min(Number(body.max_completion_tokens ?? body.max_tokens ?? 4096), WORDS.length);
-  const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
+  const usage = {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached },
+  };
   entry.usage = usage;
   const base = { id: 'chatcmpl-fake', model: `${body.model}-2026-01-01`, created: 1_800_000_000 };
   if (!body.stream) {
-    return json(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: WORDS.join('') }, finish_reason: 'stop' }], usage });
+    return json(res, 200, {
+      ...base,
+      object: 'chat.completion',
+      choices: [{ index: 0, message: { role: 'assistant', content: WORDS.join('') }, finish_reason: 'stop' }],
+      usage,
+    });
   }
   startStream(res);
   const chunk = (delta: object, finish: string | null) =>
-    res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
+    res.write(
+      `data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`,
+    );
   chunk({ role: 'assistant', content: '' }, null);
   if (!(await streamWords(res, behaviour, (w) => chunk({ content: w }, null)))) return;
   chunk({}, 'stop');
-  if (body.stream_options?.include_usage) res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage })}\n\n`);
+  if (body.stream_options?.include_usage)
+    res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage })}\n\n`);
   res.end('data: [DONE]\n\n');
 }
 
@@ -144,7 +164,8 @@ async function anthropicMessages(res: ServerResponse, body: Record<string, any>,
   event('message_start', { message: { ...message, stop_reason: null, content: [], usage: { ...usage, output_tokens: 1 } } });
   event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
   event('ping', {});
-  if (!(await streamWords(res, behaviour, (w) => event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } })))) return;
+  if (!(await streamWords(res, behaviour, (w) => event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } }))))
+    return;
   event('content_block_stop', { index: 0 });
   event('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: output } });
   event('message_stop', {});

@@ -78,7 +78,15 @@ export interface RouteSpec {
 }
 
 const ALL_ROLES: readonly Role[] = ['control', 'mcp', 'egress'];
-const SEED_REPORT = { node_id: 'fuzz-node-01', labels: ['cloud'], region: 'us-east-1', inference_mode: 'provider_api', supported_providers: ['openai'], max_concurrency: 2, rate_limits: { rpm: 60 } };
+const SEED_REPORT = {
+  node_id: 'fuzz-node-01',
+  labels: ['cloud'],
+  region: 'us-east-1',
+  inference_mode: 'provider_api',
+  supported_providers: ['openai'],
+  max_concurrency: 2,
+  rate_limits: { rpm: 60 },
+};
 const chat = (t: FuzzTarget) => ({
   provider: 'openai',
   operation: 'chat.completions',
@@ -91,14 +99,30 @@ const jobId = (t: FuzzTarget) => [t.ids.jobId];
 /** What the fuzzer knows of one route beyond the table: a valid body, real path parameters, headers. */
 type Sample = Pick<RouteSpec, 'body' | 'params' | 'headers'>;
 
-const prefs: Sample = { params: { scope: () => ['system', 'user', 'group', 'project'], id: () => ['default', 'user-f'], key: () => ['cloud_allowed'] } };
+const prefs: Sample = {
+  params: { scope: () => ['system', 'user', 'group', 'project'], id: () => ['default', 'user-f'], key: () => ['cloud_allowed'] },
+};
 
 /** Valid requests per route (`METHOD path` as the route table names it); a route with none is fuzzed from its path alone. */
 const SAMPLES: Record<string, Sample> = {
-  'GET /v1/bundles/{name}': { params: { name: () => ['cynode'] }, headers: (_t, r) => (r.chance(0.3) ? [['prefer', r.pick(['modes=long-polling;wait=0', 'modes=long-polling;wait=-5', 'modes=long-polling;wait=1e99'])], ['if-none-match', r.pick(['*', '"x"', 'W/"y"'])]] : []) },
+  'GET /v1/bundles/{name}': {
+    params: { name: () => ['cynode'] },
+    headers: (_t, r) =>
+      r.chance(0.3)
+        ? [
+            ['prefer', r.pick(['modes=long-polling;wait=0', 'modes=long-polling;wait=-5', 'modes=long-polling;wait=1e99'])],
+            ['if-none-match', r.pick(['*', '"x"', 'W/"y"'])],
+          ]
+        : [],
+  },
   'GET /v1/settings/{key}': { params: { key: () => ['cloud_routing.enabled'] } },
   'PUT /v1/settings/{key}': { params: { key: () => ['cloud_routing.enabled'] }, body: () => ({ value: true }) },
-  'POST /v1/data/{path}': { params: { '*': () => ['cynode/register/decision', 'cynode/dispatch/decision', 'cynode/api_call/decision', 'cynode/mcp_tool_invoke/decision'] }, body: () => ({ input: { action: 'register', subject: SEED_REPORT } }) },
+  'POST /v1/data/{path}': {
+    params: {
+      '*': () => ['cynode/register/decision', 'cynode/dispatch/decision', 'cynode/api_call/decision', 'cynode/mcp_tool_invoke/decision'],
+    },
+    body: () => ({ input: { action: 'register', subject: SEED_REPORT } }),
+  },
   'GET /v1/decisions/{id}': { params: { id: (t) => [t.ids.decisionId] } },
   'GET /v1/preferences/{scope}/{id}/{key}': prefs,
   'PUT /v1/preferences/{scope}/{id}/{key}': { ...prefs, body: () => ({ value: true }) },
@@ -107,24 +131,51 @@ const SAMPLES: Record<string, Sample> = {
   'GET /v1/credentials/{id}': { params: { id: (t) => [t.ids.credentialId] } },
   'POST /v1/credentials/{id}/rotate': { params: { id: (t) => [t.ids.credentialId] }, body: () => ({ secret: 'sk-fuzz-rotated-000000' }) },
   'POST /v1/credentials/{id}/disable': { params: { id: (t) => [t.ids.credentialId] } },
-  'PUT /v1/budgets/{scope}/{id}': { params: { scope: () => ['task', 'user', 'subject'], id: (t) => [t.ids.taskId, 'user-f'] }, body: () => ({ limit_usd: 1 }) },
+  'PUT /v1/budgets/{scope}/{id}': {
+    params: { scope: () => ['task', 'user', 'subject'], id: (t) => [t.ids.taskId, 'user-f'] },
+    body: () => ({ limit_usd: 1 }),
+  },
   'GET /v1/budgets/{scope}/{id}': { params: { scope: () => ['task', 'user', 'subject'], id: (t) => [t.ids.taskId] } },
   'POST /v1/psks': { body: () => ({ name: 'fuzz' }) },
   'DELETE /v1/psks/{id}': { params: { id: () => ['00000000-0000-4000-8000-000000000000'] } },
-  'POST /v1/jobs': { body: (t) => ({ task_id: t.ids.taskId, user_id: 'user-f', payload: { kind: 'echo', input: 'x' }, requirements: { labels: ['nowhere'] } }), headers: (_t, r) => [['idempotency-key', `fuzz-${r.int(1e9)}`]] },
+  'POST /v1/jobs': {
+    body: (t) => ({
+      task_id: t.ids.taskId,
+      user_id: 'user-f',
+      payload: { kind: 'echo', input: 'x' },
+      requirements: { labels: ['nowhere'] },
+    }),
+    headers: (_t, r) => [['idempotency-key', `fuzz-${r.int(1e9)}`]],
+  },
   'GET /v1/jobs/{id}': { params: { id: jobId } },
   'POST /v1/jobs/{id}/cancel': { params: { id: () => ['00000000-0000-4000-8000-000000000000'] } },
   'POST /register': { body: (_t, r) => ({ ...SEED_REPORT, node_id: `fuzz-node-${r.int(50)}` }) },
-  'POST /status': { body: (t) => ({ health: { ok: true }, load: { running: 1 }, jobs: [{ job_id: t.ids.jobId, lease_id: t.ids.leaseId }] }) },
+  'POST /status': {
+    body: (t) => ({ health: { ok: true }, load: { running: 1 }, jobs: [{ job_id: t.ids.jobId, lease_id: t.ids.leaseId }] }),
+  },
   'POST /jobs/poll': { body: () => ({ max_jobs: 1, wait_ms: 0 }) },
-  'POST /result': { body: (t) => ({ job_id: t.ids.jobId, lease_id: '00000000-0000-4000-8000-000000000000', status: 'succeeded', result: { ok: 1 } }) },
+  'POST /result': {
+    body: (t) => ({ job_id: t.ids.jobId, lease_id: '00000000-0000-4000-8000-000000000000', status: 'succeeded', result: { ok: 1 } }),
+  },
   'POST /v1/api/call': { body: chat },
   'POST /v1/agent-tokens': { body: (t) => ({ agent_type: 'sandbox', job_id: t.ids.jobId }) },
   'POST /mcp': { body: (t, r) => rpc(t, r), headers: () => [['accept', 'application/json, text/event-stream']] },
-  'POST /v1/egress/call': { body: (t, r) => ({ request_id: uuidOf(r), provider: 'openai', operation: 'chat.completions', params: chat(t).params }) },
+  'POST /v1/egress/call': {
+    body: (t, r) => ({ request_id: uuidOf(r), provider: 'openai', operation: 'chat.completions', params: chat(t).params }),
+  },
 };
 
-const AUTH_OF: Record<Access, Auth> = { public: 'none', admin: 'admin', reader: 'admin', bundleReader: 'admin', worker: 'worker', agent: 'worker', workerOrAdmin: 'caller', psk: 'psk', forward: 'forward' };
+const AUTH_OF: Record<Access, Auth> = {
+  public: 'none',
+  admin: 'admin',
+  reader: 'admin',
+  bundleReader: 'admin',
+  worker: 'worker',
+  agent: 'worker',
+  workerOrAdmin: 'caller',
+  psk: 'psk',
+  forward: 'forward',
+};
 const routerPathOf = (path: string) => path.replace(/\/\{path\}$/, '/*').replace(/\{(\w+)\}/g, ':$1');
 
 /**
@@ -132,10 +183,18 @@ const routerPathOf = (path: string) => path.replace(/\/\{path\}$/, '/*').replace
  * route table, one spec per role that serves a route. A path that answers every method (the
  * MCP endpoint) is fuzzed as one `ALL` spec with the credentials its POST needs.
  */
-export const ROUTES: readonly RouteSpec[] = ROUTE_TABLE.filter((route) => !(route.method !== 'all' && ROUTE_TABLE.some((r) => r.method === 'all' && r.path === route.path))).flatMap((route) => {
+export const ROUTES: readonly RouteSpec[] = ROUTE_TABLE.filter(
+  (route) => !(route.method !== 'all' && ROUTE_TABLE.some((r) => r.method === 'all' && r.path === route.path)),
+).flatMap((route) => {
   const real = route.method === 'all' ? (ROUTE_TABLE.find((r) => r.path === route.path && r.method !== 'all') ?? route) : route;
   const key = `${real.method.toUpperCase()} ${real.path}`;
-  return route.roles.map((role): RouteSpec => ({ role, method: route.method.toUpperCase(), path: routerPathOf(route.path), auth: AUTH_OF[real.access], ...SAMPLES[key] }));
+  return route.roles.map((role): RouteSpec => ({
+    role,
+    method: route.method.toUpperCase(),
+    path: routerPathOf(route.path),
+    auth: AUTH_OF[real.access],
+    ...SAMPLES[key],
+  }));
 });
 
 function uuidOf(r: Random): string {
@@ -147,12 +206,22 @@ function rpc(t: FuzzTarget, r: Random): unknown {
   const id = r.pick<unknown>([1, 'a', 0, null, -1, 1.5, 'x'.repeat(100)]);
   const one = () =>
     r.pick<unknown>([
-      { jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'fuzz', version: '1' } } },
+      {
+        jsonrpc: '2.0',
+        id,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'fuzz', version: '1' } },
+      },
       { jsonrpc: '2.0', id, method: 'tools/list', params: {} },
       { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'api.call', arguments: chat(t) } },
       { jsonrpc: '2.0', id, method: 'tools/call', params: { name: r.pick(['nope', '', '../etc', 'api.call\u0000']), arguments: {} } },
       { jsonrpc: '2.0', method: 'notifications/initialized' },
-      { jsonrpc: '2.0', id, method: r.pick(['resources/list', 'prompts/get', 'ping', 'logging/setLevel', '__proto__', 'rpc.discover']), params: {} },
+      {
+        jsonrpc: '2.0',
+        id,
+        method: r.pick(['resources/list', 'prompts/get', 'ping', 'logging/setLevel', '__proto__', 'rpc.discover']),
+        params: {},
+      },
       { jsonrpc: '2.0', id, result: {} },
       { jsonrpc: '1.0', id, method: 'tools/list' },
     ]);
@@ -168,7 +237,8 @@ export interface LiveRoute {
 
 const samplePath = (path: string) => path.replace(/:\w+/g, 'x').replace('*', 'x/y');
 const covers = (spec: RouteSpec, live: LiveRoute) =>
-  (typeof live.path === 'string' ? live.path === spec.path : live.match(samplePath(spec.path))) && (spec.method === 'ALL' || live.methods.includes(spec.method));
+  (typeof live.path === 'string' ? live.path === spec.path : live.match(samplePath(spec.path))) &&
+  (spec.method === 'ALL' || live.methods.includes(spec.method));
 
 /**
  * The fuzzed route list: the table above, checked against the routes each role really serves
@@ -182,7 +252,14 @@ export function fuzzRoutes(live: Partial<Record<Role, readonly LiveRoute[]>>): {
   for (const role of ALL_ROLES) {
     for (const l of live[role] ?? []) {
       if (ROUTES.some((spec) => spec.role === role && covers(spec, l))) continue;
-      const path = typeof l.path === 'string' ? l.path : '/' + l.path.source.replace(/^\^\\\//, '').replace(/\(\.\+\)\$$/, '*').replaceAll('\\/', '/');
+      const path =
+        typeof l.path === 'string'
+          ? l.path
+          : '/' +
+            l.path.source
+              .replace(/^\^\\\//, '')
+              .replace(/\(\.\+\)\$$/, '*')
+              .replaceAll('\\/', '/');
       added.push(`${role} ${l.methods.join('|')} ${path}`);
       for (const method of l.methods.filter((m) => m !== 'HEAD')) {
         generic.push({ role, method, path, auth: 'admin', generic: true, ...(method !== 'GET' && { body: () => ({ value: 1 }) }) });
@@ -221,33 +298,189 @@ const INJECTIONS = [
   'a'.repeat(70_000),
 ];
 const ODD: readonly unknown[] = [
-  null, true, false, 0, -0, -1, 1.5, 1e308, -1e308, 2 ** 53 + 1, -(2 ** 63), 4294967296, '', ' ', '0', 'true', 'null', [], [null], {}, { '': 1 },
-  { __proto__: { admin: true } }, ...INJECTIONS,
+  null,
+  true,
+  false,
+  0,
+  -0,
+  -1,
+  1.5,
+  1e308,
+  -1e308,
+  2 ** 53 + 1,
+  -(2 ** 63),
+  4294967296,
+  '',
+  ' ',
+  '0',
+  'true',
+  'null',
+  [],
+  [null],
+  {},
+  { '': 1 },
+  { __proto__: { admin: true } },
+  ...INJECTIONS,
 ];
-const NUMBER_TEXT = ['1e400', '-1e400', '1E999999', '123456789012345678901234567890', '-0.0000000000000000000001', '0x10', '01', '.5', '+1', 'NaN', 'Infinity', '-Infinity'];
+const NUMBER_TEXT = [
+  '1e400',
+  '-1e400',
+  '1E999999',
+  '123456789012345678901234567890',
+  '-0.0000000000000000000001',
+  '0x10',
+  '01',
+  '.5',
+  '+1',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+];
 
 const JUNK_SEGMENTS = [
-  '..', '%2e%2e', '..%2f..%2f..%2fetc%2fpasswd', '%2e%2e%2f%2e%2e%2f', '....//....//', '%00', 'a%00b', '%ff%fe', '%c0%ae%c0%ae', '%e0%a4%a', '%', '%zz',
-  '%25', encodeURIComponent("' OR 1=1 --"), encodeURIComponent('{{7*7}}'), encodeURIComponent('$(id)'), encodeURIComponent('☃'), 'x'.repeat(5000), '',
-  '00000000-0000-0000-0000-000000000000', 'FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF', '-1', '1e99', '__proto__', 'constructor', 'prototype', '%2F', ';jsessionid=x', 'a b',
+  '..',
+  '%2e%2e',
+  '..%2f..%2f..%2fetc%2fpasswd',
+  '%2e%2e%2f%2e%2e%2f',
+  '....//....//',
+  '%00',
+  'a%00b',
+  '%ff%fe',
+  '%c0%ae%c0%ae',
+  '%e0%a4%a',
+  '%',
+  '%zz',
+  '%25',
+  encodeURIComponent("' OR 1=1 --"),
+  encodeURIComponent('{{7*7}}'),
+  encodeURIComponent('$(id)'),
+  encodeURIComponent('☃'),
+  'x'.repeat(5000),
+  '',
+  '00000000-0000-0000-0000-000000000000',
+  'FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF',
+  '-1',
+  '1e99',
+  '__proto__',
+  'constructor',
+  'prototype',
+  '%2F',
+  ';jsessionid=x',
+  'a b',
 ];
 const QUERY_JUNK = [
-  'limit=-1', 'limit=1e999', 'limit=abc', 'limit=1&limit=2', 'state=queued&state=leased', 'state[]=queued', 'state=%00', 'after=-5', 'after=99999999999999999999',
-  'request_id=%ff', 'task_id=%27%20OR%201%3D1', '__proto__[x]=1', 'constructor[prototype][x]=1', '%', '%zz=1', '=', '&&&', 'a='.padEnd(4000, 'a'), 'max_jobs=0',
-  'max_jobs=1e9', 'wait_ms=-1', 'wait_ms=1.5', 'scope=nope', 'scope=task', 'x=☃', 'x=%E2%98', 'task_id=%00', 'task_id=%ED%A0%80', 'task_id=%FF', 'request_id=%00',
-  'state=%00', 'scope=%00', 'after=%00', 'limit=%00', 'task_id='.padEnd(3000, 'x'),
+  'limit=-1',
+  'limit=1e999',
+  'limit=abc',
+  'limit=1&limit=2',
+  'state=queued&state=leased',
+  'state[]=queued',
+  'state=%00',
+  'after=-5',
+  'after=99999999999999999999',
+  'request_id=%ff',
+  'task_id=%27%20OR%201%3D1',
+  '__proto__[x]=1',
+  'constructor[prototype][x]=1',
+  '%',
+  '%zz=1',
+  '=',
+  '&&&',
+  'a='.padEnd(4000, 'a'),
+  'max_jobs=0',
+  'max_jobs=1e9',
+  'wait_ms=-1',
+  'wait_ms=1.5',
+  'scope=nope',
+  'scope=task',
+  'x=☃',
+  'x=%E2%98',
+  'task_id=%00',
+  'task_id=%ED%A0%80',
+  'task_id=%FF',
+  'request_id=%00',
+  'state=%00',
+  'scope=%00',
+  'after=%00',
+  'limit=%00',
+  'task_id='.padEnd(3000, 'x'),
 ];
 const CONTENT_TYPES = [
-  null, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'application/json; charset=utf-16',
-  'application/json; charset=utf-7', 'application/json;charset="UTF-8"', 'APPLICATION/JSON', 'application/json, text/html', 'application/vnd.api+json', 'application/problem+json',
-  '*/*', 'application/', '/', ';;;', 'application/json; charset=', 'application/json; boundary=☃', 'ápplication/json', 'application/json\tx', 'application/xml',
+  null,
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/json; charset=latin1',
+  'application/json; charset=utf-16',
+  'application/json; charset=utf-7',
+  'application/json;charset="UTF-8"',
+  'APPLICATION/JSON',
+  'application/json, text/html',
+  'application/vnd.api+json',
+  'application/problem+json',
+  '*/*',
+  'application/',
+  '/',
+  ';;;',
+  'application/json; charset=',
+  'application/json; boundary=☃',
+  'ápplication/json',
+  'application/json\tx',
+  'application/xml',
 ];
 const ENCODINGS = ['gzip', 'deflate', 'br', 'x-garbage', 'gzip, gzip', 'identity', 'chunked', 'ü'];
-const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'SEARCH', 'QUERY'];
+const METHODS = [
+  'GET',
+  'POST',
+  'PUT',
+  'DELETE',
+  'PATCH',
+  'HEAD',
+  'OPTIONS',
+  'TRACE',
+  'PROPFIND',
+  'MKCOL',
+  'LOCK',
+  'PURGE',
+  'SEARCH',
+  'QUERY',
+];
 const UNKNOWN_PATHS = [
-  '/', '/v1', '/v1/', '/v2/jobs', '/admin', '/.env', '/.git/config', '/v1/jobs/', '//v1//jobs', '/v1/./status', '/v1/../v1/status', '/V1/STATUS', '/healthz/',
-  '/v1/data', '/v1/data/', '/v1/bundles', '/v1/egress', '/mcp/', '/mcp/x', '/register/', '/jobs/poll/x', '/result/1', '/favicon.ico', '/openapi.json/x', '/%2e%2e/%2e%2e/etc/passwd',
-  '/v1/preferences/system', '/v1/settings', '/v1/decisions', '/v1/credentials/x/y/z', '/v1/psks/a/b', '/\\..\\..\\', '/v1/api', '/v1/api/call/x', '/.well-known/', '/metrics/x',
+  '/',
+  '/v1',
+  '/v1/',
+  '/v2/jobs',
+  '/admin',
+  '/.env',
+  '/.git/config',
+  '/v1/jobs/',
+  '//v1//jobs',
+  '/v1/./status',
+  '/v1/../v1/status',
+  '/V1/STATUS',
+  '/healthz/',
+  '/v1/data',
+  '/v1/data/',
+  '/v1/bundles',
+  '/v1/egress',
+  '/mcp/',
+  '/mcp/x',
+  '/register/',
+  '/jobs/poll/x',
+  '/result/1',
+  '/favicon.ico',
+  '/openapi.json/x',
+  '/%2e%2e/%2e%2e/etc/passwd',
+  '/v1/preferences/system',
+  '/v1/settings',
+  '/v1/decisions',
+  '/v1/credentials/x/y/z',
+  '/v1/psks/a/b',
+  '/\\..\\..\\',
+  '/v1/api',
+  '/v1/api/call/x',
+  '/.well-known/',
+  '/metrics/x',
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -318,7 +551,10 @@ function authHeaders(spec: RouteSpec, t: FuzzTarget, r: Random, valid: boolean, 
     [['authorization', `Bearer\t${t.adminToken}`]],
     [['authorization', `Token ${t.adminToken}`]],
     [['x-cynode-psk', 'wrong-psk']],
-    [['x-cynode-psk', t.psk], ['x-cynode-psk', 'second']],
+    [
+      ['x-cynode-psk', t.psk],
+      ['x-cynode-psk', 'second'],
+    ],
     [['x-cynode-psk', utf8AsLatin1('psk-☃')]],
     [['x-cynode-forward-token', 'not.a.token']],
     [['x-cynode-forward-token', jwt]],
@@ -380,7 +616,22 @@ function nest(depth: number, r: Random): unknown {
 function mutateText(text: string, r: Random, mutations: string[]): Buffer {
   const op = r.int(14);
   mutations.push(
-    ['truncated', 'flipped-byte', 'invalid-utf8', 'nul-bytes', 'bom', 'trailing-comma', 'number-text', 'duplicate-keys', 'comment', 'deep-text-nesting', 'not-json', 'empty', 'deep-inner-nesting', 'escaped-unstorable'][op]!,
+    [
+      'truncated',
+      'flipped-byte',
+      'invalid-utf8',
+      'nul-bytes',
+      'bom',
+      'trailing-comma',
+      'number-text',
+      'duplicate-keys',
+      'comment',
+      'deep-text-nesting',
+      'not-json',
+      'empty',
+      'deep-inner-nesting',
+      'escaped-unstorable',
+    ][op]!,
   );
   switch (op) {
     case 0:
@@ -392,7 +643,11 @@ function mutateText(text: string, r: Random, mutations: string[]): Buffer {
     }
     case 2: {
       const at = r.int(text.length);
-      return Buffer.concat([Buffer.from(text.slice(0, at)), Buffer.from(r.pick([[0xff, 0xfe], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x28, 0xa1], [0x80]])), Buffer.from(text.slice(at))]);
+      return Buffer.concat([
+        Buffer.from(text.slice(0, at)),
+        Buffer.from(r.pick([[0xff, 0xfe], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x28, 0xa1], [0x80]])),
+        Buffer.from(text.slice(at)),
+      ]);
     }
     case 3:
       return Buffer.from(text.replace(/"([^"]*)"/, '"$1\u0000"').replace(/:/, ':\u0000'));
@@ -411,7 +666,24 @@ function mutateText(text: string, r: Random, mutations: string[]): Buffer {
       return Buffer.from(r.chance(0.5) ? `${'['.repeat(depth)}${']'.repeat(depth)}` : `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`);
     }
     case 10:
-      return Buffer.from(r.pick(['undefined', "{'a':1}", '{a:1}', 'true', '"str"', '42', 'null', '[]', '<xml/>', 'a=1&b=2', '\u0000', '{"value":}', '{"value"', '}{']));
+      return Buffer.from(
+        r.pick([
+          'undefined',
+          "{'a':1}",
+          '{a:1}',
+          'true',
+          '"str"',
+          '42',
+          'null',
+          '[]',
+          '<xml/>',
+          'a=1&b=2',
+          '\u0000',
+          '{"value":}',
+          '{"value"',
+          '}{',
+        ]),
+      );
     case 12: {
       // Deep nesting inside an otherwise valid body, where handlers and the policy see it.
       const depth = r.pick([129, 1000, 10_000, 100_000]);
@@ -419,7 +691,12 @@ function mutateText(text: string, r: Random, mutations: string[]): Buffer {
       return Buffer.from(text.replace(/:("[^"]*"|-?\d[\d.eE+-]*|true|false|null)/, () => `:${deep}`));
     }
     case 13:
-      return Buffer.from(text.replace(/"([^"]*)"(?=[,}\]])/, (_, v: string) => `"${v}${r.pick(['\\u0000', '\\ud800', '\\udfff', '\\udbff\\u0041', '\\u0000\\u0000'])}"`));
+      return Buffer.from(
+        text.replace(
+          /"([^"]*)"(?=[,}\]])/,
+          (_, v: string) => `"${v}${r.pick(['\\u0000', '\\ud800', '\\udfff', '\\udbff\\u0041', '\\u0000\\u0000'])}"`,
+        ),
+      );
     default:
       return Buffer.alloc(0);
   }
@@ -445,7 +722,14 @@ function one(r: Random, routes: readonly RouteSpec[], t: FuzzTarget): FuzzReques
   if (r.chance(0.04)) {
     mutations.push('unknown-path');
     const path = r.pick(UNKNOWN_PATHS);
-    return { role: r.pick(ALL_ROLES), method: r.pick(METHODS), target: path, headers: [['authorization', `Bearer ${t.adminToken}`]], route: 'unknown', mutations };
+    return {
+      role: r.pick(ALL_ROLES),
+      method: r.pick(METHODS),
+      target: path,
+      headers: [['authorization', `Bearer ${t.adminToken}`]],
+      route: 'unknown',
+      mutations,
+    };
   }
   const spec = r.pick(routes);
   const role = r.chance(0.03) ? r.pick(ALL_ROLES) : spec.role;
@@ -510,20 +794,32 @@ function oddHeaders(r: Random, mutations: string[]): [string, string][] {
     [['x-big', 'b'.repeat(12_000)]],
     [['x-huge', 'h'.repeat(20_000)]],
     Array.from({ length: 300 }, (_, i): [string, string] => [`x-many-${i}`, 'v']),
-    [['accept', 'text/html'], ['accept', '*/*']],
+    [
+      ['accept', 'text/html'],
+      ['accept', '*/*'],
+    ],
     [['accept', '']],
     [['accept-charset', 'utf-16']],
-    [['content-type', 'application/json'], ['content-type', 'text/plain']],
+    [
+      ['content-type', 'application/json'],
+      ['content-type', 'text/plain'],
+    ],
     [['idempotency-key', utf8AsLatin1('ключ')]],
     [['idempotency-key', 'k'.repeat(5000)]],
     [['idempotency-key', "'; DROP TABLE jobs; --"]],
     [['x-forwarded-for', '1.2.3.4, 127.0.0.1']],
     [['host', 'evil.example']],
     [['expect', '100-continue']],
-    [['if-none-match', '*'], ['if-modified-since', 'yesterday']],
+    [
+      ['if-none-match', '*'],
+      ['if-modified-since', 'yesterday'],
+    ],
     [['range', 'bytes=0-1,5-9']],
     [['prefer', 'modes=long-polling;wait=999999']],
-    [['mcp-session-id', 'x'], ['mcp-protocol-version', '1900-01-01']],
+    [
+      ['mcp-session-id', 'x'],
+      ['mcp-protocol-version', '1900-01-01'],
+    ],
     [['cookie', 'a=1; '.repeat(500)]],
   ]);
 }
@@ -665,11 +961,13 @@ export function judge(req: FuzzRequest, res: RawResponse): Verdict {
   if (res.status === 0) return { status: 0, code: `no-answer:${res.error ?? 'closed'}`, problem: 'the connection ended without an answer' };
   const isMcp = req.role === 'mcp' && /^\/mcp\/?(\?|$)/.test(req.target);
   const json = parseJson(res.body);
-  if (res.status >= 500) return { status: res.status, code: codeOf(json), problem: `status ${res.status}: ${res.body.toString('utf8').slice(0, 300)}` };
+  if (res.status >= 500)
+    return { status: res.status, code: codeOf(json), problem: `status ${res.status}: ${res.body.toString('utf8').slice(0, 300)}` };
   if (res.status < 400) {
     if (isMcp && req.method === 'POST' && res.status === 200 && /json/.test(res.headers['content-type'] ?? '')) {
       const messages = Array.isArray(json) ? json : [json];
-      if (!messages.every((m) => m && m.jsonrpc === '2.0' && ('result' in m || isRpcError(m.error)))) return { status: 200, code: 'rpc', problem: 'not a JSON-RPC answer' };
+      if (!messages.every((m) => m && m.jsonrpc === '2.0' && ('result' in m || isRpcError(m.error))))
+        return { status: 200, code: 'rpc', problem: 'not a JSON-RPC answer' };
       const error = messages.find((m) => m.error)?.error;
       // JSON-RPC's internal error is the MCP form of a 500.
       if (error?.code === -32603) return { status: 200, code: 'rpc:-32603', problem: `JSON-RPC internal error: ${error.message}` };
@@ -678,12 +976,15 @@ export function judge(req: FuzzRequest, res: RawResponse): Verdict {
     return { status: res.status, code: 'ok' };
   }
   if (req.method === 'HEAD' && /^application\/json/.test(res.headers['content-type'] ?? '')) return { status: res.status, code: 'head' }; // no body to read a code from
-  if (!/^application\/json/.test(res.headers['content-type'] ?? '')) return { status: res.status, code: 'no-json', problem: `a ${res.status} without a JSON body` };
+  if (!/^application\/json/.test(res.headers['content-type'] ?? ''))
+    return { status: res.status, code: 'no-json', problem: `a ${res.status} without a JSON body` };
   const code = json?.error?.code;
   if (isMcp && json?.jsonrpc === '2.0' && isRpcError(json.error)) return { status: res.status, code: `rpc:${json.error.code}` };
-  if (typeof code !== 'string' || typeof json.error.message !== 'string') return { status: res.status, code: 'no-code', problem: 'no {error: {code, message}}' };
+  if (typeof code !== 'string' || typeof json.error.message !== 'string')
+    return { status: res.status, code: 'no-code', problem: 'no {error: {code, message}}' };
   if (!(code in ERROR_STATUS)) return { status: res.status, code, problem: `code '${code}' is not in the stable set` };
-  if (ERROR_STATUS[code as keyof typeof ERROR_STATUS] !== res.status) return { status: res.status, code, problem: `code '${code}' belongs to ${ERROR_STATUS[code as keyof typeof ERROR_STATUS]}` };
+  if (ERROR_STATUS[code as keyof typeof ERROR_STATUS] !== res.status)
+    return { status: res.status, code, problem: `code '${code}' belongs to ${ERROR_STATUS[code as keyof typeof ERROR_STATUS]}` };
   return { status: res.status, code };
 }
 

@@ -20,7 +20,11 @@ export function cliArgs(...args: string[]): string[] {
 }
 
 /** Runs a CLI command to completion; returns its exit code and output. */
-export function runCli(args: string[], env: Record<string, string> = {}, stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  stdin?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, cliArgs(...args), { cwd: packageRoot(), env: { ...process.env, ...env } });
     let stdout = '';

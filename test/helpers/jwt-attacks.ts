@@ -1,5 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { base64url, type CryptoKey, decodeJwt, decodeProtectedHeader, exportJWK, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import {
+  base64url,
+  type CryptoKey,
+  decodeJwt,
+  decodeProtectedHeader,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  importJWK,
+  type JWK,
+  SignJWT,
+} from 'jose';
 import type { SigningKey } from '../../src/keys/index.js';
 
 /** One crafted token and what it tries. */
@@ -73,22 +84,34 @@ export async function jwtAttacks(base: AttackBase): Promise<Attack[]> {
     { name: 'signature stripped', token: `${h}.${p}.` },
     { name: 'signature segment missing', token: `${h}.${p}` },
     // Key confusion: HMAC keyed with the public key, as the JWK JSON and as PEM.
-    { name: 'HS256 keyed with the public JWK', token: await sign(new TextEncoder().encode(JSON.stringify(base.publicJwk)), { ...header, alg: 'HS256' }, fresh) },
+    {
+      name: 'HS256 keyed with the public JWK',
+      token: await sign(new TextEncoder().encode(JSON.stringify(base.publicJwk)), { ...header, alg: 'HS256' }, fresh),
+    },
     { name: 'HS256 keyed with the public PEM', token: await sign(new TextEncoder().encode(pem), { ...header, alg: 'HS256' }, fresh) },
-    { name: 'HS256 keyed with the public key x coordinate', token: await sign(base64url.decode(String(base.publicJwk.x)), { ...header, alg: 'HS256' }, fresh) },
+    {
+      name: 'HS256 keyed with the public key x coordinate',
+      token: await sign(base64url.decode(String(base.publicJwk.x)), { ...header, alg: 'HS256' }, fresh),
+    },
     // Signatures that do not match.
     { name: 'signature tampered', token: `${h}.${p}.${flip(s)}` },
     { name: 'payload tampered (sub), original signature', token: `${h}.${enc({ ...claims, sub: other })}.${s}` },
     { name: 'payload tampered (exp), original signature', token: `${h}.${enc({ ...claims, exp: t + 86_400 * 365 })}.${s}` },
     { name: 'header tampered (typ), original signature', token: `${enc({ ...header, typ: 'JWT' })}.${p}.${s}` },
     { name: 'signed by another ES256 key under the real kid', token: await sign(attacker.privateKey, header, fresh) },
-    { name: 'signed by another ES256 key under its own kid', token: await sign(attacker.privateKey, { ...header, kid: attacker.publicJwk.kid }, fresh) },
+    {
+      name: 'signed by another ES256 key under its own kid',
+      token: await sign(attacker.privateKey, { ...header, kid: attacker.publicJwk.kid }, fresh),
+    },
     { name: 'signature of another token', token: `${h}.${p}.${(await sign(real, header, { ...fresh, sub: other })).split('.')[2]}` },
     // Valid signatures by the gateway's own key over claims that must not pass.
     { name: 'expired', token: await sign(real, header, { ...claims, iat: t - 2 * life - 120, exp: t - life - 60 }), expired: true },
     { name: 'expired by one second', token: await sign(real, header, { ...claims, iat: t - life - 1, exp: t - 1 }), expired: true },
     { name: 'not yet valid (nbf in the future)', token: await sign(real, header, { ...fresh, nbf: t + 3600 }) },
-    { name: 'issued in the future (iat)', token: await sign(real, header, { ...claims, iat: t + 3600, exp: t + 3600 + Math.min(life, 600) }) },
+    {
+      name: 'issued in the future (iat)',
+      token: await sign(real, header, { ...claims, iat: t + 3600, exp: t + 3600 + Math.min(life, 600) }),
+    },
     { name: 'wrong aud', token: await sign(real, header, { ...fresh, aud: 'someone-else' }) },
     { name: 'aud missing', token: await sign(real, header, { ...fresh, aud: undefined }) },
     { name: 'wrong iss', token: await sign(real, header, { ...fresh, iss: 'https://evil.example' }) },
@@ -104,10 +127,30 @@ export async function jwtAttacks(base: AttackBase): Promise<Attack[]> {
     { name: 'kid not a string', token: await sign(real, { ...header, kid: { $ne: null } }, fresh) },
     { name: 'unknown crit header', token: await sign(real, { ...header, crit: ['cynode-escalate'], 'cynode-escalate': true }, fresh) },
     // Keys the token brings along must never be trusted.
-    { name: 'jku to an attacker JWKS', token: await sign(attacker.privateKey, { ...header, kid: attacker.publicJwk.kid, jku: 'http://127.0.0.1:9/jwks.json' }, fresh) },
-    { name: 'x5u to an attacker certificate', token: await sign(attacker.privateKey, { ...header, kid: attacker.publicJwk.kid, x5u: 'http://127.0.0.1:9/cert.pem' }, fresh) },
-    { name: 'embedded jwk', token: await sign(attacker.privateKey, { ...header, kid: undefined, jwk: { kty: 'EC', crv: 'P-256', x: attacker.publicJwk.x, y: attacker.publicJwk.y } }, fresh) },
-    { name: 'embedded jwk under the real kid', token: await sign(attacker.privateKey, { ...header, jwk: { kty: 'EC', crv: 'P-256', x: attacker.publicJwk.x, y: attacker.publicJwk.y } }, fresh) },
+    {
+      name: 'jku to an attacker JWKS',
+      token: await sign(attacker.privateKey, { ...header, kid: attacker.publicJwk.kid, jku: 'http://127.0.0.1:9/jwks.json' }, fresh),
+    },
+    {
+      name: 'x5u to an attacker certificate',
+      token: await sign(attacker.privateKey, { ...header, kid: attacker.publicJwk.kid, x5u: 'http://127.0.0.1:9/cert.pem' }, fresh),
+    },
+    {
+      name: 'embedded jwk',
+      token: await sign(
+        attacker.privateKey,
+        { ...header, kid: undefined, jwk: { kty: 'EC', crv: 'P-256', x: attacker.publicJwk.x, y: attacker.publicJwk.y } },
+        fresh,
+      ),
+    },
+    {
+      name: 'embedded jwk under the real kid',
+      token: await sign(
+        attacker.privateKey,
+        { ...header, jwk: { kty: 'EC', crv: 'P-256', x: attacker.publicJwk.x, y: attacker.publicJwk.y } },
+        fresh,
+      ),
+    },
     // Junk.
     { name: 'huge token', token: `${enc({ ...header })}.${enc({ ...fresh, pad: 'A'.repeat(6000) })}.${flip(s)}` },
     { name: 'not base64', token: '!!!.@@@.###' },

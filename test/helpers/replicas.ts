@@ -76,7 +76,11 @@ export interface ListenBlocker {
   close(): Promise<void>;
 }
 
-export async function startListenBlocker(targetPort: number, refuse = 'cynode-gateway-listen', targetHost = '127.0.0.1'): Promise<ListenBlocker> {
+export async function startListenBlocker(
+  targetPort: number,
+  refuse = 'cynode-gateway-listen',
+  targetHost = '127.0.0.1',
+): Promise<ListenBlocker> {
   const sockets = new Set<Socket>();
   let refused = 0;
   const server: Server = createServer((client) => {
@@ -188,12 +192,20 @@ export function startFleet(options: FleetOptions): { stats: FleetStats; stop(): 
     };
     const heartbeat = setInterval(() => {
       if (held.size === 0) return;
-      void send('/status', { health: { ok: true }, load: { active_jobs: held.size }, jobs: [...held].map(([job_id, lease_id]) => ({ job_id, lease_id })) });
+      void send('/status', {
+        health: { ok: true },
+        load: { active_jobs: held.size },
+        jobs: [...held].map(([job_id, lease_id]) => ({ job_id, lease_id })),
+      });
     }, options.heartbeatMs ?? 500);
     try {
       while (!stopped) {
         const polled = await send('/jobs/poll', { max_jobs: 2, wait_ms: 500 });
-        const jobs = (polled.status === 200 ? polled.body.jobs : []) as { job_id: string; lease_id: string; payload: Record<string, unknown> }[];
+        const jobs = (polled.status === 200 ? polled.body.jobs : []) as {
+          job_id: string;
+          lease_id: string;
+          payload: Record<string, unknown>;
+        }[];
         for (const j of jobs) held.set(j.job_id, j.lease_id);
         for (const job of jobs) {
           if (options.workMs) await sleep(options.workMs);
@@ -206,7 +218,8 @@ export function startFleet(options: FleetOptions): { stats: FleetStats; stop(): 
           }
           const report = await send('/result', { job_id: job.job_id, lease_id: job.lease_id, status: 'succeeded', result });
           held.delete(job.job_id);
-          if (report.status === 200 && report.body.accepted === true) stats.accepted.set(job.job_id, (stats.accepted.get(job.job_id) ?? 0) + 1);
+          if (report.status === 200 && report.body.accepted === true)
+            stats.accepted.set(job.job_id, (stats.accepted.get(job.job_id) ?? 0) + 1);
           else if (report.body.error?.code === 'lease_superseded') stats.superseded++;
         }
         if (polled.status !== 200 && !stopped) await sleep(200);
@@ -241,7 +254,9 @@ export interface PrivatePostgres {
 /** The newest installed PostgreSQL server binaries. */
 function postgresBin(): string {
   const root = '/usr/lib/postgresql';
-  const versions = readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(root)
+    .filter((v) => /^\d+$/.test(v))
+    .sort((a, b) => Number(b) - Number(a));
   if (versions.length === 0) throw new Error(`no PostgreSQL server binaries under ${root}`);
   return join(root, versions[0]!, 'bin');
 }
@@ -281,7 +296,18 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   let running = false;
   await pgTool('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync', '--no-instructions']);
   const start = async () => {
-    await pgTool('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '30', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`, 'start']);
+    await pgTool('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      join(dir, 'server.log'),
+      '-w',
+      '-t',
+      '30',
+      '-o',
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`,
+      'start',
+    ]);
     running = true;
   };
   const stop = async () => {

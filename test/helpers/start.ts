@@ -12,7 +12,11 @@ export interface TestGateway {
 }
 
 /** Starts an in-process gateway (real config loader, real database, ports 0). */
-export async function startTestGateway(env: Record<string, string>, roles: readonly Role[] = ROLES, logger: Logger = pino({ level: 'silent' })): Promise<TestGateway> {
+export async function startTestGateway(
+  env: Record<string, string>,
+  roles: readonly Role[] = ROLES,
+  logger: Logger = pino({ level: 'silent' }),
+): Promise<TestGateway> {
   const gateway = await startGateway({ config: testConfig(env), logger, roles });
   const url = (role: Role = roles[0]!) => `http://127.0.0.1:${gateway.listening.find((l) => l.role === role)!.port}`;
   return { gateway, url };

@@ -31,11 +31,18 @@ export async function registerWorker(base: string, psk: string, overrides: Recor
 let keys = 0;
 /** Submits a job with a fresh Idempotency-Key; returns the answer. */
 export function submitJob(base: string, job: Record<string, unknown>, key = `k-${process.pid}-${Date.now()}-${keys++}`): Promise<Answer> {
-  return call(base, '/v1/jobs', { json: { task_id: 'task-1', user_id: 'user-1', payload: { kind: 'echo', input: 'hi' }, ...job }, headers: { 'idempotency-key': key } });
+  return call(base, '/v1/jobs', {
+    json: { task_id: 'task-1', user_id: 'user-1', payload: { kind: 'echo', input: 'hi' }, ...job },
+    headers: { 'idempotency-key': key },
+  });
 }
 
 /** `POST /jobs/poll` as a worker. */
-export function poll(base: string, worker: TestWorker, body: Record<string, unknown> = {}): Promise<Answer<{ jobs: { job_id: string; lease_id: string; lease_expires_at: string; payload: Record<string, unknown> }[] }>> {
+export function poll(
+  base: string,
+  worker: TestWorker,
+  body: Record<string, unknown> = {},
+): Promise<Answer<{ jobs: { job_id: string; lease_id: string; lease_expires_at: string; payload: Record<string, unknown> }[] }>> {
   return call(base, '/jobs/poll', { token: worker.token, json: body });
 }
 

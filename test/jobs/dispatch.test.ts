@@ -18,7 +18,8 @@ type Detail = { state: string; decisions: { node_id: string; allow: boolean; rea
 const detail = async (id: string) => (await call<Detail>(base, `/v1/jobs/${id}`)).body;
 const reasonsFor = async (id: string, node: string) => (await detail(id)).decisions.find((d) => d.node_id === node)?.reasons;
 const setting = (key: string, value: unknown) => call(base, `/v1/settings/${key}`, { method: 'PUT', json: { value } });
-const pref = (scope: string, id: string, key: string, value: unknown) => call(base, `/v1/preferences/${scope}/${id}/${key}`, { method: 'PUT', json: { value } });
+const pref = (scope: string, id: string, key: string, value: unknown) =>
+  call(base, `/v1/preferences/${scope}/${id}/${key}`, { method: 'PUT', json: { value } });
 /** Jobs of one test carry that test's model, and only that test's workers support it. */
 const submit = async (model: string, extra: Record<string, unknown> = {}) => {
   const res = await submitJob(base, { ...extra, requirements: { models: [model], ...(extra.requirements as object) } });
@@ -28,7 +29,16 @@ const submit = async (model: string, extra: Record<string, unknown> = {}) => {
 const cloudWorker = (nodeId: string, model: string): Promise<TestWorker> =>
   registerWorker(base, psk, { node_id: nodeId, supported_models: [model], max_concurrency: 4 });
 const localWorker = (nodeId: string, model: string): Promise<TestWorker> =>
-  registerWorker(base, psk, { node_id: nodeId, labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], supported_models: [model], provider: undefined, max_concurrency: 4 });
+  registerWorker(base, psk, {
+    node_id: nodeId,
+    labels: ['local'],
+    region: 'onprem',
+    inference_mode: 'ollama_local',
+    supported_providers: [],
+    supported_models: [model],
+    provider: undefined,
+    max_concurrency: 4,
+  });
 const leasedIds = async (w: TestWorker) => (await poll(base, w, { max_jobs: 4 })).body.jobs.map((j) => j.job_id);
 
 test.serial('cloud selection needs the user preference: denied by default, allowed once the user allows it, task level wins', async (t) => {
@@ -118,10 +128,11 @@ test.serial('every dispatch decision is recorded in the decision log with its in
   t.deepEqual(await leasedIds(w), [id]);
   const view = (await call<{ history: { decision_id: string; node_id: string }[]; decisions: unknown[] }>(base, `/v1/jobs/${id}`)).body;
   t.deepEqual(view.decisions, [], 'a leased job is not waiting: its decision is on its attempt');
-  const logged = await call<{ path: string; input: { resource: { job_id: string }; subject: { node_id: string } }; result: { allow: boolean; score: number } }>(
-    base,
-    `/v1/decisions/${view.history[0]!.decision_id}`,
-  );
+  const logged = await call<{
+    path: string;
+    input: { resource: { job_id: string }; subject: { node_id: string } };
+    result: { allow: boolean; score: number };
+  }>(base, `/v1/decisions/${view.history[0]!.decision_id}`);
   t.is(logged.status, 200);
   t.is(logged.body.path, 'cynode/dispatch/decision');
   t.is(logged.body.input.resource.job_id, id);

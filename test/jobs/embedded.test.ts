@@ -15,8 +15,22 @@ test.serial('embedded: register, submit, long-poll, lease, result, replay and fe
   t.is(gw.gateway.db.kind, 'embedded');
   const base = gw.url();
   const psk = (await createPsk(base)).secret;
-  const w = await registerWorker(base, psk, { node_id: 'local-emb-01', labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], provider: undefined });
-  const other = await registerWorker(base, psk, { node_id: 'local-emb-02', labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], provider: undefined });
+  const w = await registerWorker(base, psk, {
+    node_id: 'local-emb-01',
+    labels: ['local'],
+    region: 'onprem',
+    inference_mode: 'ollama_local',
+    supported_providers: [],
+    provider: undefined,
+  });
+  const other = await registerWorker(base, psk, {
+    node_id: 'local-emb-02',
+    labels: ['local'],
+    region: 'onprem',
+    inference_mode: 'ollama_local',
+    supported_providers: [],
+    provider: undefined,
+  });
 
   const waiting = poll(base, w, { wait_ms: 5000 });
   await new Promise((r) => setTimeout(r, 200));
@@ -33,7 +47,10 @@ test.serial('embedded: register, submit, long-poll, lease, result, replay and fe
   t.is((await call(base, '/result', { token: other.token, json: { ...ref, status: 'succeeded', result: 1 } })).status, 403);
   const done = await call(base, '/result', { token: w.token, json: { ...ref, status: 'succeeded', result: { ok: true } } });
   t.is(done.status, 200);
-  t.deepEqual((await call(base, '/result', { token: w.token, json: { ...ref, status: 'succeeded', result: { ok: true } } })).body, done.body);
+  t.deepEqual(
+    (await call(base, '/result', { token: w.token, json: { ...ref, status: 'succeeded', result: { ok: true } } })).body,
+    done.body,
+  );
   const view = await call<{ state: string; result: unknown; history: { decision_id: string }[] }>(base, `/v1/jobs/${id}`);
   t.is(view.body.state, 'succeeded');
   t.deepEqual(view.body.result, { ok: true });

@@ -29,7 +29,17 @@ const code = (body: unknown) => (body as { error: { code: string } }).error.code
 // support one model named after the test, and its jobs require it, so tests never mix.
 let n = 0;
 const localWorker = (over: Record<string, unknown> = {}): Promise<TestWorker> =>
-  registerWorker(base, psk, { node_id: `local-${n++}`, labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], supported_models: ['none'], provider: undefined, max_concurrency: 4, ...over });
+  registerWorker(base, psk, {
+    node_id: `local-${n++}`,
+    labels: ['local'],
+    region: 'onprem',
+    inference_mode: 'ollama_local',
+    supported_providers: [],
+    supported_models: ['none'],
+    provider: undefined,
+    max_concurrency: 4,
+    ...over,
+  });
 const job = (id: string) => call<Record<string, any>>(base, `/v1/jobs/${id}`);
 /** Submits with a task id of its own, so tests never take each other's jobs. */
 const submit = async (tag: string, extra: Record<string, unknown> = {}) => {
@@ -46,7 +56,15 @@ test.serial('submission is idempotent: replay, 422 for a changed body, 409 while
   t.is(again.status, 201);
   t.deepEqual(again.body, first.body);
   t.is(again.headers.get('idempotent-replayed'), 'true');
-  t.is(await gw.gateway.db.knex('jobs').where({ task_id: 't-idem' }).count({ n: '*' }).first().then((r: any) => Number(r.n)), 1);
+  t.is(
+    await gw.gateway.db
+      .knex('jobs')
+      .where({ task_id: 't-idem' })
+      .count({ n: '*' })
+      .first()
+      .then((r: any) => Number(r.n)),
+    1,
+  );
 
   const changed = await call(base, '/v1/jobs', { json: { ...body, priority: 5 }, headers: { 'idempotency-key': 'idem-1' } });
   t.is(changed.status, 422);
@@ -62,8 +80,12 @@ test.serial('submission is idempotent: replay, 422 for a changed body, 409 while
   const { parseJobSpec } = await import('../../src/jobs/index.js');
   const spec = parseJobSpec(body, { maxAttempts: 3, timeoutMs: 600000 });
   await gw.gateway.db.knex('idempotency_keys').insert({
-    scope: 'jobs:admin', key: 'idem-busy', request_sha256: createHash('sha256').update(canonicalJson(spec)).digest('hex'),
-    state: 'in_flight', locked_until: new Date(Date.now() + 30_000), created_at: new Date(),
+    scope: 'jobs:admin',
+    key: 'idem-busy',
+    request_sha256: createHash('sha256').update(canonicalJson(spec)).digest('hex'),
+    state: 'in_flight',
+    locked_until: new Date(Date.now() + 30_000),
+    created_at: new Date(),
   });
   const busy = await call(base, '/v1/jobs', { json: body, headers: { 'idempotency-key': 'idem-busy' } });
   t.is(busy.status, 409);
@@ -72,13 +94,30 @@ test.serial('submission is idempotent: replay, 422 for a changed body, 409 while
 
 test.serial('a bad job is refused field by field', async (t) => {
   const res = await call(base, '/v1/jobs', {
-    json: { user_id: 'u', payload: 'x', priority: 1.5, max_attempts: 0, requirements: { labels: 'gpu', colour: [] }, preferences: { cloud_allowed: 'yes' }, extra: 1 },
+    json: {
+      user_id: 'u',
+      payload: 'x',
+      priority: 1.5,
+      max_attempts: 0,
+      requirements: { labels: 'gpu', colour: [] },
+      preferences: { cloud_allowed: 'yes' },
+      extra: 1,
+    },
     headers: { 'idempotency-key': 'bad-1' },
   });
   t.is(res.status, 422);
   t.is(code(res.body), 'job_invalid');
   const fields = (res.body.error as any).details.errors.map((e: { field: string }) => e.field).sort();
-  t.deepEqual(fields, ['extra', 'max_attempts', 'payload', 'preferences.cloud_allowed', 'priority', 'requirements.colour', 'requirements.labels', 'task_id']);
+  t.deepEqual(fields, [
+    'extra',
+    'max_attempts',
+    'payload',
+    'preferences.cloud_allowed',
+    'priority',
+    'requirements.colour',
+    'requirements.labels',
+    'task_id',
+  ]);
   t.is((await job('not-a-uuid')).status, 404);
 });
 
@@ -90,7 +129,10 @@ test.serial('a job is leased once, its result fenced: replay, conflict, other wo
   t.is(polled.status, 200);
   const leased = polled.body.jobs.find((j) => j.job_id === id)!;
   t.truthy(leased, 'worker a leased it');
-  t.false((await poll(base, b)).body.jobs.some((j) => j.job_id === id), 'never leased twice');
+  t.false(
+    (await poll(base, b)).body.jobs.some((j) => j.job_id === id),
+    'never leased twice',
+  );
 
   const ref = { job_id: id, lease_id: leased.lease_id };
   const foreignStatus = await call(base, '/status', { token: b.token, json: { jobs: [ref] } });
@@ -142,15 +184,24 @@ test.serial('a worker killed mid-job: the lease lapses, another worker completes
   const second = (await poll(base, alive)).body.jobs.find((j) => j.job_id === id)!;
   t.truthy(second);
   t.not(second.lease_id, first.lease_id);
-  const late = await call(base, '/result', { token: dead.token, json: { job_id: id, lease_id: first.lease_id, status: 'succeeded', result: 'late' } });
+  const late = await call(base, '/result', {
+    token: dead.token,
+    json: { job_id: id, lease_id: first.lease_id, status: 'succeeded', result: 'late' },
+  });
   t.is(late.status, 409);
   t.is(code(late.body), 'lease_superseded');
-  const ok = await call(base, '/result', { token: alive.token, json: { job_id: id, lease_id: second.lease_id, status: 'succeeded', result: 'on time' } });
+  const ok = await call(base, '/result', {
+    token: alive.token,
+    json: { job_id: id, lease_id: second.lease_id, status: 'succeeded', result: 'on time' },
+  });
   t.is(ok.status, 200);
   const view = await job(id);
   t.is(view.body.state, 'succeeded');
   t.is(view.body.result, 'on time');
-  t.deepEqual(view.body.history.map((h: { outcome: string }) => h.outcome), ['expired', 'succeeded']);
+  t.deepEqual(
+    view.body.history.map((h: { outcome: string }) => h.outcome),
+    ['expired', 'succeeded'],
+  );
   const status = await call<any>(base, '/status', { token: dead.token, json: { jobs: [{ job_id: id, lease_id: first.lease_id }] } });
   t.deepEqual(status.body.lost, [{ job_id: id, lease_id: first.lease_id, reason: 'finished' }]);
 });
@@ -164,7 +215,10 @@ test.serial('heartbeats extend leases; a job past its timeout is not extended', 
   let expires = Date.parse(leased.lease_expires_at);
   for (let i = 0; i < 4; i++) {
     await new Promise((r) => setTimeout(r, 500));
-    const s = await call<any>(base, '/status', { token: w.token, json: { health: { status: 'ok' }, load: { active_jobs: 1 }, jobs: [ref] } });
+    const s = await call<any>(base, '/status', {
+      token: w.token,
+      json: { health: { status: 'ok' }, load: { active_jobs: 1 }, jobs: [ref] },
+    });
     t.is(s.status, 200);
     t.is(s.body.leases.length, 1, 'still leased thanks to heartbeats');
     const next = Date.parse(s.body.leases[0].lease_expires_at);
@@ -184,7 +238,15 @@ test.serial('retryable failures go back with backoff, then dead-letter with thei
   for (let attempt = 1; attempt <= 2; attempt++) {
     let leased: { job_id: string; lease_id: string } | undefined;
     await eventually(async () => !!(leased = (await poll(base, w)).body.jobs.find((j) => j.job_id === id)), 5000);
-    const res = await call(base, '/result', { token: w.token, json: { job_id: id, lease_id: leased!.lease_id, status: 'failed', error: { code: 'provider_timeout', message: 'slow', retryable: true } } });
+    const res = await call(base, '/result', {
+      token: w.token,
+      json: {
+        job_id: id,
+        lease_id: leased!.lease_id,
+        status: 'failed',
+        error: { code: 'provider_timeout', message: 'slow', retryable: true },
+      },
+    });
     t.is(res.body.state, attempt === 1 ? 'queued' : 'dead_lettered');
   }
   const view = await job(id);
@@ -196,7 +258,10 @@ test.serial('retryable failures go back with backoff, then dead-letter with thei
 
   const permanent = await submit('retry-2', { max_attempts: 5 });
   const leased = (await poll(base, w)).body.jobs.find((j) => j.job_id === permanent)!;
-  const res = await call(base, '/result', { token: w.token, json: { job_id: permanent, lease_id: leased.lease_id, status: 'failed', error: { code: 'bad_input', message: 'no', retryable: false } } });
+  const res = await call(base, '/result', {
+    token: w.token,
+    json: { job_id: permanent, lease_id: leased.lease_id, status: 'failed', error: { code: 'bad_input', message: 'no', retryable: false } },
+  });
   t.is(res.body.state, 'failed');
 });
 
@@ -263,7 +328,10 @@ test.serial('bad poll, status and result bodies get 400 with stable codes', asyn
     t.is(res.status, 400, `${path} ${JSON.stringify(json)}`);
     t.is(code(res.body), 'bad_request');
   }
-  const unknown = await call(base, '/result', { token: w.token, json: { job_id: '00000000-0000-4000-8000-000000000000', lease_id: '00000000-0000-4000-8000-000000000000', status: 'succeeded' } });
+  const unknown = await call(base, '/result', {
+    token: w.token,
+    json: { job_id: '00000000-0000-4000-8000-000000000000', lease_id: '00000000-0000-4000-8000-000000000000', status: 'succeeded' },
+  });
   t.is(unknown.status, 404);
   t.is((await call(base, '/jobs?max_jobs=abc', { token: w.token })).status, 400);
   t.is((await call(base, '/jobs?max_jobs=1', { token: w.token })).status, 200);

@@ -19,7 +19,14 @@ test.after.always(async () => {
 
 test.serial('a long poll on one replica is woken by a job submitted to another', async (t) => {
   const psk = (await createPsk(a.url())).secret;
-  const w = await registerWorker(b.url(), psk, { node_id: 'local-rep-01', labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], provider: undefined });
+  const w = await registerWorker(b.url(), psk, {
+    node_id: 'local-rep-01',
+    labels: ['local'],
+    region: 'onprem',
+    inference_mode: 'ollama_local',
+    supported_providers: [],
+    provider: undefined,
+  });
   // Let the listener connect, then wait on replica b.
   await new Promise((r) => setTimeout(r, 300));
   const started = Date.now();
@@ -48,5 +55,8 @@ test.serial('the kill switch set on one replica stops cloud dispatch on the othe
   t.deepEqual(detail.body.decisions[0]?.reasons, ['cloud_routing_disabled']);
   await call(a.url(), '/v1/settings/cloud_routing.enabled', { method: 'PUT', json: { value: true } });
   await new Promise((r) => setTimeout(r, 200));
-  t.deepEqual((await poll(b.url(), cloud)).body.jobs.map((j) => j.job_id), [id]);
+  t.deepEqual(
+    (await poll(b.url(), cloud)).body.jobs.map((j) => j.job_id),
+    [id],
+  );
 });

@@ -44,7 +44,10 @@ test('a batch never holds more than maxBatch items', async (t) => {
   const outcomes = [1, 2, 3, 4, 5, 6].map((i) => batcher.submit(i));
   for (let i = 0; i < 4; i++) await w.release();
   t.deepEqual(w.batches, [[1], [2, 3], [4, 5], [6]]);
-  t.deepEqual(await Promise.all(outcomes), [1, 2, 3, 4, 5, 6].map((i) => `done-${i}`));
+  t.deepEqual(
+    await Promise.all(outcomes),
+    [1, 2, 3, 4, 5, 6].map((i) => `done-${i}`),
+  );
 });
 
 test('a write that throws rejects every item of its batch, and the next batch still runs', async (t) => {

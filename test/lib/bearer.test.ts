@@ -10,7 +10,18 @@ test('the token of a Bearer header, whatever the scheme case and spacing', (t) =
 });
 
 test('no token for an absent header or any other shape', (t) => {
-  for (const header of [undefined, '', 'Bearer', 'Bearer ', 'Basic dXNlcjpwYXNz', 'abc', 'Bearer a b', 'Bearerabc', ' Bearer abc', 'Token abc']) {
+  for (const header of [
+    undefined,
+    '',
+    'Bearer',
+    'Bearer ',
+    'Basic dXNlcjpwYXNz',
+    'abc',
+    'Bearer a b',
+    'Bearerabc',
+    ' Bearer abc',
+    'Token abc',
+  ]) {
     t.is(bearerToken(header), undefined, JSON.stringify(header));
   }
 });

@@ -34,7 +34,9 @@ test.after.always(async () => {
 /** A fresh chained table and a writer over it (the timer is far off unless a test asks). */
 async function chainedLog(options: Partial<ChainedLogOptions> = {}): Promise<{ log: ChainedLog<Event>; table: string }> {
   const table = `chain_${++tables}`;
-  await knex.raw(`CREATE TABLE ${table} (seq bigserial PRIMARY KEY, name text NOT NULL, weight integer NOT NULL, prev_hash text NOT NULL, hash text NOT NULL)`);
+  await knex.raw(
+    `CREATE TABLE ${table} (seq bigserial PRIMARY KEY, name text NOT NULL, weight integer NOT NULL, prev_hash text NOT NULL, hash text NOT NULL)`,
+  );
   const log = createChainedLog<Event>(
     knex,
     logger,
@@ -95,7 +97,15 @@ test.serial('two writers on one table append whole batches and keep the chain li
   const other = createChainedLog<Event>(
     knex,
     logger,
-    { table, lockKey: 900_000 + tables, columns: 'name text, weight integer', hashed: (e) => ({ ...e }), row: (e) => ({ ...e }), fromRow: (r) => ({ name: r.name, weight: r.weight }), unavailable: 'audit_unavailable' },
+    {
+      table,
+      lockKey: 900_000 + tables,
+      columns: 'name text, weight integer',
+      hashed: (e) => ({ ...e }),
+      row: (e) => ({ ...e }),
+      fromRow: (r) => ({ name: r.name, weight: r.weight }),
+      unavailable: 'audit_unavailable',
+    },
     { bufferSize: 1000, flushIntervalMs: 60_000, enqueueTimeoutMs: 50 },
   );
   logs.push(other);

@@ -31,7 +31,9 @@ test.before(async () => {
     } else if (url.pathname === '/headers') {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => res.writeHead(200).end(JSON.stringify({ method: req.method, headers: req.headers, body: Buffer.concat(chunks).toString() })));
+      req.on('end', () =>
+        res.writeHead(200).end(JSON.stringify({ method: req.method, headers: req.headers, body: Buffer.concat(chunks).toString() })),
+      );
     }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -59,7 +61,9 @@ test.serial('connections are kept alive and reused', async (t) => {
 });
 
 test.serial('no headers in time is a response timeout', async (t) => {
-  const err = await t.throwsAsync(client.request(new URL('/hang', base), { method: 'POST', headers: {}, responseTimeoutMs: 50 }), { instanceOf: HttpTimeoutError });
+  const err = await t.throwsAsync(client.request(new URL('/hang', base), { method: 'POST', headers: {}, responseTimeoutMs: 50 }), {
+    instanceOf: HttpTimeoutError,
+  });
   t.is(err?.phase, 'response');
 });
 
@@ -133,9 +137,27 @@ test.serial('a redirect is the answer unless the request asks to follow it', asy
 });
 
 test.serial('redirects are followed like fetch does: 307 keeps the method and body, 303 becomes a GET', async (t) => {
-  const kept = JSON.parse(await (await client.request(moved(307, '/headers'), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi', maxRedirects: 3 })).text()) as Seen;
+  const kept = JSON.parse(
+    await (
+      await client.request(moved(307, '/headers'), {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: 'hi',
+        maxRedirects: 3,
+      })
+    ).text(),
+  ) as Seen;
   t.like(kept, { method: 'POST', body: 'hi', headers: { 'content-type': 'text/plain' } });
-  const seen = JSON.parse(await (await client.request(moved(303, '/headers'), { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi', maxRedirects: 3 })).text()) as Seen;
+  const seen = JSON.parse(
+    await (
+      await client.request(moved(303, '/headers'), {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain' },
+        body: 'hi',
+        maxRedirects: 3,
+      })
+    ).text(),
+  ) as Seen;
   t.like(seen, { method: 'GET', body: '' });
   t.is(seen.headers['content-type'], undefined);
 });

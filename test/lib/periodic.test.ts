@@ -20,7 +20,11 @@ async function advance(ms: number, step = 10): Promise<void> {
 
 test.serial('runs the task once per interval, never before the first interval', async (t) => {
   let runs = 0;
-  const periodic = startPeriodic(async () => runs++, 100, () => t.fail());
+  const periodic = startPeriodic(
+    async () => runs++,
+    100,
+    () => t.fail(),
+  );
   await advance(90);
   t.is(runs, 0);
   await advance(10);
@@ -72,7 +76,11 @@ test.serial('a failed run goes to onError and the next tick runs again', async (
 
 test.serial('stop() ends the ticks', async (t) => {
   let runs = 0;
-  const periodic = startPeriodic(async () => runs++, 100, () => t.fail());
+  const periodic = startPeriodic(
+    async () => runs++,
+    100,
+    () => t.fail(),
+  );
   await advance(100);
   periodic.stop();
   await advance(500);

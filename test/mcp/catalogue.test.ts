@@ -87,7 +87,9 @@ test('an upstream is asked again only once its list is older than discoveryTtlMs
 
 test('a failing upstream keeps the tools it last listed, or contributes none, and is logged', async (t) => {
   let down = false;
-  const client = scriptedClient((u) => (down || u.name === 'files' ? new Error('connect ECONNREFUSED') : { tools: [{ name: 'search', inputSchema: schema }] }));
+  const client = scriptedClient((u) =>
+    down || u.name === 'files' ? new Error('connect ECONNREFUSED') : { tools: [{ name: 'search', inputSchema: schema }] },
+  );
   const { cat, clock, logs } = catalogue(client, [docs, files], 0);
   t.deepEqual(
     (await cat.list()).map((x) => x.name),
@@ -102,7 +104,9 @@ test('a failing upstream keeps the tools it last listed, or contributes none, an
     'docs keeps what it listed',
   );
   t.is(client.asked.get('docs'), 2);
-  const warnings = logs.lines.map((l) => JSON.parse(l) as { msg: string; upstream: string; err: string }).filter((l) => l.msg === 'upstream tool discovery failed');
+  const warnings = logs.lines
+    .map((l) => JSON.parse(l) as { msg: string; upstream: string; err: string })
+    .filter((l) => l.msg === 'upstream tool discovery failed');
   t.true(warnings.some((w) => w.upstream === 'docs' && w.err === 'connect ECONNREFUSED'));
   t.true(warnings.some((w) => w.upstream === 'files'));
 });

@@ -25,7 +25,11 @@ let jobId: string;
 let childEnv: Record<string, string>;
 const logs = captureLogger();
 
-const mcpError = async (p: Promise<unknown>) => (await p.then(() => undefined, (e: unknown) => e)) as McpError & { data?: { code?: string; reasons?: string[] } };
+const mcpError = async (p: Promise<unknown>) =>
+  (await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as McpError & { data?: { code?: string; reasons?: string[] } };
 
 test.before(async () => {
   db = await createTestDatabase(); // before the gateway: the stdio child's env names it
@@ -54,7 +58,10 @@ test.before(async () => {
   const base = gw.url('control');
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
   worker = await registerWorker(base, (await createPsk(base)).secret, { node_id: 'cloud-stdio-01' });
-  jobId = String((await submitJob(base, { task_id: 'task-s', user_id: 'user-s', requirements: { labels: ['cloud'] }, payload: { kind: 'echo' } })).body.id);
+  jobId = String(
+    (await submitJob(base, { task_id: 'task-s', user_id: 'user-s', requirements: { labels: ['cloud'] }, payload: { kind: 'echo' } })).body
+      .id,
+  );
   await eventually(async () => (await poll(base, worker)).body.jobs.some((j) => j.job_id === jobId), 10_000);
 });
 test.after.always(async () => {
@@ -64,10 +71,17 @@ test.after.always(async () => {
 
 test.serial('a stdio upstream started by the gateway serves its tools through /mcp, each call carrying a forward token', async (t) => {
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), { requestInit: { headers: { authorization: `Bearer ${worker.token}` } } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${worker.token}` } },
+    }),
+  );
   const { tools } = await client.listTools();
   t.deepEqual(tools.map((x) => x.name).sort(), ['api.call', 'artifacts.artifact_get', 'artifacts.artifact_list', 'artifacts.artifact_put']);
-  const put = await client.callTool({ name: 'artifacts.artifact_put', arguments: { task_id: 'task-s', name: 'plan.md', content: 'over stdio' } });
+  const put = await client.callTool({
+    name: 'artifacts.artifact_put',
+    arguments: { task_id: 'task-s', name: 'plan.md', content: 'over stdio' },
+  });
   t.falsy(put.isError, JSON.stringify(put));
   const got = await client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-s', name: 'plan.md' } });
   t.is((got.structuredContent as { content: string }).content, 'over stdio');
@@ -83,14 +97,31 @@ test.serial('a stdio upstream started by the gateway serves its tools through /m
   await gw.gateway.toolAudit.flush();
   const audit = (await gw.gateway.db.knex('tool_audit').where({ tool: 'artifacts.artifact_put' }).select()) as Record<string, unknown>[];
   t.like(audit[0], { subject_id: 'cloud-stdio-01', task_id: 'task-s', outcome: 'ok' });
-  t.false(logs.lines.some((l) => l.includes(worker.token)), 'no JWT in the gateway logs');
+  t.false(
+    logs.lines.some((l) => l.includes(worker.token)),
+    'no JWT in the gateway logs',
+  );
 });
 
 test.serial('a stdio answer larger than mcp.maxResponseBytes is refused, not passed on', async (t) => {
   const content = 'x'.repeat(20_000);
-  await gw.gateway.db.knex('artifacts').insert({ task_id: 'task-s', name: 'huge.txt', content, sha256: 'f'.repeat(64), size: content.length, written_by: 'test', updated_at: new Date() });
+  await gw.gateway.db
+    .knex('artifacts')
+    .insert({
+      task_id: 'task-s',
+      name: 'huge.txt',
+      content,
+      sha256: 'f'.repeat(64),
+      size: content.length,
+      written_by: 'test',
+      updated_at: new Date(),
+    });
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), { requestInit: { headers: { authorization: `Bearer ${worker.token}` } } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${worker.token}` } },
+    }),
+  );
   t.teardown(() => client.close());
   const tooBig = await mcpError(client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-s', name: 'huge.txt' } }));
   t.is(tooBig.code, -32002);
@@ -99,53 +130,90 @@ test.serial('a stdio answer larger than mcp.maxResponseBytes is refused, not pas
   t.falsy(small.isError, 'smaller answers still pass');
 });
 
-test.serial('the stdio upstream runs the final gate on the token in _meta: missing, forged, mismatched and replayed tokens are refused', async (t) => {
-  // The same server the gateway runs, started here so the test can speak to it directly.
-  const transport = new StdioClientTransport({ command: process.execPath, args: ['--import', 'tsx', 'src/cli/main.ts', 'artifact-server', '--stdio'], env: { ...process.env, ...childEnv } as Record<string, string>, stderr: 'ignore' });
-  const direct = new Client({ name: 'direct', version: '1.0.0' });
-  await direct.connect(transport, { timeout: 30_000 });
-  t.teardown(() => direct.close());
+test.serial(
+  'the stdio upstream runs the final gate on the token in _meta: missing, forged, mismatched and replayed tokens are refused',
+  async (t) => {
+    // The same server the gateway runs, started here so the test can speak to it directly.
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: ['--import', 'tsx', 'src/cli/main.ts', 'artifact-server', '--stdio'],
+      env: { ...process.env, ...childEnv } as Record<string, string>,
+      stderr: 'ignore',
+    });
+    const direct = new Client({ name: 'direct', version: '1.0.0' });
+    await direct.connect(transport, { timeout: 30_000 });
+    t.teardown(() => direct.close());
 
-  const input = {
-    action: 'mcp.tool.invoke',
-    subject: { kind: 'worker', node_id: 'cloud-stdio-01', labels: ['cloud'], agent_type: 'worker' },
-    resource: { tool: 'artifacts.artifact_list', server: 'artifacts', name: 'artifact_list' },
-    context: { task_id: 'task-s', job_id: jobId, lease_active: true, arguments: { task_id: 'task-s' } },
-  };
-  const claims = { issuer: 'cynode-gateway', audience: 'mcp-upstream:artifacts', subject: 'mcp:test', entrypoint: ENTRYPOINTS.mcpToolInvoke, input, revision: 'r' };
-  const params = { name: 'artifact_list', arguments: { task_id: 'task-s' } };
-  const send = (p: Record<string, unknown>, token?: string) =>
-    direct.request({ method: 'tools/call', params: { ...p, ...(token && { _meta: { [STDIO_TOKEN_META]: token } }) } }, CallToolResultSchema, { timeout: 30_000 });
+    const input = {
+      action: 'mcp.tool.invoke',
+      subject: { kind: 'worker', node_id: 'cloud-stdio-01', labels: ['cloud'], agent_type: 'worker' },
+      resource: { tool: 'artifacts.artifact_list', server: 'artifacts', name: 'artifact_list' },
+      context: { task_id: 'task-s', job_id: jobId, lease_active: true, arguments: { task_id: 'task-s' } },
+    };
+    const claims = {
+      issuer: 'cynode-gateway',
+      audience: 'mcp-upstream:artifacts',
+      subject: 'mcp:test',
+      entrypoint: ENTRYPOINTS.mcpToolInvoke,
+      input,
+      revision: 'r',
+    };
+    const params = { name: 'artifact_list', arguments: { task_id: 'task-s' } };
+    const send = (p: Record<string, unknown>, token?: string) =>
+      direct.request(
+        { method: 'tools/call', params: { ...p, ...(token && { _meta: { [STDIO_TOKEN_META]: token } }) } },
+        CallToolResultSchema,
+        { timeout: 30_000 },
+      );
 
-  const missing = await mcpError(send(params));
-  t.is(missing.code, -32001);
-  t.is(missing.data?.code, 'forward_token_invalid');
+    const missing = await mcpError(send(params));
+    t.is(missing.code, -32001);
+    t.is(missing.data?.code, 'forward_token_invalid');
 
-  const forgedKey = (await generateKeyPair('ES256')).privateKey;
-  const forged = await mcpError(send(params, await signForwardToken({ kid: gw.gateway.keys.current().kid, privateKey: forgedKey }, claims, stdioBoundBody('tools/call', params), 10_000)));
-  t.is(forged.data?.code, 'forward_token_invalid');
+    const forgedKey = (await generateKeyPair('ES256')).privateKey;
+    const forged = await mcpError(
+      send(
+        params,
+        await signForwardToken(
+          { kid: gw.gateway.keys.current().kid, privateKey: forgedKey },
+          claims,
+          stdioBoundBody('tools/call', params),
+          10_000,
+        ),
+      ),
+    );
+    t.is(forged.data?.code, 'forward_token_invalid');
 
-  // A token bound to one task's call cannot carry another task's arguments.
-  const other = { name: 'artifact_list', arguments: { task_id: 'task-other' } };
-  const mismatched = await mcpError(send(other, await signForwardToken(gw.gateway.keys.current(), claims, stdioBoundBody('tools/call', params), 10_000)));
-  t.is(mismatched.data?.code, 'forward_body_mismatch');
+    // A token bound to one task's call cannot carry another task's arguments.
+    const other = { name: 'artifact_list', arguments: { task_id: 'task-other' } };
+    const mismatched = await mcpError(
+      send(other, await signForwardToken(gw.gateway.keys.current(), claims, stdioBoundBody('tools/call', params), 10_000)),
+    );
+    t.is(mismatched.data?.code, 'forward_body_mismatch');
 
-  const token = await signForwardToken(gw.gateway.keys.current(), claims, stdioBoundBody('tools/call', params), 10_000);
-  const ok = await send(params, token);
-  t.like(ok.structuredContent, { task_id: 'task-s' });
-  const replayed = await mcpError(send(params, token));
-  t.is(replayed.data?.code, 'forward_token_replayed');
+    const token = await signForwardToken(gw.gateway.keys.current(), claims, stdioBoundBody('tools/call', params), 10_000);
+    const ok = await send(params, token);
+    t.like(ok.structuredContent, { task_id: 'task-s' });
+    const replayed = await mcpError(send(params, token));
+    t.is(replayed.data?.code, 'forward_token_replayed');
 
-  // Its own decision on its own bundle: a lease the gateway vouches is inactive is refused.
-  const lapsed = { ...claims, input: { ...input, context: { ...input.context, lease_active: false } } };
-  const refused = await mcpError(send(params, await signForwardToken(gw.gateway.keys.current(), lapsed, stdioBoundBody('tools/call', params), 10_000)));
-  t.is(refused.data?.code, 'policy_denied');
-  t.deepEqual(refused.data?.reasons, ['lease_required']);
-});
+    // Its own decision on its own bundle: a lease the gateway vouches is inactive is refused.
+    const lapsed = { ...claims, input: { ...input, context: { ...input.context, lease_active: false } } };
+    const refused = await mcpError(
+      send(params, await signForwardToken(gw.gateway.keys.current(), lapsed, stdioBoundBody('tools/call', params), 10_000)),
+    );
+    t.is(refused.data?.code, 'policy_denied');
+    t.deepEqual(refused.data?.reasons, ['lease_required']);
+  },
+);
 
 test.serial('a stdio upstream that dies is started again on the next call', async (t) => {
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), { requestInit: { headers: { authorization: `Bearer ${worker.token}` } } }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${worker.token}` } },
+    }),
+  );
   t.teardown(() => client.close());
   const children = () =>
     execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' })
@@ -167,7 +235,10 @@ test.serial('a stdio upstream that dies is started again on the next call', asyn
       return false;
     }
   }, 20_000);
-  t.true(failures.every((c) => c === 'upstream_error' || c === 'upstream_unavailable'), JSON.stringify(failures));
+  t.true(
+    failures.every((c) => c === 'upstream_error' || c === 'upstream_unavailable'),
+    JSON.stringify(failures),
+  );
   t.falsy(again!.isError, JSON.stringify(again));
   t.like(again!.structuredContent, { task_id: 'task-s' });
   const [second] = children();

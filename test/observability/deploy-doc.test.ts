@@ -32,7 +32,13 @@ function envOf(name: string): Record<string, string> {
   if (c.envFrom) Object.assign(env, configMap());
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = String(e.value);
-    else if (e.valueFrom?.secretKeyRef) env[e.name] = e.name === 'CYNODE_MASTER_KEY' ? Buffer.alloc(32, 7).toString('base64') : e.name === 'DATABASE_URL' ? 'postgres://u:p@db:5432/x' : 'secret-value-0123456789abcdef';
+    else if (e.valueFrom?.secretKeyRef)
+      env[e.name] =
+        e.name === 'CYNODE_MASTER_KEY'
+          ? Buffer.alloc(32, 7).toString('base64')
+          : e.name === 'DATABASE_URL'
+            ? 'postgres://u:p@db:5432/x'
+            : 'secret-value-0123456789abcdef';
     else if (e.valueFrom?.fieldRef) env[e.name] = 'pod-name-1';
   }
   return env;
@@ -60,7 +66,10 @@ test('every environment variable is one the code reads, and the gateway, worker 
   const gateway = loads(envOf('cynode-gateway'));
   t.is(gateway.database.url, 'postgres://u:p@db:5432/x');
   t.is(gateway.server.host, '0.0.0.0');
-  t.deepEqual(parseUpstreams(gateway.mcp.upstreams).map((u) => u.name), ['artifacts']);
+  t.deepEqual(
+    parseUpstreams(gateway.mcp.upstreams).map((u) => u.name),
+    ['artifacts'],
+  );
   const worker = readWorkerConfig(envOf('cynode-worker'));
   t.is(worker.orchUrl, `http://cynode-gateway.cynode.svc:${gateway.server.controlPort}`);
   t.deepEqual(worker.report.supported_providers, ['openai']);
@@ -72,12 +81,21 @@ test('every environment variable is one the code reads, and the gateway, worker 
 
 test('secrets come from Secrets; ports, probe paths and commands are the real ones', (t) => {
   const gw = containerOf('cynode-gateway');
-  const fromSecret = (gw.env as any[]).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.name).sort();
+  const fromSecret = (gw.env as any[])
+    .filter((e) => e.valueFrom?.secretKeyRef)
+    .map((e) => e.name)
+    .sort();
   t.deepEqual(fromSecret, ['CYNODE_ADMIN_TOKEN', 'CYNODE_BUNDLE_SERVICE_TOKEN', 'CYNODE_MASTER_KEY', 'DATABASE_URL']);
-  const secretEnvs = new Set([...Object.values(SCHEMA).filter((s) => 'secret' in s && s.secret).map((s) => s.env), 'CYNODE_REGISTER_PSK']);
+  const secretEnvs = new Set([
+    ...Object.values(SCHEMA)
+      .filter((s) => 'secret' in s && s.secret)
+      .map((s) => s.env),
+    'CYNODE_REGISTER_PSK',
+  ]);
   for (const key of Object.keys(configMap())) t.false(secretEnvs.has(key), `${key} is a secret: it belongs in a Secret`);
   for (const name of ['cynode-gateway', 'cynode-worker', 'cynode-artifacts']) {
-    for (const e of containerOf(name).env as any[]) if (secretEnvs.has(e.name)) t.truthy(e.valueFrom?.secretKeyRef, `${name}: ${e.name} comes from a Secret`);
+    for (const e of containerOf(name).env as any[])
+      if (secretEnvs.has(e.name)) t.truthy(e.valueFrom?.secretKeyRef, `${name}: ${e.name} comes from a Secret`);
   }
 
   const defaults = loads({});
@@ -110,10 +128,19 @@ test('network policies: default deny; workers reach only the gateway; the gatewa
   t.deepEqual(deny.podSelector, {});
   t.deepEqual(deny.policyTypes, ['Ingress', 'Egress']);
   const workers = find('NetworkPolicy', 'workers-reach-only-the-gateway')!.spec;
-  t.deepEqual(workers.egress.map((r: any) => r.to[0].podSelector.matchLabels['app.kubernetes.io/name']), ['cynode-gateway']);
-  t.deepEqual(workers.egress[0].ports.map((p: any) => p.port), [12082, 12083]);
+  t.deepEqual(
+    workers.egress.map((r: any) => r.to[0].podSelector.matchLabels['app.kubernetes.io/name']),
+    ['cynode-gateway'],
+  );
+  t.deepEqual(
+    workers.egress[0].ports.map((p: any) => p.port),
+    [12082, 12083],
+  );
   const gateway = find('NetworkPolicy', 'gateway')!.spec;
   const targets = gateway.egress.map((r: any) => r.to[0].podSelector?.matchLabels['app.kubernetes.io/name'] ?? r.to[0].ipBlock.cidr);
   t.deepEqual(targets, ['postgresql', 'cynode-artifacts', '0.0.0.0/0']);
-  t.deepEqual(gateway.egress.map((r: any) => r.ports[0].port), [5432, 12085, 443]);
+  t.deepEqual(
+    gateway.egress.map((r: any) => r.ports[0].port),
+    [5432, 12085, 443],
+  );
 });

@@ -52,15 +52,26 @@ test('multi-stage: a Go stage builds the OPA version pinned in scripts/install-t
   t.true(go >= 0, 'a golang stage');
   const goVersion = /^golang:(\d+)\.(\d+)/.exec(stages[go]!.image);
   t.true(Number(goVersion?.[1]) === 1 && Number(goVersion?.[2]) >= 26, 'Go 1.26+, as install-tools.sh requires');
-  t.deepEqual(inStage(go, 'ARG').map((a) => a.args), [`OPA_VERSION=${pinned}`]);
+  t.deepEqual(
+    inStage(go, 'ARG').map((a) => a.args),
+    [`OPA_VERSION=${pinned}`],
+  );
   const runs = inStage(go, 'RUN').map((r) => r.args);
   // Built as install-tools.sh builds it: cgo + opa_wasm, so `opa run` can load Wasm bundles.
-  t.true(runs.some((r) => /CGO_ENABLED=1/.test(r) && /go install -tags opa_wasm github\.com\/open-policy-agent\/opa@\$\{OPA_VERSION\}/.test(r)));
-  t.regex(read('scripts/install-tools.sh'), /CGO_ENABLED=1 GOBIN="\$bin" go install -tags opa_wasm "github\.com\/open-policy-agent\/opa@\$1"/);
+  t.true(
+    runs.some((r) => /CGO_ENABLED=1/.test(r) && /go install -tags opa_wasm github\.com\/open-policy-agent\/opa@\$\{OPA_VERSION\}/.test(r)),
+  );
+  t.regex(
+    read('scripts/install-tools.sh'),
+    /CGO_ENABLED=1 GOBIN="\$bin" go install -tags opa_wasm "github\.com\/open-policy-agent\/opa@\$1"/,
+  );
   const bundle = runs.find((r) => /policy build/.test(r));
   t.truthy(bundle, 'the Go stage builds the bundle');
   t.regex(bundle!, /CYNODE_OPA_BIN=\/out\/opa node dist\/src\/cli\/main\.js policy build --out build\/bundle\.tar\.gz/);
-  t.true(inStage(last, 'COPY').some((c) => c.args === `--from=${stages[go]!.name} /app/build/bundle.tar.gz ./build/bundle.tar.gz`), 'the runtime takes the bundle the Go stage built');
+  t.true(
+    inStage(last, 'COPY').some((c) => c.args === `--from=${stages[go]!.name} /app/build/bundle.tar.gz ./build/bundle.tar.gz`),
+    'the runtime takes the bundle the Go stage built',
+  );
 });
 
 test('the runtime stage is a small Node image matching package.json engines, and runs `serve` from the built CLI', (t) => {
@@ -75,7 +86,10 @@ test('the runtime stage is a small Node image matching package.json engines, and
 });
 
 test('every COPY source exists in the repository (and is not docker-ignored) or comes from an earlier stage', (t) => {
-  const ignored = read('.dockerignore').split('\n').map((l) => l.trim()).filter(Boolean);
+  const ignored = read('.dockerignore')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   let checked = 0;
   for (const copy of all.filter((i) => i.op === 'COPY')) {
     const parts = copy.args.split(' ');
@@ -88,12 +102,15 @@ test('every COPY source exists in the repository (and is not docker-ignored) or 
     }
     for (const source of sources) {
       t.true(existsSync(join(root, source)), `COPY ${source} exists`);
-      t.false(ignored.some((pattern) => source === pattern || source.startsWith(`${pattern}/`)), `${source} is not in .dockerignore`);
+      t.false(
+        ignored.some((pattern) => source === pattern || source.startsWith(`${pattern}/`)),
+        `${source} is not in .dockerignore`,
+      );
       checked++;
     }
   }
   t.true(checked >= 8);
-  t.true(ignored.includes('config/local.yaml'), 'a developer\'s config/local.yaml never reaches the image');
+  t.true(ignored.includes('config/local.yaml'), "a developer's config/local.yaml never reaches the image");
 });
 
 test('ENV names are real config variables, their values load, and every path they name is copied in', (t) => {
@@ -115,10 +132,14 @@ test('ENV names are real config variables, their values load, and every path the
   const workdir = inStage(last, 'WORKDIR')[0]!.args;
   const copied = inStage(last, 'COPY').map((c) => posix.resolve(workdir, c.args.split(' ').at(-1)!));
   for (const file of [config.policy.bundle, config.policy.verificationKeysFile!]) {
-    t.true(copied.some((dest) => file === dest || file.startsWith(`${dest}/`)), `${file} is put in the image by a COPY`);
+    t.true(
+      copied.some((dest) => file === dest || file.startsWith(`${dest}/`)),
+      `${file} is put in the image by a COPY`,
+    );
   }
   // State the gateway writes lives in the one directory made writable for the runtime user.
-  for (const file of [config.database.dataDir, config.auth.adminTokenFile, config.vault.masterKeyFile]) t.true(file.startsWith('/var/lib/cynode/'), file);
+  for (const file of [config.database.dataDir, config.auth.adminTokenFile, config.vault.masterKeyFile])
+    t.true(file.startsWith('/var/lib/cynode/'), file);
   t.true(inStage(last, 'RUN').some((r) => r.args === 'mkdir -p /var/lib/cynode && chown 1000:1000 /var/lib/cynode'));
 });
 
@@ -143,6 +164,9 @@ test('non-root USER, the default ports exposed, and a HEALTHCHECK on a real endp
   // The path is one the control role really serves.
   const router = new Router();
   for (const route of HEALTH_ROUTES.filter((r) => r.roles.includes('control'))) router.get(route.path, () => undefined);
-  t.true(router.stack.some((l) => l.methods.includes('GET') && l.match(probe![3]!)), `${probe![3]} is a route`);
+  t.true(
+    router.stack.some((l) => l.methods.includes('GET') && l.match(probe![3]!)),
+    `${probe![3]} is a route`,
+  );
   t.regex(check, /--interval=\d+s --timeout=\d+s --start-period=\d+s --retries=\d+ CMD \[/);
 });

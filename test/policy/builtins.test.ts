@@ -5,13 +5,22 @@ import test from 'ava';
 import { loadPolicy } from '@open-policy-agent/opa-wasm';
 import pino from 'pino';
 import { packageRoot } from '../../src/lib/package-root.js';
-import { BundleError, checkBuiltins, createPolicyEngine, hostBuiltinsOf, opaBinary, parseBundle, REQUIRED_ENTRYPOINTS, ToolchainError } from '../../src/policy/index.js';
+import {
+  BundleError,
+  checkBuiltins,
+  createPolicyEngine,
+  hostBuiltinsOf,
+  opaBinary,
+  parseBundle,
+  REQUIRED_ENTRYPOINTS,
+  ToolchainError,
+} from '../../src/policy/index.js';
 import { buildCustomBundle, ensureBundle } from '../helpers/bundle.js';
 import { tempDir } from '../helpers/config.js';
 
 const sprintfPolicy = 'package cynode.register\n\ndecision := {"allow": false, "reasons": [sprintf("%v", [input.x])]}\n';
 
-test('building a policy that needs an unsupported builtin fails with OPA\'s own error', async (t) => {
+test("building a policy that needs an unsupported builtin fails with OPA's own error", async (t) => {
   const err = await t.throwsAsync(() => buildCustomBundle({ 'cynode/register/r.rego': sprintfPolicy }), { instanceOf: ToolchainError });
   t.regex(err.message, /opa build failed/);
 });
@@ -32,7 +41,8 @@ test('a bundle built without the capabilities gate is refused at load, naming th
 });
 
 test('builtins the host implements faithfully are accepted', async (t) => {
-  const yamlPolicy = 'package cynode.register\n\ndecision := {"allow": false, "reasons": [yaml.marshal(input.x)]} if input.x\n\ndefault decision := {"allow": false, "reasons": []}\n';
+  const yamlPolicy =
+    'package cynode.register\n\ndecision := {"allow": false, "reasons": [yaml.marshal(input.x)]} if input.x\n\ndefault decision := {"allow": false, "reasons": []}\n';
   const out = await buildCustomBundle({ 'cynode/register/r.rego': yamlPolicy });
   const engine = createPolicyEngine({ logger: pino({ level: 'silent' }), required: REQUIRED_ENTRYPOINTS, inspect: checkBuiltins });
   await engine.activate(out, async () => readFileSync(out));
@@ -46,6 +56,7 @@ test('the shipped policies need no host builtin, and the capabilities file is wh
   t.notThrows(() => checkBuiltins(policy));
   const caps = JSON.parse(readFileSync(join(packageRoot(), 'config', 'opa-capabilities.json'), 'utf8')) as { builtins: { name: string }[] };
   const names = new Set(caps.builtins.map((b) => b.name));
-  for (const kept of ['eq', 'assign', 'count', 'startswith', 'object.get', 'internal.member_2', 'yaml.marshal']) t.true(names.has(kept), kept);
+  for (const kept of ['eq', 'assign', 'count', 'startswith', 'object.get', 'internal.member_2', 'yaml.marshal'])
+    t.true(names.has(kept), kept);
   for (const dropped of ['sprintf', 'regex.split', 'http.send', 'time.now_ns', 'rand.intn']) t.false(names.has(dropped), dropped);
 });

@@ -40,7 +40,14 @@ function signer(alg: 'RS256' | 'ES256' | 'HS256'): Signer {
 const signers = { RS256: signer('RS256'), ES256: signer('ES256'), HS256: signer('HS256') };
 const keysYaml = (entries: Record<string, { alg: string; key: string }>) =>
   Object.entries(entries)
-    .map(([id, e]) => `${id}:\n  algorithm: ${e.alg}\n  key: |-\n${e.key.trim().split('\n').map((l) => `    ${l}`).join('\n')}\n`)
+    .map(
+      ([id, e]) =>
+        `${id}:\n  algorithm: ${e.alg}\n  key: |-\n${e.key
+          .trim()
+          .split('\n')
+          .map((l) => `    ${l}`)
+          .join('\n')}\n`,
+    )
     .join('');
 
 /** The real policies, built and signed by the pinned `opa build`. */
@@ -61,7 +68,8 @@ test.before(async () => {
   for (const s of Object.values(signers)) bundles.set(s.alg, await signedBundle(s, `key-${s.alg}`));
 });
 
-const keysFor = (alg: keyof typeof signers, id = `key-${alg}`) => loadVerificationKeys(keysYaml({ [id]: { alg, key: signers[alg].verify } }));
+const keysFor = (alg: keyof typeof signers, id = `key-${alg}`) =>
+  loadVerificationKeys(keysYaml({ [id]: { alg, key: signers[alg].verify } }));
 const refusal = async (t: import('ava').ExecutionContext, files: ReadonlyMap<string, Buffer>, keys: Awaited<ReturnType<typeof keysFor>>) =>
   (await t.throwsAsync(() => verifyBundleSignature(files, keys), { instanceOf: BundleError })).code;
 
@@ -69,7 +77,16 @@ for (const alg of ['RS256', 'ES256', 'HS256'] as const) {
   test(`a bundle signed ${alg} by opa build verifies`, async (t) => {
     const result = await verifyBundleSignature(bundles.get(alg)!, await keysFor(alg));
     t.is(result.keyId, `key-${alg}`);
-    t.deepEqual(result.files.sort(), ['.manifest', 'cynode/api_call/api_call.rego', 'cynode/dispatch/dispatch.rego', 'cynode/lib/lib.rego', 'cynode/mcp_tool_invoke/mcp_tool_invoke.rego', 'cynode/register/register.rego', 'data.json', 'policy.wasm']);
+    t.deepEqual(result.files.sort(), [
+      '.manifest',
+      'cynode/api_call/api_call.rego',
+      'cynode/dispatch/dispatch.rego',
+      'cynode/lib/lib.rego',
+      'cynode/mcp_tool_invoke/mcp_tool_invoke.rego',
+      'cynode/register/register.rego',
+      'data.json',
+      'policy.wasm',
+    ]);
   });
 }
 
@@ -83,7 +100,9 @@ test('one tampered byte in policy.wasm is a digest mismatch', async (t) => {
 
 test('data.json is hashed from its canonical form: re-serialised verifies, a changed value does not', async (t) => {
   const files = new Map(bundles.get('RS256')!);
-  const data = JSON.parse(files.get('data.json')!.toString()) as { config: { register: { admission: { labels: Record<string, boolean> } } } };
+  const data = JSON.parse(files.get('data.json')!.toString()) as {
+    config: { register: { admission: { labels: Record<string, boolean> } } };
+  };
   const reordered = JSON.stringify(Object.fromEntries(Object.entries(data).reverse()), null, 3);
   files.set('data.json', Buffer.from(reordered));
   const keys = await keysFor('RS256');
@@ -107,9 +126,26 @@ test('a wrong key, an unknown key id and a wrong algorithm are each refused with
   const files = bundles.get('ES256')!;
   const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
   t.is(await refusal(t, files, await loadVerificationKeys(keysYaml({ 'key-ES256': { alg: 'ES256', key: other } }))), 'signature_invalid');
-  t.is(await refusal(t, files, await loadVerificationKeys(keysYaml({ someone: { alg: 'ES256', key: other }, else: { alg: 'ES256', key: other } }))), 'signature_key_unknown');
-  t.is(await refusal(t, bundles.get('RS256')!, await loadVerificationKeys(keysYaml({ 'key-RS256': { alg: 'ES256', key: signers.ES256.verify } }))), 'signature_algorithm_mismatch');
-  t.is(await refusal(t, files, await loadVerificationKeys(keysYaml({ 'key-ES256': { alg: 'HS256', key: 'guessed-secret' } }))), 'signature_algorithm_mismatch');
+  t.is(
+    await refusal(
+      t,
+      files,
+      await loadVerificationKeys(keysYaml({ someone: { alg: 'ES256', key: other }, else: { alg: 'ES256', key: other } })),
+    ),
+    'signature_key_unknown',
+  );
+  t.is(
+    await refusal(
+      t,
+      bundles.get('RS256')!,
+      await loadVerificationKeys(keysYaml({ 'key-RS256': { alg: 'ES256', key: signers.ES256.verify } })),
+    ),
+    'signature_algorithm_mismatch',
+  );
+  t.is(
+    await refusal(t, files, await loadVerificationKeys(keysYaml({ 'key-ES256': { alg: 'HS256', key: 'guessed-secret' } }))),
+    'signature_algorithm_mismatch',
+  );
 });
 
 test('an unsigned bundle is refused unless unsigned bundles are allowed', async (t) => {
@@ -119,13 +155,21 @@ test('an unsigned bundle is refused unless unsigned bundles are allowed', async 
 
   const keysFile = join(tempDir(), 'keys.yaml');
   writeFileSync(keysFile, keysYaml({ 'key-ES256': { alg: 'ES256', key: signers.ES256.verify } }));
-  const strict = createPolicyEngine({ logger: pino({ level: 'silent' }), required: REQUIRED_ENTRYPOINTS, verify: createSignatureCheck({ allowUnsigned: false, verificationKeysFile: keysFile }) });
+  const strict = createPolicyEngine({
+    logger: pino({ level: 'silent' }),
+    required: REQUIRED_ENTRYPOINTS,
+    verify: createSignatureCheck({ allowUnsigned: false, verificationKeysFile: keysFile }),
+  });
   const err = await t.throwsAsync(() => strict.activate('unsigned', async () => tarFromFiles(unsigned)), { instanceOf: BundleError });
   t.is(err.code, 'signature_missing');
   const signed = await strict.activate('signed', async () => tarFromFiles(bundles.get('ES256')!));
   t.is(signed.revision, 'signed-ES256');
 
-  const lax = createPolicyEngine({ logger: pino({ level: 'silent' }), required: REQUIRED_ENTRYPOINTS, verify: createSignatureCheck({ allowUnsigned: true, verificationKeysFile: keysFile }) });
+  const lax = createPolicyEngine({
+    logger: pino({ level: 'silent' }),
+    required: REQUIRED_ENTRYPOINTS,
+    verify: createSignatureCheck({ allowUnsigned: true, verificationKeysFile: keysFile }),
+  });
   t.is((await lax.activate('unsigned', async () => tarFromFiles(unsigned))).revision, 'signed-ES256');
   const tampered = new Map(bundles.get('ES256')!);
   tampered.set('data.json', Buffer.from('{}'));
@@ -134,7 +178,9 @@ test('an unsigned bundle is refused unless unsigned bundles are allowed', async 
 });
 
 test('key files: errors name the key id, never the key material', async (t) => {
-  await t.throwsAsync(() => loadVerificationKeys('k1:\n  algorithm: ES256\n  key: not-a-pem-secret-material\n'), { message: /'k1' is not a valid ES256 public key/ });
+  await t.throwsAsync(() => loadVerificationKeys('k1:\n  algorithm: ES256\n  key: not-a-pem-secret-material\n'), {
+    message: /'k1' is not a valid ES256 public key/,
+  });
   const err = await t.throwsAsync(() => loadVerificationKeys('k2:\n  algorithm: XX999\n  key: s3cr3t-value\n'));
   t.regex(err!.message, /'k2' has an unsupported algorithm/);
   t.false(err!.message.includes('s3cr3t-value'));

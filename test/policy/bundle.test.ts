@@ -18,11 +18,13 @@ test('reads the bundle opa build writes: manifest, merged data, wasm module', as
   t.deepEqual(bundle.manifest.roots, ['cynode', 'config']);
   t.deepEqual(bundle.manifest.wasm.map((w) => w.entrypoint).sort(), [...REQUIRED_ENTRYPOINTS].sort());
   t.is(bundle.wasm.subarray(0, 4).toString('latin1'), '\0asm');
-  const admission = (bundle.data as { config: { register: { admission: { labels: Record<string, boolean> } } } }).config.register
-    .admission;
+  const admission = (bundle.data as { config: { register: { admission: { labels: Record<string, boolean> } } } }).config.register.admission;
   t.true(admission.labels.cloud);
   t.true(bundle.files.has('.manifest'));
-  t.false([...bundle.files.keys()].some((p) => p.endsWith('_test.rego')), 'tests stay out of the bundle');
+  t.false(
+    [...bundle.files.keys()].some((p) => p.endsWith('_test.rego')),
+    'tests stay out of the bundle',
+  );
 });
 
 test('merges data files by directory, JSON and YAML alike', (t) => {
@@ -47,17 +49,34 @@ test('refuses what is not a bundle, each with its code', (t) => {
   t.is(refusal(t, tar([{ name: '.manifest', body: '{"wasm": [{"entrypoint": "a", "module": "/policy.wasm"}]}' }])), 'manifest_invalid');
   t.is(refusal(t, tar([{ name: '.manifest', body: manifest }])), 'wasm_invalid');
   t.is(
-    refusal(t, tar([{ name: '.manifest', body: manifest }, { name: 'policy.wasm', body: 'x' }, { name: 'data.json', body: '[1,' }])),
+    refusal(
+      t,
+      tar([
+        { name: '.manifest', body: manifest },
+        { name: 'policy.wasm', body: 'x' },
+        { name: 'data.json', body: '[1,' },
+      ]),
+    ),
     'data_invalid',
   );
   t.is(
-    refusal(t, tar([{ name: '.manifest', body: manifest }, { name: 'policy.wasm', body: 'x' }, { name: 'data.json', body: '[1]' }])),
+    refusal(
+      t,
+      tar([
+        { name: '.manifest', body: manifest },
+        { name: 'policy.wasm', body: 'x' },
+        { name: 'data.json', body: '[1]' },
+      ]),
+    ),
     'data_invalid',
   );
 });
 
 test('refuses unsafe archives: path traversal, links, duplicate files, bad checksums', (t) => {
-  const base = [{ name: '.manifest', body: manifest }, { name: 'policy.wasm', body: 'x' }];
+  const base = [
+    { name: '.manifest', body: manifest },
+    { name: 'policy.wasm', body: 'x' },
+  ];
   t.is(refusal(t, tar([...base, { name: '../etc/passwd', body: 'x' }])), 'bundle_malformed');
   t.is(refusal(t, tar([...base, { name: 'link', body: '', type: '2' }])), 'bundle_malformed');
   t.is(refusal(t, tar([...base, { name: '/policy.wasm', body: 'y' }])), 'bundle_malformed');

@@ -27,7 +27,9 @@ test('the documented register input is admitted by the shipped bundle', async (t
 
 for (const action of ['register', 'dispatch', 'api_call', 'mcp_tool_invoke'] as const) {
   test(`the documented reason codes are exactly the ones the ${action} policy can give`, (t) => {
-    const documented = [...section(`### Reason codes of \`${action.replaceAll('_', '.')}\``).matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]).sort();
+    const documented = [...section(`### Reason codes of \`${action.replaceAll('_', '.')}\``).matchAll(/^\| `([a-z_]+)` \|/gm)]
+      .map((m) => m[1])
+      .sort();
     const inPolicy = [...new Set([...rego(action).matchAll(/deny contains "([a-z_]+)"/g)].map((m) => m[1]))].sort();
     t.true(inPolicy.length > 0);
     t.deepEqual(documented, inPolicy);
@@ -45,7 +47,7 @@ test('the documented dispatch input is allowed by the shipped bundle, with a sco
   t.is(decision.score, 100 - 30 * (1 / 4));
 });
 
-test('the documented api.call input is the seed\'s Example 1 and is allowed, with its limits', async (t) => {
+test("the documented api.call input is the seed's Example 1 and is allowed, with its limits", async (t) => {
   const example = /```json\n([\s\S]*?)```/.exec(section('### `api.call`'))?.[1];
   t.truthy(example, 'the doc has an api.call example');
   const engine = createPolicyEngine({ logger: pino({ level: 'silent' }), required: REQUIRED_ENTRYPOINTS });
@@ -54,8 +56,14 @@ test('the documented api.call input is the seed\'s Example 1 and is allowed, wit
   const { decision } = engine.evaluate(ENTRYPOINTS.apiCall, input);
   t.deepEqual(decision.reasons, []);
   t.true(decision.allow);
-  t.deepEqual((decision as unknown as { limits: unknown }).limits, { subject: { rpm: 300, tpm: 2_000_000 }, credential: { rpm: 30_000, tpm: 150_000_000 } });
-  const anthropic = engine.evaluate(ENTRYPOINTS.apiCall, { ...input, resource: { ...input.resource, provider: 'anthropic', operation: 'messages', model: 'claude-3-5-haiku-latest' } });
+  t.deepEqual((decision as unknown as { limits: unknown }).limits, {
+    subject: { rpm: 300, tpm: 2_000_000 },
+    credential: { rpm: 30_000, tpm: 150_000_000 },
+  });
+  const anthropic = engine.evaluate(ENTRYPOINTS.apiCall, {
+    ...input,
+    resource: { ...input.resource, provider: 'anthropic', operation: 'messages', model: 'claude-3-5-haiku-latest' },
+  });
   t.false(anthropic.decision.allow, 'Example 1 grants OpenAI only');
 });
 

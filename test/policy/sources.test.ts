@@ -20,8 +20,7 @@ let bundleFile: string;
 const others: TestGateway[] = [];
 
 type BundleStatus = { active?: { revision: string; digest: string }; lastError: { code: string; message: string } | null };
-const statusOf = async (g: TestGateway) =>
-  (await call<{ bundles: { cynode: BundleStatus } }>(g.url(), '/v1/status')).body.bundles.cynode;
+const statusOf = async (g: TestGateway) => (await call<{ bundles: { cynode: BundleStatus } }>(g.url(), '/v1/status')).body.bundles.cynode;
 
 /** Replaces `path` atomically with the real policies built under another revision. */
 async function publish(path: string, revision: string): Promise<void> {
@@ -34,7 +33,11 @@ test.before(async () => {
   pgDb = await createTestDatabase();
   bundleFile = join(tempDir(), 'bundle.tar.gz');
   copyFileSync(await ensureBundle(), bundleFile);
-  origin = await bootGateway({ env: { CYNODE_BUNDLE: bundleFile, CYNODE_BUNDLE_SERVICE_TOKEN: READER }, roles: ['control'], database: pgDb });
+  origin = await bootGateway({
+    env: { CYNODE_BUNDLE: bundleFile, CYNODE_BUNDLE_SERVICE_TOKEN: READER },
+    roles: ['control'],
+    database: pgDb,
+  });
 });
 test.after.always(async () => {
   await Promise.all(others.map((g) => g.gateway.stop()));
@@ -166,12 +169,26 @@ test.serial('a real `opa run` pulls the bundle from the gateway and answers like
   const opa = spawn(opaBinary(), ['run', '--server', '--addr', `127.0.0.1:${port}`, '--config-file', config], { stdio: 'ignore' });
   t.teardown(() => opa.kill('SIGKILL'));
   const opaUrl = `http://127.0.0.1:${port}`;
-  await eventually(async () => {
-    const r = await fetch(`${opaUrl}/health?bundles`).catch(() => undefined);
-    return r?.status === 200;
-  }, 20_000, 200);
-  const input = { subject: { node_id: 'cloud-us-east-1-01', labels: ['cloud'], region: 'eu-west-1', provider: 'aws', inference_mode: 'provider_api', supported_providers: ['openai'] } };
-  const fromOpa = (await call<{ result: unknown }>(opaUrl, '/v1/data/cynode/register/decision', { json: { input }, token: null })).body.result;
+  await eventually(
+    async () => {
+      const r = await fetch(`${opaUrl}/health?bundles`).catch(() => undefined);
+      return r?.status === 200;
+    },
+    20_000,
+    200,
+  );
+  const input = {
+    subject: {
+      node_id: 'cloud-us-east-1-01',
+      labels: ['cloud'],
+      region: 'eu-west-1',
+      provider: 'aws',
+      inference_mode: 'provider_api',
+      supported_providers: ['openai'],
+    },
+  };
+  const fromOpa = (await call<{ result: unknown }>(opaUrl, '/v1/data/cynode/register/decision', { json: { input }, token: null })).body
+    .result;
   const fromGateway = (await call<{ result: unknown }>(origin.url(), '/v1/data/cynode/register/decision', { json: { input } })).body.result;
   t.deepEqual(fromOpa, fromGateway);
   t.deepEqual(fromGateway, { allow: true, reasons: [] });

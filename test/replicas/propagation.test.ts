@@ -30,7 +30,8 @@ const reasons = async (r: Replica, path: string, input: unknown) => {
   if (res.status !== 200) throw new Error(`decision failed on ${r.url}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.result.reasons;
 };
-const revisionOf = async (r: Replica) => (await call<{ bundles: { cynode: { active?: { revision: string } } } }>(r.url, '/v1/status')).body.bundles.cynode.active?.revision;
+const revisionOf = async (r: Replica) =>
+  (await call<{ bundles: { cynode: { active?: { revision: string } } } }>(r.url, '/v1/status')).body.bundles.cynode.active?.revision;
 
 /** Waits until `check` holds on every replica; returns the ms each one took after `since`. */
 async function onEvery(replicas: Replica[], since: number, limitMs: number, check: (r: Replica) => Promise<boolean>): Promise<number[]> {
@@ -56,7 +57,13 @@ async function publish(path: string, revision: string): Promise<void> {
  * Replica 0 loads the bundle file; replicas 1 and 2 pull it from replica 0's bundle service
  * (the production shape: one source, the others followers) with the given poll delay.
  */
-async function trio(t: ExecutionContext, databaseUrl: string, bundleFile: string, env: Record<string, string>, pollDelayMs: number): Promise<Replicas> {
+async function trio(
+  t: ExecutionContext,
+  databaseUrl: string,
+  bundleFile: string,
+  env: Record<string, string>,
+  pollDelayMs: number,
+): Promise<Replicas> {
   const group = await startReplicas(1, { DATABASE_URL: databaseUrl, CYNODE_BUNDLE: bundleFile, ...env });
   t.teardown(() => group.stop());
   const follow = {
@@ -82,26 +89,42 @@ async function changeAndMeasure(t: ExecutionContext, group: Replicas, bundleFile
     workers.push(await registerWorker(r.url, psk, { node_id: `cloud-${label}-${i}`, supported_models: [`m-${label}`] }));
   }
   for (let i = 0; i < all.length; i++) {
-    t.is((await submitJob(r0.url, { task_id: `task-${label}`, user_id: `user-${label}`, requirements: { models: [`m-${label}`] } })).status, 201);
+    t.is(
+      (await submitJob(r0.url, { task_id: `task-${label}`, user_id: `user-${label}`, requirements: { models: [`m-${label}`] } })).status,
+      201,
+    );
   }
-  for (const [i, r] of all.entries()) t.deepEqual((await poll(r.url, workers[i]!)).body.jobs, [], 'no cloud work before the preference allows it');
+  for (const [i, r] of all.entries())
+    t.deepEqual((await poll(r.url, workers[i]!)).body.jobs, [], 'no cloud work before the preference allows it');
 
   // Kill switch.
   for (const r of all) t.false((await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'));
   let since = Date.now();
   t.is((await call(r0.url, '/v1/settings/cloud_routing.enabled', { method: 'PUT', json: { value: false } })).status, 200);
-  const killMs = await onEvery(all, since, limitMs, async (r) => (await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'));
+  const killMs = await onEvery(all, since, limitMs, async (r) =>
+    (await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'),
+  );
   t.log(`${label}: kill switch reached the 3 replicas in ${killMs.join(', ')} ms`);
   since = Date.now();
   t.is((await call(r0.url, '/v1/settings/cloud_routing.enabled', { method: 'PUT', json: { value: true } })).status, 200);
-  const backMs = await onEvery(all, since, limitMs, async (r) => !(await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'));
+  const backMs = await onEvery(
+    all,
+    since,
+    limitMs,
+    async (r) => !(await reasons(r, 'cynode/dispatch/decision', CLOUD_DISPATCH_INPUT)).includes('cloud_routing_disabled'),
+  );
   t.log(`${label}: kill switch released on the 3 replicas in ${backMs.join(', ')} ms`);
 
   // Another runtime setting: an MCP tool switched off.
   for (const r of all) t.false((await reasons(r, 'cynode/mcp_tool_invoke/decision', TOOL_INPUT)).includes('tool_disabled'));
   since = Date.now();
-  t.is((await call(r0.url, '/v1/settings/mcp.disabled_tools', { method: 'PUT', json: { value: { 'artifacts.artifact_get': true } } })).status, 200);
-  const toolMs = await onEvery(all, since, limitMs, async (r) => (await reasons(r, 'cynode/mcp_tool_invoke/decision', TOOL_INPUT)).includes('tool_disabled'));
+  t.is(
+    (await call(r0.url, '/v1/settings/mcp.disabled_tools', { method: 'PUT', json: { value: { 'artifacts.artifact_get': true } } })).status,
+    200,
+  );
+  const toolMs = await onEvery(all, since, limitMs, async (r) =>
+    (await reasons(r, 'cynode/mcp_tool_invoke/decision', TOOL_INPUT)).includes('tool_disabled'),
+  );
   t.log(`${label}: mcp.disabled_tools reached the 3 replicas in ${toolMs.join(', ')} ms`);
 
   // A preference: the user allows cloud work; each replica's worker then gets its job.

@@ -23,7 +23,11 @@ test.before(async () => {
   await ensureBundle();
   fake = await startFakeProvider();
   db = await createTestDatabase();
-  group = await startReplicas(3, { DATABASE_URL: db.url, CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_MASTER_KEY: randomBytes(32).toString('base64') });
+  group = await startReplicas(3, {
+    DATABASE_URL: db.url,
+    CYNODE_OPENAI_BASE_URL: fake.url,
+    CYNODE_MASTER_KEY: randomBytes(32).toString('base64'),
+  });
   const u0 = group.urls()[0]!;
   psk = (await createPsk(u0)).secret;
   await call(u0, '/v1/credentials', { json: { provider: 'openai', name: 'main', secret: `sk-shared-${randomBytes(16).toString('hex')}` } });
@@ -38,8 +42,21 @@ test.after.always(async () => {
 test.serial('nine workers polling three replicas at once never get the same job twice', async (t) => {
   const urls = group.urls();
   const workers: TestWorker[] = [];
-  for (let i = 0; i < 9; i++) workers.push(await registerWorker(urls[i % 3]!, psk, { node_id: `local-lease-${i}`, labels: ['local'], region: 'onprem', inference_mode: 'ollama_local', supported_providers: [], provider: undefined, max_concurrency: 64 }));
-  await Promise.all(Array.from({ length: JOBS }, (_, i) => submitJob(urls[i % 3]!, { task_id: `task-lease-${i}`, requirements: { labels: ['local'] } })));
+  for (let i = 0; i < 9; i++)
+    workers.push(
+      await registerWorker(urls[i % 3]!, psk, {
+        node_id: `local-lease-${i}`,
+        labels: ['local'],
+        region: 'onprem',
+        inference_mode: 'ollama_local',
+        supported_providers: [],
+        provider: undefined,
+        max_concurrency: 64,
+      }),
+    );
+  await Promise.all(
+    Array.from({ length: JOBS }, (_, i) => submitJob(urls[i % 3]!, { task_id: `task-lease-${i}`, requirements: { labels: ['local'] } })),
+  );
   const handed: string[] = [];
   // Every worker polls its replica in a tight loop until the queue is drained.
   const deadline = Date.now() + 30_000;
@@ -59,7 +76,9 @@ test.serial('nine workers polling three replicas at once never get the same job 
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
   t.teardown(() => client.end());
-  const rows = (await client.query<{ job_id: string; n: string }>('SELECT job_id, count(*) AS n FROM job_attempts GROUP BY job_id HAVING count(*) > 1')).rows;
+  const rows = (
+    await client.query<{ job_id: string; n: string }>('SELECT job_id, count(*) AS n FROM job_attempts GROUP BY job_id HAVING count(*) > 1')
+  ).rows;
   t.deepEqual(rows, [], 'one lease per job in the database');
   t.log(`${JOBS} jobs leased by 9 workers over 3 replicas, ${new Set(handed).size} distinct`);
 });
@@ -69,16 +88,28 @@ test.serial('a worker rate limit and a task budget hold across three replicas', 
   const rpm = 6;
   await call(urls[0]!, '/v1/budgets/task/task-shared', { method: 'PUT', json: { limit_usd: 10 } });
   const worker = await registerWorker(urls[1]!, psk, { node_id: 'cloud-shared-rl', rate_limits: { rpm } });
-  const job = String((await submitJob(urls[2]!, { task_id: 'task-shared', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } })).body.id);
+  const job = String(
+    (await submitJob(urls[2]!, { task_id: 'task-shared', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } })).body.id,
+  );
   let leased = false;
   for (let i = 0; i < 50 && !leased; i++) leased = (await poll(urls[i % 3]!, worker)).body.jobs.some((j) => j.job_id === job);
   t.true(leased);
   const intoWindow = Date.now() % RATE_WINDOW_MS;
   if (intoWindow > RATE_WINDOW_MS - 15_000) await new Promise((r) => setTimeout(r, RATE_WINDOW_MS - intoWindow + 100));
-  const body = { provider: 'openai', operation: 'chat.completions', task_id: 'task-shared', job_id: job, params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 } };
+  const body = {
+    provider: 'openai',
+    operation: 'chat.completions',
+    task_id: 'task-shared',
+    job_id: job,
+    params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 },
+  };
   // Twelve calls at once, four on each replica: exactly the worker's six per minute get through.
   const before = fake.received.length;
-  const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => call<{ error?: { code: string } }>(urls[i % 3]!, '/v1/api/call', { token: worker.token, json: body })));
+  const answers = await Promise.all(
+    Array.from({ length: 12 }, (_, i) =>
+      call<{ error?: { code: string } }>(urls[i % 3]!, '/v1/api/call', { token: worker.token, json: body }),
+    ),
+  );
   const ok = answers.filter((a) => a.status === 200).length;
   t.is(ok, rpm, `${ok} admitted`);
   t.true(answers.filter((a) => a.status !== 200).every((a) => a.status === 429 && a.body.error?.code === 'rate_limited'));

@@ -22,9 +22,21 @@ import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.j
 
 /** Each chained table, its append-only trigger, the CLI's name for it, and an edit that rewrites history (a decision flipped, a call pinned on someone else, an outcome changed). */
 const CHAINS = [
-  { table: 'decision_log', trigger: 'decision_log_append_only', name: 'decision log', column: 'result', forge: `jsonb_set(result, '{allow}', to_jsonb(NOT (result->>'allow')::boolean))` },
+  {
+    table: 'decision_log',
+    trigger: 'decision_log_append_only',
+    name: 'decision log',
+    column: 'result',
+    forge: `jsonb_set(result, '{allow}', to_jsonb(NOT (result->>'allow')::boolean))`,
+  },
   { table: 'api_audit', trigger: 'api_audit_append_only', name: 'api audit', column: 'subject_id', forge: `'someone-else'` },
-  { table: 'tool_audit', trigger: 'tool_audit_append_only', name: 'tool audit', column: 'outcome', forge: `CASE WHEN outcome = 'ok' THEN 'denied' ELSE 'ok' END` },
+  {
+    table: 'tool_audit',
+    trigger: 'tool_audit_append_only',
+    name: 'tool audit',
+    column: 'outcome',
+    forge: `CASE WHEN outcome = 'ok' THEN 'denied' ELSE 'ok' END`,
+  },
 ] as const;
 
 let db: TestDatabase;
@@ -33,7 +45,8 @@ let gw: BootedGateway | undefined;
 let superuser: pg.Client;
 
 const verify = () => runCli(['audit', 'verify'], { DATABASE_URL: db.url, CYNODE_LOG_LEVEL: 'silent' });
-const seqs = async (table: string) => ((await superuser.query(`select seq from ${table} order by seq`)).rows as { seq: string }[]).map((r) => r.seq);
+const seqs = async (table: string) =>
+  ((await superuser.query(`select seq from ${table} order by seq`)).rows as { seq: string }[]).map((r) => r.seq);
 /** Runs `sql` on `table` with its append-only trigger off, as a superuser can. */
 const behindTrigger = async (chain: (typeof CHAINS)[number], sql: string, params: unknown[] = []) => {
   await superuser.query(`ALTER TABLE ${chain.table} DISABLE TRIGGER ${chain.trigger}`);
@@ -53,20 +66,41 @@ test.before(async () => {
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
   await call(base, '/v1/budgets/task/task-a', { method: 'PUT', json: { limit_usd: 1 } });
   const worker = await registerWorker(base, (await createPsk(base)).secret);
-  const jobId = String((await submitJob(base, { task_id: 'task-a', user_id: 'user-a', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } })).body.id);
+  const jobId = String(
+    (await submitJob(base, { task_id: 'task-a', user_id: 'user-a', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } }))
+      .body.id,
+  );
   await eventually(async () => (await poll(base, worker)).body.jobs.some((j) => j.job_id === jobId), 10_000);
   // api.call over REST (allowed, and denied at the first gate), and as MCP tool calls.
   const params = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 };
   for (let i = 0; i < 3; i++) {
-    const res = await call(base, '/v1/api/call', { token: worker.token, json: { provider: 'openai', operation: 'chat.completions', task_id: 'task-a', job_id: jobId, params } });
+    const res = await call(base, '/v1/api/call', {
+      token: worker.token,
+      json: { provider: 'openai', operation: 'chat.completions', task_id: 'task-a', job_id: jobId, params },
+    });
     if (res.status !== 200) throw new Error(`api.call failed: ${JSON.stringify(res.body)}`);
   }
-  await call(base, '/v1/api/call', { token: worker.token, json: { provider: 'openai', operation: 'chat.completions', task_id: 'task-a', job_id: jobId, params: { ...params, model: 'gpt-nope' } } });
+  await call(base, '/v1/api/call', {
+    token: worker.token,
+    json: { provider: 'openai', operation: 'chat.completions', task_id: 'task-a', job_id: jobId, params: { ...params, model: 'gpt-nope' } },
+  });
   for (const job of [jobId, randomUUID(), randomUUID()]) {
     await fetch(`${gw.url('mcp')}/mcp`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${worker.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'api.call', arguments: { provider: 'openai', operation: 'chat.completions', task_id: 'task-a', job_id: job, params } } }),
+      headers: {
+        authorization: `Bearer ${worker.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: {
+          name: 'api.call',
+          arguments: { provider: 'openai', operation: 'chat.completions', task_id: 'task-a', job_id: job, params },
+        },
+      }),
     }).then((r) => r.arrayBuffer());
   }
   await gw.gateway.stop(); // flushes every log; the chains are now what an operator would verify
@@ -101,15 +135,20 @@ test.serial('an edited row is found in every chain, by its sequence number; rest
   for (const chain of CHAINS) {
     const all = await seqs(chain.table);
     const seq = all[Math.floor(all.length / 2)]!;
-    const original = ((await superuser.query(`select ${chain.column}::text as v from ${chain.table} where seq = $1`, [seq])).rows[0] as { v: string | null }).v;
+    const original = (
+      (await superuser.query(`select ${chain.column}::text as v from ${chain.table} where seq = $1`, [seq])).rows[0] as { v: string | null }
+    ).v;
     await behindTrigger(chain, `UPDATE ${chain.table} SET ${chain.column} = ${chain.forge} WHERE seq = $1`, [seq]);
-    const changed = ((await superuser.query(`select ${chain.column}::text as v from ${chain.table} where seq = $1`, [seq])).rows[0] as { v: string | null }).v;
+    const changed = (
+      (await superuser.query(`select ${chain.column}::text as v from ${chain.table} where seq = $1`, [seq])).rows[0] as { v: string | null }
+    ).v;
     t.not(changed, original, `${chain.table}: the edit changed something`);
     edited.set(chain.table, { seq, original });
   }
   const bad = await verify();
   t.is(bad.code, 1);
-  for (const chain of CHAINS) t.true(bad.stdout.includes(`${chain.name}: chain broken at seq ${edited.get(chain.table)!.seq} (hash_mismatch)`), bad.stdout);
+  for (const chain of CHAINS)
+    t.true(bad.stdout.includes(`${chain.name}: chain broken at seq ${edited.get(chain.table)!.seq} (hash_mismatch)`), bad.stdout);
 
   for (const chain of CHAINS) {
     const { seq, original } = edited.get(chain.table)!;
@@ -134,7 +173,10 @@ test.serial('a deleted row is found in every chain, in the middle or at the star
     t.is(bad.code, 1, `${where}: ${bad.stdout}`);
     for (const chain of CHAINS) {
       // The row after the gap no longer links to its predecessor.
-      t.true(bad.stdout.includes(`${chain.name}: chain broken at seq ${removed.get(chain.table)!.next} (link_broken)`), `${where}: ${bad.stdout}`);
+      t.true(
+        bad.stdout.includes(`${chain.name}: chain broken at seq ${removed.get(chain.table)!.next} (link_broken)`),
+        `${where}: ${bad.stdout}`,
+      );
     }
     for (const chain of CHAINS) {
       await superuser.query(`INSERT INTO ${chain.table} SELECT * FROM saved_${chain.table}`);
@@ -163,7 +205,11 @@ test.serial('every column of every chained table is covered by its hash: changin
   t.teardown(() => db2.close());
   const quiet = pino({ level: 'silent' });
   const options = { bufferSize: 1, flushIntervalMs: 60_000, enqueueTimeoutMs: 1 };
-  const verifiers = { decision_log: createDecisionLog(db2.knex, quiet, options), api_audit: createAuditLog(db2.knex, quiet, options), tool_audit: createToolAudit(db2.knex, quiet, options) };
+  const verifiers = {
+    decision_log: createDecisionLog(db2.knex, quiet, options),
+    api_audit: createAuditLog(db2.knex, quiet, options),
+    tool_audit: createToolAudit(db2.knex, quiet, options),
+  };
   let edits = 0;
   for (const chain of CHAINS) {
     const verifier = verifiers[chain.table];
@@ -171,7 +217,12 @@ test.serial('every column of every chained table is covered by its hash: changin
     const all = await seqs(chain.table);
     const seq = all[Math.floor(all.length / 2)]!;
     const columns = (
-      (await superuser.query("select column_name, data_type from information_schema.columns where table_name = $1 and column_name not in ('seq', 'prev_hash', 'hash')", [chain.table])).rows as {
+      (
+        await superuser.query(
+          "select column_name, data_type from information_schema.columns where table_name = $1 and column_name not in ('seq', 'prev_hash', 'hash')",
+          [chain.table],
+        )
+      ).rows as {
         column_name: string;
         data_type: string;
       }[]

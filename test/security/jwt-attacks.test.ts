@@ -54,7 +54,10 @@ interface Sent {
 }
 
 /** One HTTP request, its answer kept for the secrets scan. */
-async function send(url: string, init: { method?: string; token?: string | null; headers?: Record<string, string>; json?: unknown; body?: string } = {}): Promise<Sent> {
+async function send(
+  url: string,
+  init: { method?: string; token?: string | null; headers?: Record<string, string>; json?: unknown; body?: string } = {},
+): Promise<Sent> {
   const headers: Record<string, string> = { ...init.headers };
   if (init.token) headers.authorization = `Bearer ${init.token}`;
   let body = init.body;
@@ -97,7 +100,13 @@ const reservePort = () =>
   });
 
 const rpc = (method: string, params: Record<string, unknown> = {}) => ({ jsonrpc: '2.0', id: randomUUID(), method, params });
-const apiCallBody = (task: string, job: string | undefined) => ({ provider: 'openai', operation: 'chat.completions', task_id: task, ...(job && { job_id: job }), params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 8 } });
+const apiCallBody = (task: string, job: string | undefined) => ({
+  provider: 'openai',
+  operation: 'chat.completions',
+  task_id: task,
+  ...(job && { job_id: job }),
+  params: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }], max_tokens: 8 },
+});
 
 test.before(async () => {
   fake = await startFakeProvider();
@@ -112,21 +121,41 @@ test.before(async () => {
     roles: ['control', 'mcp', 'egress'],
     logger: logs.logger,
   });
-  gate = createFinalGate({ gatewayUrl: gw.url('control'), audience: ARTIFACTS_AUDIENCE, bundleToken: BUNDLE_READER_TOKEN, logger: logs.logger });
+  gate = createFinalGate({
+    gatewayUrl: gw.url('control'),
+    audience: ARTIFACTS_AUDIENCE,
+    bundleToken: BUNDLE_READER_TOKEN,
+    logger: logs.logger,
+  });
   await gate.ready;
   await release();
-  artifacts = await startArtifactServer({ knex: gw.gateway.db.knex, gate, logger: logs.logger, host: '127.0.0.1', port, maxBodyBytes: 1_048_576 });
+  artifacts = await startArtifactServer({
+    knex: gw.gateway.db.knex,
+    gate,
+    logger: logs.logger,
+    host: '127.0.0.1',
+    port,
+    maxBodyBytes: 1_048_576,
+  });
   const admin = TEST_ADMIN_TOKEN;
-  const credential = await send(control('/v1/credentials'), { token: admin, json: { provider: 'openai', name: 'main', secret: PROVIDER_KEY } });
+  const credential = await send(control('/v1/credentials'), {
+    token: admin,
+    json: { provider: 'openai', name: 'main', secret: PROVIDER_KEY },
+  });
   if (credential.status !== 201) throw new Error(`credential not stored: ${credential.status}`);
   await send(control('/v1/preferences/system/default/cloud_allowed'), { method: 'PUT', token: admin, json: { value: true } });
-  for (const task of ['task-s', 'task-fwd', 'task-r']) await send(control(`/v1/budgets/task/${task}`), { method: 'PUT', token: admin, json: { limit_usd: 5 } });
+  for (const task of ['task-s', 'task-fwd', 'task-r'])
+    await send(control(`/v1/budgets/task/${task}`), { method: 'PUT', token: admin, json: { limit_usd: 5 } });
   const created = await send(control('/v1/psks'), { token: admin, json: { name: 'security' } });
   psk = handedOut(String(created.body.secret));
   const registered = await send(control('/register'), { headers: { 'x-cynode-psk': psk }, json: { ...SEED_WORKER, max_concurrency: 4 } });
   worker = { nodeId: SEED_WORKER.node_id, token: handedOut(String(registered.body.token)) };
   issuedTokens.add(worker.token);
-  const job = await send(control('/v1/jobs'), { token: admin, headers: { 'idempotency-key': randomUUID() }, json: { task_id: 'task-s', user_id: 'user-s', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } } });
+  const job = await send(control('/v1/jobs'), {
+    token: admin,
+    headers: { 'idempotency-key': randomUUID() },
+    json: { task_id: 'task-s', user_id: 'user-s', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } },
+  });
   jobId = String(job.body.id);
   await eventually(async () => {
     const polled = await send(control('/jobs/poll'), { token: worker.token, json: {} });
@@ -137,7 +166,9 @@ test.before(async () => {
   const agent = await send(control('/v1/agent-tokens'), { token: worker.token, json: { agent_type: 'pm', job_id: jobId } });
   agentToken = handedOut(String(agent.body.token));
   issuedTokens.add(agentToken);
-  publicJwk = ((await send(control('/.well-known/jwks.json'))).body as { keys: JWK[] }).keys.find((k) => k.kid === gw.gateway.keys.current().kid)!;
+  publicJwk = ((await send(control('/.well-known/jwks.json'))).body as { keys: JWK[] }).keys.find(
+    (k) => k.kid === gw.gateway.keys.current().kid,
+  )!;
 });
 
 test.after.always(async () => {
@@ -174,9 +205,19 @@ const workerSurfaces = () =>
   [
     ['GET /jobs', (token: string) => send(control('/jobs'), { method: 'GET', token })],
     ['POST /jobs/poll', (token: string) => send(control('/jobs/poll'), { token, json: {} })],
-    ['POST /status', (token: string) => send(control('/status'), { token, json: { health: { ok: true }, jobs: [{ job_id: jobId, lease_id: leaseId }] } })],
-    ['POST /result', (token: string) => send(control('/result'), { token, json: { job_id: jobId, lease_id: leaseId, status: 'succeeded', result: { stolen: true } } })],
-    ['POST /v1/agent-tokens', (token: string) => send(control('/v1/agent-tokens'), { token, json: { agent_type: 'sandbox', job_id: jobId } })],
+    [
+      'POST /status',
+      (token: string) => send(control('/status'), { token, json: { health: { ok: true }, jobs: [{ job_id: jobId, lease_id: leaseId }] } }),
+    ],
+    [
+      'POST /result',
+      (token: string) =>
+        send(control('/result'), { token, json: { job_id: jobId, lease_id: leaseId, status: 'succeeded', result: { stolen: true } } }),
+    ],
+    [
+      'POST /v1/agent-tokens',
+      (token: string) => send(control('/v1/agent-tokens'), { token, json: { agent_type: 'sandbox', job_id: jobId } }),
+    ],
     ['POST /v1/api/call', (token: string) => send(control('/v1/api/call'), { token, json: apiCallBody('task-s', jobId) })],
     ['POST /mcp', (token: string) => send(mcpUrl(), { token, headers: { accept: MCP_ACCEPT }, json: rpc('tools/list') })],
   ] as const;
@@ -199,10 +240,27 @@ function egressClaims(audience = 'cynode-egress') {
       budget: { task: { limit_usd: 5, spent_usd: 0, reserved_usd: 0, remaining_usd: 5 }, user: null, subject: null },
     },
   };
-  return { issuer: 'cynode-gateway', audience, subject: 'orchestrator:admin', entrypoint: ENTRYPOINTS.apiCall, input, revision: 'test-suite' };
+  return {
+    issuer: 'cynode-gateway',
+    audience,
+    subject: 'orchestrator:admin',
+    entrypoint: ENTRYPOINTS.apiCall,
+    input,
+    revision: 'test-suite',
+  };
 }
-const egressBody = () => JSON.stringify({ request_id: randomUUID(), provider: 'openai', operation: 'chat.completions', params: apiCallBody('task-fwd', undefined).params });
-const sendEgress = (body: string, token: string | undefined) => send(egressUrl(), { body, headers: { 'content-type': 'application/json', ...(token !== undefined && { [FORWARD_TOKEN_HEADER]: token }) } });
+const egressBody = () =>
+  JSON.stringify({
+    request_id: randomUUID(),
+    provider: 'openai',
+    operation: 'chat.completions',
+    params: apiCallBody('task-fwd', undefined).params,
+  });
+const sendEgress = (body: string, token: string | undefined) =>
+  send(egressUrl(), {
+    body,
+    headers: { 'content-type': 'application/json', ...(token !== undefined && { [FORWARD_TOKEN_HEADER]: token }) },
+  });
 
 /** A forward token the MCP gateway would send the artifact server for a tools/call `body`. */
 function artifactClaims(audience = ARTIFACTS_AUDIENCE) {
@@ -212,18 +270,31 @@ function artifactClaims(audience = ARTIFACTS_AUDIENCE) {
     resource: { tool: 'artifacts.artifact_list', server: 'artifacts', name: 'artifact_list' },
     context: { task_id: 'task-s', job_id: jobId, lease_active: true, arguments: { task_id: 'task-s' } },
   };
-  return { issuer: 'cynode-gateway', audience, subject: `mcp:${worker.nodeId}`, entrypoint: ENTRYPOINTS.mcpToolInvoke, input, revision: 'test-suite' };
+  return {
+    issuer: 'cynode-gateway',
+    audience,
+    subject: `mcp:${worker.nodeId}`,
+    entrypoint: ENTRYPOINTS.mcpToolInvoke,
+    input,
+    revision: 'test-suite',
+  };
 }
 const artifactBody = () => JSON.stringify(rpc('tools/call', { name: 'artifact_list', arguments: { task_id: 'task-s' } }));
 const sendArtifact = (body: string, token: string | undefined) =>
-  send(artifacts.url, { body, headers: { 'content-type': 'application/json', accept: MCP_ACCEPT, ...(token !== undefined && { [FORWARD_TOKEN_HEADER]: token }) } });
+  send(artifacts.url, {
+    body,
+    headers: { 'content-type': 'application/json', accept: MCP_ACCEPT, ...(token !== undefined && { [FORWARD_TOKEN_HEADER]: token }) },
+  });
 
 test.serial('the genuine tokens work on every surface (so each refusal below is the token being refused)', async (t) => {
   for (const [name, attempt] of workerSurfaces()) {
     if (name === 'POST /result') continue; // would finish the job the other checks need
     const res = await attempt(worker.token);
     if (typeof res.body?.token === 'string') issuedTokens.add(handedOut(res.body.token as string));
-    t.true(res.status < 400 || ['job_not_leased', 'policy_denied'].includes(String(codeOf(res.body))), `${name}: ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
+    t.true(
+      res.status < 400 || ['job_not_leased', 'policy_denied'].includes(String(codeOf(res.body))),
+      `${name}: ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`,
+    );
     t.not(res.status, 401, name);
   }
   const asAgent = await send(mcpUrl(), { token: agentToken, headers: { accept: MCP_ACCEPT }, json: rpc('tools/list') });
@@ -238,25 +309,33 @@ test.serial('the genuine tokens work on every surface (so each refusal below is 
   // The JWKS the targets trust publishes public halves only.
   const jwks = (await send(control('/.well-known/jwks.json'))).body as { keys: Record<string, unknown>[] };
   t.true(jwks.keys.length > 0);
-  for (const k of jwks.keys) t.deepEqual(['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'].filter((member) => member in k), [], `no private member in ${String(k.kid)}`);
+  for (const k of jwks.keys)
+    t.deepEqual(
+      ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'].filter((member) => member in k),
+      [],
+      `no private member in ${String(k.kid)}`,
+    );
 });
 
-test.serial('a token issued a little ahead of this clock (replica skew, within MAX_CLOCK_SKEW_S) is still accepted; further ahead it is not', async (t) => {
-  const key = gw.gateway.keys.current();
-  const claims = decodeJwt(worker.token) as Record<string, unknown>;
-  const at = (aheadS: number) => {
-    const iat = Math.floor(Date.now() / 1000) + aheadS;
-    return sign(key.privateKey, decodeProtectedHeader(worker.token) as Record<string, unknown>, { ...claims, iat, exp: iat + 600 });
-  };
-  const near = await at(MAX_CLOCK_SKEW_S - 2);
-  craftedTokens.add(near);
-  t.is((await send(control('/jobs/poll'), { token: near, json: {} })).status, 200);
-  const far = await at(MAX_CLOCK_SKEW_S + 5);
-  craftedTokens.add(far);
-  const refused = await send(control('/jobs/poll'), { token: far, json: {} });
-  t.is(refused.status, 401);
-  t.is(codeOf(refused.body), 'token_invalid');
-});
+test.serial(
+  'a token issued a little ahead of this clock (replica skew, within MAX_CLOCK_SKEW_S) is still accepted; further ahead it is not',
+  async (t) => {
+    const key = gw.gateway.keys.current();
+    const claims = decodeJwt(worker.token) as Record<string, unknown>;
+    const at = (aheadS: number) => {
+      const iat = Math.floor(Date.now() / 1000) + aheadS;
+      return sign(key.privateKey, decodeProtectedHeader(worker.token) as Record<string, unknown>, { ...claims, iat, exp: iat + 600 });
+    };
+    const near = await at(MAX_CLOCK_SKEW_S - 2);
+    craftedTokens.add(near);
+    t.is((await send(control('/jobs/poll'), { token: near, json: {} })).status, 200);
+    const far = await at(MAX_CLOCK_SKEW_S + 5);
+    craftedTokens.add(far);
+    const refused = await send(control('/jobs/poll'), { token: far, json: {} });
+    t.is(refused.status, 401);
+    t.is(codeOf(refused.body), 'token_invalid');
+  },
+);
 
 test.serial('worker API, /v1/api/call and /mcp refuse every forged, tampered or misused worker token', async (t) => {
   const attacks = await jwtAttacks(base(worker.token));
@@ -282,7 +361,13 @@ test.serial('worker API, /v1/api/call and /mcp refuse every forged, tampered or 
 
 test.serial('/mcp refuses every forged, tampered or misused agent token', async (t) => {
   const attacks = await jwtAttacks(base(agentToken));
-  await refuseAll(t, 'POST /mcp (agent)', attacks, (token) => send(mcpUrl(), { token, headers: { accept: MCP_ACCEPT }, json: rpc('tools/list') }), WORKER_REFUSAL);
+  await refuseAll(
+    t,
+    'POST /mcp (agent)',
+    attacks,
+    (token) => send(mcpUrl(), { token, headers: { accept: MCP_ACCEPT }, json: rpc('tools/list') }),
+    WORKER_REFUSAL,
+  );
   t.is((await send(mcpUrl(), { token: agentToken, headers: { accept: MCP_ACCEPT }, json: rpc('tools/list') })).status, 200);
 });
 
@@ -295,7 +380,12 @@ test.serial('tokens of one kind are refused where another kind is required', asy
   const misuse = (tokens: Record<string, string>): Attack[] => Object.entries(tokens).map(([name, token]) => ({ name, token }));
 
   // An agent token reaches the MCP gateway only; forward tokens are for target services only.
-  const notWorker = misuse({ 'agent token': agentToken, 'egress forward token': egressToken, 'upstream forward token': artifactToken, 'bundle reader token': BUNDLE_READER_TOKEN });
+  const notWorker = misuse({
+    'agent token': agentToken,
+    'egress forward token': egressToken,
+    'upstream forward token': artifactToken,
+    'bundle reader token': BUNDLE_READER_TOKEN,
+  });
   for (const [name, attempt] of workerSurfaces()) {
     const attacks = name === 'POST /mcp' ? notWorker.filter((a) => a.token !== agentToken) : notWorker;
     await refuseAll(t, name, attacks, attempt, WORKER_REFUSAL);
@@ -307,10 +397,22 @@ test.serial('tokens of one kind are refused where another kind is required', asy
   const workerClaims = decodeJwt(worker.token) as Record<string, unknown>;
   const agentClaims = decodeJwt(agentToken) as Record<string, unknown>;
   const confused = [
-    { name: 'worker claims under the agent typ', token: await sign(key.privateKey, { typ: 'cynode-agent+jwt', kid: key.kid }, workerClaims) },
-    { name: 'worker claims under the agent typ and aud', token: await sign(key.privateKey, { typ: 'cynode-agent+jwt', kid: key.kid }, { ...workerClaims, aud: 'cynode-mcp' }) },
-    { name: 'agent claims under the worker typ', token: await sign(key.privateKey, { typ: 'cynode-worker+jwt', kid: key.kid }, agentClaims) },
-    { name: 'agent claims under the forward typ', token: await sign(key.privateKey, { typ: 'cynode-forward+jwt', kid: key.kid }, agentClaims) },
+    {
+      name: 'worker claims under the agent typ',
+      token: await sign(key.privateKey, { typ: 'cynode-agent+jwt', kid: key.kid }, workerClaims),
+    },
+    {
+      name: 'worker claims under the agent typ and aud',
+      token: await sign(key.privateKey, { typ: 'cynode-agent+jwt', kid: key.kid }, { ...workerClaims, aud: 'cynode-mcp' }),
+    },
+    {
+      name: 'agent claims under the worker typ',
+      token: await sign(key.privateKey, { typ: 'cynode-worker+jwt', kid: key.kid }, agentClaims),
+    },
+    {
+      name: 'agent claims under the forward typ',
+      token: await sign(key.privateKey, { typ: 'cynode-forward+jwt', kid: key.kid }, agentClaims),
+    },
   ];
   for (const [name, attempt] of workerSurfaces()) await refuseAll(t, name, confused, attempt, WORKER_REFUSAL);
 
@@ -321,13 +423,30 @@ test.serial('tokens of one kind are refused where another kind is required', asy
   await refuseAll(
     t,
     'egress',
-    misuse({ 'worker token': worker.token, 'agent token': agentToken, 'admin token': TEST_ADMIN_TOKEN, 'upstream-audience forward token': crossAudience, 'upstream forward token': artifactToken }),
+    misuse({
+      'worker token': worker.token,
+      'agent token': agentToken,
+      'admin token': TEST_ADMIN_TOKEN,
+      'upstream-audience forward token': crossAudience,
+      'upstream forward token': artifactToken,
+    }),
     (token) => sendEgress(forEgress, token),
     { status: 401, invalid: 'forward_token_invalid' },
   );
-  const otherAction = await signForwardToken(gw.gateway.keys.current(), { ...egressClaims(), entrypoint: ENTRYPOINTS.mcpToolInvoke }, forEgress, 10_000);
+  const otherAction = await signForwardToken(
+    gw.gateway.keys.current(),
+    { ...egressClaims(), entrypoint: ENTRYPOINTS.mcpToolInvoke },
+    forEgress,
+    10_000,
+  );
   craftedTokens.add(otherAction);
-  await refuseAll(t, 'egress', misuse({ 'egress-audience token for another action': otherAction }), (token) => sendEgress(forEgress, token), { status: 401, invalid: 'forward_token_invalid' });
+  await refuseAll(
+    t,
+    'egress',
+    misuse({ 'egress-audience token for another action': otherAction }),
+    (token) => sendEgress(forEgress, token),
+    { status: 401, invalid: 'forward_token_invalid' },
+  );
   const missing = await sendEgress(forEgress, undefined);
   t.is(missing.status, 401);
   t.is(codeOf(missing.body), 'forward_token_invalid');
@@ -339,15 +458,30 @@ test.serial('tokens of one kind are refused where another kind is required', asy
   await refuseAll(
     t,
     'artifact server',
-    misuse({ 'worker token': worker.token, 'agent token': agentToken, 'admin token': TEST_ADMIN_TOKEN, 'egress-audience forward token': egressAudience, 'egress forward token': egressToken }),
+    misuse({
+      'worker token': worker.token,
+      'agent token': agentToken,
+      'admin token': TEST_ADMIN_TOKEN,
+      'egress-audience forward token': egressAudience,
+      'egress forward token': egressToken,
+    }),
     (token) => sendArtifact(forUpstream, token),
     { status: 401, invalid: 'forward_token_invalid' },
   );
 
   // Admin routes take the admin token only; the bundle reader's token is known but not enough.
   const adminMisuse = misuse({ 'worker token': worker.token, 'agent token': agentToken, 'forward token': egressToken });
-  await refuseAll(t, 'GET /v1/status', adminMisuse, (token) => send(control('/v1/status'), { token }), { status: 401, invalid: 'unauthorized' });
-  await refuseAll(t, 'GET /v1/status', misuse({ 'bundle reader token': BUNDLE_READER_TOKEN }), (token) => send(control('/v1/status'), { token }), { status: 403, invalid: 'forbidden' });
+  await refuseAll(t, 'GET /v1/status', adminMisuse, (token) => send(control('/v1/status'), { token }), {
+    status: 401,
+    invalid: 'unauthorized',
+  });
+  await refuseAll(
+    t,
+    'GET /v1/status',
+    misuse({ 'bundle reader token': BUNDLE_READER_TOKEN }),
+    (token) => send(control('/v1/status'), { token }),
+    { status: 403, invalid: 'forbidden' },
+  );
 });
 
 test.serial('API Egress refuses every forged or tampered forward token', async (t) => {
@@ -355,7 +489,10 @@ test.serial('API Egress refuses every forged or tampered forward token', async (
   const genuine = await signForwardToken(gw.gateway.keys.current(), egressClaims(), body, 30_000);
   craftedTokens.add(genuine);
   const attacks = await jwtAttacks(base(genuine));
-  attacks.push({ name: 'lifetime longer than forward tokens live', token: await signForwardToken(gw.gateway.keys.current(), egressClaims(), body, 3_600_000) });
+  attacks.push({
+    name: 'lifetime longer than forward tokens live',
+    token: await signForwardToken(gw.gateway.keys.current(), egressClaims(), body, 3_600_000),
+  });
   await refuseAll(t, 'egress', attacks, (token) => sendEgress(body, token), { status: 401, invalid: 'forward_token_invalid' });
   t.is(fake.received.filter((r) => JSON.stringify(r.body).includes('task-fwd')).length, 0, 'no forged call reached the provider');
 });
@@ -365,7 +502,10 @@ test.serial('the upstream final gate refuses every forged or tampered forward to
   const genuine = await signForwardToken(gw.gateway.keys.current(), artifactClaims(), body, 30_000);
   craftedTokens.add(genuine);
   const attacks = await jwtAttacks(base(genuine));
-  attacks.push({ name: 'lifetime longer than forward tokens live', token: await signForwardToken(gw.gateway.keys.current(), artifactClaims(), body, 3_600_000) });
+  attacks.push({
+    name: 'lifetime longer than forward tokens live',
+    token: await signForwardToken(gw.gateway.keys.current(), artifactClaims(), body, 3_600_000),
+  });
   await refuseAll(t, 'artifact server', attacks, (token) => sendArtifact(body, token), { status: 401, invalid: 'forward_token_invalid' });
 });
 
@@ -377,7 +517,10 @@ test.serial('admin routes refuse JWTs and near-miss admin tokens', async (t) => 
       ['admin token minus a character', TEST_ADMIN_TOKEN.slice(0, -1)],
       ['admin token upper-cased', TEST_ADMIN_TOKEN.toUpperCase()],
       ['admin token base64', Buffer.from(TEST_ADMIN_TOKEN).toString('base64')],
-      ['admin token as a JWT subject', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'admin', token: TEST_ADMIN_TOKEN.slice(0, 8) })).toString('base64url')}.`],
+      [
+        'admin token as a JWT subject',
+        `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'admin', token: TEST_ADMIN_TOKEN.slice(0, 8) })).toString('base64url')}.`,
+      ],
     ].map(([name, token]) => ({ name: name!, token: token! })),
   ];
   const routes: [string, (token: string) => Promise<Sent>][] = [
@@ -385,23 +528,51 @@ test.serial('admin routes refuse JWTs and near-miss admin tokens', async (t) => 
     ['GET /v1/credentials', (token) => send(control('/v1/credentials'), { token })],
     ['POST /v1/psks', (token) => send(control('/v1/psks'), { token, json: { name: 'stolen' } })],
     ['POST /v1/keys/rotate', (token) => send(control('/v1/keys/rotate'), { method: 'POST', token })],
-    ['PUT /v1/settings/cloud_routing.enabled', (token) => send(control('/v1/settings/cloud_routing.enabled'), { method: 'PUT', token, json: { value: false } })],
+    [
+      'PUT /v1/settings/cloud_routing.enabled',
+      (token) => send(control('/v1/settings/cloud_routing.enabled'), { method: 'PUT', token, json: { value: false } }),
+    ],
     ['GET /v1/audit', (token) => send(control('/v1/audit'), { token })],
-    ['POST /v1/data/cynode/register/decision', (token) => send(control('/v1/data/cynode/register/decision'), { token, json: { input: {} } })],
+    [
+      'POST /v1/data/cynode/register/decision',
+      (token) => send(control('/v1/data/cynode/register/decision'), { token, json: { input: {} } }),
+    ],
     ['GET /v1/bundles/cynode', (token) => send(control('/v1/bundles/cynode'), { token })],
     ['GET /v1/workers', (token) => send(control('/v1/workers'), { token })],
-    ['POST /v1/jobs', (token) => send(control('/v1/jobs'), { token, headers: { 'idempotency-key': randomUUID() }, json: { task_id: 'task-x', payload: { kind: 'echo' } } })],
+    [
+      'POST /v1/jobs',
+      (token) =>
+        send(control('/v1/jobs'), {
+          token,
+          headers: { 'idempotency-key': randomUUID() },
+          json: { task_id: 'task-x', payload: { kind: 'echo' } },
+        }),
+    ],
     ['GET /v1/decisions/{id}', (token) => send(control(`/v1/decisions/${randomUUID()}`), { token })],
-    ['PUT /v1/preferences/system/default/cloud_allowed', (token) => send(control('/v1/preferences/system/default/cloud_allowed'), { method: 'PUT', token, json: { value: false } })],
-    ['PUT /v1/budgets/task/task-s', (token) => send(control('/v1/budgets/task/task-s'), { method: 'PUT', token, json: { limit_usd: 1_000_000 } })],
-    ['POST /v1/credentials', (token) => send(control('/v1/credentials'), { token, json: { provider: 'openai', name: 'planted', secret: 'sk-planted-by-an-attacker' } })],
+    [
+      'PUT /v1/preferences/system/default/cloud_allowed',
+      (token) => send(control('/v1/preferences/system/default/cloud_allowed'), { method: 'PUT', token, json: { value: false } }),
+    ],
+    [
+      'PUT /v1/budgets/task/task-s',
+      (token) => send(control('/v1/budgets/task/task-s'), { method: 'PUT', token, json: { limit_usd: 1_000_000 } }),
+    ],
+    [
+      'POST /v1/credentials',
+      (token) =>
+        send(control('/v1/credentials'), { token, json: { provider: 'openai', name: 'planted', secret: 'sk-planted-by-an-attacker' } }),
+    ],
     ['DELETE /v1/psks/{id}', (token) => send(control(`/v1/psks/${pskId(psk)}`), { method: 'DELETE', token })],
   ];
   let sent = 0;
   for (const [name, attempt] of routes) sent += await refuseAll(t, name, attacks, attempt, { status: 401, invalid: 'unauthorized' });
   t.log(`${sent} admin-route attacks refused`);
   // Other ways of presenting the token are not accepted either.
-  for (const headers of <Record<string, string>[]>[{ authorization: `Basic ${Buffer.from(`admin:${TEST_ADMIN_TOKEN}`).toString('base64')}` }, { authorization: `Bearer ${TEST_ADMIN_TOKEN} ${TEST_ADMIN_TOKEN}` }, { 'x-api-key': TEST_ADMIN_TOKEN }]) {
+  for (const headers of <Record<string, string>[]>[
+    { authorization: `Basic ${Buffer.from(`admin:${TEST_ADMIN_TOKEN}`).toString('base64')}` },
+    { authorization: `Bearer ${TEST_ADMIN_TOKEN} ${TEST_ADMIN_TOKEN}` },
+    { 'x-api-key': TEST_ADMIN_TOKEN },
+  ]) {
     const res = await send(control('/v1/status'), { headers });
     t.is(res.status, 401, JSON.stringify(headers).slice(0, 40));
     t.is(codeOf(res.body), 'unauthorized');
@@ -416,12 +587,34 @@ test.serial('admin routes refuse JWTs and near-miss admin tokens', async (t) => 
 });
 
 test.serial('admin routes cannot be reached around the token by spelling the path differently', async (t) => {
-  const tricks = ['/V1/STATUS', '/v1/Status', '/v1/status/', '//v1/status', '/v1//status', '/v1/./status', '/./v1/status', '/v1/jobs/../status', '/%2e/v1/status', '/v1/%73tatus', '/v1/status;x', '/v1/status%2f', '/v1/status%00', '/V1/PSKS', '/v1/psks//', '/v1/credentials/', '/v1/workers?admin=true', '/v1/audit#'];
+  const tricks = [
+    '/V1/STATUS',
+    '/v1/Status',
+    '/v1/status/',
+    '//v1/status',
+    '/v1//status',
+    '/v1/./status',
+    '/./v1/status',
+    '/v1/jobs/../status',
+    '/%2e/v1/status',
+    '/v1/%73tatus',
+    '/v1/status;x',
+    '/v1/status%2f',
+    '/v1/status%00',
+    '/V1/PSKS',
+    '/v1/psks//',
+    '/v1/credentials/',
+    '/v1/workers?admin=true',
+    '/v1/audit#',
+  ];
   for (const path of tricks) {
     for (const token of [null, worker.token]) {
       const res = await send(`${gw.url('control')}${path}`, { method: 'GET', token });
       t.true([401, 404, 405].includes(res.status), `${path}: ${res.status}`);
-      t.true(['unauthorized', 'not_found', 'method_not_allowed', 'token_invalid'].includes(String(codeOf(res.body))), `${path}: ${JSON.stringify(res.body)}`);
+      t.true(
+        ['unauthorized', 'not_found', 'method_not_allowed', 'token_invalid'].includes(String(codeOf(res.body))),
+        `${path}: ${JSON.stringify(res.body)}`,
+      );
     }
   }
 });
@@ -429,7 +622,16 @@ test.serial('admin routes cannot be reached around the token by spelling the pat
 test.serial('the stdio upstream refuses every forged or tampered forward token in _meta', async (t) => {
   const input = new PassThrough();
   const output = new PassThrough();
-  const stdio = await startArtifactServer({ knex: gw.gateway.db.knex, gate, logger: logs.logger, host: '127.0.0.1', port: 0, maxBodyBytes: 1_048_576, transport: 'stdio', stdio: { input, output } });
+  const stdio = await startArtifactServer({
+    knex: gw.gateway.db.knex,
+    gate,
+    logger: logs.logger,
+    host: '127.0.0.1',
+    port: 0,
+    maxBodyBytes: 1_048_576,
+    transport: 'stdio',
+    stdio: { input, output },
+  });
   t.teardown(() => stdio.close());
   const pending = new Map<string, (message: any) => void>();
   let buffered = '';
@@ -446,7 +648,9 @@ test.serial('the stdio upstream refuses every forged or tampered forward token i
   const request = (token: string) => {
     const id = randomUUID();
     const answer = new Promise<any>((resolve) => pending.set(id, resolve));
-    input.write(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: { [STDIO_TOKEN_META]: token } } })}\n`);
+    input.write(
+      `${JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { ...params, _meta: { [STDIO_TOKEN_META]: token } } })}\n`,
+    );
     return answer;
   };
   const bound = stdioBoundBody('tools/call', params);
@@ -458,44 +662,79 @@ test.serial('the stdio upstream refuses every forged or tampered forward token i
     ...(await jwtAttacks(base(await signForwardToken(gw.gateway.keys.current(), artifactClaims(), bound, 30_000)))),
     { name: 'replayed', token: genuine },
     { name: 'worker token', token: worker.token },
-    { name: 'bound to another call', token: await signForwardToken(gw.gateway.keys.current(), artifactClaims(), stdioBoundBody('tools/call', { ...params, arguments: { task_id: 'task-other' } }), 30_000) },
+    {
+      name: 'bound to another call',
+      token: await signForwardToken(
+        gw.gateway.keys.current(),
+        artifactClaims(),
+        stdioBoundBody('tools/call', { ...params, arguments: { task_id: 'task-other' } }),
+        30_000,
+      ),
+    },
   ];
   for (const attack of attacks) {
     craftedTokens.add(attack.token);
     const answer = await request(attack.token);
     t.is(answer.error?.code, -32001, `stdio: ${attack.name}`);
-    const expected = attack.name === 'replayed' ? 'forward_token_replayed' : attack.name === 'bound to another call' ? 'forward_body_mismatch' : 'forward_token_invalid';
+    const expected =
+      attack.name === 'replayed'
+        ? 'forward_token_replayed'
+        : attack.name === 'bound to another call'
+          ? 'forward_body_mismatch'
+          : 'forward_token_invalid';
     t.is(answer.error?.data?.code, expected, `stdio: ${attack.name}`);
   }
 });
 
 test.serial('a token of a replaced session is refused everywhere, and its agent tokens with it', async (t) => {
   const node = 'cloud-us-east-1-02';
-  const first = await send(control('/register'), { headers: { 'x-cynode-psk': psk }, json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 } });
+  const first = await send(control('/register'), {
+    headers: { 'x-cynode-psk': psk },
+    json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 },
+  });
   const old = handedOut(String(first.body.token));
   issuedTokens.add(old);
-  const job = await send(control('/v1/jobs'), { token: TEST_ADMIN_TOKEN, headers: { 'idempotency-key': randomUUID() }, json: { task_id: 'task-r', user_id: 'user-r', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } } });
+  const job = await send(control('/v1/jobs'), {
+    token: TEST_ADMIN_TOKEN,
+    headers: { 'idempotency-key': randomUUID() },
+    json: { task_id: 'task-r', user_id: 'user-r', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } },
+  });
   const id = String(job.body.id);
-  await eventually(async () => ((await send(control('/jobs/poll'), { token: old, json: {} })).body.jobs as { job_id: string }[]).some((j) => j.job_id === id), 10_000);
+  await eventually(
+    async () =>
+      ((await send(control('/jobs/poll'), { token: old, json: {} })).body.jobs as { job_id: string }[]).some((j) => j.job_id === id),
+    10_000,
+  );
   const agent = await send(control('/v1/agent-tokens'), { token: old, json: { agent_type: 'sandbox', job_id: id } });
   t.is(agent.status, 201);
   const oldAgent = handedOut(String(agent.body.token));
   issuedTokens.add(oldAgent);
 
   // Someone else with the PSK cannot take the node id while it is held, whatever proof they bring.
-  const takeover = await send(control('/register'), { headers: { 'x-cynode-psk': psk }, json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 } });
+  const takeover = await send(control('/register'), {
+    headers: { 'x-cynode-psk': psk },
+    json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 },
+  });
   t.is(takeover.status, 409);
   t.is(codeOf(takeover.body), 'node_id_taken');
   const proofs = (await jwtAttacks(base(old))).filter((a) => !a.expired); // an expired token of the session is a legitimate renewal proof
   for (const proof of proofs) {
     craftedTokens.add(proof.token);
-    const res = await send(control('/register'), { token: proof.token, headers: { 'x-cynode-psk': psk }, json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 } });
+    const res = await send(control('/register'), {
+      token: proof.token,
+      headers: { 'x-cynode-psk': psk },
+      json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 },
+    });
     t.is(res.status, 409, `forged renewal proof: ${proof.name}`);
     t.is(codeOf(res.body), 'node_id_taken', `forged renewal proof: ${proof.name}`);
   }
 
   // The session renews with its own token; from then on the old token and its agents are refused.
-  const renewed = await send(control('/register'), { token: old, headers: { 'x-cynode-psk': psk }, json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 } });
+  const renewed = await send(control('/register'), {
+    token: old,
+    headers: { 'x-cynode-psk': psk },
+    json: { ...SEED_WORKER, node_id: node, max_concurrency: 4 },
+  });
   t.is(renewed.status, 200, JSON.stringify(renewed.body));
   const current = handedOut(String(renewed.body.token));
   issuedTokens.add(current);
@@ -514,7 +753,11 @@ test.serial('a token past the HTTP header limit is cut off by the parser (431) o
   const huge = `eyJ${'A'.repeat(64 * 1024)}`;
   const ports = [control('/jobs/poll'), mcpUrl(), egressUrl(), artifacts.url];
   for (const url of ports) {
-    const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${huge}`, [FORWARD_TOKEN_HEADER]: huge, 'content-type': 'application/json' }, body: '{}' });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${huge}`, [FORWARD_TOKEN_HEADER]: huge, 'content-type': 'application/json' },
+      body: '{}',
+    });
     t.is(res.status, 431, url);
     await res.arrayBuffer();
   }
@@ -523,86 +766,112 @@ test.serial('a token past the HTTP header limit is cut off by the parser (431) o
   t.is((await fetch(`${gw.url('egress')}/healthz`)).status, 200);
 });
 
-test.serial('a full scenario (registration, jobs, api.call, MCP tools, the attacks above) leaks no secret into answers, logs or any table', async (t) => {
-  // The rest of the scenario: api.call over REST (worker and orchestrator) and over MCP, an
-  // upstream tool call, a provider that quotes the key back, and a result.
-  const viaRest = await send(control('/v1/api/call'), { token: worker.token, json: apiCallBody('task-s', jobId) });
-  t.is(viaRest.status, 200, JSON.stringify(viaRest.body));
-  fake.next('echo-key');
-  const echoed = await send(control('/v1/api/call'), { token: TEST_ADMIN_TOKEN, json: apiCallBody('task-s', undefined) });
-  t.true(echoed.status >= 400 && echoed.status < 500, JSON.stringify(echoed.body));
-  t.true(fake.received.some((r) => r.headers.authorization === `Bearer ${PROVIDER_KEY}`), 'the provider did get the key');
-  const mcp = (method: string, params: Record<string, unknown>, token = worker.token) => send(mcpUrl(), { token, headers: { accept: MCP_ACCEPT }, json: rpc(method, params) });
-  t.is((await mcp('tools/call', { name: 'artifacts.artifact_put', arguments: { task_id: 'task-s', name: 'notes.md', content: 'hello' } })).status, 200);
-  const viaMcp = await mcp('tools/call', { name: 'api.call', arguments: apiCallBody('task-s', jobId) }, agentToken);
-  t.is(viaMcp.status, 200);
-  t.falsy(viaMcp.body.result?.isError, JSON.stringify(viaMcp.body).slice(0, 300));
-  const done = await send(control('/result'), { token: worker.token, json: { job_id: jobId, lease_id: leaseId, status: 'succeeded', result: { ok: true } } });
-  t.is(done.status, 200, JSON.stringify(done.body));
+test.serial(
+  'a full scenario (registration, jobs, api.call, MCP tools, the attacks above) leaks no secret into answers, logs or any table',
+  async (t) => {
+    // The rest of the scenario: api.call over REST (worker and orchestrator) and over MCP, an
+    // upstream tool call, a provider that quotes the key back, and a result.
+    const viaRest = await send(control('/v1/api/call'), { token: worker.token, json: apiCallBody('task-s', jobId) });
+    t.is(viaRest.status, 200, JSON.stringify(viaRest.body));
+    fake.next('echo-key');
+    const echoed = await send(control('/v1/api/call'), { token: TEST_ADMIN_TOKEN, json: apiCallBody('task-s', undefined) });
+    t.true(echoed.status >= 400 && echoed.status < 500, JSON.stringify(echoed.body));
+    t.true(
+      fake.received.some((r) => r.headers.authorization === `Bearer ${PROVIDER_KEY}`),
+      'the provider did get the key',
+    );
+    const mcp = (method: string, params: Record<string, unknown>, token = worker.token) =>
+      send(mcpUrl(), { token, headers: { accept: MCP_ACCEPT }, json: rpc(method, params) });
+    t.is(
+      (await mcp('tools/call', { name: 'artifacts.artifact_put', arguments: { task_id: 'task-s', name: 'notes.md', content: 'hello' } }))
+        .status,
+      200,
+    );
+    const viaMcp = await mcp('tools/call', { name: 'api.call', arguments: apiCallBody('task-s', jobId) }, agentToken);
+    t.is(viaMcp.status, 200);
+    t.falsy(viaMcp.body.result?.isError, JSON.stringify(viaMcp.body).slice(0, 300));
+    const done = await send(control('/result'), {
+      token: worker.token,
+      json: { job_id: jobId, lease_id: leaseId, status: 'succeeded', result: { ok: true } },
+    });
+    t.is(done.status, 200, JSON.stringify(done.body));
 
-  await Promise.all([gw.gateway.decisionLog.flush(), gw.gateway.audit.flush(), gw.gateway.toolAudit.flush()]);
-  await gw.gateway.egress.settled();
+    await Promise.all([gw.gateway.decisionLog.flush(), gw.gateway.audit.flush(), gw.gateway.toolAudit.flush()]);
+    await gw.gateway.egress.settled();
 
-  // What must never appear, in the forms it could take.
-  const secrets = new Map<string, string>();
-  const add = (name: string, value: string) => {
-    secrets.set(value, name);
-    secrets.set(Buffer.from(value).toString('base64'), `${name} (base64)`);
-    secrets.set(Buffer.from(value).toString('base64url'), `${name} (base64url)`);
-  };
-  add('PSK', psk);
-  add('PSK secret part', pskSecretPart(psk));
-  add('provider key', PROVIDER_KEY);
-  add('admin token', TEST_ADMIN_TOKEN);
-  add('bundle reader token', BUNDLE_READER_TOKEN);
-  secrets.set(MASTER_KEY.toString('base64'), 'master key (base64)');
-  secrets.set(MASTER_KEY.toString('base64url'), 'master key (base64url)');
-  secrets.set(MASTER_KEY.toString('hex'), 'master key (hex)');
-  for (const token of issuedTokens) {
-    add(`issued JWT of ${String(decodeJwt(token).sub)}`, token);
-    secrets.set(token.split('.')[2]!, `signature of an issued JWT (${String(decodeProtectedHeader(token).typ)})`);
-  }
-  t.true(issuedTokens.size >= 5);
-
-  const hits: string[] = [];
-  const scan = (where: string, text: string, allowed: string[] = []) => {
-    for (const [secret, name] of secrets) {
-      if (allowed.some((a) => a === secret || a.includes(secret))) continue;
-      if (text.includes(secret)) hits.push(`${name} in ${where}`);
+    // What must never appear, in the forms it could take.
+    const secrets = new Map<string, string>();
+    const add = (name: string, value: string) => {
+      secrets.set(value, name);
+      secrets.set(Buffer.from(value).toString('base64'), `${name} (base64)`);
+      secrets.set(Buffer.from(value).toString('base64url'), `${name} (base64url)`);
+    };
+    add('PSK', psk);
+    add('PSK secret part', pskSecretPart(psk));
+    add('provider key', PROVIDER_KEY);
+    add('admin token', TEST_ADMIN_TOKEN);
+    add('bundle reader token', BUNDLE_READER_TOKEN);
+    secrets.set(MASTER_KEY.toString('base64'), 'master key (base64)');
+    secrets.set(MASTER_KEY.toString('base64url'), 'master key (base64url)');
+    secrets.set(MASTER_KEY.toString('hex'), 'master key (hex)');
+    for (const token of issuedTokens) {
+      add(`issued JWT of ${String(decodeJwt(token).sub)}`, token);
+      secrets.set(token.split('.')[2]!, `signature of an issued JWT (${String(decodeProtectedHeader(token).typ)})`);
     }
-  };
-  // The answers, headers included; the few that exist to hand out a secret may hold that one only.
-  for (const x of exchanges) scan(`answer to ${x.what} (${x.status})`, `${x.headers}\n${x.body}`, x.issued);
-  // No crafted token is ever echoed back or logged either (the real ones used out of place are secrets, scanned above).
-  const crafted = [...craftedTokens].filter((token) => !issuedTokens.has(token) && token !== TEST_ADMIN_TOKEN && token !== BUNDLE_READER_TOKEN);
-  for (const x of exchanges) {
-    // A stripped signature leaves a prefix of the genuine token, which its issuing answer holds.
-    for (const token of crafted) if (!x.issued.some((a) => a.includes(token)) && `${x.headers}\n${x.body}`.includes(token)) hits.push(`a crafted token echoed by ${x.what}`);
-  }
-  for (const line of logs.lines) scan('the log', line);
-  for (const line of logs.lines) for (const token of crafted) if (line.includes(token)) hits.push('a crafted token in the log');
+    t.true(issuedTokens.size >= 5);
 
-  // Every row of every table: audit chains, decision log, and everything else the gateway stores.
-  const tables = ((await gw.gateway.db.knex.raw("select tablename from pg_tables where schemaname = 'public'")) as { rows: { tablename: string }[] }).rows.map((r) => r.tablename);
-  let rows = 0;
-  for (const table of tables) {
-    const result = (await gw.gateway.db.knex.raw(`select t::text as row from ${table} t`)) as { rows: { row: string }[] };
-    rows += result.rows.length;
-    for (const r of result.rows) scan(`table ${table}`, r.row);
-  }
-  const chains: Record<string, number> = {};
-  for (const chained of ['decision_log', 'api_audit', 'tool_audit']) {
-    chains[chained] = Number(((await gw.gateway.db.knex(chained).count({ n: '*' })) as { n: string }[])[0]!.n);
-    t.true(chains[chained]! > 0, `${chained} has rows to scan`);
-  }
-  t.log(`chained rows: ${JSON.stringify(chains)}`);
-  // The scanner itself finds a planted secret in any of its forms.
-  const before = hits.length;
-  scan('a canary', `x${Buffer.from(PROVIDER_KEY).toString('base64')}x ${MASTER_KEY.toString('hex')} ${[...issuedTokens][0]!.split('.')[2]}`);
-  const found = hits.slice(before).join('\n');
-  for (const name of ['provider key (base64', 'master key (hex)', 'signature of an issued JWT']) t.true(found.includes(name), `the scan detects a planted ${name}`);
-  hits.splice(before);
-  t.log(`scanned ${exchanges.length} answers, ${logs.lines.length} log lines, ${rows} rows in ${tables.length} tables for ${secrets.size} secret forms and ${crafted.length} crafted tokens`);
-  t.true(exchanges.length > 900 && logs.lines.length > 100);
-  t.deepEqual([...new Set(hits)], []);
-});
+    const hits: string[] = [];
+    const scan = (where: string, text: string, allowed: string[] = []) => {
+      for (const [secret, name] of secrets) {
+        if (allowed.some((a) => a === secret || a.includes(secret))) continue;
+        if (text.includes(secret)) hits.push(`${name} in ${where}`);
+      }
+    };
+    // The answers, headers included; the few that exist to hand out a secret may hold that one only.
+    for (const x of exchanges) scan(`answer to ${x.what} (${x.status})`, `${x.headers}\n${x.body}`, x.issued);
+    // No crafted token is ever echoed back or logged either (the real ones used out of place are secrets, scanned above).
+    const crafted = [...craftedTokens].filter(
+      (token) => !issuedTokens.has(token) && token !== TEST_ADMIN_TOKEN && token !== BUNDLE_READER_TOKEN,
+    );
+    for (const x of exchanges) {
+      // A stripped signature leaves a prefix of the genuine token, which its issuing answer holds.
+      for (const token of crafted)
+        if (!x.issued.some((a) => a.includes(token)) && `${x.headers}\n${x.body}`.includes(token))
+          hits.push(`a crafted token echoed by ${x.what}`);
+    }
+    for (const line of logs.lines) scan('the log', line);
+    for (const line of logs.lines) for (const token of crafted) if (line.includes(token)) hits.push('a crafted token in the log');
+
+    // Every row of every table: audit chains, decision log, and everything else the gateway stores.
+    const tables = (
+      (await gw.gateway.db.knex.raw("select tablename from pg_tables where schemaname = 'public'")) as { rows: { tablename: string }[] }
+    ).rows.map((r) => r.tablename);
+    let rows = 0;
+    for (const table of tables) {
+      const result = (await gw.gateway.db.knex.raw(`select t::text as row from ${table} t`)) as { rows: { row: string }[] };
+      rows += result.rows.length;
+      for (const r of result.rows) scan(`table ${table}`, r.row);
+    }
+    const chains: Record<string, number> = {};
+    for (const chained of ['decision_log', 'api_audit', 'tool_audit']) {
+      chains[chained] = Number(((await gw.gateway.db.knex(chained).count({ n: '*' })) as { n: string }[])[0]!.n);
+      t.true(chains[chained]! > 0, `${chained} has rows to scan`);
+    }
+    t.log(`chained rows: ${JSON.stringify(chains)}`);
+    // The scanner itself finds a planted secret in any of its forms.
+    const before = hits.length;
+    scan(
+      'a canary',
+      `x${Buffer.from(PROVIDER_KEY).toString('base64')}x ${MASTER_KEY.toString('hex')} ${[...issuedTokens][0]!.split('.')[2]}`,
+    );
+    const found = hits.slice(before).join('\n');
+    for (const name of ['provider key (base64', 'master key (hex)', 'signature of an issued JWT'])
+      t.true(found.includes(name), `the scan detects a planted ${name}`);
+    hits.splice(before);
+    t.log(
+      `scanned ${exchanges.length} answers, ${logs.lines.length} log lines, ${rows} rows in ${tables.length} tables for ${secrets.size} secret forms and ${crafted.length} crafted tokens`,
+    );
+    t.true(exchanges.length > 900 && logs.lines.length > 100);
+    t.deepEqual([...new Set(hits)], []);
+  },
+);

@@ -28,19 +28,31 @@ interface Answer {
 }
 
 /** `POST /register` from a chosen loopback source address (127.0.0.0/8 all reach the gateway). */
-function register(pskHeader: string | null, source = '127.0.0.1', extra: Record<string, string> = {}, nodeId = `psk-${randomBytes(4).toString('hex')}`): Promise<Answer> {
+function register(
+  pskHeader: string | null,
+  source = '127.0.0.1',
+  extra: Record<string, string> = {},
+  nodeId = `psk-${randomBytes(4).toString('hex')}`,
+): Promise<Answer> {
   const body = JSON.stringify({ ...SEED_WORKER, node_id: nodeId });
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...extra };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    ...extra,
+  };
   if (pskHeader !== null) headers['x-cynode-psk'] = pskHeader;
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/register', method: 'POST', headers, localAddress: source, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8').on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        const parsed = JSON.parse(text) as { error?: { code?: string } };
-        resolve({ status: res.statusCode!, code: parsed.error?.code, retryAfter: res.headers['retry-after'] });
-      });
-    });
+    const req = request(
+      { host: '127.0.0.1', port, path: '/register', method: 'POST', headers, localAddress: source, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          const parsed = JSON.parse(text) as { error?: { code?: string } };
+          resolve({ status: res.statusCode!, code: parsed.error?.code, retryAfter: res.headers['retry-after'] });
+        });
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -49,45 +61,56 @@ function register(pskHeader: string | null, source = '127.0.0.1', extra: Record<
 const guess = () => `cynpsk_${pskId(psk)}_${randomBytes(32).toString('base64url')}`;
 
 test.before(async () => {
-  gw = await bootGateway({ env: { CYNODE_PSK_FAILURE_LIMIT: String(LIMIT), CYNODE_PSK_FAILURE_WINDOW_MS: String(WINDOW_MS) }, roles: ['control'], logger: logs.logger });
+  gw = await bootGateway({
+    env: { CYNODE_PSK_FAILURE_LIMIT: String(LIMIT), CYNODE_PSK_FAILURE_WINDOW_MS: String(WINDOW_MS) },
+    roles: ['control'],
+    logger: logs.logger,
+  });
   port = gw.gateway.listening[0]!.port;
   psk = (await createPsk(gw.url())).secret;
 });
 
 test.after.always(() => gw?.stop());
 
-test.serial('wrong PSKs are throttled per source: 429 with a bounded Retry-After, even for the right PSK, until the window passes', async (t) => {
-  const source = '127.0.0.11';
-  const wrong = [guess(), 'cynpsk_000000000000_' + 'A'.repeat(43), 'not-a-psk', '', psk.slice(0, -1)];
-  for (const presented of wrong) {
-    const res = await register(presented === '' ? null : presented, source);
-    t.is(res.status, 401);
-    t.is(res.code, 'psk_invalid');
-  }
-  const throttledAt = Date.now();
-  const blocked = await register(guess(), source);
-  t.is(blocked.status, 429);
-  t.is(blocked.code, 'rate_limited');
-  const retryAfter = Number(blocked.retryAfter);
-  t.true(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= WINDOW_MS / 1000, `Retry-After ${blocked.retryAfter}`);
+test.serial(
+  'wrong PSKs are throttled per source: 429 with a bounded Retry-After, even for the right PSK, until the window passes',
+  async (t) => {
+    const source = '127.0.0.11';
+    const wrong = [guess(), 'cynpsk_000000000000_' + 'A'.repeat(43), 'not-a-psk', '', psk.slice(0, -1)];
+    for (const presented of wrong) {
+      const res = await register(presented === '' ? null : presented, source);
+      t.is(res.status, 401);
+      t.is(res.code, 'psk_invalid');
+    }
+    const throttledAt = Date.now();
+    const blocked = await register(guess(), source);
+    t.is(blocked.status, 429);
+    t.is(blocked.code, 'rate_limited');
+    const retryAfter = Number(blocked.retryAfter);
+    t.true(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= WINDOW_MS / 1000, `Retry-After ${blocked.retryAfter}`);
 
-  // While throttled: the right PSK waits too, and neither more guesses nor spoofed forwarding headers change anything.
-  const right = await register(psk, source);
-  t.is(right.status, 429, 'the right PSK is refused while the source is throttled');
-  for (let i = 0; i < 20; i++) {
-    const res = await register(guess(), source, { 'x-forwarded-for': `10.0.0.${i}`, 'x-real-ip': `10.1.0.${i}`, forwarded: `for=10.2.0.${i}` });
-    t.is(res.status, 429);
-    t.true(Number(res.retryAfter) <= WINDOW_MS / 1000, 'guesses while throttled do not extend the wait');
-  }
-  // Another address is not locked out by this one.
-  t.is((await register(psk, '127.0.0.12')).status, 200);
+    // While throttled: the right PSK waits too, and neither more guesses nor spoofed forwarding headers change anything.
+    const right = await register(psk, source);
+    t.is(right.status, 429, 'the right PSK is refused while the source is throttled');
+    for (let i = 0; i < 20; i++) {
+      const res = await register(guess(), source, {
+        'x-forwarded-for': `10.0.0.${i}`,
+        'x-real-ip': `10.1.0.${i}`,
+        forwarded: `for=10.2.0.${i}`,
+      });
+      t.is(res.status, 429);
+      t.true(Number(res.retryAfter) <= WINDOW_MS / 1000, 'guesses while throttled do not extend the wait');
+    }
+    // Another address is not locked out by this one.
+    t.is((await register(psk, '127.0.0.12')).status, 200);
 
-  // The wait is bounded by the window: once the failures age out the right PSK gets in.
-  await new Promise((r) => setTimeout(r, WINDOW_MS + 100 - (Date.now() - throttledAt)));
-  const after = await register(psk, source);
-  t.is(after.status, 200, JSON.stringify(after));
-  t.log(`throttled after ${LIMIT} failures; admitted again ${Date.now() - throttledAt} ms later (window ${WINDOW_MS} ms)`);
-});
+    // The wait is bounded by the window: once the failures age out the right PSK gets in.
+    await new Promise((r) => setTimeout(r, WINDOW_MS + 100 - (Date.now() - throttledAt)));
+    const after = await register(psk, source);
+    t.is(after.status, 200, JSON.stringify(after));
+    t.log(`throttled after ${LIMIT} failures; admitted again ${Date.now() - throttledAt} ms later (window ${WINDOW_MS} ms)`);
+  },
+);
 
 test.serial('a burst of concurrent guesses is counted one by one: at most the limit is ever checked per window', async (t) => {
   const source = '127.0.0.21';
@@ -113,7 +136,10 @@ test.serial('a burst of concurrent guesses is counted one by one: at most the li
 test.serial('guessed PSKs never reach the log', async (t) => {
   const presented = guess();
   t.is((await register(presented, '127.0.0.31')).status, 401);
-  t.true(logs.lines.some((l) => l.includes('invalid or missing PSK')), 'the failure is logged');
+  t.true(
+    logs.lines.some((l) => l.includes('invalid or missing PSK')),
+    'the failure is logged',
+  );
   const text = logs.lines.join('\n');
   t.false(text.includes(pskSecretPart(presented)));
   t.false(text.includes(pskSecretPart(psk)));

@@ -29,7 +29,15 @@ const ACCEPTS: Record<Exclude<Access, 'public'>, readonly Credential[]> = {
   forward: ['forward'],
 };
 /** The codes that mean "stopped at authentication": a request answered with none of these got past it. */
-const AUTH_CODES = ['unauthorized', 'forbidden', 'token_invalid', 'token_expired', 'session_replaced', 'psk_invalid', 'forward_token_invalid'];
+const AUTH_CODES = [
+  'unauthorized',
+  'forbidden',
+  'token_invalid',
+  'token_expired',
+  'session_replaced',
+  'psk_invalid',
+  'forward_token_invalid',
+];
 
 const BUNDLE_READER_TOKEN = `bundle-reader-${randomBytes(16).toString('hex')}`;
 const READER_TOKEN = `reader-${randomBytes(16).toString('hex')}`;
@@ -40,15 +48,26 @@ const held = {} as Record<Credential, string>;
 test.before(async () => {
   await ensureBundle();
   db = await createTestDatabase();
-  gw = await startTestGateway({ DATABASE_URL: db.url, CYNODE_BUNDLE_SERVICE_TOKEN: BUNDLE_READER_TOKEN, CYNODE_READER_TOKEN: READER_TOKEN, CYNODE_PSK_FAILURE_LIMIT: '10000' });
+  gw = await startTestGateway({
+    DATABASE_URL: db.url,
+    CYNODE_BUNDLE_SERVICE_TOKEN: BUNDLE_READER_TOKEN,
+    CYNODE_READER_TOKEN: READER_TOKEN,
+    CYNODE_PSK_FAILURE_LIMIT: '10000',
+  });
   const control = gw.url('control');
   const psk = await call(control, '/v1/psks', { json: { name: 'route-table' } });
   held.psk = String(psk.body.secret);
   const registered = await call(control, '/register', { token: null, headers: { 'x-cynode-psk': held.psk }, json: SEED_WORKER });
   held.worker = String(registered.body.token);
   await call(control, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
-  const job = await call(control, '/v1/jobs', { headers: { 'idempotency-key': randomUUID() }, json: { task_id: 'task-rt', user_id: 'user-rt', requirements: { labels: ['cloud'] }, payload: { kind: 'echo', input: 'x' } } });
-  await eventually(async () => ((await call(control, '/jobs/poll', { token: held.worker, json: {} })).body.jobs as unknown[]).length > 0, 10_000);
+  const job = await call(control, '/v1/jobs', {
+    headers: { 'idempotency-key': randomUUID() },
+    json: { task_id: 'task-rt', user_id: 'user-rt', requirements: { labels: ['cloud'] }, payload: { kind: 'echo', input: 'x' } },
+  });
+  await eventually(
+    async () => ((await call(control, '/jobs/poll', { token: held.worker, json: {} })).body.jobs as unknown[]).length > 0,
+    10_000,
+  );
   const agent = await call(control, '/v1/agent-tokens', { token: held.worker, json: { agent_type: 'sandbox', job_id: job.body.id } });
   held.agent = String(agent.body.token);
   held.admin = TEST_ADMIN_TOKEN;
@@ -61,7 +80,11 @@ test.after.always(async () => {
   await db?.drop();
 });
 
-const samplePath = (path: string) => path.replace('{path}', 'cynode/register/decision').replace('{name}', 'cynode').replace(/\{\w+\}/g, 'x');
+const samplePath = (path: string) =>
+  path
+    .replace('{path}', 'cynode/register/decision')
+    .replace('{name}', 'cynode')
+    .replace(/\{\w+\}/g, 'x');
 
 /** Sends one request to `route` on `role`, presenting `credential` the way its kind travels. */
 async function attempt(route: RouteEntry, role: RouteEntry['roles'][number], credential: Credential | null) {
@@ -70,7 +93,14 @@ async function attempt(route: RouteEntry, role: RouteEntry['roles'][number], cre
   if (credential === 'psk') headers['x-cynode-psk'] = held.psk;
   if (credential === 'forward') {
     const input = { action: 'api.call', subject: { kind: 'orchestrator', id: 'admin', labels: [] }, resource: {}, context: {} };
-    const claims = { issuer: 'cynode-gateway', audience: 'cynode-egress', subject: 'orchestrator:admin', entrypoint: ENTRYPOINTS.apiCall, input, revision: 'route-table' };
+    const claims = {
+      issuer: 'cynode-gateway',
+      audience: 'cynode-egress',
+      subject: 'orchestrator:admin',
+      entrypoint: ENTRYPOINTS.apiCall,
+      input,
+      revision: 'route-table',
+    };
     headers['x-cynode-forward-token'] = await signForwardToken(gw.gateway.keys.current(), claims, body, 10_000);
   }
   const token = credential && credential !== 'psk' && credential !== 'forward' ? held[credential] : null;
@@ -96,7 +126,8 @@ test('every non-public route answers 401 without credentials, refuses every othe
         } else {
           t.true([401, 403].includes(res.status) && AUTH_CODES.includes(code), `${name} with ${credential}: ${res.status} ${code}`);
           // A token the gateway knows but that lacks the right is forbidden, not unknown.
-          if (['admin', 'reader'].includes(route.access) && ['bundleReader', 'reader'].includes(credential)) t.is(res.status, 403, `${name} with the ${credential} token`);
+          if (['admin', 'reader'].includes(route.access) && ['bundleReader', 'reader'].includes(credential))
+            t.is(res.status, 403, `${name} with the ${credential} token`);
         }
         checked++;
       }
@@ -116,22 +147,50 @@ test('public routes answer without credentials on every role that serves them', 
 });
 
 const quietLogger = pino({ level: 'silent' });
-const stray = (over: Partial<BoundRoute>): BoundRoute => ({ method: 'get', path: '/v1/stray', roles: ['control'], access: 'admin', summary: 'x', ok: {}, errors: [], handle: () => undefined, ...over });
+const stray = (over: Partial<BoundRoute>): BoundRoute => ({
+  method: 'get',
+  path: '/v1/stray',
+  roles: ['control'],
+  access: 'admin',
+  summary: 'x',
+  ok: {},
+  errors: [],
+  handle: () => undefined,
+  ...over,
+});
 
 test('a route without an access kind, or with one no part authenticates, stops the gateway from starting', (t) => {
   const deps = { logger: quietLogger, maxBodyBytes: 1024, authenticators: {} as never };
   const missing = stray({ access: undefined as unknown as Access });
   t.throws(() => createRoleApp('control', { ...deps, routes: [missing] }), { name: 'StartupError', message: /names no access kind/ });
-  t.throws(() => createRoleApp('control', { ...deps, routes: [stray({ access: 'everyone' as Access })] }), { name: 'StartupError', message: /names no access kind/ });
-  t.throws(() => createRoleApp('control', { ...deps, routes: [stray({ access: 'admin' })] }), { name: 'StartupError', message: /needs the 'admin' authenticator/ });
+  t.throws(() => createRoleApp('control', { ...deps, routes: [stray({ access: 'everyone' as Access })] }), {
+    name: 'StartupError',
+    message: /names no access kind/,
+  });
+  t.throws(() => createRoleApp('control', { ...deps, routes: [stray({ access: 'admin' })] }), {
+    name: 'StartupError',
+    message: /needs the 'admin' authenticator/,
+  });
   t.notThrows(() => createRoleApp('control', { ...deps, routes: [stray({ access: 'public' })] }));
 });
 
 test('a route a module serves that is missing from the route table, or a table route nobody serves, stops the start', async (t) => {
-  const options = { config: testConfig({}), logger: quietLogger, roles: ['control'] as const, authenticators: {} as never, beforeDrain: [] };
+  const options = {
+    config: testConfig({}),
+    logger: quietLogger,
+    roles: ['control'] as const,
+    authenticators: {} as never,
+    beforeDrain: [],
+  };
   const life = createLifecycle(quietLogger);
-  await t.throwsAsync(startServers({ ...options, table: [], routes: [stray({ access: 'public' })] }, life), { name: 'StartupError', message: /missing from the route table: GET \/v1\/stray/ });
+  await t.throwsAsync(startServers({ ...options, table: [], routes: [stray({ access: 'public' })] }, life), {
+    name: 'StartupError',
+    message: /missing from the route table: GET \/v1\/stray/,
+  });
   const { handle: _handle, ...entry } = stray({ access: 'public' });
-  await t.throwsAsync(startServers({ ...options, table: [entry], routes: [] }, life), { name: 'StartupError', message: /that no module serves: GET \/v1\/stray/ });
+  await t.throwsAsync(startServers({ ...options, table: [entry], routes: [] }, life), {
+    name: 'StartupError',
+    message: /that no module serves: GET \/v1\/stray/,
+  });
   await life.stopAll();
 });

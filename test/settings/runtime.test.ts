@@ -36,7 +36,8 @@ test.after.always(async () => {
 
 const cloudNode = { input: { subject: { node_id: 'c1', labels: ['cloud'] } } };
 const decide = async (g: TestGateway) =>
-  (await call<{ result: { allow: boolean; reasons: string[] } }>(g.url(), '/v1/data/cynode/register/decision', { json: cloudNode })).body.result;
+  (await call<{ result: { allow: boolean; reasons: string[] } }>(g.url(), '/v1/data/cynode/register/decision', { json: cloudNode })).body
+    .result;
 
 test.serial('the kill switch acts on the next decision here and, through NOTIFY, on the other replica', async (t) => {
   const [a, b] = gateways as [TestGateway, TestGateway];

@@ -66,7 +66,10 @@ test.serial('both databases record the same migration names', async (t) => {
     }
   }
   t.deepEqual(names[0], names[1]);
-  t.true(names[0]!.every((n) => /^\d{14}_[a-z0-9_]+$/.test(n)), 'names carry no file extension');
+  t.true(
+    names[0]!.every((n) => /^\d{14}_[a-z0-9_]+$/.test(n)),
+    'names carry no file extension',
+  );
 });
 
 test.serial('the embedded data directory is locked against a second gateway and persists data', async (t) => {

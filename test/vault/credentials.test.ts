@@ -43,7 +43,11 @@ test('envelope: a sealed secret opens only with its id, version and master key',
 });
 
 test.serial('the admin API stores a credential and only ever answers metadata', async (t) => {
-  const created = seen(await call<Record<string, unknown>>(base, '/v1/credentials', { json: { provider: 'openai', name: 'prod', secret: SECRET, owner_group: 'ml' } }));
+  const created = seen(
+    await call<Record<string, unknown>>(base, '/v1/credentials', {
+      json: { provider: 'openai', name: 'prod', secret: SECRET, owner_group: 'ml' },
+    }),
+  );
   t.is(created.status, 201);
   t.is(created.body.version, 1);
   t.is(created.body.kid, keyRing(OLD).current.kid);
@@ -56,7 +60,9 @@ test.serial('the admin API stores a credential and only ever answers metadata', 
   const { secret } = await gw.gateway.credentials.reveal(id);
   t.is(secret, SECRET, 'the egress path can open it');
   const rows = await gw.gateway.db.knex('credentials').select('*');
-  const raw = JSON.stringify(rows) + rows.map((r: Record<string, Buffer>) => Buffer.concat([r.wrapped_key!, r.sealed_secret!]).toString('latin1')).join('');
+  const raw =
+    JSON.stringify(rows) +
+    rows.map((r: Record<string, Buffer>) => Buffer.concat([r.wrapped_key!, r.sealed_secret!]).toString('latin1')).join('');
   t.false(raw.includes(SECRET), 'no plaintext secret in the database');
   t.false(raw.includes(OLD), 'no master key in the database');
 
@@ -72,12 +78,20 @@ test.serial('the admin API stores a credential and only ever answers metadata', 
 
 test.serial('an expired credential is refused; bad input gets credential_invalid; only admins may call', async (t) => {
   const created = await call<{ id: string }>(base, '/v1/credentials', { json: { provider: 'anthropic', name: 'short', secret: SECRET } });
-  await gw.gateway.db.knex('credentials').where({ id: created.body.id }).update({ expires_at: new Date(Date.now() - 1000) });
+  await gw.gateway.db
+    .knex('credentials')
+    .where({ id: created.body.id })
+    .update({ expires_at: new Date(Date.now() - 1000) });
   t.is((await gw.gateway.credentials.get(created.body.id)).active, false);
   const err = await t.throwsAsync(() => gw.gateway.credentials.reveal(created.body.id), { instanceOf: GatewayError });
   t.is(err.code, 'credential_expired');
 
-  for (const json of [{ provider: 'openai', name: 'x' }, { provider: 'openai', name: 'x', secret: 'short' }, { provider: 'open ai', name: 'x', secret: SECRET }, { provider: 'openai', name: 'x', secret: SECRET, colour: 1 }]) {
+  for (const json of [
+    { provider: 'openai', name: 'x' },
+    { provider: 'openai', name: 'x', secret: 'short' },
+    { provider: 'open ai', name: 'x', secret: SECRET },
+    { provider: 'openai', name: 'x', secret: SECRET, colour: 1 },
+  ]) {
     const res = seen(await call(base, '/v1/credentials', { json }));
     t.is(res.status, 422, JSON.stringify(Object.keys(json)));
     t.is((res.body.error as { code: string }).code, 'credential_invalid');

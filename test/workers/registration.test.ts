@@ -44,7 +44,10 @@ test.serial("the seed's Example 1 worker registers with its PSK and gets a short
   t.true(Number(res.body.heartbeat_interval_ms) < Number(res.body.lease_ttl_ms));
 
   const jwks = await call<{ keys: { kid: string }[] }>(base, '/.well-known/jwks.json', { token: null });
-  t.true(jwks.body.keys.some((k) => k.kid === header.kid), 'the kid is published');
+  t.true(
+    jwks.body.keys.some((k) => k.kid === header.kid),
+    'the kid is published',
+  );
 
   const workers = seen(await call<{ workers: { nodeId: string; capabilities: Record<string, unknown> }[] }>(base, '/v1/workers'));
   const stored = workers.body.workers.find((w) => w.nodeId === SEED_WORKER.node_id)!;
@@ -71,7 +74,14 @@ test.serial('a capability report is validated field by field', async (t) => {
   const error = res.body.error as { code: string; details: { errors: { field: string }[] } };
   t.is(error.code, 'capability_invalid');
   t.deepEqual(error.details.errors.map((e) => e.field).sort(), [
-    'colour', 'inference_mode', 'labels', 'max_concurrency', 'node_id', 'rate_limits.rph', 'rate_limits.rpm', 'reachable_endpoints[0]',
+    'colour',
+    'inference_mode',
+    'labels',
+    'max_concurrency',
+    'node_id',
+    'rate_limits.rph',
+    'rate_limits.rpm',
+    'reachable_endpoints[0]',
   ]);
 });
 
@@ -87,7 +97,12 @@ test.serial('admission is the register policy: a denied report gets 403 with the
 });
 
 test.serial('a missing, malformed or wrong PSK is refused with psk_invalid', async (t) => {
-  for (const presented of [null, 'not-a-psk', psk.secret.slice(0, -1) + (psk.secret.endsWith('A') ? 'B' : 'A'), `cynpsk_000000000000_${'x'.repeat(43)}`]) {
+  for (const presented of [
+    null,
+    'not-a-psk',
+    psk.secret.slice(0, -1) + (psk.secret.endsWith('A') ? 'B' : 'A'),
+    `cynpsk_000000000000_${'x'.repeat(43)}`,
+  ]) {
     const res = seen(await register(base, presented, { ...SEED_WORKER, node_id: 'cloud-us-east-1-77' }));
     t.is(res.status, 401, String(presented));
     t.is((res.body.error as { code: string }).code, 'psk_invalid');
@@ -111,13 +126,19 @@ test.serial('PSKs rotate with overlap: two work at once, a revoked one stops, se
   t.true(list.body.psks.every((p) => !('secret' in p)));
   t.is((await call(base, '/v1/psks/nope', { method: 'DELETE' })).status, 404);
   const stored = await gw.gateway.db.knex('psks').select('secret_sha256');
-  t.true(stored.every((r: { secret_sha256: Buffer }) => r.secret_sha256.length === 32), 'only digests are stored');
+  t.true(
+    stored.every((r: { secret_sha256: Buffer }) => r.secret_sha256.length === 32),
+    'only digests are stored',
+  );
   psk = next;
 });
 
 test.serial('an expired PSK is refused', async (t) => {
   const short = await createPsk(base, 'short');
-  await gw.gateway.db.knex('psks').where({ id: short.id }).update({ expires_at: new Date(Date.now() - 1000) });
+  await gw.gateway.db
+    .knex('psks')
+    .where({ id: short.id })
+    .update({ expires_at: new Date(Date.now() - 1000) });
   const res = await register(base, short.secret, { ...SEED_WORKER, node_id: 'exp-a', max_concurrency: 1 });
   t.is(res.status, 401);
 });
@@ -138,10 +159,16 @@ test.serial('a node id held by a live session cannot be claimed; its own token r
   const fresh = await call(base, '/jobs/poll', { token: String(renewed.body.token), json: {} });
   t.is(fresh.status, 200);
   const history = await gw.gateway.db.knex('capability_reports').where({ node_id: 'held-01' }).orderBy('id');
-  t.deepEqual(history.map((h: { report: { max_concurrency: number } }) => h.report.max_concurrency), [4, 2]);
+  t.deepEqual(
+    history.map((h: { report: { max_concurrency: number } }) => h.report.max_concurrency),
+    [4, 2],
+  );
 
   // Once the hold lapses (the node went silent), the id can be registered afresh.
-  await gw.gateway.db.knex('workers').where({ node_id: 'held-01' }).update({ held_until: new Date(Date.now() - 1) });
+  await gw.gateway.db
+    .knex('workers')
+    .where({ node_id: 'held-01' })
+    .update({ held_until: new Date(Date.now() - 1) });
   t.is((await register(base, other.secret, { ...SEED_WORKER, node_id: 'held-01', max_concurrency: 1 })).status, 200);
 });
 
@@ -157,7 +184,10 @@ test.serial('a capability update through /status is re-admitted and kept in the 
   const row = await gw.gateway.db.knex('workers').where({ node_id: 'upd-01' }).first();
   t.is(row.capabilities.max_concurrency, 8);
   t.is(row.capabilities.region, 'us-east-1');
-  t.deepEqual((await gw.gateway.db.knex('capability_reports').where({ node_id: 'upd-01' }).orderBy('id')).map((r: { reason: string }) => r.reason), ['registration', 'update']);
+  t.deepEqual(
+    (await gw.gateway.db.knex('capability_reports').where({ node_id: 'upd-01' }).orderBy('id')).map((r: { reason: string }) => r.reason),
+    ['registration', 'update'],
+  );
 });
 
 test.serial('forged worker tokens are refused: alg none, wrong key, wrong aud/iss/typ, expired, unknown kid', async (t) => {
@@ -168,7 +198,9 @@ test.serial('forged worker tokens are refused: alg none, wrong key, wrong aud/is
   const sid = String(decodeJwt(w.token).sid);
   const { privateKey: foreign } = await generateKeyPair('ES256');
   const sign = (key: import('jose').CryptoKey, header: Record<string, unknown>, claims: Record<string, unknown>) =>
-    new SignJWT({ sid, ...claims }).setProtectedHeader({ alg: 'ES256', typ: WORKER_TOKEN_TYPE, kid: real.kid, ...header } as never).sign(key);
+    new SignJWT({ sid, ...claims })
+      .setProtectedHeader({ alg: 'ES256', typ: WORKER_TOKEN_TYPE, kid: real.kid, ...header } as never)
+      .sign(key);
   const good = { iss: 'cynode-gateway', aud: WORKER_AUDIENCE, sub: 'jwt-01', iat: now, exp: now + 600 };
   const forged: [string, string, string][] = [
     ['alg none', new UnsecuredJWT({ ...good, sid }).encode(), 'token_invalid'],

@@ -29,7 +29,8 @@ export const anthropic: ProviderAdapter = {
     if (operation !== 'messages') throw new GatewayError('bad_request', `anthropic has no operation '${operation}'`);
     const p = paramsObject(operation, raw);
     const model = modelOf(p);
-    if (!Array.isArray(p.messages) || p.messages.length === 0) throw new GatewayError('bad_request', 'params.messages must be a non-empty list');
+    if (!Array.isArray(p.messages) || p.messages.length === 0)
+      throw new GatewayError('bad_request', 'params.messages must be a non-empty list');
     if (p.stream !== undefined && typeof p.stream !== 'boolean') throw new GatewayError('bad_request', 'params.stream must be a boolean');
     const cap = optionalCap(p, 'max_tokens', MAX_OUTPUT) ?? DEFAULT_MAX_OUTPUT;
     const body = { ...p, max_tokens: cap };
@@ -76,7 +77,15 @@ export const anthropic: ProviderAdapter = {
     if (!stopped) throw new GatewayError('provider_stream_interrupted', 'the anthropic stream ended before message_stop');
     const model = message.model ?? '';
     return {
-      result: { id: message.id ?? '', type: 'message', role: 'assistant', model, content: [{ type: 'text', text }], stop_reason: stop, usage },
+      result: {
+        id: message.id ?? '',
+        type: 'message',
+        role: 'assistant',
+        model,
+        content: [{ type: 'text', text }],
+        stop_reason: stop,
+        usage,
+      },
       usage: usageOf(usage),
       model,
     };

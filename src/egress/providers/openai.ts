@@ -37,14 +37,25 @@ export function openAiCompatible(name: string): ProviderAdapter {
       const model = modelOf(p);
       if (operation === 'embeddings') {
         const input = p.input;
-        if (!(typeof input === 'string' || (Array.isArray(input) && input.length > 0 && input.length <= 2048 && input.every((s) => typeof s === 'string')))) {
+        if (!(
+          typeof input === 'string' ||
+          (Array.isArray(input) && input.length > 0 && input.length <= 2048 && input.every((s) => typeof s === 'string'))
+        )) {
           throw new GatewayError('bad_request', 'params.input must be a string or a list of strings');
         }
         if (p.stream !== undefined) throw new GatewayError('bad_request', 'embeddings do not stream');
-        return { path: '/v1/embeddings', body: { ...p }, stream: false, model, inputChars: JSON.stringify(input).length, maxOutputTokens: 0 };
+        return {
+          path: '/v1/embeddings',
+          body: { ...p },
+          stream: false,
+          model,
+          inputChars: JSON.stringify(input).length,
+          maxOutputTokens: 0,
+        };
       }
       if (operation !== 'chat.completions') throw new GatewayError('bad_request', `${name} has no operation '${operation}'`);
-      if (!Array.isArray(p.messages) || p.messages.length === 0) throw new GatewayError('bad_request', 'params.messages must be a non-empty list');
+      if (!Array.isArray(p.messages) || p.messages.length === 0)
+        throw new GatewayError('bad_request', 'params.messages must be a non-empty list');
       if (p.n !== undefined && p.n !== 1) throw new GatewayError('bad_request', 'params.n must be 1 (each choice would multiply the cost)');
       if (p.stream !== undefined && typeof p.stream !== 'boolean') throw new GatewayError('bad_request', 'params.stream must be a boolean');
       const cap = optionalCap(p, 'max_completion_tokens', MAX_OUTPUT) ?? optionalCap(p, 'max_tokens', MAX_OUTPUT) ?? DEFAULT_MAX_OUTPUT;
@@ -95,7 +106,13 @@ export function openAiCompatible(name: string): ProviderAdapter {
       if (!done) throw new GatewayError('provider_stream_interrupted', `the ${name} stream ended before [DONE]`);
       if (!usage) throw new GatewayError('provider_error', `the ${name} stream carried no usage`);
       return {
-        result: { id, object: 'chat.completion', model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish }], usage },
+        result: {
+          id,
+          object: 'chat.completion',
+          model,
+          choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish }],
+          usage,
+        },
         usage: usageOf(usage),
         model,
       };

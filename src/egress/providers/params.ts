@@ -20,7 +20,8 @@ export function modelOf(p: Record<string, unknown>): string {
 export function optionalCap(p: Record<string, unknown>, field: string, max: number): number | undefined {
   const v = p[field];
   if (v === undefined || v === null) return undefined;
-  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) throw new GatewayError('bad_request', `params.${field} must be an integer from 1 to ${max}`);
+  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max)
+    throw new GatewayError('bad_request', `params.${field} must be an integer from 1 to ${max}`);
   return v as number;
 }
 

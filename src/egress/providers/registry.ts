@@ -17,6 +17,7 @@ export const PROVIDERS: Readonly<Record<string, ProviderAdapter>> = {
 export function adapterFor(provider: string, operation: string): ProviderAdapter {
   const adapter = Object.prototype.hasOwnProperty.call(PROVIDERS, provider) ? PROVIDERS[provider] : undefined;
   if (!adapter) throw new GatewayError('bad_request', `unknown provider '${provider.slice(0, 64)}'`);
-  if (!adapter.operations.includes(operation)) throw new GatewayError('bad_request', `${provider} has no operation '${operation.slice(0, 64)}'`);
+  if (!adapter.operations.includes(operation))
+    throw new GatewayError('bad_request', `${provider} has no operation '${operation.slice(0, 64)}'`);
   return adapter;
 }

@@ -29,9 +29,20 @@ function allowed(r: Random): unknown {
   return {
     action: 'api.call',
     subject: worker
-      ? { kind: 'worker', id: 'cloud-us-east-1-01', labels: ['cloud', 'provider_openai'], region: 'us-east-1', supported_providers: ['openai'], supported_models: [] }
+      ? {
+          kind: 'worker',
+          id: 'cloud-us-east-1-01',
+          labels: ['cloud', 'provider_openai'],
+          region: 'us-east-1',
+          supported_providers: ['openai'],
+          supported_models: [],
+        }
       : { kind: 'orchestrator', id: 'admin', labels: [] },
-    resource: { ...(worker ? CALLS[r.int(2)]! : r.pick(CALLS.slice(0, 4))), stream: r.chance(0.5), estimated_cost_usd: r.pick([0.0001, 0.01]) },
+    resource: {
+      ...(worker ? CALLS[r.int(2)]! : r.pick(CALLS.slice(0, 4))),
+      stream: r.chance(0.5),
+      estimated_cost_usd: r.pick([0.0001, 0.01]),
+    },
     context: {
       task_id: 'task-1',
       job_id: null,
@@ -62,7 +73,9 @@ export function apiCallInput(r: Random): unknown {
         inference_mode: 'provider_api',
         supported_providers: maybeOdd(r, r.chance(0.7) ? ['openai'] : ['openai', 'anthropic']),
         supported_models: r.chance(0.7) ? [] : [r.pick(CALLS).model],
-        ...(r.chance(0.6) && { rate_limits: { rpm: r.pick([1, 300, 100_000]), ...(r.chance(0.3) && { tpm: r.pick([0, 90_000, '90000']) }) } }),
+        ...(r.chance(0.6) && {
+          rate_limits: { rpm: r.pick([1, 300, 100_000]), ...(r.chance(0.3) && { tpm: r.pick([0, 90_000, '90000']) }) },
+        }),
       }
     : { kind: maybeOdd(r, 'orchestrator'), id: 'admin', labels: [] };
   return {

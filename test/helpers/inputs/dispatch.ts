@@ -38,7 +38,12 @@ function matched(r: Random): unknown {
       job_id: `job-${r.int(1000)}`,
       task_id: 'task-1',
       priority: r.pick([0, 5, -3]),
-      requirements: { labels: cloud ? ['cloud'] : [], providers: providers.slice(0, 1), models: models.slice(0, 1), regions: r.chance(0.5) ? [region] : [] },
+      requirements: {
+        labels: cloud ? ['cloud'] : [],
+        providers: providers.slice(0, 1),
+        models: models.slice(0, 1),
+        regions: r.chance(0.5) ? [region] : [],
+      },
       estimated_cost_usd: r.pick([0, 0.02, 1]),
       budget_usd: r.pick([null, 2, 100]),
       preferred_node_id: r.pick([null, nodeId]),
@@ -47,7 +52,13 @@ function matched(r: Random): unknown {
       user_id: 'user-1',
       project_id: null,
       group_id: null,
-      preferences: { cloud_allowed: true, provider: r.chance(0.5) && providers.length > 0 ? providers[0] : null, regions: [], max_cost_usd: null, locality_max_wait_ms: 0 },
+      preferences: {
+        cloud_allowed: true,
+        provider: r.chance(0.5) && providers.length > 0 ? providers[0] : null,
+        regions: [],
+        max_cost_usd: null,
+        locality_max_wait_ms: 0,
+      },
       load: { active_jobs: r.int(max), max_concurrency: max },
       locality: { waited_ms: r.int(60_000) },
     },
@@ -62,7 +73,16 @@ export function dispatchInput(r: Random): unknown {
   const nodeId = r.pick(['cloud-us-east-1-01', 'lab-gpu-01', `node-${r.int(50)}`]);
   const subject: Record<string, unknown> = {
     node_id: maybeOdd(r, nodeId),
-    labels: maybeOdd(r, cloud ? ['cloud', ...some(r, LABELS, 2)] : some(r, LABELS.filter((l) => l !== 'cloud'), 2)),
+    labels: maybeOdd(
+      r,
+      cloud
+        ? ['cloud', ...some(r, LABELS, 2)]
+        : some(
+            r,
+            LABELS.filter((l) => l !== 'cloud'),
+            2,
+          ),
+    ),
     ...(r.chance(0.85) && { region: maybeOdd(r, r.pick(REGIONS)) }),
     ...(cloud && { provider: r.pick(['aws', 'gcp']) }),
     inference_mode: maybeOdd(r, r.pick(MODES)),

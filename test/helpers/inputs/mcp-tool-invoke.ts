@@ -11,7 +11,12 @@ export function mcpToolInvokeInput(r: Random): unknown {
   const task = `task-${r.int(5)}`;
   return {
     action: 'mcp.tool.invoke',
-    subject: { kind: 'worker', node_id: maybeOdd(r, `node-${r.int(10)}`), labels: ['cloud'], agent_type: maybeOdd(r, r.chance(0.5) ? 'worker' : r.pick(AGENTS)) },
+    subject: {
+      kind: 'worker',
+      node_id: maybeOdd(r, `node-${r.int(10)}`),
+      labels: ['cloud'],
+      agent_type: maybeOdd(r, r.chance(0.5) ? 'worker' : r.pick(AGENTS)),
+    },
     resource: { tool: maybeOdd(r, r.chance(0.6) ? r.pick(TOOLS.slice(1, 4)) : r.pick(TOOLS)) },
     context: {
       task_id: maybeOdd(r, task),

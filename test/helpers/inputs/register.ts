@@ -13,7 +13,8 @@ interface Admission {
   blocked_nodes: Record<string, boolean>;
 }
 
-const admission = (parse(readFileSync(join(packageRoot(), 'policies/config/register/data.yaml'), 'utf8')) as { admission: Admission }).admission;
+const admission = (parse(readFileSync(join(packageRoot(), 'policies/config/register/data.yaml'), 'utf8')) as { admission: Admission })
+  .admission;
 const on = (o: Record<string, unknown>) => Object.keys(o);
 const REGIONS = [...on(admission.regions.cloud!), ...on(admission.regions.local!)];
 const MODES = [...new Set([...on(admission.inference_modes.cloud!), ...on(admission.inference_modes.local!)])];
