@@ -169,17 +169,15 @@ test.serial('malformed JSON-RPC, unknown tools, bad and oversized arguments get 
 
 test.serial('an upstream answer larger than mcp.maxResponseBytes is refused, not passed on', async (t) => {
   const content = 'x'.repeat(20_000);
-  await gw.gateway.db
-    .knex('artifacts')
-    .insert({
-      task_id: 'task-m',
-      name: 'huge.txt',
-      content,
-      sha256: 'f'.repeat(64),
-      size: content.length,
-      written_by: 'test',
-      updated_at: new Date(),
-    });
+  await gw.gateway.db.knex('artifacts').insert({
+    task_id: 'task-m',
+    name: 'huge.txt',
+    content,
+    sha256: 'f'.repeat(64),
+    size: content.length,
+    written_by: 'test',
+    updated_at: new Date(),
+  });
   const client = await connect(worker.token);
   const tooBig = await mcpError(client.callTool({ name: 'artifacts.artifact_get', arguments: { task_id: 'task-m', name: 'huge.txt' } }));
   t.is(tooBig.code, -32002);

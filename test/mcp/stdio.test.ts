@@ -105,17 +105,15 @@ test.serial('a stdio upstream started by the gateway serves its tools through /m
 
 test.serial('a stdio answer larger than mcp.maxResponseBytes is refused, not passed on', async (t) => {
   const content = 'x'.repeat(20_000);
-  await gw.gateway.db
-    .knex('artifacts')
-    .insert({
-      task_id: 'task-s',
-      name: 'huge.txt',
-      content,
-      sha256: 'f'.repeat(64),
-      size: content.length,
-      written_by: 'test',
-      updated_at: new Date(),
-    });
+  await gw.gateway.db.knex('artifacts').insert({
+    task_id: 'task-s',
+    name: 'huge.txt',
+    content,
+    sha256: 'f'.repeat(64),
+    size: content.length,
+    written_by: 'test',
+    updated_at: new Date(),
+  });
   const client = new Client({ name: 'test-agent', version: '1.0.0' });
   await client.connect(
     new StreamableHTTPClientTransport(new URL(`${gw.url('mcp')}/mcp`), {
