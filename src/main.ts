@@ -22,7 +22,6 @@ import type { Role } from './server/roles.js';
 import { startServers } from './server/serve.js';
 import type { SettingsService } from './settings/index.js';
 import type { Database } from './storage/index.js';
-import { listenChannels } from './storage/listener.js';
 import type { CredentialStore } from './vault/index.js';
 import type { PskStore, WorkerService } from './workers/index.js';
 import { startWorkers } from './workers/module.js';
@@ -76,9 +75,6 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
-
-    const listener = listenChannels({ url: config.database.url, logger, channels: { ...core.channels, ...jobs.channels } });
-    life.add('NOTIFY listener', () => listener.close());
     const serving = await startServers(
       {
         config,

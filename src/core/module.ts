@@ -13,14 +13,14 @@ import type { Logger } from '../logging/index.js';
 import type { Registry } from 'prom-client';
 import { createDecisionMetrics, type DecisionMetrics } from '../decisions/metrics.js';
 import { createRegistry } from '../metrics/index.js';
-import { BUNDLE_CHANNEL, type PolicyEngine } from '../policy/index.js';
+import { BUNDLE_CHANNEL, type BundleSource, type PolicyEngine } from '../policy/index.js';
 import { PREFERENCE_ROUTES } from '../preferences/index.js';
 import type { Authenticators } from '../server/app.js';
 import type { Lifecycle } from '../server/lifecycle.js';
 import { bindRoutes, type BoundRoute } from '../server/route.js';
 import { SETTINGS_ROUTES } from '../settings/index.js';
 import { connectAndMigrate, type Database } from '../storage/index.js';
-import type { ChannelHandlers } from '../storage/listener.js';
+import { type ChannelListener, listenChannels } from '../storage/listener.js';
 import { createMeteredEngine, startPolicySource } from './policy.js';
 import { type Runtime, startRuntime } from './runtime.js';
 
@@ -45,7 +45,8 @@ export interface Core {
   notify: boolean;
   routes: BoundRoute[];
   authenticators: Pick<Authenticators, 'admin' | 'reader' | 'bundleReader'>;
-  channels: ChannelHandlers;
+  /** The NOTIFY listener: modules add their channels with `listener.on`. */
+  listener: ChannelListener;
 }
 
 /**
@@ -70,9 +71,19 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
   });
   const notify = db.kind === 'postgres';
   const runtime = await startRuntime({ knex: db.knex, logger, engine: policy, notify }, life);
+  // Listening starts before the rest, so a replica that cannot LISTEN says so (and polls) from its first moments.
+  const bundle: { source?: BundleSource } = {}; // set once the source starts, below
+  // Another replica activated a new bundle: look at our own source now, not at the next poll.
+  const listener = listenChannels({
+    url: config.database.url,
+    logger,
+    channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => bundle.source?.refresh() },
+  });
+  life.add('NOTIFY listener', () => listener.close());
   const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
   life.add('signing keys', () => keys.close());
   const source = await startPolicySource(config.policy, { engine: policy, db, logger });
+  bundle.source = source;
   life.add('bundle source', () => source.close());
 
   const sections = { decisionLog: () => ({ pending: decisionLog.pending() }), database: () => ({ kind: db.kind, target: db.target }) };
@@ -98,8 +109,7 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     notify,
     routes,
     authenticators: staticTokenAuthenticators(config.auth, adminToken),
-    // Another replica activated a new bundle: look at our own source now, not at the next poll.
-    channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh() },
+    listener,
   };
 }
 

@@ -2,7 +2,6 @@ import type { Core } from '../core/module.js';
 import { createJobMetrics, setJobCounts } from './metrics.js';
 import type { Lifecycle } from '../server/lifecycle.js';
 import { bindRoutes, type BoundRoute } from '../server/route.js';
-import type { ChannelHandlers } from '../storage/listener.js';
 import { createLeaseService, type LeaseService } from './lease.js';
 import { JOB_ADMIN_ROUTES, JOB_WORKER_ROUTES } from './routes.js';
 import { createJobService, type JobService } from './service.js';
@@ -15,7 +14,6 @@ export interface JobsModule {
   jobs: JobService;
   leases: LeaseService;
   routes: BoundRoute[];
-  channels: ChannelHandlers;
   /** Sets the queue-depth gauge from the database; no series while the database is down. */
   refreshGauges(): Promise<void>;
 }
@@ -47,6 +45,7 @@ export function startJobs(core: Core, life: Lifecycle): JobsModule {
     longPollMaxMs: config.jobs.longPollMaxMs,
     retry: { baseMs: config.jobs.retryBaseMs, maxMs: config.jobs.retryMaxMs },
   });
+  core.listener.on(JOBS_CHANNEL, (count) => waker.wake(count === undefined ? undefined : Number(count) || 1));
   const reaper = leases.startReaper(config.jobs.reaperIntervalMs);
   life.add('lease reaper', () => reaper.stop());
   const defaults = { maxAttempts: config.jobs.defaultMaxAttempts, timeoutMs: config.jobs.defaultTimeoutMs };
@@ -55,7 +54,6 @@ export function startJobs(core: Core, life: Lifecycle): JobsModule {
     jobs,
     leases,
     routes: [...bindRoutes(JOB_ADMIN_ROUTES, { jobs, defaults }), ...bindRoutes(JOB_WORKER_ROUTES, leases)],
-    channels: { [JOBS_CHANNEL]: (count) => waker.wake(count === undefined ? undefined : Number(count) || 1) },
     async refreshGauges() {
       const counts = (await db
         .knex('jobs')

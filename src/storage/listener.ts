@@ -13,18 +13,26 @@ export interface ListenOptions {
   logger: Logger;
 }
 
+/** A running listener: more channels can be added while it runs; `close` ends it. */
+export interface ChannelListener {
+  /** Listens on `channel` too (now, if connected, and after every reconnect). */
+  on(channel: string, handler: (payload?: string) => void): void;
+  close(): Promise<void>;
+}
+
 /**
  * One dedicated connection that LISTENs on every channel the gateway cares about (settings,
  * preferences, jobs), reconnecting with backoff. After a reconnect every handler runs once,
  * so whatever changed while the connection was down is caught up. Handlers must be cheap
  * and must not throw; each service keeps its own polling fallback.
  */
-export function listenChannels(options: ListenOptions): { close(): Promise<void> } {
+export function listenChannels(options: ListenOptions): ChannelListener {
   const log = options.logger.child({ component: 'listen' });
+  const channels: ChannelHandlers = { ...options.channels };
   let closed = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
-  const all = () => Object.values(options.channels).forEach((fn) => fn());
+  const all = () => Object.values(channels).forEach((fn) => fn());
 
   const connect = async (attempt: number) => {
     if (closed || !options.url) return;
@@ -32,8 +40,15 @@ export function listenChannels(options: ListenOptions): { close(): Promise<void>
     c.on('error', () => undefined);
     try {
       await c.connect();
-      for (const channel of Object.keys(options.channels)) await c.query(`LISTEN ${channel}`);
-      c.on('notification', (msg) => options.channels[msg.channel]?.(msg.payload));
+      const listened = new Set<string>();
+      // Channels added while this loop runs are picked up by its next round.
+      for (let pending = Object.keys(channels); pending.length > 0; pending = Object.keys(channels).filter((ch) => !listened.has(ch))) {
+        for (const channel of pending) {
+          await c.query(`LISTEN ${channel}`);
+          listened.add(channel);
+        }
+      }
+      c.on('notification', (msg) => channels[msg.channel]?.(msg.payload));
       // Only a connection that got as far as listening reconnects on 'end': a failed attempt
       // also ends, and retrying from both places would double the attempts every round.
       c.on('end', () => {
@@ -54,6 +69,12 @@ export function listenChannels(options: ListenOptions): { close(): Promise<void>
   void connect(1);
 
   return {
+    on(channel, handler) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`not a channel name: ${channel}`);
+      const known = channel in channels;
+      channels[channel] = handler;
+      if (!known) client?.query(`LISTEN ${channel}`).catch(() => undefined); // a failure ends the connection; the reconnect listens again
+    },
     async close() {
       closed = true;
       clearTimeout(retry);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { buildBundle, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
 import { packageRoot } from '../../src/lib/package-root.js';
@@ -57,7 +57,12 @@ export async function buildCustomBundle(
           ];
         }),
       );
-  for (const [path, text] of Object.entries({ ...stubs, ...files })) {
+  // The shared rules (`cynode.lib`) come along unless the test writes its own: a real policy
+  // file taken into a custom bundle imports them.
+  const lib = options.entrypoints
+    ? {}
+    : { 'cynode/lib/lib.rego': readFileSync(join(packageRoot(), 'policies', 'cynode', 'lib', 'lib.rego'), 'utf8') };
+  for (const [path, text] of Object.entries({ ...lib, ...stubs, ...files })) {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), text);
   }
