@@ -8,7 +8,7 @@ import type { PreferencesService } from '../preferences/index.js';
 import { denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
 import type { EgressService } from './final-gate.js';
-import { createEgressForwarder } from './forward.js';
+import { createEgressForwarder, type EgressForwarder } from './forward.js';
 import { loadCallContext, parseApiCall, type ParsedCall, policyInput, subjectOf } from './input.js';
 import type { Ledger } from './ledger.js';
 import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
@@ -90,7 +90,7 @@ async function decide(
 // Signs the decided call and hands it to the egress role, here or over the network.
 async function forward(
   deps: ApiCallGatewayDeps,
-  forwarder: ReturnType<typeof createEgressForwarder>,
+  forwarder: EgressForwarder,
   requestId: string,
   caller: ApiCaller,
   d: Decided,
