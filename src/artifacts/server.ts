@@ -75,13 +75,8 @@ const jsonRpcError = (res: ServerResponse, status: number, id: unknown, code: nu
   res.end(JSON.stringify({ jsonrpc: '2.0', id: id ?? null, error: { code, message, ...(data !== undefined && { data }) } }));
 };
 
-/**
- * A reference upstream MCP tool server and target service: it takes requests only from the
- * gateway (every request carries a forward token bound to its body), and before any
- * `tools/call` acts it re-decides `mcp.tool.invoke` on its own copy of the bundle, and
- * checks that the call is the one decided on (tool and task).
- */
-export async function startArtifactServer(options: {
+/** What `startArtifactServer` takes. */
+export interface ArtifactServerOptions {
   knex: Knex;
   gate: FinalGate;
   logger: Logger;
@@ -91,150 +86,172 @@ export async function startArtifactServer(options: {
   /** `stdio`: serve the one client on stdin/stdout (a gateway that started this process). */
   transport?: 'http' | 'stdio';
   stdio?: { input: Readable; output: Writable };
-}): Promise<ArtifactServer> {
-  const log = options.logger.child({ component: 'artifact-server' });
-  const { knex } = options;
+}
 
-  const run = async (call: ToolCall, caller: string) => {
-    const task = String(call.arguments.task_id);
-    if (call.name === 'artifact_put') {
-      const content = String(call.arguments.content);
-      const sha256 = createHash('sha256').update(content).digest('hex');
-      const row = {
-        task_id: task,
-        name: String(call.arguments.name),
-        content,
-        sha256,
-        size: Buffer.byteLength(content),
-        written_by: caller,
-        updated_at: new Date(),
-      };
-      await knex('artifacts').insert(row).onConflict(['task_id', 'name']).merge(['content', 'sha256', 'size', 'written_by', 'updated_at']);
-      return { task_id: task, name: row.name, size: row.size, sha256 };
-    }
-    if (call.name === 'artifact_get') {
-      const row = (await knex('artifacts')
-        .where({ task_id: task, name: String(call.arguments.name) })
-        .first('name', 'content', 'sha256', 'size')) as Record<string, unknown> | undefined;
-      if (!row) throw new McpError(ErrorCode.InvalidParams, `no artifact '${String(call.arguments.name)}' in task ${task}`);
-      return row;
-    }
-    const rows = (await knex('artifacts')
-      .where({ task_id: task })
-      .orderBy('name')
-      .select('name', 'size', 'sha256', 'updated_at')) as Record<string, unknown>[];
-    return { task_id: task, artifacts: rows };
+/** What the transports share: the options and the component logger. */
+interface Deps {
+  options: ArtifactServerOptions;
+  log: Logger;
+}
+
+type Authorize = (method: string, params: CallParams | undefined) => Promise<string>;
+
+async function putArtifact(knex: Knex, call: ToolCall, caller: string) {
+  const task = String(call.arguments.task_id);
+  const content = String(call.arguments.content);
+  const sha256 = createHash('sha256').update(content).digest('hex');
+  const row = {
+    task_id: task,
+    name: String(call.arguments.name),
+    content,
+    sha256,
+    size: Buffer.byteLength(content),
+    written_by: caller,
+    updated_at: new Date(),
   };
+  await knex('artifacts').insert(row).onConflict(['task_id', 'name']).merge(['content', 'sha256', 'size', 'written_by', 'updated_at']);
+  return { task_id: task, name: row.name, size: row.size, sha256 };
+}
 
-  const mcpServer = (authorize: (method: string, params: CallParams | undefined) => Promise<string>) => {
-    const server = new Server({ name: 'cynode-artifacts', version: '1.0.0' }, { capabilities: { tools: {} } });
-    server.setRequestHandler(ListToolsRequestSchema, async (request) => {
-      await authorize(request.method, request.params);
-      return { tools: ARTIFACT_TOOLS.map((t) => ({ ...t })) };
-    });
-    server.setRequestHandler(CallToolRequestSchema, async (request) => {
-      const caller = await authorize(request.method, request.params);
-      const call = { name: request.params.name, arguments: (request.params.arguments ?? {}) as Record<string, unknown> };
-      if (!ARTIFACT_TOOLS.some((t) => t.name === call.name)) throw new McpError(ErrorCode.InvalidParams, `unknown tool ${call.name}`);
-      const out = await run(call, caller);
-      return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out as Record<string, unknown> };
-    });
-    return server;
-  };
+async function getArtifact(knex: Knex, call: ToolCall) {
+  const task = String(call.arguments.task_id);
+  const row = (await knex('artifacts')
+    .where({ task_id: task, name: String(call.arguments.name) })
+    .first('name', 'content', 'sha256', 'size')) as Record<string, unknown> | undefined;
+  if (!row) throw new McpError(ErrorCode.InvalidParams, `no artifact '${String(call.arguments.name)}' in task ${task}`);
+  return row;
+}
 
-  // The final gate: the forward token must be bound to this request, and a tools/call is decided
-  // again on this server's own bundle and must be the call decided on. Answers the caller.
-  const gateCheck = async (
-    token: string | undefined,
-    body: Buffer | string,
-    method: unknown,
-    params: CallParams | undefined,
-  ): Promise<string> => {
-    if (method !== 'tools/call') {
-      await options.gate.verify(token, body);
-      return 'gateway';
-    }
-    const { forward } = await options.gate.check(token, body);
-    const input = forward.input as {
-      subject?: { node_id?: string };
-      resource?: { name?: string };
-      context?: { arguments?: Record<string, unknown> };
-    };
-    if (forward.entrypoint !== ENTRYPOINTS.mcpToolInvoke || input.resource?.name !== params?.name) {
-      throw new GatewayError('forward_body_mismatch', 'the forward token is not for this tool call');
-    }
-    for (const [key, value] of Object.entries(input.context?.arguments ?? {})) {
-      if (params?.arguments?.[key] !== value) throw new GatewayError('forward_body_mismatch', `argument ${key} is not the one decided on`);
-    }
-    return String(input.subject?.node_id ?? 'gateway');
-  };
+async function listArtifacts(knex: Knex, call: ToolCall) {
+  const task = String(call.arguments.task_id);
+  const rows = (await knex('artifacts').where({ task_id: task }).orderBy('name').select('name', 'size', 'sha256', 'updated_at')) as Record<
+    string,
+    unknown
+  >[];
+  return { task_id: task, artifacts: rows };
+}
 
-  // A refusal as the JSON-RPC error the gateway reads: code -32001, data {code, reasons}.
-  const refusal = (err: unknown) => {
-    const e = isGatewayError(err) ? err : new GatewayError('internal', 'internal error');
-    if (e.code === 'internal') log.error({ err }, 'final gate failed');
-    const reasons = (e.details as { reasons?: string[] } | undefined)?.reasons;
-    return { status: e.status, message: e.message, data: { code: e.code, ...(reasons && { reasons }) } };
-  };
+const runTool = (knex: Knex, call: ToolCall, caller: string) =>
+  call.name === 'artifact_put'
+    ? putArtifact(knex, call, caller)
+    : call.name === 'artifact_get'
+      ? getArtifact(knex, call)
+      : listArtifacts(knex, call);
 
-  if (options.transport === 'stdio') {
-    // One client, the gateway that started this process; the token rides in each request's _meta.
-    const server = mcpServer(async (method, params) => {
-      const meta = params?._meta?.[STDIO_TOKEN_META];
-      try {
-        return await gateCheck(typeof meta === 'string' ? meta : undefined, stdioBoundBody(method, params), method, params);
-      } catch (err) {
-        const r = refusal(err);
-        throw new McpError(-32001, r.message, r.data);
-      }
-    });
-    const transport = new StdioServerTransport(options.stdio?.input, options.stdio?.output);
-    const closed = new Promise<void>((resolve) => {
-      transport.onclose = resolve;
-      (options.stdio?.input ?? process.stdin).once('end', resolve);
-    });
-    await server.connect(transport);
-    return { url: 'stdio', closed, close: () => server.close() };
+// An MCP server answering the artifact tools; `authorize` answers the caller or refuses.
+function mcpServer(knex: Knex, authorize: Authorize): Server {
+  const server = new Server({ name: 'cynode-artifacts', version: '1.0.0' }, { capabilities: { tools: {} } });
+  server.setRequestHandler(ListToolsRequestSchema, async (request) => {
+    await authorize(request.method, request.params);
+    return { tools: ARTIFACT_TOOLS.map((t) => ({ ...t })) };
+  });
+  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    const caller = await authorize(request.method, request.params);
+    const call = { name: request.params.name, arguments: (request.params.arguments ?? {}) as Record<string, unknown> };
+    if (!ARTIFACT_TOOLS.some((t) => t.name === call.name)) throw new McpError(ErrorCode.InvalidParams, `unknown tool ${call.name}`);
+    const out = await runTool(knex, call, caller);
+    return { content: [{ type: 'text', text: JSON.stringify(out) }], structuredContent: out as Record<string, unknown> };
+  });
+  return server;
+}
+
+// The final gate: the forward token must be bound to this request, and a tools/call is decided
+// again on this server's own bundle and must be the call decided on. Answers the caller.
+async function gateCheck(
+  gate: FinalGate,
+  token: string | undefined,
+  body: Buffer | string,
+  method: unknown,
+  params: CallParams | undefined,
+): Promise<string> {
+  if (method !== 'tools/call') {
+    await gate.verify(token, body);
+    return 'gateway';
   }
-
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    if (req.url !== '/mcp') return jsonRpcError(res, 404, null, ErrorCode.InvalidRequest, 'not found');
-    if (req.method !== 'POST') return jsonRpcError(res, 405, null, ErrorCode.InvalidRequest, 'this server is stateless: POST only');
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > options.maxBodyBytes) return jsonRpcError(res, 413, null, ErrorCode.InvalidRequest, 'request too large');
-      chunks.push(chunk);
-    }
-    const raw = Buffer.concat(chunks);
-    let message: { id?: unknown; method?: unknown; params?: CallParams };
-    try {
-      message = JSON.parse(raw.toString('utf8')) as typeof message;
-    } catch {
-      return jsonRpcError(res, 400, null, ErrorCode.ParseError, 'parse error');
-    }
-    const token = req.headers[FORWARD_TOKEN_HEADER];
-    let caller: string;
-    try {
-      caller = await gateCheck(typeof token === 'string' ? token : undefined, raw, message.method, message.params);
-    } catch (err) {
-      const r = refusal(err);
-      return jsonRpcError(res, r.status, message.id, -32001, r.message, r.data);
-    }
-    // Checked once per HTTP request, before the SDK sees it; each request gets its own server.
-    const server = mcpServer(() => Promise.resolve(caller));
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    res.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res, message);
+  const { forward } = await gate.check(token, body);
+  const input = forward.input as {
+    subject?: { node_id?: string };
+    resource?: { name?: string };
+    context?: { arguments?: Record<string, unknown> };
   };
+  if (forward.entrypoint !== ENTRYPOINTS.mcpToolInvoke || input.resource?.name !== params?.name) {
+    throw new GatewayError('forward_body_mismatch', 'the forward token is not for this tool call');
+  }
+  for (const [key, value] of Object.entries(input.context?.arguments ?? {})) {
+    if (params?.arguments?.[key] !== value) throw new GatewayError('forward_body_mismatch', `argument ${key} is not the one decided on`);
+  }
+  return String(input.subject?.node_id ?? 'gateway');
+}
 
+// A refusal as the JSON-RPC error the gateway reads: code -32001, data {code, reasons}.
+function refusal(log: Logger, err: unknown) {
+  const e = isGatewayError(err) ? err : new GatewayError('internal', 'internal error');
+  if (e.code === 'internal') log.error({ err }, 'final gate failed');
+  const reasons = (e.details as { reasons?: string[] } | undefined)?.reasons;
+  return { status: e.status, message: e.message, data: { code: e.code, ...(reasons && { reasons }) } };
+}
+
+// One client, the gateway that started this process; the token rides in each request's _meta.
+async function serveStdio({ options, log }: Deps): Promise<ArtifactServer> {
+  const server = mcpServer(options.knex, async (method, params) => {
+    const meta = params?._meta?.[STDIO_TOKEN_META];
+    try {
+      return await gateCheck(options.gate, typeof meta === 'string' ? meta : undefined, stdioBoundBody(method, params), method, params);
+    } catch (err) {
+      const r = refusal(log, err);
+      throw new McpError(-32001, r.message, r.data);
+    }
+  });
+  const transport = new StdioServerTransport(options.stdio?.input, options.stdio?.output);
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = resolve;
+    (options.stdio?.input ?? process.stdin).once('end', resolve);
+  });
+  await server.connect(transport);
+  return { url: 'stdio', closed, close: () => server.close() };
+}
+
+// One stateless POST /mcp: read the body, run the final gate, then let the SDK answer.
+async function handleHttp({ options, log }: Deps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (req.url !== '/mcp') return jsonRpcError(res, 404, null, ErrorCode.InvalidRequest, 'not found');
+  if (req.method !== 'POST') return jsonRpcError(res, 405, null, ErrorCode.InvalidRequest, 'this server is stateless: POST only');
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > options.maxBodyBytes) return jsonRpcError(res, 413, null, ErrorCode.InvalidRequest, 'request too large');
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks);
+  let message: { id?: unknown; method?: unknown; params?: CallParams };
+  try {
+    message = JSON.parse(raw.toString('utf8')) as typeof message;
+  } catch {
+    return jsonRpcError(res, 400, null, ErrorCode.ParseError, 'parse error');
+  }
+  const token = req.headers[FORWARD_TOKEN_HEADER];
+  let caller: string;
+  try {
+    caller = await gateCheck(options.gate, typeof token === 'string' ? token : undefined, raw, message.method, message.params);
+  } catch (err) {
+    const r = refusal(log, err);
+    return jsonRpcError(res, r.status, message.id, -32001, r.message, r.data);
+  }
+  // Checked once per HTTP request, before the SDK sees it; each request gets its own server.
+  const server = mcpServer(options.knex, () => Promise.resolve(caller));
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  res.on('close', () => {
+    void transport.close();
+    void server.close();
+  });
+  await server.connect(transport);
+  await transport.handleRequest(req, res, message);
+}
+
+async function serveHttp(deps: Deps): Promise<ArtifactServer> {
+  const { options, log } = deps;
   const http: HttpServer = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    handleHttp(deps, req, res).catch((err: unknown) => {
       log.error({ err }, 'artifact server request failed');
       if (!res.headersSent) jsonRpcError(res, 500, null, ErrorCode.InternalError, 'internal error');
       else res.destroy();
@@ -253,4 +270,15 @@ export async function startArtifactServer(options: {
         http.close(() => resolve());
       }),
   };
+}
+
+/**
+ * A reference upstream MCP tool server and target service: it takes requests only from the
+ * gateway (every request carries a forward token bound to its body), and before any
+ * `tools/call` acts it re-decides `mcp.tool.invoke` on its own copy of the bundle, and
+ * checks that the call is the one decided on (tool and task).
+ */
+export async function startArtifactServer(options: ArtifactServerOptions): Promise<ArtifactServer> {
+  const deps: Deps = { options, log: options.logger.child({ component: 'artifact-server' }) };
+  return options.transport === 'stdio' ? serveStdio(deps) : serveHttp(deps);
 }

@@ -7,17 +7,22 @@ import { StartupError } from '../lib/startup-error.js';
 import { readSecretFromStdin } from './credentials.js';
 import { UsageError, UsageErrorFor } from './usage.js';
 
-/**
- * Admin commands that act on a running gateway through its admin API (`--url`, default the
- * configured control port on localhost), with the admin token: `psk create|list|revoke` and
- * `keys rotate`. Going through the API, not the database, is what lets them work with the
- * embedded database (locked by the running gateway) and rotate keys that live only in the
- * gateway's memory.
- */
-export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 'keys' | 'credentials', args: string[]): Promise<number> {
-  let parsed;
+/** One admin API request: answers the JSON body, or throws the gateway's `code: message`. */
+type AdminCall = (method: string, path: string, body?: unknown) => Promise<Record<string, unknown>>;
+
+/** What each command gets: its positionals, its flags and the admin API. */
+interface CommandContext {
+  sub: string | undefined;
+  arg: string | undefined;
+  values: ReturnType<typeof parseAdminArgs>['values'];
+  call: AdminCall;
+}
+
+const out = (v: unknown) => console.log(JSON.stringify(v, null, 2));
+
+function parseAdminArgs(args: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args,
       allowPositionals: true,
       options: {
@@ -32,13 +37,10 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
   } catch (err) {
     throw UsageErrorFor(err);
   }
-  const { values, positionals } = parsed;
-  const base = (values.url ?? `http://${config.server.host}:${config.server.controlPort}`).replace(/\/+$/, '');
-  if (!config.auth.adminToken && !existsSync(config.auth.adminTokenFile)) {
-    throw new StartupError(`no admin token: set CYNODE_ADMIN_TOKEN or run where the gateway keeps ${config.auth.adminTokenFile}`);
-  }
-  const token = resolveAdminToken(config.auth, logger);
-  const call = async (method: string, path: string, body?: unknown) => {
+}
+
+function adminClient(base: string, token: string): AdminCall {
+  return async (method, path, body) => {
     let res: Response;
     try {
       res = await fetch(base + path, {
@@ -55,47 +57,49 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
     if (!res.ok) throw new StartupError(`${answer?.error?.code ?? res.status}: ${answer?.error?.message ?? res.statusText}`);
     return answer as Record<string, unknown>;
   };
-  const [sub, arg] = positionals;
-  const out = (v: unknown) => console.log(JSON.stringify(v, null, 2));
+}
 
-  if (command === 'credentials') {
-    switch (sub) {
-      case 'add': {
-        if (!values.provider || !values.name)
-          throw new UsageError('credentials add needs --provider and --name (the secret comes on standard input)');
-        const secret = await readSecretFromStdin();
-        out(
-          await call('POST', '/v1/credentials', {
-            provider: values.provider,
-            name: values.name,
-            secret,
-            ...(values['owner-user'] && { owner_user: values['owner-user'] }),
-            ...(values['owner-group'] && { owner_group: values['owner-group'] }),
-            ...(values['expires-at'] && { expires_at: values['expires-at'] }),
-          }),
-        );
-        return 0;
-      }
-      case 'list':
-        out(await call('GET', '/v1/credentials'));
-        return 0;
-      case 'rotate':
-        if (!arg) throw new UsageError('credentials rotate needs the credential id (the new secret comes on standard input)');
-        out(await call('POST', `/v1/credentials/${encodeURIComponent(arg)}/rotate`, { secret: await readSecretFromStdin() }));
-        return 0;
-      case 'disable':
-        if (!arg) throw new UsageError('credentials disable needs the credential id');
-        out(await call('POST', `/v1/credentials/${encodeURIComponent(arg)}/disable`));
-        return 0;
-      default:
-        throw new UsageError("credentials takes 'add', 'list', 'rotate', 'disable' or 'rewrap'");
+async function credentialsCommand({ sub, arg, values, call }: CommandContext): Promise<number> {
+  switch (sub) {
+    case 'add': {
+      if (!values.provider || !values.name)
+        throw new UsageError('credentials add needs --provider and --name (the secret comes on standard input)');
+      const secret = await readSecretFromStdin();
+      out(
+        await call('POST', '/v1/credentials', {
+          provider: values.provider,
+          name: values.name,
+          secret,
+          ...(values['owner-user'] && { owner_user: values['owner-user'] }),
+          ...(values['owner-group'] && { owner_group: values['owner-group'] }),
+          ...(values['expires-at'] && { expires_at: values['expires-at'] }),
+        }),
+      );
+      return 0;
     }
+    case 'list':
+      out(await call('GET', '/v1/credentials'));
+      return 0;
+    case 'rotate':
+      if (!arg) throw new UsageError('credentials rotate needs the credential id (the new secret comes on standard input)');
+      out(await call('POST', `/v1/credentials/${encodeURIComponent(arg)}/rotate`, { secret: await readSecretFromStdin() }));
+      return 0;
+    case 'disable':
+      if (!arg) throw new UsageError('credentials disable needs the credential id');
+      out(await call('POST', `/v1/credentials/${encodeURIComponent(arg)}/disable`));
+      return 0;
+    default:
+      throw new UsageError("credentials takes 'add', 'list', 'rotate', 'disable' or 'rewrap'");
   }
-  if (command === 'keys') {
-    if (sub !== 'rotate') throw new UsageError("keys takes 'rotate'");
-    out(await call('POST', '/v1/keys/rotate'));
-    return 0;
-  }
+}
+
+async function keysCommand({ sub, call }: CommandContext): Promise<number> {
+  if (sub !== 'rotate') throw new UsageError("keys takes 'rotate'");
+  out(await call('POST', '/v1/keys/rotate'));
+  return 0;
+}
+
+async function pskCommand({ sub, arg, values, call }: CommandContext): Promise<number> {
   switch (sub) {
     case 'create': {
       if (!values.name) throw new UsageError('psk create needs --name');
@@ -117,4 +121,24 @@ export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 
     default:
       throw new UsageError("psk takes 'create', 'list' or 'revoke'");
   }
+}
+
+const COMMANDS = { credentials: credentialsCommand, keys: keysCommand, psk: pskCommand };
+
+/**
+ * Admin commands that act on a running gateway through its admin API (`--url`, default the
+ * configured control port on localhost), with the admin token: `psk create|list|revoke` and
+ * `keys rotate`. Going through the API, not the database, is what lets them work with the
+ * embedded database (locked by the running gateway) and rotate keys that live only in the
+ * gateway's memory.
+ */
+export async function runAdmin(config: Config, logger: Logger, command: 'psk' | 'keys' | 'credentials', args: string[]): Promise<number> {
+  const { values, positionals } = parseAdminArgs(args);
+  const base = (values.url ?? `http://${config.server.host}:${config.server.controlPort}`).replace(/\/+$/, '');
+  if (!config.auth.adminToken && !existsSync(config.auth.adminTokenFile)) {
+    throw new StartupError(`no admin token: set CYNODE_ADMIN_TOKEN or run where the gateway keeps ${config.auth.adminTokenFile}`);
+  }
+  const token = resolveAdminToken(config.auth, logger);
+  const [sub, arg] = positionals;
+  return COMMANDS[command]({ sub, arg, values, call: adminClient(base, token) });
 }

@@ -8,7 +8,7 @@ import type { PreferencesService } from '../preferences/index.js';
 import { denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
 import type { EgressService } from './final-gate.js';
-import { createEgressForwarder } from './forward.js';
+import { createEgressForwarder, type EgressForwarder } from './forward.js';
 import { loadCallContext, parseApiCall, type ParsedCall, policyInput, subjectOf } from './input.js';
 import type { Ledger } from './ledger.js';
 import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
@@ -60,6 +60,61 @@ interface Decided {
   table: PriceTable;
 }
 
+// Parse, load the context, price the worst case and decide, filling the audit record in as it goes.
+async function decide(
+  deps: ApiCallGatewayDeps,
+  caller: ApiCaller,
+  raw: unknown,
+  subject: ApiCallInput['subject'],
+  event: AuditEvent,
+): Promise<Decided> {
+  const req = parseApiCall(raw);
+  Object.assign(event, { task_id: req.task_id, job_id: req.job_id, provider: req.provider, operation: req.operation });
+  const prepared = adapterFor(req.provider, req.operation).prepare(req.operation, req.params);
+  Object.assign(event, { model_requested: prepared.model, stream: prepared.stream });
+  const context = await loadCallContext(deps, caller, req, subject.id);
+  event.user_id = context.job?.user_id ?? null;
+  const table = priceTableFrom(deps.policy.bundleData()?.data);
+  event.price_version = table.version;
+  // An unpriced model is the policy's to refuse first (its catalogue should list priced
+  // models only); if the policy allows it anyway, the call still cannot be reserved.
+  const price = pricedOrUndefined(table, req.provider, prepared.model);
+  const estimate = price ? worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price) : 0;
+  event.reserved_usd = estimate;
+  const input = policyInput(deps, { caller, subject, req, prepared, estimatedCostUsd: estimate, context });
+  const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `${caller.kind}:${subject.id}`);
+  Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
+  return { req, input, allow: decision.allow, reasons: decision.reasons, decisionId, revision, priced: price !== undefined, table };
+}
+
+// Signs the decided call and hands it to the egress role, here or over the network.
+async function forward(
+  deps: ApiCallGatewayDeps,
+  forwarder: EgressForwarder,
+  requestId: string,
+  caller: ApiCaller,
+  d: Decided,
+): Promise<ApiCallReply> {
+  const { req } = d;
+  if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
+  const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
+  const token = await signForwardToken(
+    deps.keys.current(),
+    {
+      issuer: deps.issuer,
+      audience: EGRESS_AUDIENCE,
+      subject: `${caller.kind}:${d.input.subject.id}`,
+      entrypoint: ENTRYPOINTS.apiCall,
+      input: d.input,
+      revision: d.revision,
+    },
+    body,
+    deps.forwardTokenTtlMs,
+  );
+  // The egress role audits what happens from here, allowed or not.
+  return deps.local ? deps.local.handle(token, Buffer.from(body)) : forwarder.send(body, token);
+}
+
 /**
  * Builds the policy input from server state (the worker's stored report, the job it leases,
  * the task's budgets, the user's effective preferences), asks the `api.call` policy, audits
@@ -68,49 +123,6 @@ interface Decided {
  */
 export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
   const forwarder = createEgressForwarder({ egressUrl: deps.egressUrl, requestTimeoutMs: deps.requestTimeoutMs });
-
-  // Parse, load the context, price the worst case and decide, filling the audit record in as it goes.
-  const decide = async (caller: ApiCaller, raw: unknown, subject: ApiCallInput['subject'], event: AuditEvent): Promise<Decided> => {
-    const req = parseApiCall(raw);
-    Object.assign(event, { task_id: req.task_id, job_id: req.job_id, provider: req.provider, operation: req.operation });
-    const prepared = adapterFor(req.provider, req.operation).prepare(req.operation, req.params);
-    Object.assign(event, { model_requested: prepared.model, stream: prepared.stream });
-    const context = await loadCallContext(deps, caller, req, subject.id);
-    event.user_id = context.job?.user_id ?? null;
-    const table = priceTableFrom(deps.policy.bundleData()?.data);
-    event.price_version = table.version;
-    // An unpriced model is the policy's to refuse first (its catalogue should list priced
-    // models only); if the policy allows it anyway, the call still cannot be reserved.
-    const price = pricedOrUndefined(table, req.provider, prepared.model);
-    const estimate = price ? worstCaseCost(prepared.inputChars, prepared.maxOutputTokens, price) : 0;
-    event.reserved_usd = estimate;
-    const input = policyInput(deps, { caller, subject, req, prepared, estimatedCostUsd: estimate, context });
-    const { decision, decisionId, revision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `${caller.kind}:${subject.id}`);
-    Object.assign(event, { decision_id: decisionId, revision, reasons: decision.reasons });
-    return { req, input, allow: decision.allow, reasons: decision.reasons, decisionId, revision, priced: price !== undefined, table };
-  };
-
-  // Signs the decided call and hands it to the egress role, here or over the network.
-  const forward = async (requestId: string, caller: ApiCaller, d: Decided): Promise<ApiCallReply> => {
-    const { req } = d;
-    if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
-    const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
-    const token = await signForwardToken(
-      deps.keys.current(),
-      {
-        issuer: deps.issuer,
-        audience: EGRESS_AUDIENCE,
-        subject: `${caller.kind}:${d.input.subject.id}`,
-        entrypoint: ENTRYPOINTS.apiCall,
-        input: d.input,
-        revision: d.revision,
-      },
-      body,
-      deps.forwardTokenTtlMs,
-    );
-    // The egress role audits what happens from here, allowed or not.
-    return deps.local ? deps.local.handle(token, Buffer.from(body)) : forwarder.send(body, token);
-  };
 
   return {
     async call(caller, raw) {
@@ -137,9 +149,9 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
         return reply;
       };
       try {
-        const decided = await decide(caller, raw, subject, event);
+        const decided = await decide(deps, caller, raw, subject, event);
         if (!decided.allow) return await refuse(denial('api.call denied', decided.reasons));
-        const reply = await forward(requestId, caller, decided);
+        const reply = await forward(deps, forwarder, requestId, caller, decided);
         reply.body.decision_id ??= decided.decisionId;
         count(reply.body.status, reply.body.error?.code ?? '');
         return reply;

@@ -84,175 +84,207 @@ const envelopeOf = (r: Row): Envelope => ({
   sealedSecret: Buffer.from(r.sealed_secret),
 });
 
-export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger: Logger; now?: () => Date }): CredentialStore {
-  const log = deps.logger.child({ component: 'vault' });
-  const now = deps.now ?? (() => new Date());
-  const info = (r: Row): CredentialInfo => ({
-    id: r.id,
-    provider: r.provider,
-    name: r.name,
-    owner_user: r.owner_user,
-    owner_group: r.owner_group,
-    kid: r.kid,
-    version: r.version,
-    active: r.active && (r.expires_at === null || new Date(r.expires_at) > now()),
-    expires_at: iso(r.expires_at),
-    created_by: r.created_by,
-    created_at: iso(r.created_at)!,
-    updated_at: iso(r.updated_at)!,
-    rotated_at: iso(r.rotated_at),
-    disabled_at: iso(r.disabled_at),
-  });
-  const unsealed = new Map<string, string>();
-  const candidates = new Map<string, { at: number; rows: Row[] }>();
-  const candidatesFor = async (provider: string, owner: { user: string | null; group: string | null }) =>
-    (await deps
-      .knex('credentials')
-      .where({ provider })
-      .andWhere((q) => {
-        q.where((n) => n.whereNull('owner_user').whereNull('owner_group'));
-        if (owner.user) q.orWhere({ owner_user: owner.user });
-        if (owner.group) q.orWhere((g) => g.whereNull('owner_user').andWhere({ owner_group: owner.group }));
-      })
-      .select('*')) as Row[];
-  const pick = (provider: string, rows: Row[]) => {
-    const rank = (r: Row) => (r.owner_user !== null ? 0 : r.owner_group !== null ? 1 : 2);
-    const ordered = [...rows].sort(
-      (a, b) => Number(info(b).active) - Number(info(a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at),
-    );
-    const row = ordered[0];
-    if (!row)
-      throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, {
-        reasons: ['credential_missing'],
-      });
-    const meta = info(row);
-    if (!row.active)
-      throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, {
-        reasons: ['credential_disabled'],
-      });
-    if (!meta.active)
-      throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, {
-        reasons: ['credential_expired'],
-      });
-    // Unsealing costs two AES-GCM operations; a rotation bumps the version, a rewrap the kid.
-    const cacheKey = `${row.id}:${row.version}:${row.kid}`;
-    let secret = unsealed.get(cacheKey);
-    if (secret === undefined) {
-      secret = openSecret(deps.ring, row.id, row.version, envelopeOf(row));
-      if (unsealed.size >= 256) unsealed.delete(unsealed.keys().next().value!);
-      unsealed.set(cacheKey, secret);
-    }
-    return { info: meta, secret };
-  };
-  const load = async (id: string, trx: Knex | Knex.Transaction = deps.knex, lock = false) => {
-    const query = trx('credentials').where({ id });
-    if (lock) query.forUpdate();
-    const row = isUuid(id) ? ((await query.first()) as Row | undefined) : undefined;
-    if (!row) throw new GatewayError('credential_not_found', `no credential with id '${id.slice(0, 64)}'`);
-    return row;
-  };
+/** What every credential operation shares: the database, the keys, and this replica's caches. */
+interface StoreDeps {
+  knex: Knex;
+  ring: KeyRing;
+  log: Logger;
+  now: () => Date;
+  /** Opened secrets by `id:version:kid`, at most 256. */
+  unsealed: Map<string, string>;
+  /** `revealFor` candidate rows by caller class, read at most once a second. */
+  candidates: Map<string, { at: number; rows: Row[] }>;
+}
 
+type Owner = { user: string | null; group: string | null };
+
+const infoOf = (d: StoreDeps, r: Row): CredentialInfo => ({
+  id: r.id,
+  provider: r.provider,
+  name: r.name,
+  owner_user: r.owner_user,
+  owner_group: r.owner_group,
+  kid: r.kid,
+  version: r.version,
+  active: r.active && (r.expires_at === null || new Date(r.expires_at) > d.now()),
+  expires_at: iso(r.expires_at),
+  created_by: r.created_by,
+  created_at: iso(r.created_at)!,
+  updated_at: iso(r.updated_at)!,
+  rotated_at: iso(r.rotated_at),
+  disabled_at: iso(r.disabled_at),
+});
+
+const candidatesFor = async (d: StoreDeps, provider: string, owner: Owner) =>
+  (await d
+    .knex('credentials')
+    .where({ provider })
+    .andWhere((q) => {
+      q.where((n) => n.whereNull('owner_user').whereNull('owner_group'));
+      if (owner.user) q.orWhere({ owner_user: owner.user });
+      if (owner.group) q.orWhere((g) => g.whereNull('owner_user').andWhere({ owner_group: owner.group }));
+    })
+    .select('*')) as Row[];
+
+// The best candidate: active first, then the user's own, the group's, no one's; newest first.
+const pick = (d: StoreDeps, provider: string, rows: Row[]) => {
+  const rank = (r: Row) => (r.owner_user !== null ? 0 : r.owner_group !== null ? 1 : 2);
+  const ordered = [...rows].sort(
+    (a, b) =>
+      Number(infoOf(d, b).active) - Number(infoOf(d, a).active) || rank(a) - rank(b) || +new Date(b.created_at) - +new Date(a.created_at),
+  );
+  const row = ordered[0];
+  if (!row)
+    throw new GatewayError('credential_missing', `no ${provider} credential is stored for this caller`, {
+      reasons: ['credential_missing'],
+    });
+  const meta = infoOf(d, row);
+  if (!row.active)
+    throw new GatewayError('credential_disabled', `the ${provider} credential ${row.id} is disabled`, {
+      reasons: ['credential_disabled'],
+    });
+  if (!meta.active)
+    throw new GatewayError('credential_expired', `the ${provider} credential ${row.id} expired at ${meta.expires_at}`, {
+      reasons: ['credential_expired'],
+    });
+  // Unsealing costs two AES-GCM operations; a rotation bumps the version, a rewrap the kid.
+  const cacheKey = `${row.id}:${row.version}:${row.kid}`;
+  let secret = d.unsealed.get(cacheKey);
+  if (secret === undefined) {
+    secret = openSecret(d.ring, row.id, row.version, envelopeOf(row));
+    if (d.unsealed.size >= 256) d.unsealed.delete(d.unsealed.keys().next().value!);
+    d.unsealed.set(cacheKey, secret);
+  }
+  return { info: meta, secret };
+};
+
+const load = async (d: StoreDeps, id: string, trx: Knex | Knex.Transaction = d.knex, lock = false) => {
+  const query = trx('credentials').where({ id });
+  if (lock) query.forUpdate();
+  const row = isUuid(id) ? ((await query.first()) as Row | undefined) : undefined;
+  if (!row) throw new GatewayError('credential_not_found', `no credential with id '${id.slice(0, 64)}'`);
+  return row;
+};
+
+async function createCredential(d: StoreDeps, input: NewCredential, by: string): Promise<CredentialInfo> {
+  const id = randomUUID();
+  const at = d.now();
+  const env = sealSecret(d.ring, id, 1, input.secret);
+  const exists = await d.knex('credentials').where({ provider: input.provider, name: input.name }).first('id');
+  if (exists)
+    throw new GatewayError('credential_exists', `a credential named '${input.name}' exists for ${input.provider}; rotate it instead`);
+  const [row] = (await d
+    .knex('credentials')
+    .insert({
+      id,
+      provider: input.provider,
+      name: input.name,
+      owner_user: input.owner_user,
+      owner_group: input.owner_group,
+      kid: env.kid,
+      wrapped_key: env.wrappedKey,
+      sealed_secret: env.sealedSecret,
+      version: 1,
+      active: true,
+      expires_at: input.expires_at,
+      created_by: by,
+      created_at: at,
+      updated_at: at,
+    })
+    .returning('*')) as Row[];
+  d.candidates.clear();
+  d.log.info({ id, provider: input.provider, name: input.name, kid: env.kid, by }, 'credential created');
+  return infoOf(d, row!);
+}
+
+async function rotateCredential(d: StoreDeps, id: string, secret: string): Promise<CredentialInfo> {
+  const row = await d.knex.transaction(async (trx) => {
+    const current = await load(d, id, trx, true);
+    const version = current.version + 1;
+    const env = sealSecret(d.ring, id, version, secret);
+    const at = d.now();
+    const [updated] = (await trx('credentials')
+      .where({ id })
+      .update({ kid: env.kid, wrapped_key: env.wrappedKey, sealed_secret: env.sealedSecret, version, updated_at: at, rotated_at: at })
+      .returning('*')) as Row[];
+    return updated!;
+  });
+  d.candidates.clear();
+  d.log.info({ id, version: row.version, kid: row.kid }, 'credential rotated');
+  return infoOf(d, row);
+}
+
+async function disableCredential(d: StoreDeps, id: string): Promise<CredentialInfo> {
+  await load(d, id);
+  const at = d.now();
+  const [row] = (await d
+    .knex('credentials')
+    .where({ id })
+    .update({ active: false, disabled_at: d.knex.raw('coalesce(disabled_at, ?)', [at]), updated_at: at })
+    .returning('*')) as Row[];
+  d.candidates.clear();
+  d.log.info({ id }, 'credential disabled');
+  return infoOf(d, row!);
+}
+
+async function revealCredential(d: StoreDeps, id: string): Promise<{ info: CredentialInfo; secret: string }> {
+  const row = await load(d, id);
+  const meta = infoOf(d, row);
+  if (!row.active) throw new GatewayError('credential_disabled', `credential ${id} is disabled`);
+  if (!meta.active) throw new GatewayError('credential_expired', `credential ${id} expired at ${meta.expires_at}`);
+  return { info: meta, secret: openSecret(d.ring, id, row.version, envelopeOf(row)) };
+}
+
+async function revealForOwner(d: StoreDeps, provider: string, owner: Owner): Promise<{ info: CredentialInfo; secret: string }> {
+  // The candidates are read at most once a second per caller class; this replica's own
+  // create, rotate and disable drop them at once, other replicas' within that second.
+  const cacheKey = JSON.stringify([provider, owner.user, owner.group]);
+  const cached = d.candidates.get(cacheKey);
+  const rows = cached && cached.at > Date.now() - CANDIDATES_TTL_MS ? cached.rows : await candidatesFor(d, provider, owner);
+  if (rows !== cached?.rows) {
+    if (d.candidates.size >= 1024) d.candidates.clear();
+    d.candidates.set(cacheKey, { at: Date.now(), rows });
+  }
+  return pick(d, provider, rows);
+}
+
+async function rewrapAll(d: StoreDeps): Promise<number> {
+  let moved = 0;
+  for (;;) {
+    const batch = await d.knex.transaction(async (trx) => {
+      const rows = (await trx('credentials').whereNot({ kid: d.ring.current.kid }).limit(100).forUpdate().skipLocked()) as Row[];
+      for (const row of rows) {
+        const env = rewrapKey(d.ring, row.id, envelopeOf(row));
+        await trx('credentials').where({ id: row.id }).update({ kid: env.kid, wrapped_key: env.wrappedKey, updated_at: d.now() });
+      }
+      return rows.length;
+    });
+    moved += batch;
+    if (batch === 0) break;
+  }
+  d.candidates.clear();
+  d.log.info({ moved, kid: d.ring.current.kid }, 'credentials re-wrapped under the current master key');
+  return moved;
+}
+
+/** The credential store over `credentials`, with this replica's unsealed-secret and candidate caches. */
+export function createCredentialStore(deps: { knex: Knex; ring: KeyRing; logger: Logger; now?: () => Date }): CredentialStore {
+  const d: StoreDeps = {
+    knex: deps.knex,
+    ring: deps.ring,
+    log: deps.logger.child({ component: 'vault' }),
+    now: deps.now ?? (() => new Date()),
+    unsealed: new Map(),
+    candidates: new Map(),
+  };
   return {
-    async create(input, by) {
-      const id = randomUUID();
-      const at = now();
-      const env = sealSecret(deps.ring, id, 1, input.secret);
-      const exists = await deps.knex('credentials').where({ provider: input.provider, name: input.name }).first('id');
-      if (exists)
-        throw new GatewayError('credential_exists', `a credential named '${input.name}' exists for ${input.provider}; rotate it instead`);
-      const [row] = (await deps
-        .knex('credentials')
-        .insert({
-          id,
-          provider: input.provider,
-          name: input.name,
-          owner_user: input.owner_user,
-          owner_group: input.owner_group,
-          kid: env.kid,
-          wrapped_key: env.wrappedKey,
-          sealed_secret: env.sealedSecret,
-          version: 1,
-          active: true,
-          expires_at: input.expires_at,
-          created_by: by,
-          created_at: at,
-          updated_at: at,
-        })
-        .returning('*')) as Row[];
-      candidates.clear();
-      log.info({ id, provider: input.provider, name: input.name, kid: env.kid, by }, 'credential created');
-      return info(row!);
-    },
-    async list() {
-      return ((await deps.knex('credentials').select('*').orderBy(['provider', 'name'])) as Row[]).map(info);
-    },
-    async get(id) {
-      return info(await load(id));
-    },
-    async rotate(id, secret) {
-      const row = await deps.knex.transaction(async (trx) => {
-        const current = await load(id, trx, true);
-        const version = current.version + 1;
-        const env = sealSecret(deps.ring, id, version, secret);
-        const at = now();
-        const [updated] = (await trx('credentials')
-          .where({ id })
-          .update({ kid: env.kid, wrapped_key: env.wrappedKey, sealed_secret: env.sealedSecret, version, updated_at: at, rotated_at: at })
-          .returning('*')) as Row[];
-        return updated!;
-      });
-      candidates.clear();
-      log.info({ id, version: row.version, kid: row.kid }, 'credential rotated');
-      return info(row);
-    },
-    async disable(id) {
-      await load(id);
-      const at = now();
-      const [row] = (await deps
-        .knex('credentials')
-        .where({ id })
-        .update({ active: false, disabled_at: deps.knex.raw('coalesce(disabled_at, ?)', [at]), updated_at: at })
-        .returning('*')) as Row[];
-      candidates.clear();
-      log.info({ id }, 'credential disabled');
-      return info(row!);
-    },
-    async reveal(id) {
-      const row = await load(id);
-      const meta = info(row);
-      if (!row.active) throw new GatewayError('credential_disabled', `credential ${id} is disabled`);
-      if (!meta.active) throw new GatewayError('credential_expired', `credential ${id} expired at ${meta.expires_at}`);
-      return { info: meta, secret: openSecret(deps.ring, id, row.version, envelopeOf(row)) };
-    },
-    async revealFor(provider, owner) {
-      // The candidates are read at most once a second per caller class; this replica's own
-      // create, rotate and disable drop them at once, other replicas' within that second.
-      const cacheKey = JSON.stringify([provider, owner.user, owner.group]);
-      const cached = candidates.get(cacheKey);
-      const rows = cached && cached.at > Date.now() - CANDIDATES_TTL_MS ? cached.rows : await candidatesFor(provider, owner);
-      if (rows !== cached?.rows) {
-        if (candidates.size >= 1024) candidates.clear();
-        candidates.set(cacheKey, { at: Date.now(), rows });
-      }
-      return pick(provider, rows);
-    },
-    async rewrapAll() {
-      let moved = 0;
-      for (;;) {
-        const batch = await deps.knex.transaction(async (trx) => {
-          const rows = (await trx('credentials').whereNot({ kid: deps.ring.current.kid }).limit(100).forUpdate().skipLocked()) as Row[];
-          for (const row of rows) {
-            const env = rewrapKey(deps.ring, row.id, envelopeOf(row));
-            await trx('credentials').where({ id: row.id }).update({ kid: env.kid, wrapped_key: env.wrappedKey, updated_at: now() });
-          }
-          return rows.length;
-        });
-        moved += batch;
-        if (batch === 0) break;
-      }
-      candidates.clear();
-      log.info({ moved, kid: deps.ring.current.kid }, 'credentials re-wrapped under the current master key');
-      return moved;
-    },
+    create: (input, by) => createCredential(d, input, by),
+    list: async () => ((await d.knex('credentials').select('*').orderBy(['provider', 'name'])) as Row[]).map((r) => infoOf(d, r)),
+    get: async (id) => infoOf(d, await load(d, id)),
+    rotate: (id, secret) => rotateCredential(d, id, secret),
+    disable: (id) => disableCredential(d, id),
+    reveal: (id) => revealCredential(d, id),
+    revealFor: (provider, owner) => revealForOwner(d, provider, owner),
+    rewrapAll: () => rewrapAll(d),
   };
 }
