@@ -4,7 +4,7 @@ import type { Logger } from '../logging/index.js';
 import { UsageError, UsageErrorFor } from './usage.js';
 
 /**
- * `worker [--max-jobs N]`: the reference cloud worker, configured by the seed's CYNODE_*
+ * `worker [--max-jobs N]`: the reference cloud worker, configured by the README's CYNODE_*
  * variables. SIGTERM/SIGINT stop polling and let running jobs finish.
  */
 export async function runWorkerCommand(env: NodeJS.ProcessEnv, logger: Logger, args: string[]): Promise<number> {

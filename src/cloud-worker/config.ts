@@ -1,5 +1,5 @@
 /**
- * The reference cloud worker's configuration: exactly the seed's variables (Example 1), plus
+ * The reference cloud worker's configuration: exactly the README's Example 1 variables, plus
  * documented extras for the rest of the capability report and the loop.
  */
 export interface WorkerConfig {

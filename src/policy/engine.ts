@@ -5,7 +5,7 @@ import { type Bundle, parseBundle } from './bundle.js';
 import { BundleError, type BundleErrorCode } from './errors.js';
 import { errorMessage } from '../lib/error-message.js';
 
-/** What every entrypoint returns (DESIGN: policy contract); extra fields pass through. */
+/** What every entrypoint returns (docs/policy-input.md); extra fields pass through. */
 export interface Decision {
   allow: boolean;
   reasons: string[];

@@ -1,5 +1,5 @@
 /**
- * The policy entrypoints the gateway asks, one per action (DESIGN: policy contract). Every
+ * The policy entrypoints the gateway asks, one per action (docs/policy-input.md). Every
  * bundle the gateway activates must compile all of them; `policy build` passes exactly this
  * list to `opa build -e`.
  */

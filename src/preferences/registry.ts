@@ -4,7 +4,7 @@
  * the API, the database and Rego.
  */
 export const PREFERENCES = {
-  /** Cloud workers may run this user's jobs (seed: cloud selection needs policy AND preferences). */
+  /** Cloud workers may run this user's jobs (cloud selection needs policy AND preferences). */
   cloud_allowed: { type: 'boolean', default: false },
   /** The user's override of the external provider (`openai`, `anthropic`), or null. */
   provider: { type: 'string_or_null', default: null },

@@ -1,6 +1,6 @@
 import type { Config } from '../config/index.js';
 
-/** The gateway's three roles (DESIGN: the shape); `all` runs every one in one process. */
+/** The gateway's three roles (control plane, MCP gateway, API Egress); `all` runs every one in one process. */
 export const ROLES = ['control', 'mcp', 'egress'] as const;
 export type Role = (typeof ROLES)[number];
 

@@ -3,7 +3,7 @@
  * value must have. Policies read them as `data.runtime.settings[<key>]`.
  */
 export const SETTINGS = {
-  /** The cloud routing kill switch (seed: disable cloud routing quickly). */
+  /** The cloud routing kill switch (disables cloud routing at once). */
   'cloud_routing.enabled': 'boolean',
   /** MCP tools switched off by an admin, as {"<tool>": true} (`mcp.tool.invoke` denies them with tool_disabled). */
   'mcp.disabled_tools': 'object',

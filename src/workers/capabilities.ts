@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { GatewayError } from '../errors/index.js';
 import { canonicalJson } from '../lib/canonical-json.js';
 
-/** The capability report, with the seed's field names (Capability Reporting). */
+/** The capability report, with the field names docs/policy-input.md documents. */
 export interface CapabilityReport {
   node_id: string;
   labels: string[];

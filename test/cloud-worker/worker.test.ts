@@ -21,12 +21,12 @@ test.before(async () => {
   db = gw.db!;
   base = gw.url();
   psk = (await createPsk(base, 'example-1')).secret;
-  // Cloud selection needs the user's preference as well as policy (seed).
+  // Cloud selection needs the user's preference as well as policy.
   await call(base, '/v1/preferences/system/default/cloud_allowed', { method: 'PUT', json: { value: true } });
 });
 test.after.always(() => gw?.stop());
 
-/** The seed's Example 1 environment, verbatim, pointed at the test gateway. */
+/** The README's Example 1 environment, verbatim, pointed at the test gateway. */
 const seedEnv = (nodeId: string) => ({
   CYNODE_ORCH_URL: base,
   CYNODE_NODE_ID: nodeId,
@@ -76,7 +76,7 @@ test.serial('Example 1 end to end: the reference worker registers, leases, runs 
   t.false(/eyJ[\w-]{10,}\.eyJ/.test(run.stdout + run.stderr), 'nor its JWT');
 });
 
-test.serial('a missing seed variable is a usage error naming it', async (t) => {
+test.serial('a missing CYNODE_* variable is a usage error naming it', async (t) => {
   const run = await runCli(['worker'], { ...seedEnv('cloud-x'), CYNODE_REGISTER_PSK: '' });
   t.is(run.code, 2);
   t.regex(run.stderr, /CYNODE_REGISTER_PSK is required/);

@@ -7,8 +7,8 @@ import { call } from '../helpers/http.js';
 import { captureLogger } from '../helpers/start.js';
 import { createPsk, submitJob } from '../helpers/workers.js';
 
-// The seed's Example 1, all of it: the OpenAI key is stored in the gateway, the reference
-// worker (configured by the seed's variables only) leases an api.call job and asks API
+// The README's Example 1, all of it: the OpenAI key is stored in the gateway, the reference
+// worker (configured by its CYNODE_* variables only) leases an api.call job and asks API
 // Egress, which injects the key, calls (fake) OpenAI, audits and answers.
 const OPENAI_KEY = `sk-proj-${randomBytes(24).toString('hex')}`;
 let gw: BootedGateway;

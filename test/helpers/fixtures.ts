@@ -1,4 +1,4 @@
-/** The seed's Example 1 cloud worker, as its capability report arrives at registration. */
+/** The README's Example 1 cloud worker, as its capability report arrives at registration. */
 export const SEED_WORKER = {
   node_id: 'cloud-us-east-1-01',
   labels: ['cloud', 'provider_openai'],

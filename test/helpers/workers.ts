@@ -20,7 +20,7 @@ export interface TestWorker {
   report: Record<string, unknown>;
 }
 
-/** Registers a worker (the seed's Example 1 report unless overridden) and returns its token. */
+/** Registers a worker (the README's Example 1 report unless overridden) and returns its token. */
 export async function registerWorker(base: string, psk: string, overrides: Record<string, unknown> = {}): Promise<TestWorker> {
   const report = { ...SEED_WORKER, max_concurrency: 4, ...overrides };
   const res = await register(base, psk, report);

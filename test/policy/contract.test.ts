@@ -47,7 +47,7 @@ test('the documented dispatch input is allowed by the shipped bundle, with a sco
   t.is(decision.score, 100 - 30 * (1 / 4));
 });
 
-test("the documented api.call input is the seed's Example 1 and is allowed, with its limits", async (t) => {
+test("the documented api.call input is the README's Example 1 and is allowed, with its limits", async (t) => {
   const example = /```json\n([\s\S]*?)```/.exec(section('### `api.call`'))?.[1];
   t.truthy(example, 'the doc has an api.call example');
   const engine = createPolicyEngine({ logger: pino({ level: 'silent' }), required: REQUIRED_ENTRYPOINTS });

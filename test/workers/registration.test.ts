@@ -28,7 +28,7 @@ const seen = <T extends { body: unknown }>(a: T): T => {
   return a;
 };
 
-test.serial("the seed's Example 1 worker registers with its PSK and gets a short-lived JWT", async (t) => {
+test.serial("the README's Example 1 worker registers with its PSK and gets a short-lived JWT", async (t) => {
   const res = await register(base, psk.secret, { ...SEED_WORKER, max_concurrency: 4 }); // the one answer that carries a token
   t.is(res.status, 200);
   const token = String(res.body.token);

@@ -2,7 +2,7 @@ package cynode.api_call_test
 
 import data.cynode.api_call
 
-# Seed Example 1: a cloud worker in us-east-1 serving OpenAI through the provider API.
+# The README's Example 1: a cloud worker in us-east-1 serving OpenAI through the provider API.
 worker := {
 	"kind": "worker",
 	"id": "cloud-us-east-1-01",

@@ -2,7 +2,7 @@ package cynode.dispatch_test
 
 import data.cynode.dispatch
 
-# Seed Example 1: a cloud worker in us-east-1 serving OpenAI through the provider API.
+# The README's Example 1: a cloud worker in us-east-1 serving OpenAI through the provider API.
 cloud_worker := {
 	"node_id": "cloud-us-east-1-01",
 	"labels": ["cloud", "provider_openai"],

@@ -66,7 +66,7 @@ deny contains "provider_not_allowed" if {
 	not admission.providers[provider]
 }
 
-# The cloud a cloud worker says it runs on must be allowed. The seed's Example 1 worker
+# The cloud a cloud worker says it runs on must be allowed. The README's Example 1 worker
 # does not name one (CYNODE_CAP_PROVIDER is optional), so an absent provider is admitted
 # unless the allowlists require one (admission.require_cloud_provider).
 deny contains "cloud_provider_not_allowed" if {

@@ -23,7 +23,7 @@ const budgets = (r: Random) => {
   return r.chance(0.05) ? { user: all.user, subject: all.subject } : all;
 };
 
-/** The seed's Example 1 call, or a direct one, with everything in order: the policy should allow. */
+/** The README's Example 1 call, or a direct one, with everything in order: the policy should allow. */
 function allowed(r: Random): unknown {
   const worker = r.chance(0.6);
   return {
