@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { unwatchFile, watchFile } from 'node:fs';
 import { errorMessage } from '../lib/error-message.js';
-import { createHttpClient, type HttpClient, HttpTimeoutError } from '../lib/http-client.js';
+import { createHttpClient, type HttpClient, type HttpRequest, HttpTimeoutError } from '../lib/http-client.js';
 import type { Logger } from '../logging/index.js';
 import { MAX_BUNDLE_BYTES } from './bundle.js';
 import type { ActiveBundle, PolicyEngine } from './engine.js';
@@ -85,22 +85,10 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
 
   const once = async (): Promise<void> => {
     const longPoll = options.longPollTimeoutMs > 0;
-    const headers: Record<string, string> = { accept: 'application/gzip, application/vnd.openpolicyagent.bundles' };
-    if (etag) headers['if-none-match'] = etag;
-    if (options.token) headers.authorization = `Bearer ${options.token}`;
-    if (longPoll) headers.prefer = `modes=long-polling;wait=${Math.ceil(options.longPollTimeoutMs / 1000)}`;
     // Aborted only by close(); the download as a whole is bounded by the total timeout.
     inFlight = new AbortController();
-    const timeoutMs = (longPoll ? options.longPollTimeoutMs : 0) + (options.requestTimeoutMs ?? 30_000);
     try {
-      const res = await client.request(new URL(url), {
-        method: 'GET',
-        headers,
-        signal: inFlight.signal,
-        totalTimeoutMs: timeoutMs,
-        maxResponseBytes: MAX_BUNDLE_BYTES,
-        maxRedirects: MAX_REDIRECTS,
-      });
+      const res = await client.request(new URL(url), pullRequest(options, etag, inFlight.signal));
       try {
         longPollSupported = longPoll && String(res.headers['content-type'] ?? '').includes('vnd.openpolicyagent.bundles');
         if (res.status === 304) {
@@ -117,13 +105,7 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
       }
     } catch (err) {
       longPollSupported = false; // never spin on a failing server: fall back to the jittered delay
-      if (closed) return;
-      if (err instanceof BundleError) {
-        if (err.code === 'bundle_unreadable') options.engine.recordFailure(url, err);
-        return; // activate() already recorded its own refusals
-      }
-      const reason = err instanceof HttpTimeoutError ? 'timed out' : errorMessage(err);
-      options.engine.recordFailure(url, new BundleError('bundle_unreadable', `cannot download ${url}: ${reason}`));
+      if (!closed) recordPullFailure(options.engine, url, err);
     }
   };
 
@@ -159,6 +141,33 @@ export function pollBundleUrl(url: string, options: UrlSourceOptions): BundleSou
       if (!options.http) client.close();
     },
   };
+}
+
+/** One bundle pull: the ETag held, the bearer token, long polling if asked; bounded in time and size. */
+function pullRequest(options: UrlSourceOptions, etag: string | undefined, signal: AbortSignal): HttpRequest {
+  const longPoll = options.longPollTimeoutMs > 0;
+  const headers: Record<string, string> = { accept: 'application/gzip, application/vnd.openpolicyagent.bundles' };
+  if (etag) headers['if-none-match'] = etag;
+  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (longPoll) headers.prefer = `modes=long-polling;wait=${Math.ceil(options.longPollTimeoutMs / 1000)}`;
+  return {
+    method: 'GET',
+    headers,
+    signal,
+    totalTimeoutMs: (longPoll ? options.longPollTimeoutMs : 0) + (options.requestTimeoutMs ?? 30_000),
+    maxResponseBytes: MAX_BUNDLE_BYTES,
+    maxRedirects: MAX_REDIRECTS,
+  };
+}
+
+/** Records a failed pull in the engine's status; a bundle the engine refused is already recorded. */
+function recordPullFailure(engine: PolicyEngine, url: string, err: unknown): void {
+  if (err instanceof BundleError) {
+    if (err.code === 'bundle_unreadable') engine.recordFailure(url, err);
+    return; // activate() already recorded its own refusals
+  }
+  const reason = err instanceof HttpTimeoutError ? 'timed out' : errorMessage(err);
+  engine.recordFailure(url, new BundleError('bundle_unreadable', `cannot download ${url}: ${reason}`));
 }
 
 /** Starts the source `CYNODE_BUNDLE` names: an http(s) URL, or a file path. */
