@@ -8,18 +8,12 @@ import { claimJobs, type DispatchDeps, type LeasedJob } from './dispatch.js';
 import { reapLapsed } from './reap.js';
 import { renewLeases } from './renew.js';
 import { type RetryBackoff, wakeAt } from './requeue.js';
+import type { ResultReport } from './types.js';
 import { createResultHandler } from './result.js';
 import type { JobWaker } from './wake.js';
 
 /** The lease shapes the worker routes define, for the jobs routes and the composition root. */
 export type { LeaseRef, LeaseStatus };
-
-/** A worker's result for one lease (`POST /result`). */
-export interface ResultReport extends LeaseRef {
-  status: 'succeeded' | 'failed';
-  result?: unknown;
-  error?: { code: string; message: string; retryable: boolean };
-}
 
 /** The Worker API's job half: poll, heartbeat leases, report results; plus the reaper. */
 export interface LeaseService {

@@ -5,7 +5,7 @@ import { canonicalJson } from '../lib/canonical-json.js';
 import { createBatcher } from '../lib/batcher.js';
 import type { JobMetrics } from './metrics.js';
 import type { Worker } from '../workers/types.js';
-import type { ResultReport } from './lease.js';
+import type { ResultReport } from './types.js';
 import { backoffMs, notifyRequeue, type RetryBackoff, wakeAt } from './requeue.js';
 import { type AttemptRow, iso, type JobRow } from './types.js';
 import type { JobWaker } from './wake.js';

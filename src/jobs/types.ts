@@ -1,3 +1,4 @@
+import type { LeaseRef } from '../workers/types.js';
 import type { Requirements } from './validate.js';
 
 /**
@@ -69,4 +70,11 @@ export function iso(d: Date | string | null | undefined): string | null {
 /** PostgreSQL returns numeric columns as strings. */
 export function num(v: string | number | null): number | null {
   return v === null ? null : Number(v);
+}
+
+/** A worker's result for one lease (`POST /result`). */
+export interface ResultReport extends LeaseRef {
+  status: 'succeeded' | 'failed';
+  result?: unknown;
+  error?: { code: string; message: string; retryable: boolean };
 }

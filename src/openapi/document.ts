@@ -3,8 +3,7 @@ import type { Role } from '../server/roles.js';
 import { type Auth, type Operation, OPERATIONS } from './operations.js';
 import { type Schema, SCHEMAS } from './schemas.js';
 
-/** An OpenAPI 3.1 document, as plain JSON data. */
-export type OpenApiDocument = Record<string, unknown> & { openapi: string; paths: Record<string, Record<string, unknown>> };
+import type { OpenApiDocument } from './types.js';
 
 const DEFAULT_PORTS: Record<Role, number> = { control: 12082, mcp: 12083, egress: 12084 };
 const ROLE_NAMES: Record<Role, string> = {

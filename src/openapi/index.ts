@@ -1,3 +1,4 @@
-export { buildOpenApiDocument, impliedErrors, type OpenApiDocument } from './document.js';
+export { buildOpenApiDocument, impliedErrors } from './document.js';
+export type { OpenApiDocument } from './types.js';
 export { type Auth, type Operation, OPERATIONS } from './operations.js';
 export { OPENAPI_ROUTES } from './routes.js';

@@ -1,6 +1,6 @@
 import { ROLES } from '../server/roles.js';
 import { defineRoutes } from '../server/route.js';
-import type { OpenApiDocument } from './document.js';
+import type { OpenApiDocument } from './types.js';
 
 /** `GET /openapi.json`: the OpenAPI 3.1 document of every role's routes (public, like /healthz). */
 export const OPENAPI_ROUTES = defineRoutes<() => OpenApiDocument>([
