@@ -7,6 +7,7 @@ import {
   type DecisionLog,
   type DecisionService,
   POLICY_ROUTES,
+  type StatusSection,
 } from '../decisions/index.js';
 import { createKeyStore, KEY_ROUTES, type KeyStore } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
@@ -44,6 +45,8 @@ export interface Core {
   /** Whether replicas can hear each other (PostgreSQL NOTIFY); the embedded database has one process. */
   notify: boolean;
   routes: BoundRoute[];
+  /** The sections of `GET /v1/status`; a module started later adds its own. */
+  statusSections: Record<string, StatusSection>;
   authenticators: Pick<Authenticators, 'admin' | 'reader' | 'bundleReader'>;
   channels: ChannelHandlers;
 }
@@ -75,7 +78,10 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
   const source = await startPolicySource(config.policy, { engine: policy, db, logger });
   life.add('bundle source', () => source.close());
 
-  const sections = { decisionLog: () => ({ pending: decisionLog.pending() }), database: () => ({ kind: db.kind, target: db.target }) };
+  const sections: Record<string, StatusSection> = {
+    decisionLog: () => ({ pending: decisionLog.pending() }),
+    database: () => ({ kind: db.kind, target: db.target }),
+  };
   const routes = [
     ...bindRoutes(KEY_ROUTES, keys),
     ...bindRoutes(POLICY_ROUTES, { engine: policy, sections }),
@@ -97,6 +103,7 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     runtime,
     notify,
     routes,
+    statusSections: sections,
     authenticators: staticTokenAuthenticators(config.auth, adminToken),
     // Another replica activated a new bundle: look at our own source now, not at the next poll.
     channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh() },

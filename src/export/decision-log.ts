@@ -1,0 +1,221 @@
+import type { DecisionEvent } from '../decisions/index.js';
+import type { ExportMetrics } from '../decisions/metrics.js';
+import { errorMessage } from '../lib/error-message.js';
+import type { HttpClient } from '../lib/http-client.js';
+import type { Logger } from '../logging/index.js';
+import { redactUrl } from '../logging/redact.js';
+import { createChunker } from './chunks.js';
+import { type Labels, toOpaEvent } from './opa-event.js';
+import { postToSink, SinkRefusedError, type SinkTarget } from './sink.js';
+
+/** How the exporter buffers, packs and paces uploads (`decisionLog.export.*`). */
+export interface DecisionExportOptions extends SinkTarget {
+  uploadSizeLimitBytes: number;
+  bufferSizeLimitEvents: number;
+  minDelayMs: number;
+  maxDelayMs: number;
+  flushTimeoutMs: number;
+}
+
+/** What the exporter needs besides its options. */
+export interface DecisionExportDeps {
+  http: HttpClient;
+  logger: Logger;
+  metrics: ExportMetrics;
+  labels: Labels;
+  random?: () => number;
+}
+
+/** The exporter's state, for `GET /v1/status` and the status reports. */
+export interface DecisionExportStatus {
+  url: string;
+  buffered: number;
+  inFlight: number;
+  uploaded: number;
+  uploadedBytes: number;
+  failedUploads: number;
+  dropped: number;
+  /** Consecutive failed uploads; 0 when the last one succeeded. */
+  retries: number;
+  lastSuccessAt: string | null;
+  lastError: { message: string; httpStatus: number | null; at: string } | null;
+}
+
+/** Sends a copy of every recorded decision to an OPA Decision Log Service. */
+export interface DecisionExporter {
+  /** Buffers one decision; synchronous and never failing, so the request path only pays a push. */
+  enqueue(event: DecisionEvent): void;
+  /** Uploads everything buffered now; rejects at the first failed upload (its events stay buffered). */
+  flush(): Promise<void>;
+  status(): DecisionExportStatus;
+  /** Stops the timer and tries, for at most `flushTimeoutMs`, to upload what is left. */
+  stop(): Promise<void>;
+}
+
+const RETRY_BASE_MS = 100;
+// No decision event compresses below this; it bounds how many events one chunk may look at.
+const MIN_EVENT_BYTES = 16;
+const HEADERS = { 'content-type': 'application/json', 'content-encoding': 'gzip' };
+
+interface Entry {
+  event: DecisionEvent;
+  json?: string;
+}
+
+/**
+ * The decision-log exporter, paced as OPA's decision-log plugin: an upload every `minDelayMs`
+ * to `maxDelayMs` at random, everything buffered going out in gzip chunks of at most
+ * `uploadSizeLimitBytes`; a failed upload keeps its events and is retried with exponential
+ * backoff (from 100 ms, capped at `maxDelayMs`). The buffer holds `bufferSizeLimitEvents`; past
+ * that the oldest event is dropped and counted — a copy is lost, never a decision, which the
+ * PostgreSQL log keeps. A buffer half full does not wait for the timer.
+ */
+export function createDecisionExporter(options: DecisionExportOptions, deps: DecisionExportDeps): DecisionExporter {
+  const log = deps.logger.child({ component: 'decision-log-export', url: redactUrl(options.url.toString()) });
+  const random = deps.random ?? Math.random;
+  const chunker = createChunker(options.uploadSizeLimitBytes);
+  const buffer: Entry[] = [];
+  const maxPerChunk = Math.ceil(options.uploadSizeLimitBytes / MIN_EVENT_BYTES);
+  const totals = { uploaded: 0, uploadedBytes: 0, failedUploads: 0, dropped: 0, inFlight: 0 };
+  let retries = 0;
+  let lastSuccessAt: Date | undefined;
+  let lastError: DecisionExportStatus['lastError'] = null;
+  let uploading: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+
+  const drop = (count: number, reason: 'buffer_full' | 'oversized' | 'shutdown') => {
+    totals.dropped += count;
+    deps.metrics.dropped.inc({ reason }, count);
+  };
+  const trim = () => {
+    const over = buffer.length - options.bufferSizeLimitEvents;
+    if (over > 0) {
+      buffer.splice(0, over);
+      drop(over, 'buffer_full');
+    }
+  };
+
+  /** Uploads one chunk from the head of the buffer; false when the buffer is empty. */
+  const uploadOne = async (timeoutMs: number): Promise<boolean> => {
+    if (buffer.length === 0) return false;
+    const taken = buffer.splice(0, Math.min(buffer.length, maxPerChunk));
+    const json = taken.map((entry) => (entry.json ??= JSON.stringify(toOpaEvent(entry.event, deps.labels))));
+    totals.inFlight = taken.length;
+    try {
+      const chunk = await chunker.nextChunk(json);
+      if ('oversized' in chunk) {
+        buffer.unshift(...taken.slice(1));
+        drop(1, 'oversized');
+        log.warn('a decision event alone exceeds decisionLog.export.uploadSizeLimitBytes; dropped from the export');
+        return true;
+      }
+      buffer.unshift(...taken.slice(chunk.count));
+      taken.length = chunk.count;
+      await postToSink(deps.http, options, chunk.body, HEADERS, timeoutMs);
+      totals.uploaded += chunk.count;
+      totals.uploadedBytes += chunk.body.length;
+      deps.metrics.uploaded.inc(chunk.count);
+      deps.metrics.uploadedBytes.inc(chunk.body.length);
+      taken.length = 0;
+      return true;
+    } finally {
+      // A failed chunk goes back to the head, oldest first; a buffer that filled meanwhile drops it first.
+      if (taken.length > 0) buffer.unshift(...taken);
+      totals.inFlight = 0;
+      trim();
+      deps.metrics.buffered.set(buffer.length);
+    }
+  };
+
+  const uploadAll = (timeoutMs = options.timeoutMs): Promise<void> =>
+    (uploading ??= (async () => {
+      try {
+        while (await uploadOne(timeoutMs));
+        succeeded();
+      } catch (err) {
+        failed(err);
+        throw err;
+      }
+    })().finally(() => (uploading = undefined)));
+
+  const succeeded = () => {
+    if (retries > 0) log.info({ retries }, 'decision-log uploads resumed');
+    retries = 0;
+    lastSuccessAt = new Date();
+  };
+  const failed = (err: unknown) => {
+    if (retries === 0) log.error({ err: errorMessage(err), buffered: buffer.length }, 'decision-log upload failed; retrying with backoff');
+    retries++;
+    totals.failedUploads++;
+    deps.metrics.failed.inc();
+    lastError = {
+      message: errorMessage(err),
+      httpStatus: err instanceof SinkRefusedError ? err.status : null,
+      at: new Date().toISOString(),
+    };
+  };
+
+  const nextDelay = () => {
+    if (retries === 0) return options.minDelayMs + random() * (options.maxDelayMs - options.minDelayMs);
+    const backoff = Math.min(options.maxDelayMs, RETRY_BASE_MS * 2 ** (retries - 1));
+    return backoff * (0.5 + random() / 2);
+  };
+  const schedule = (ms: number) => {
+    clearTimeout(timer);
+    if (stopped) return;
+    timer = setTimeout(tick, ms);
+    timer.unref();
+  };
+  const tick = () => {
+    uploadAll()
+      .catch(() => undefined)
+      .finally(() => schedule(nextDelay()));
+  };
+  schedule(nextDelay());
+
+  return {
+    enqueue(event) {
+      buffer.push({ event });
+      trim();
+      deps.metrics.buffered.set(buffer.length);
+      // Half full while the sink is healthy: upload now rather than risk drops before the timer.
+      if (!stopped && retries === 0 && !uploading && buffer.length * 2 >= options.bufferSizeLimitEvents) {
+        clearTimeout(timer);
+        tick();
+      }
+    },
+    flush: () => uploadAll(),
+    status: () => ({
+      url: redactUrl(options.url.toString()),
+      buffered: buffer.length,
+      ...totals,
+      retries,
+      lastSuccessAt: lastSuccessAt?.toISOString() ?? null,
+      lastError,
+    }),
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await finalFlush();
+    },
+  };
+
+  async function finalFlush(): Promise<void> {
+    const deadline = Date.now() + options.flushTimeoutMs;
+    await uploading?.catch(() => undefined);
+    while (buffer.length > 0 && Date.now() < deadline) {
+      const left = deadline - Date.now();
+      try {
+        await uploadAll(Math.max(1, Math.min(options.timeoutMs, left)));
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(nextDelay(), Math.max(0, deadline - Date.now()))));
+      }
+    }
+    if (buffer.length > 0) {
+      log.error({ lost: buffer.length }, 'decision events not exported at shutdown (the PostgreSQL decision log has them)');
+      drop(buffer.length, 'shutdown');
+      buffer.length = 0;
+    }
+  }
+}
