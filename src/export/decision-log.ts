@@ -99,29 +99,31 @@ export function createDecisionExporter(options: DecisionExportOptions, deps: Dec
   /** Uploads one chunk from the head of the buffer; false when the buffer is empty. */
   const uploadOne = async (timeoutMs: number): Promise<boolean> => {
     if (buffer.length === 0) return false;
-    const taken = buffer.splice(0, Math.min(buffer.length, maxPerChunk));
-    const json = taken.map((entry) => (entry.json ??= JSON.stringify(toOpaEvent(entry.event, deps.labels))));
+    let taken = buffer.splice(0, Math.min(buffer.length, maxPerChunk));
     totals.inFlight = taken.length;
     try {
+      const json = taken.map((entry) => (entry.json ??= JSON.stringify(toOpaEvent(entry.event, deps.labels))));
       const chunk = await chunker.nextChunk(json);
+      const count = 'oversized' in chunk ? 1 : chunk.count;
+      buffer.unshift(...taken.slice(count));
+      taken = taken.slice(0, count);
+      totals.inFlight = count;
       if ('oversized' in chunk) {
-        buffer.unshift(...taken.slice(1));
+        taken = [];
         drop(1, 'oversized');
         log.warn('a decision event alone exceeds decisionLog.export.uploadSizeLimitBytes; dropped from the export');
         return true;
       }
-      buffer.unshift(...taken.slice(chunk.count));
-      taken.length = chunk.count;
       await postToSink(deps.http, options, chunk.body, HEADERS, timeoutMs);
-      totals.uploaded += chunk.count;
+      taken = [];
+      totals.uploaded += count;
       totals.uploadedBytes += chunk.body.length;
-      deps.metrics.uploaded.inc(chunk.count);
+      deps.metrics.uploaded.inc(count);
       deps.metrics.uploadedBytes.inc(chunk.body.length);
-      taken.length = 0;
       return true;
     } finally {
       // A failed chunk goes back to the head, oldest first; a buffer that filled meanwhile drops it first.
-      if (taken.length > 0) buffer.unshift(...taken);
+      buffer.unshift(...taken);
       totals.inFlight = 0;
       trim();
       deps.metrics.buffered.set(buffer.length);
