@@ -4,6 +4,7 @@ import { errorMessage } from '../lib/error-message.js';
 import type { HttpClient } from '../lib/http-client.js';
 import type { Logger } from '../logging/index.js';
 import { redactUrl } from '../logging/redact.js';
+import { createExportBuffer, type DropReason, type ExportBuffer } from './buffer.js';
 import { createChunker } from './chunks.js';
 import { type Labels, toOpaEvent } from './opa-event.js';
 import { postToSink, SinkRefusedError, type SinkTarget } from './sink.js';
@@ -57,10 +58,11 @@ const RETRY_BASE_MS = 100;
 const MIN_EVENT_BYTES = 16;
 const HEADERS = { 'content-type': 'application/json', 'content-encoding': 'gzip' };
 
-interface Entry {
-  event: DecisionEvent;
-  json?: string;
-}
+/** Counters of one exporter, shared by its parts. */
+type Totals = Omit<DecisionExportStatus, 'url' | 'buffered' | 'lastSuccessAt' | 'lastError'> & {
+  lastSuccessAt: Date | undefined;
+  lastError: DecisionExportStatus['lastError'];
+};
 
 /**
  * The decision-log exporter, paced as OPA's decision-log plugin: an upload every `minDelayMs`
@@ -73,44 +75,112 @@ interface Entry {
 export function createDecisionExporter(options: DecisionExportOptions, deps: DecisionExportDeps): DecisionExporter {
   const log = deps.logger.child({ component: 'decision-log-export', url: redactUrl(options.url.toString()) });
   const random = deps.random ?? Math.random;
-  const chunker = createChunker(options.uploadSizeLimitBytes);
-  const buffer: Entry[] = [];
-  const maxPerChunk = Math.ceil(options.uploadSizeLimitBytes / MIN_EVENT_BYTES);
-  const totals = { uploaded: 0, uploadedBytes: 0, failedUploads: 0, dropped: 0, inFlight: 0 };
-  let retries = 0;
-  let lastSuccessAt: Date | undefined;
-  let lastError: DecisionExportStatus['lastError'] = null;
+  const totals: Totals = {
+    inFlight: 0,
+    uploaded: 0,
+    uploadedBytes: 0,
+    failedUploads: 0,
+    dropped: 0,
+    retries: 0,
+    lastSuccessAt: undefined,
+    lastError: null,
+  };
+  const buffer = createExportBuffer(options.bufferSizeLimitEvents, (count, reason: DropReason) => {
+    totals.dropped += count;
+    deps.metrics.dropped.inc({ reason }, count);
+  });
+  const uploadOne = createUploader(options, deps, buffer, totals, log);
   let uploading: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
-  const drop = (count: number, reason: 'buffer_full' | 'oversized' | 'shutdown') => {
-    totals.dropped += count;
-    deps.metrics.dropped.inc({ reason }, count);
-  };
-  const trim = () => {
-    const over = buffer.length - options.bufferSizeLimitEvents;
-    if (over > 0) {
-      buffer.splice(0, over);
-      drop(over, 'buffer_full');
-    }
-  };
+  const uploadAll = (timeoutMs = options.timeoutMs): Promise<void> =>
+    (uploading ??= (async () => {
+      try {
+        while (await uploadOne(timeoutMs));
+        if (totals.retries > 0) log.info({ retries: totals.retries }, 'decision-log uploads resumed');
+        totals.retries = 0;
+        totals.lastSuccessAt = new Date();
+      } catch (err) {
+        if (totals.retries === 0)
+          log.error({ err: errorMessage(err), buffered: buffer.length }, 'decision-log upload failed; retrying with backoff');
+        totals.retries++;
+        totals.failedUploads++;
+        deps.metrics.failed.inc();
+        const httpStatus = err instanceof SinkRefusedError ? err.status : null;
+        totals.lastError = { message: errorMessage(err), httpStatus, at: new Date().toISOString() };
+        throw err;
+      }
+    })().finally(() => (uploading = undefined)));
 
-  /** Uploads one chunk from the head of the buffer; false when the buffer is empty. */
-  const uploadOne = async (timeoutMs: number): Promise<boolean> => {
+  const nextDelay = () => {
+    if (totals.retries === 0) return options.minDelayMs + random() * (options.maxDelayMs - options.minDelayMs);
+    return Math.min(options.maxDelayMs, RETRY_BASE_MS * 2 ** (totals.retries - 1)) * (0.5 + random() / 2);
+  };
+  const tick = () => {
+    clearTimeout(timer);
+    uploadAll()
+      .catch(() => undefined)
+      .finally(() => {
+        if (stopped) return;
+        timer = setTimeout(tick, nextDelay());
+        timer.unref();
+      });
+  };
+  timer = setTimeout(tick, nextDelay());
+  timer.unref();
+
+  return {
+    enqueue(event) {
+      buffer.push(event);
+      deps.metrics.buffered.set(buffer.length);
+      // Half full while the sink is healthy: upload now rather than risk drops before the timer.
+      if (!stopped && totals.retries === 0 && !uploading && buffer.length * 2 >= options.bufferSizeLimitEvents) tick();
+    },
+    flush: () => uploadAll(),
+    status: () => ({
+      ...totals,
+      url: redactUrl(options.url.toString()),
+      buffered: buffer.length,
+      lastSuccessAt: totals.lastSuccessAt?.toISOString() ?? null,
+    }),
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await uploading?.catch(() => undefined);
+      await finalFlush(options, buffer, uploadAll, nextDelay, log);
+    },
+  };
+}
+
+/**
+ * Uploads one chunk from the head of the buffer; resolves false when the buffer is empty and
+ * rejects when the upload fails, with the chunk's events back at the head.
+ */
+function createUploader(
+  options: DecisionExportOptions,
+  deps: DecisionExportDeps,
+  buffer: ExportBuffer,
+  totals: Totals,
+  log: Logger,
+): (timeoutMs: number) => Promise<boolean> {
+  const chunker = createChunker(options.uploadSizeLimitBytes);
+  const maxPerChunk = Math.ceil(options.uploadSizeLimitBytes / MIN_EVENT_BYTES);
+  return async (timeoutMs) => {
     if (buffer.length === 0) return false;
-    let taken = buffer.splice(0, Math.min(buffer.length, maxPerChunk));
+    let taken = buffer.take(maxPerChunk);
     totals.inFlight = taken.length;
     try {
       const json = taken.map((entry) => (entry.json ??= JSON.stringify(toOpaEvent(entry.event, deps.labels))));
       const chunk = await chunker.nextChunk(json);
       const count = 'oversized' in chunk ? 1 : chunk.count;
-      buffer.unshift(...taken.slice(count));
+      buffer.putBack(taken.slice(count));
       taken = taken.slice(0, count);
       totals.inFlight = count;
       if ('oversized' in chunk) {
         taken = [];
-        drop(1, 'oversized');
+        totals.dropped++;
+        deps.metrics.dropped.inc({ reason: 'oversized' });
         log.warn('a decision event alone exceeds decisionLog.export.uploadSizeLimitBytes; dropped from the export');
         return true;
       }
@@ -123,101 +193,29 @@ export function createDecisionExporter(options: DecisionExportOptions, deps: Dec
       return true;
     } finally {
       // A failed chunk goes back to the head, oldest first; a buffer that filled meanwhile drops it first.
-      buffer.unshift(...taken);
+      buffer.putBack(taken);
       totals.inFlight = 0;
-      trim();
       deps.metrics.buffered.set(buffer.length);
     }
   };
+}
 
-  const uploadAll = (timeoutMs = options.timeoutMs): Promise<void> =>
-    (uploading ??= (async () => {
-      try {
-        while (await uploadOne(timeoutMs));
-        succeeded();
-      } catch (err) {
-        failed(err);
-        throw err;
-      }
-    })().finally(() => (uploading = undefined)));
-
-  const succeeded = () => {
-    if (retries > 0) log.info({ retries }, 'decision-log uploads resumed');
-    retries = 0;
-    lastSuccessAt = new Date();
-  };
-  const failed = (err: unknown) => {
-    if (retries === 0) log.error({ err: errorMessage(err), buffered: buffer.length }, 'decision-log upload failed; retrying with backoff');
-    retries++;
-    totals.failedUploads++;
-    deps.metrics.failed.inc();
-    lastError = {
-      message: errorMessage(err),
-      httpStatus: err instanceof SinkRefusedError ? err.status : null,
-      at: new Date().toISOString(),
-    };
-  };
-
-  const nextDelay = () => {
-    if (retries === 0) return options.minDelayMs + random() * (options.maxDelayMs - options.minDelayMs);
-    const backoff = Math.min(options.maxDelayMs, RETRY_BASE_MS * 2 ** (retries - 1));
-    return backoff * (0.5 + random() / 2);
-  };
-  const schedule = (ms: number) => {
-    clearTimeout(timer);
-    if (stopped) return;
-    timer = setTimeout(tick, ms);
-    timer.unref();
-  };
-  const tick = () => {
-    uploadAll()
-      .catch(() => undefined)
-      .finally(() => schedule(nextDelay()));
-  };
-  schedule(nextDelay());
-
-  return {
-    enqueue(event) {
-      buffer.push({ event });
-      trim();
-      deps.metrics.buffered.set(buffer.length);
-      // Half full while the sink is healthy: upload now rather than risk drops before the timer.
-      if (!stopped && retries === 0 && !uploading && buffer.length * 2 >= options.bufferSizeLimitEvents) {
-        clearTimeout(timer);
-        tick();
-      }
-    },
-    flush: () => uploadAll(),
-    status: () => ({
-      url: redactUrl(options.url.toString()),
-      buffered: buffer.length,
-      ...totals,
-      retries,
-      lastSuccessAt: lastSuccessAt?.toISOString() ?? null,
-      lastError,
-    }),
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await finalFlush();
-    },
-  };
-
-  async function finalFlush(): Promise<void> {
-    const deadline = Date.now() + options.flushTimeoutMs;
-    await uploading?.catch(() => undefined);
-    while (buffer.length > 0 && Date.now() < deadline) {
-      const left = deadline - Date.now();
-      try {
-        await uploadAll(Math.max(1, Math.min(options.timeoutMs, left)));
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, Math.min(nextDelay(), Math.max(0, deadline - Date.now()))));
-      }
-    }
-    if (buffer.length > 0) {
-      log.error({ lost: buffer.length }, 'decision events not exported at shutdown (the PostgreSQL decision log has them)');
-      drop(buffer.length, 'shutdown');
-      buffer.length = 0;
+/** Shutdown: keeps uploading until the buffer is empty or `flushTimeoutMs` has passed, then counts the rest as dropped. */
+async function finalFlush(
+  options: DecisionExportOptions,
+  buffer: ExportBuffer,
+  uploadAll: (timeoutMs: number) => Promise<void>,
+  nextDelay: () => number,
+  log: Logger,
+): Promise<void> {
+  const deadline = Date.now() + options.flushTimeoutMs;
+  while (buffer.length > 0 && Date.now() < deadline) {
+    try {
+      await uploadAll(Math.max(1, Math.min(options.timeoutMs, deadline - Date.now())));
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(nextDelay(), Math.max(0, deadline - Date.now()))));
     }
   }
+  const lost = buffer.dropAll('shutdown');
+  if (lost > 0) log.error({ lost }, 'decision events not exported at shutdown (the PostgreSQL decision log has them)');
 }

@@ -49,9 +49,17 @@ test('a full export buffer drops the oldest copies, counted in /metrics and /v1/
   t.is(Number(stored[0]!.n), DECISIONS);
   t.is((await gw.gateway.decisionLog.verify()).break, undefined);
 
-  // The sink recovers: what is still buffered (the newest) arrives; the dropped never do.
+  // The sink recovers: what is still buffered (the newest) arrives; the dropped never do, and
+  // every decision is one or the other.
   sink.status = 200;
-  await eventually(() => sink.events().length === exported.buffered + exported.inFlight, 10_000);
+  const exportStatus = async () => (await call<Record<string, any>>(gw.url(), '/v1/status')).body.export.decisionLog;
+  await eventually(async () => {
+    const s = await exportStatus();
+    return s.buffered === 0 && s.inFlight === 0 && s.retries === 0;
+  }, 10_000);
+  const final = await exportStatus();
+  t.is(sink.events().length + final.dropped, DECISIONS);
+  t.is(final.uploaded, sink.events().length);
   const arrived = new Set(sink.events().map((e) => e.decision_id as string));
   t.true(arrived.has(ids[ids.length - 1]!));
   t.false(arrived.has(ids[0]!));

@@ -46,7 +46,8 @@ test('shutdown gives up on a sink that keeps failing after flushTimeoutMs', asyn
     await call(gw.url(), PATH, { json: { input: { subject: SEED_WORKER } } });
     const started = Date.now();
     await gw.stop();
-    t.true(Date.now() - started < 5000);
+    // Unbounded, it would retry for ever; the whole stop (drain, database) fits well within this on a busy machine.
+    t.true(Date.now() - started < 30_000);
     t.true(sink.refused > 0);
   } finally {
     await gw.stop();
