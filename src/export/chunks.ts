@@ -18,8 +18,9 @@ const FIRST_RATIO = 8;
 const FILL = 0.9;
 
 /**
- * Packs the longest prefix of `events` (already JSON-encoded) that compresses to at most
- * `limitBytes` into one chunk, as OPA's chunk encoder does. It guesses the count from the last
+ * Packs the longest prefix of the `available` events that compresses to at most `limitBytes`
+ * into one chunk, as OPA's chunk encoder does; `json(i)` encodes the i-th event, and only the
+ * events a chunk looks at are encoded. It guesses the count from the last
  * measured compressed size per event, compresses off the event loop, and shrinks the count
  * until it fits. A single event that alone exceeds the limit is `oversized`: the caller drops
  * it (and counts the drop) rather than retrying it forever.
@@ -27,11 +28,11 @@ const FILL = 0.9;
 export function createChunker(limitBytes: number) {
   let bytesPerEvent: number | undefined;
   return {
-    async nextChunk(events: readonly string[]): Promise<ChunkResult> {
-      const perEvent = bytesPerEvent ?? Math.max(1, events[0]!.length / FIRST_RATIO);
-      let count = clamp(Math.floor((limitBytes * FILL) / perEvent), 1, events.length);
+    async nextChunk(json: (i: number) => string, available: number): Promise<ChunkResult> {
+      const perEvent = bytesPerEvent ?? Math.max(1, json(0).length / FIRST_RATIO);
+      let count = clamp(Math.floor((limitBytes * FILL) / perEvent), 1, available);
       for (;;) {
-        const body = await gzip(`[${events.slice(0, count).join(',')}]`);
+        const body = await gzip(`[${Array.from({ length: count }, (_, i) => json(i)).join(',')}]`);
         bytesPerEvent = body.length / count;
         if (body.length <= limitBytes) return { body, count };
         if (count === 1) return { oversized: true };

@@ -93,6 +93,7 @@ export function createDecisionExporter(options: DecisionExportOptions, deps: Dec
   let uploading: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  let early = false;
 
   const uploadAll = (timeoutMs = options.timeoutMs): Promise<void> =>
     (uploading ??= (async () => {
@@ -113,11 +114,9 @@ export function createDecisionExporter(options: DecisionExportOptions, deps: Dec
       }
     })().finally(() => (uploading = undefined)));
 
-  const nextDelay = () => {
-    if (totals.retries === 0) return options.minDelayMs + random() * (options.maxDelayMs - options.minDelayMs);
-    return Math.min(options.maxDelayMs, RETRY_BASE_MS * 2 ** (totals.retries - 1)) * (0.5 + random() / 2);
-  };
+  const nextDelay = () => delayBefore(options, totals.retries, random);
   const tick = () => {
+    early = false;
     clearTimeout(timer);
     uploadAll()
       .catch(() => undefined)
@@ -134,8 +133,12 @@ export function createDecisionExporter(options: DecisionExportOptions, deps: Dec
     enqueue(event) {
       buffer.push(event);
       deps.metrics.buffered.set(buffer.length);
-      // Half full while the sink is healthy: upload now rather than risk drops before the timer.
-      if (!stopped && totals.retries === 0 && !uploading && buffer.length * 2 >= options.bufferSizeLimitEvents) tick();
+      // Half full while the sink is healthy: upload soon (off this request's path) rather than risk drops before the timer.
+      if (!early && !stopped && totals.retries === 0 && !uploading && buffer.length * 2 >= options.bufferSizeLimitEvents) {
+        early = true;
+        clearTimeout(timer);
+        timer = setTimeout(tick, 0);
+      }
     },
     flush: () => uploadAll(),
     status: () => ({
@@ -151,6 +154,12 @@ export function createDecisionExporter(options: DecisionExportOptions, deps: Dec
       await finalFlush(options, buffer, uploadAll, nextDelay, log);
     },
   };
+}
+
+/** The wait before the next upload: min..max at random after a success, exponential backoff with jitter after failures. */
+function delayBefore(options: DecisionExportOptions, retries: number, random: () => number): number {
+  if (retries === 0) return options.minDelayMs + random() * (options.maxDelayMs - options.minDelayMs);
+  return Math.min(options.maxDelayMs, RETRY_BASE_MS * 2 ** (retries - 1)) * (0.5 + random() / 2);
 }
 
 /**
@@ -171,8 +180,8 @@ function createUploader(
     let taken = buffer.take(maxPerChunk);
     totals.inFlight = taken.length;
     try {
-      const json = taken.map((entry) => (entry.json ??= JSON.stringify(toOpaEvent(entry.event, deps.labels))));
-      const chunk = await chunker.nextChunk(json);
+      const json = (i: number) => (taken[i]!.json ??= JSON.stringify(toOpaEvent(taken[i]!.event, deps.labels)));
+      const chunk = await chunker.nextChunk(json, taken.length);
       const count = 'oversized' in chunk ? 1 : chunk.count;
       buffer.putBack(taken.slice(count));
       taken = taken.slice(0, count);
