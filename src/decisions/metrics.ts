@@ -46,6 +46,7 @@ export interface ExportMetrics {
   statusReports: Counter<'result'>;
 }
 
+/** Registers the export and status-report metrics on `registry`; called by the export module only when one of them is on. */
 export function createExportMetrics(registry: Registry): ExportMetrics {
   return {
     dropped: new Counter({
