@@ -70,7 +70,9 @@ type Totals = Omit<DecisionExportStatus, 'url' | 'buffered' | 'lastSuccessAt' | 
  * `uploadSizeLimitBytes`; a failed upload keeps its events and is retried with exponential
  * backoff (from 100 ms, capped at `maxDelayMs`). The buffer holds `bufferSizeLimitEvents`; past
  * that the oldest event is dropped and counted — a copy is lost, never a decision, which the
- * PostgreSQL log keeps. A buffer half full does not wait for the timer.
+ * PostgreSQL log keeps. A buffer half full does not wait for the timer. (One closure over the
+ * exporter's state, a little past 80 lines; the buffer, uploader, delays and final flush are
+ * their own functions.)
  */
 export function createDecisionExporter(options: DecisionExportOptions, deps: DecisionExportDeps): DecisionExporter {
   const log = deps.logger.child({ component: 'decision-log-export', url: redactUrl(options.url.toString()) });
