@@ -2,6 +2,7 @@ import type { Config } from './config/index.js';
 import { startCore } from './core/module.js';
 import type { DecisionLog, DecisionService } from './decisions/index.js';
 import { startEgress } from './egress/module.js';
+import { startExport } from './export/module.js';
 import type { AuditLog, EgressService, Ledger } from './egress/index.js';
 import { parseLeaseRefs } from './jobs/index.js';
 import type { JobService, LeaseService } from './jobs/index.js';
@@ -61,7 +62,7 @@ export interface GatewayOptions {
 }
 
 /**
- * The composition root: starts the modules in dependency order (core, jobs, workers, egress,
+ * The composition root: starts the modules in dependency order (core, export, jobs, workers, egress,
  * MCP, ops), then the listeners of the roles asked for. Every module records its stops as it
  * starts its parts, so a shutdown and a start that fails half way take the same path: every
  * part started so far is stopped, in reverse order. Nothing below reads `process.env`.
@@ -70,6 +71,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
   const life = createLifecycle(logger);
   try {
     const core = await startCore(config, logger, life);
+    startExport(core, life);
     const jobs = startJobs(core, life);
     const workers = startWorkers(core, { renew: (w, l) => jobs.leases.renew(w, l), parseLeases: parseLeaseRefs });
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);

@@ -21,6 +21,14 @@ export const RULES: readonly ConfigRule[] = [
       max < min ? `'policy.pollMaxDelayMs' (${max}) must not be below 'policy.pollMinDelayMs' (${min})` : null,
   },
   {
+    name: 'decision-log export: the maximum delay is not below the minimum',
+    check: ({
+      decisionLog: {
+        export: { minDelayMs: min, maxDelayMs: max },
+      },
+    }) => (max < min ? `'decisionLog.export.maxDelayMs' (${max}) must not be below 'decisionLog.export.minDelayMs' (${min})` : null),
+  },
+  {
     name: 'job retries: the backoff cap is not below the base',
     check: ({ jobs: { retryBaseMs: base, retryMaxMs: max } }) =>
       max < base ? `'jobs.retryMaxMs' (${max}) must not be below 'jobs.retryBaseMs' (${base})` : null,

@@ -68,6 +68,26 @@ export const CONFIG_SCHEMA = {
     bufferSize: int('CYNODE_DECISION_LOG_BUFFER_SIZE', 1, 1_000_000),
     flushIntervalMs: int('CYNODE_DECISION_LOG_FLUSH_INTERVAL_MS', 1, 60_000),
     enqueueTimeoutMs: int('CYNODE_DECISION_LOG_ENQUEUE_TIMEOUT_MS', 1, 60_000),
+    /** A copy of every decision sent to an OPA Decision Log Service; the PostgreSQL log stays the record. */
+    export: {
+      /** Where gzip-compressed arrays of OPA decision events are POSTed; null: no export. */
+      url: nullable(url('CYNODE_DECISION_LOG_EXPORT_URL')),
+      token: nullable(str('CYNODE_DECISION_LOG_EXPORT_TOKEN', { secret: true })),
+      uploadSizeLimitBytes: int('CYNODE_DECISION_LOG_EXPORT_UPLOAD_SIZE_LIMIT_BYTES', 1024, 16_777_216),
+      bufferSizeLimitEvents: int('CYNODE_DECISION_LOG_EXPORT_BUFFER_SIZE_LIMIT_EVENTS', 1, 10_000_000),
+      minDelayMs: int('CYNODE_DECISION_LOG_EXPORT_MIN_DELAY_MS', 10, 86_400_000),
+      maxDelayMs: int('CYNODE_DECISION_LOG_EXPORT_MAX_DELAY_MS', 10, 86_400_000),
+      timeoutMs: int('CYNODE_DECISION_LOG_EXPORT_TIMEOUT_MS', 100, 600_000),
+      flushTimeoutMs: int('CYNODE_DECISION_LOG_EXPORT_FLUSH_TIMEOUT_MS', 0, 600_000),
+    },
+  },
+  /** Status reports in OPA's Status API format. */
+  status: {
+    /** Where reports are POSTed on every bundle change and every `periodMs`; null: no reports. */
+    url: nullable(url('CYNODE_STATUS_URL')),
+    token: nullable(str('CYNODE_STATUS_TOKEN', { secret: true })),
+    periodMs: int('CYNODE_STATUS_PERIOD_MS', 100, 86_400_000),
+    timeoutMs: int('CYNODE_STATUS_TIMEOUT_MS', 100, 600_000),
   },
   auth: {
     /** The bootstrap admin/orchestrator bearer token; null reads (or creates) `adminTokenFile`. */

@@ -7,6 +7,7 @@ import {
   type DecisionLog,
   type DecisionService,
   POLICY_ROUTES,
+  type StatusSection,
 } from '../decisions/index.js';
 import { createKeyStore, KEY_ROUTES, type KeyStore } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
@@ -44,6 +45,8 @@ export interface Core {
   /** Whether replicas can hear each other (PostgreSQL NOTIFY); the embedded database has one process. */
   notify: boolean;
   routes: BoundRoute[];
+  /** The sections of `GET /v1/status`; a module started later adds its own. */
+  statusSections: Record<string, StatusSection>;
   authenticators: Pick<Authenticators, 'admin' | 'reader' | 'bundleReader'>;
   /** The NOTIFY listener: modules add their channels with `listener.on`. */
   listener: ChannelListener;
@@ -86,7 +89,10 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
   bundle.source = source;
   life.add('bundle source', () => source.close());
 
-  const sections = { decisionLog: () => ({ pending: decisionLog.pending() }), database: () => ({ kind: db.kind, target: db.target }) };
+  const sections: Record<string, StatusSection> = {
+    decisionLog: () => ({ pending: decisionLog.pending() }),
+    database: () => ({ kind: db.kind, target: db.target }),
+  };
   const routes = [
     ...bindRoutes(KEY_ROUTES, keys),
     ...bindRoutes(POLICY_ROUTES, { engine: policy, sections }),
@@ -108,6 +114,7 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     runtime,
     notify,
     routes,
+    statusSections: sections,
     authenticators: staticTokenAuthenticators(config.auth, adminToken),
     listener,
   };

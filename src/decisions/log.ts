@@ -40,6 +40,12 @@ export interface DecisionLog {
   verify(): Promise<{ rows: number; break: ChainBreak | undefined }>;
   /** Decisions waiting in memory (what a crash right now would lose). */
   pending(): number;
+  /**
+   * Calls `listener` with every decision once it is queued for writing (the decision-log export
+   * feeds on this). Listeners run synchronously on the request path, so they only enqueue; one
+   * that throws is ignored, never failing the decision. Returns the unsubscribe.
+   */
+  onRecord(listener: (event: DecisionEvent) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -66,8 +72,22 @@ export function createDecisionLog(knex: Knex, logger: Logger, options: DecisionL
     },
     options,
   );
+  const listeners = new Set<(event: DecisionEvent) => void>();
   return {
-    record: (event) => chain.record(event),
+    async record(event) {
+      await chain.record(event);
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch {
+          // A copy for elsewhere never fails the recorded decision.
+        }
+      }
+    },
+    onRecord(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     flush: () => chain.flush(),
     async get(decisionId) {
       const row = (await knex('decision_log').where({ decision_id: decisionId }).first()) as Row | undefined;

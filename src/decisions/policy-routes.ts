@@ -7,7 +7,7 @@ import { type ActiveBundle, BUNDLE_NAME, type PolicyEngine } from '../policy/ind
 const LONG_POLL_TYPE = 'application/vnd.openpolicyagent.bundles';
 const MAX_WAIT_S = 300;
 
-/** Extra status sections contributed by other parts (decision log, database). */
+/** Extra status sections contributed by other parts (decision log, database, export). */
 export type StatusSection = () => Record<string, unknown>;
 
 /** What the policy routes need: the engine, and the other parts' sections of `/v1/status`. */
@@ -21,7 +21,8 @@ export interface PolicyRouteDeps {
  * same bytes and signature, an ETag of its digest, 304 for `If-None-Match`, optional long
  * polling — so target services (and a real `opa run`) enforce exactly what the gateway does.
  * `GET /v1/status` (admin): the active revision and digest, its source, when it was activated,
- * the last success and the last error, plus the sections other parts contribute.
+ * the last success and the last error, plus the sections other parts contribute (the decision
+ * log's pending count, the database, and `export`: the decision-log exporter and status reporter).
  */
 export const POLICY_ROUTES = defineRoutes<PolicyRouteDeps>([
   {
@@ -67,7 +68,7 @@ export const POLICY_ROUTES = defineRoutes<PolicyRouteDeps>([
     path: '/v1/status',
     roles: ['control'],
     access: 'reader',
-    summary: 'Active bundle revision, last load error, decision log and database.',
+    summary: 'Active bundle revision, last load error, decision log, decision-log export and status reports, database.',
     ok: { 200: { description: 'OK', schema: 'Any' } },
     errors: [],
     db: true,
