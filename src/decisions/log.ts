@@ -40,6 +40,8 @@ export interface DecisionLog {
   verify(): Promise<{ rows: number; break: ChainBreak | undefined }>;
   /** Decisions waiting in memory (what a crash right now would lose). */
   pending(): number;
+  /** Reads stored decisions in batches, oldest first (see `scanDecisions`). */
+  scan(filter: DecisionScan): AsyncIterable<DecisionEvent[]>;
   close(): Promise<void>;
 }
 
@@ -75,8 +77,44 @@ export function createDecisionLog(knex: Knex, logger: Logger, options: DecisionL
     },
     verify: () => chain.verify(),
     pending: () => chain.pending(),
+    scan: (filter) => scanDecisions(knex, filter),
     close: () => chain.close(),
   };
+}
+
+/** Which stored decisions a scan reads. */
+export interface DecisionScan {
+  /** Only decisions made at or after this instant. */
+  since: Date;
+  /** Only decisions on this entrypoint. */
+  path?: string;
+  /** Rows per query. */
+  batchSize: number;
+  /** Stop after this many decisions. */
+  limit?: number;
+}
+
+/**
+ * Reads the decision log oldest first, `batchSize` rows per query, paging by `seq` (keyset:
+ * each query starts after the last row of the one before), so a scan of any length holds one
+ * batch in memory and sees a consistent order while new decisions are appended behind it.
+ */
+export async function* scanDecisions(knex: Knex, filter: DecisionScan): AsyncGenerator<DecisionEvent[]> {
+  let after: string | number = 0;
+  let left = filter.limit ?? Infinity;
+  while (left > 0) {
+    const query = knex('decision_log')
+      .where('seq', '>', after)
+      .andWhere('timestamp', '>=', filter.since)
+      .orderBy('seq')
+      .limit(Math.min(filter.batchSize, left));
+    if (filter.path !== undefined) void query.andWhere('path', filter.path);
+    const rows = (await query) as Row[];
+    if (rows.length === 0) return;
+    after = rows[rows.length - 1]!.seq;
+    left -= rows.length;
+    yield rows.map(fromRow);
+  }
 }
 
 interface Row {
