@@ -17,5 +17,5 @@ export function startReplay(core: Core): ReplayModule {
     logger: core.logger,
     flush: () => core.decisionLog.flush(),
   });
-  return { replay, routes: bindRoutes(REPLAY_ROUTES, replay) };
+  return { replay, routes: bindRoutes(REPLAY_ROUTES, { replay, maxBodyBytes: core.config.server.maxBodyBytes }) };
 }

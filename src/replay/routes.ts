@@ -8,12 +8,18 @@ import type { ReplayService } from './service.js';
 /** Media types a candidate bundle may be sent as. */
 const BUNDLE_TYPES = ['application/gzip', 'application/x-gzip', 'application/octet-stream'];
 
+/** What the replay route needs: the service, and the request body limit every route keeps. */
+export interface ReplayRouteDeps {
+  replay: ReplayService;
+  maxBodyBytes: number;
+}
+
 /**
  * `POST /v1/policy/replay` (reader): the candidate bundle as the raw body, replayed against
  * the recorded decisions of the window; a candidate the gateway would refuse to activate is
  * refused here with the same code (signature, manifest, entrypoints, default deny).
  */
-export const REPLAY_ROUTES = defineRoutes<ReplayService>([
+export const REPLAY_ROUTES = defineRoutes<ReplayRouteDeps>([
   {
     method: 'post',
     path: '/v1/policy/replay',
@@ -51,7 +57,9 @@ export const REPLAY_ROUTES = defineRoutes<ReplayService>([
       'signature_hash_mismatch',
     ],
     db: true,
-    async handler(ctx, replay) {
+    async handler(ctx, { replay, maxBodyBytes }) {
+      // The body limit of every route holds here too (a streamed body included), under the bundle cap.
+      const archive = await readRaw(ctx, Math.min(maxBodyBytes, MAX_BUNDLE_BYTES));
       if (!BUNDLE_TYPES.some((type) => ctx.is(type))) {
         throw new GatewayError('unsupported_media_type', 'send the candidate bundle as application/gzip');
       }
@@ -60,7 +68,6 @@ export const REPLAY_ROUTES = defineRoutes<ReplayService>([
         limit: parseLimit(single(ctx.query.limit)),
         ...(single(ctx.query.entrypoint) !== undefined && { entrypoint: single(ctx.query.entrypoint)! }),
       };
-      const archive = await readRaw(ctx, MAX_BUNDLE_BYTES);
       try {
         ctx.body = await replay.replay(archive, query);
       } catch (err) {
