@@ -100,7 +100,12 @@ export interface DecisionScan {
  * batch in memory and sees a consistent order while new decisions are appended behind it.
  */
 export async function* scanDecisions(knex: Knex, filter: DecisionScan): AsyncGenerator<DecisionEvent[]> {
-  let after: string | number = 0;
+  // The window's first row, found by the timestamp index; rows are appended in batches, so a
+  // later row may still carry an earlier timestamp and each page keeps the timestamp filter.
+  const first = (await knex('decision_log').where('timestamp', '>=', filter.since).min({ seq: 'seq' }).first()) as
+    { seq: string | number | null } | undefined;
+  if (first?.seq === null || first?.seq === undefined) return;
+  let after: string | number = String(BigInt(first.seq) - 1n); // seq starts at 1
   let left = filter.limit ?? Infinity;
   while (left > 0) {
     const query = knex('decision_log')
