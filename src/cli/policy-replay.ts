@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
@@ -123,6 +124,9 @@ async function replayRemote(config: Config, asked: ReplayArgs, archive: Buffer):
 // Replay only reads, so the read-only token is preferred when both are set.
 function tokenOf(config: Config): string {
   if (config.auth.readerToken) return config.auth.readerToken;
+  if (!config.auth.adminToken && !existsSync(config.auth.adminTokenFile)) {
+    throw new StartupError('no token: set CYNODE_READER_TOKEN or CYNODE_ADMIN_TOKEN to replay on a gateway');
+  }
   return resolveAdminToken(config.auth, pino({ level: 'silent' }));
 }
 
