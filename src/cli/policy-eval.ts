@@ -13,7 +13,7 @@ import { UsageError, UsageErrorFor } from './usage.js';
 /**
  * `policy eval --entrypoint E [--input FILE|-] [--bundle FILE]`: one decision, made locally on
  * the engine the gateway runs (the same bundle checks: signatures, builtins, default deny),
- * printed as `POST /v1/data/{path}` answers it. Nothing is recorded, so the answer has no
+ * printed as `POST /v1/data/{path}` answers it (one line of JSON). Nothing is recorded, so the answer has no
  * `decision_id`. The input is the input document itself (standard input by default); runtime
  * settings such as the kill switch are at their defaults.
  */
@@ -34,7 +34,7 @@ export async function runPolicyEval(config: Config, args: string[]): Promise<num
     throw new UsageError(`'${entrypoint}' is not an entrypoint of bundle ${info.revision} (${info.entrypoints.join(', ')})`);
   }
   try {
-    console.log(JSON.stringify({ result: engine.evaluate(entrypoint, input).decision }, null, 2));
+    console.log(JSON.stringify({ result: engine.evaluate(entrypoint, input).decision }));
   } catch (err) {
     if (!isGatewayError(err)) throw err;
     console.error(`cynode-gateway: ${err.code}: ${err.message}`);
