@@ -15,6 +15,7 @@ import type { Registry } from 'prom-client';
 import { startOps } from './ops/module.js';
 import type { PolicyEngine } from './policy/index.js';
 import type { PreferencesService } from './preferences/index.js';
+import { startReplay } from './replay/module.js';
 import { ROUTE_TABLE } from './routes.js';
 import type { RegisteredRoute } from './server/app.js';
 import { createLifecycle } from './server/lifecycle.js';
@@ -77,13 +78,14 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
+    const replay = startReplay(core);
     const serving = await startServers(
       {
         config,
         logger,
         roles,
         table: ROUTE_TABLE,
-        routes: [...ops.routes, ...core.routes, ...egress.routes, ...workers.routes, ...jobs.routes, ...mcp.routes],
+        routes: [...ops.routes, ...core.routes, ...replay.routes, ...egress.routes, ...workers.routes, ...jobs.routes, ...mcp.routes],
         authenticators: { ...core.authenticators, ...workers.authenticators, ...egress.authenticators, ...mcp.authenticators },
         // Long polls answer at once instead of holding the drain open.
         beforeDrain: [() => jobs.leases.close()],

@@ -7,6 +7,7 @@ import { MCP_ROUTES } from './mcp/index.js';
 import { METRICS_ROUTES } from './metrics/index.js';
 import { OPENAPI_ROUTES } from './openapi/routes.js';
 import { PREFERENCE_ROUTES } from './preferences/index.js';
+import { REPLAY_ROUTES } from './replay/index.js';
 import type { Route } from './server/route.js';
 import { SETTINGS_ROUTES } from './settings/index.js';
 import { CREDENTIAL_ROUTES } from './vault/index.js';
@@ -28,6 +29,7 @@ export const ROUTE_TABLE: readonly RouteEntry[] = [
   ...POLICY_ROUTES,
   ...SETTINGS_ROUTES,
   ...DECISION_ROUTES,
+  ...REPLAY_ROUTES,
   ...PREFERENCE_ROUTES,
   ...CREDENTIAL_ROUTES,
   ...BUDGET_AND_AUDIT_ROUTES,

@@ -23,6 +23,10 @@ commands:
   policy build [--out FILE] [--revision R] [--unsigned]
                                           compile policies/ into a signed Wasm bundle with opa build
   policy test                             run opa test with the coverage threshold
+  policy eval --entrypoint E [--input FILE|-] [--bundle FILE]
+                                          one decision on the gateway's engine, printed as POST /v1/data answers it
+  policy replay --bundle CANDIDATE [--since 24h] [--entrypoint E] [--limit N] [--url GATEWAY] [--max-flips N] [--json]
+                                          re-evaluate recorded decisions on a candidate bundle; exit 1 past --max-flips
   audit verify                            check the hash chains of the decision log, api.call and tool audits (exit 1 if broken)
   artifact-server [--name N] [--stdio]    run the reference upstream MCP tool server (task artifacts, final gate);
                                           --stdio serves the gateway that started it on stdin/stdout

@@ -3,13 +3,18 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../config/index.js';
 import { ensureLocalSigningKey } from '../policy/dev-signing-key.js';
 import { buildBundle, REQUIRED_ENTRYPOINTS, testPolicies } from '../policy/index.js';
+import { runPolicyEval } from './policy-eval.js';
+import { runPolicyReplay } from './policy-replay.js';
 import { UsageError } from './usage.js';
 
 /**
  * `policy build|test`: the real OPA toolchain over the configured policies folder. OPA's
  * own messages reach the terminal unchanged; a failure exits with OPA's status, no stack.
+ * `policy eval` and `policy replay` decide on a bundle with the gateway's engine.
  */
 export async function runPolicy(config: Config, args: string[]): Promise<number> {
+  if (args[0] === 'eval') return runPolicyEval(config, args.slice(1));
+  if (args[0] === 'replay') return runPolicyReplay(config, args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -44,7 +49,7 @@ export async function runPolicy(config: Config, args: string[]): Promise<number>
       return 0;
     }
     default:
-      throw new UsageError(`policy takes build or test, not '${positionals[0] ?? ''}'`);
+      throw new UsageError(`policy takes build, test, eval or replay, not '${positionals[0] ?? ''}'`);
   }
 }
 

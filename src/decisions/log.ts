@@ -46,6 +46,8 @@ export interface DecisionLog {
    * that throws is ignored, never failing the decision. Returns the unsubscribe.
    */
   onRecord(listener: (event: DecisionEvent) => void): () => void;
+  /** Reads stored decisions in batches, oldest first (see `scanDecisions`). */
+  scan(filter: DecisionScan): AsyncIterable<DecisionEvent[]>;
   close(): Promise<void>;
 }
 
@@ -95,8 +97,49 @@ export function createDecisionLog(knex: Knex, logger: Logger, options: DecisionL
     },
     verify: () => chain.verify(),
     pending: () => chain.pending(),
+    scan: (filter) => scanDecisions(knex, filter),
     close: () => chain.close(),
   };
+}
+
+/** Which stored decisions a scan reads. */
+export interface DecisionScan {
+  /** Only decisions made at or after this instant. */
+  since: Date;
+  /** Only decisions on this entrypoint. */
+  path?: string;
+  /** Rows per query. */
+  batchSize: number;
+  /** Stop after this many decisions. */
+  limit?: number;
+}
+
+/**
+ * Reads the decision log oldest first, `batchSize` rows per query, paging by `seq` (keyset:
+ * each query starts after the last row of the one before), so a scan of any length holds one
+ * batch in memory and sees a consistent order while new decisions are appended behind it.
+ */
+export async function* scanDecisions(knex: Knex, filter: DecisionScan): AsyncGenerator<DecisionEvent[]> {
+  // The window's first row, found by the timestamp index; rows are appended in batches, so a
+  // later row may still carry an earlier timestamp and each page keeps the timestamp filter.
+  const first = (await knex('decision_log').where('timestamp', '>=', filter.since).min({ seq: 'seq' }).first()) as
+    { seq: string | number | null } | undefined;
+  if (first?.seq === null || first?.seq === undefined) return;
+  let after: string | number = String(BigInt(first.seq) - 1n); // seq starts at 1
+  let left = filter.limit ?? Infinity;
+  while (left > 0) {
+    const query = knex('decision_log')
+      .where('seq', '>', after)
+      .andWhere('timestamp', '>=', filter.since)
+      .orderBy('seq')
+      .limit(Math.min(filter.batchSize, left));
+    if (filter.path !== undefined) void query.andWhere('path', filter.path);
+    const rows = (await query) as Row[];
+    if (rows.length === 0) return;
+    after = rows[rows.length - 1]!.seq;
+    left -= rows.length;
+    yield rows.map(fromRow);
+  }
 }
 
 interface Row {

@@ -71,6 +71,21 @@ export const ERROR_STATUS = {
   bundle_unavailable: 503,
   policy_evaluation_failed: 503,
   decision_log_unavailable: 503,
+  // A candidate bundle (policy replay) refused by the checks every bundle passes: the code says which.
+  bundle_unreadable: 422,
+  bundle_malformed: 422,
+  manifest_invalid: 422,
+  data_invalid: 422,
+  wasm_invalid: 422,
+  entrypoint_missing: 422,
+  bundle_not_default_deny: 422,
+  builtin_not_supported: 422,
+  signature_missing: 422,
+  signature_invalid: 422,
+  signature_key_unknown: 422,
+  signature_algorithm_mismatch: 422,
+  signature_files_mismatch: 422,
+  signature_hash_mismatch: 422,
 } as const satisfies Record<string, number>;
 
 /** A stable error code. */

@@ -115,7 +115,10 @@ function operationObject(op: Operation, method: string): Record<string, unknown>
     security: SECURITY[op.access],
     ...(parameters.length > 0 && { parameters }),
     ...(op.body && {
-      requestBody: { required: !op.body.optional, content: { 'application/json': { schema: schemaRef(op.body.schema) } } },
+      requestBody: {
+        required: !op.body.optional,
+        content: { [op.body.mediaType ?? 'application/json']: { schema: schemaRef(op.body.schema) } },
+      },
     }),
     responses,
   };

@@ -191,5 +191,21 @@ export const SCHEMAS: Record<string, Schema> = {
     },
     ['status', 'role'],
   ),
+  BundleArchive: { type: 'string', contentMediaType: 'application/gzip', description: 'An OPA bundle archive (`opa build -t wasm`).' },
+  ReplayReport: object(
+    {
+      candidate: object({ revision: str(), digest: str() }),
+      since: time,
+      total: { type: 'integer', description: 'Recorded decisions read.' },
+      entrypoints: {
+        type: 'object',
+        description:
+          'Per entrypoint: evaluated, unchanged, allow_to_deny, deny_to_allow, reasons_changed, masked (not compared), errors, ' +
+          'and samples [{decision_id, before: {allow, reasons}, after: {allow, reasons}}].',
+        additionalProperties: { type: 'object' },
+      },
+    },
+    ['candidate', 'since', 'total', 'entrypoints'],
+  ),
   Any: { type: 'object' },
 };

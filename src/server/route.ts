@@ -42,6 +42,8 @@ export interface BodySpec {
   optional?: boolean;
   /** The handler reads the bytes itself (a body-bound token covers them): no parsing, no media type check. */
   raw?: boolean;
+  /** The media type the API description names for the body (default `application/json`). */
+  mediaType?: string;
   /** The code a body that fails the schema is refused with (default `bad_request`). */
   invalid?: ErrorCode;
   /**

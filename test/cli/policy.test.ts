@@ -91,5 +91,5 @@ test('the shipped policies pass opa test with at least 90% coverage', async (t) 
 test('unknown policy subcommands are usage errors', async (t) => {
   const { code, stderr } = await runCli(['policy', 'deploy']);
   t.is(code, 2);
-  t.regex(stderr, /policy takes build or test/);
+  t.regex(stderr, /policy takes build, test, eval or replay/);
 });

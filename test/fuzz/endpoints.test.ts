@@ -223,7 +223,7 @@ test.serial('bodies over the limit are refused with 413 payload_too_large on eve
 test.serial(
   'NUL, unpaired surrogates and deep nesting are refused at the door of every body route, and the decision log keeps flowing',
   async (t) => {
-    const bodies = routes.filter((r) => r.body && !r.generic);
+    const bodies = routes.filter((r) => r.body && !r.generic && r.mediaType === undefined);
     const poisons: [string, (text: string) => string][] = [
       ['nul', (text) => text.replace(/"([^"]*)"(?=[,}\]])/, '"$1\\u0000"')],
       ['surrogate', (text) => text.replace(/"([^"]*)"(?=[,}\]])/, '"$1\\ud800"')],

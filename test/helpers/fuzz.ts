@@ -75,6 +75,8 @@ export interface RouteSpec {
   headers?: (t: FuzzTarget, r: Random) => [string, string][];
   /** Found in the source but not described here: fuzzed on every port with generic bodies. */
   generic?: boolean;
+  /** The body's media type when it is not JSON (a raw bundle archive): JSON poisons do not apply to it. */
+  mediaType?: string;
 }
 
 const ALL_ROLES: readonly Role[] = ['control', 'mcp', 'egress'];
@@ -124,6 +126,8 @@ const SAMPLES: Record<string, Sample> = {
     body: () => ({ input: { action: 'register', subject: SEED_REPORT } }),
   },
   'GET /v1/decisions/{id}': { params: { id: (t) => [t.ids.decisionId] } },
+  // The candidate bundle is a raw gzip body; whatever JSON the fuzzer sends is refused with a stable 4xx.
+  'POST /v1/policy/replay': { body: () => ({ bundle: 'not-a-gzip-archive' }) },
   'GET /v1/preferences/{scope}/{id}/{key}': prefs,
   'PUT /v1/preferences/{scope}/{id}/{key}': { ...prefs, body: () => ({ value: true }) },
   'DELETE /v1/preferences/{scope}/{id}/{key}': prefs,
@@ -193,6 +197,7 @@ export const ROUTES: readonly RouteSpec[] = ROUTE_TABLE.filter(
     method: route.method.toUpperCase(),
     path: routerPathOf(route.path),
     auth: AUTH_OF[real.access],
+    ...(real.body?.mediaType !== undefined && { mediaType: real.body.mediaType }),
     ...SAMPLES[key],
   }));
 });
