@@ -152,7 +152,17 @@ export const SCHEMAS: Record<string, Schema> = {
     ['request_id', 'status'],
   ),
   Value: object({ value: { description: 'Any JSON value the key accepts.' } }, ['value']),
-  Budget: object({ limit_usd: { type: 'number', minimum: 0, maximum: 1_000_000_000 } }, ['limit_usd'], true),
+  Budget: object(
+    {
+      limit_usd: { type: 'number', minimum: 0, maximum: 1_000_000_000 },
+      soft_limit_usd: { type: ['number', 'null'], minimum: 0, maximum: 1_000_000_000 },
+      period: { type: 'string', enum: ['day', 'week', 'month', 'total'] },
+      reset: { type: 'string', enum: ['calendar', 'rolling'] },
+      model: { type: ['string', 'null'], pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$' },
+    },
+    ['limit_usd'],
+    true,
+  ),
   NewPsk: object(
     { name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } },
     ['name'],
