@@ -95,7 +95,12 @@ async function admit(
 }
 
 /** Sets a budget in one transaction: its ended period is closed first, then the definition replaced. */
-async function setBudget(knex: Knex, at: Date, key: { scope: BudgetScope; id: string; model: string }, def: Required<BudgetOptions> & { limitUsd: number; by: string }) {
+async function setBudget(
+  knex: Knex,
+  at: Date,
+  key: { scope: BudgetScope; id: string; model: string },
+  def: Required<BudgetOptions> & { limitUsd: number; by: string },
+) {
   return knex.transaction(async (trx) => {
     await trx.raw('SELECT cynode_budget_roll(?, ?, ?, ?)', [key.scope, key.id, key.model, at]);
     // A changed period starts from now and keeps what the current one spent and holds: never more room than before.
@@ -150,7 +155,12 @@ export function createLedger(deps: LedgerDeps): Ledger {
     return r.ok;
   };
   const rowsNow = async (where: string, bindings: Knex.RawBinding[]) =>
-    ((await knex.raw(`SELECT * FROM (${BUDGETS_NOW}) b WHERE ${where} ORDER BY scope, subject_id, model LIMIT 1000`, [new Date(now()), ...bindings])) as { rows: BudgetRow[] }).rows.map(budgetFromRow);
+    (
+      (await knex.raw(`SELECT * FROM (${BUDGETS_NOW}) b WHERE ${where} ORDER BY scope, subject_id, model LIMIT 1000`, [
+        new Date(now()),
+        ...bindings,
+      ])) as { rows: BudgetRow[] }
+    ).rows.map(budgetFromRow);
 
   return {
     now,
@@ -158,14 +168,19 @@ export function createLedger(deps: LedgerDeps): Ledger {
       return (await rowsNow('scope = ? AND subject_id = ? AND model = ?', [scope, id, model ?? '']))[0];
     },
     setBudget: (scope, id, limitUsd, by, options = {}) =>
-      setBudget(knex, new Date(now()), { scope, id, model: options.model ?? '' }, {
-        limitUsd,
-        by,
-        period: options.period ?? 'total',
-        reset: options.reset ?? 'calendar',
-        softLimitUsd: options.softLimitUsd ?? null,
-        model: options.model ?? null,
-      }),
+      setBudget(
+        knex,
+        new Date(now()),
+        { scope, id, model: options.model ?? '' },
+        {
+          limitUsd,
+          by,
+          period: options.period ?? 'total',
+          reset: options.reset ?? 'calendar',
+          softLimitUsd: options.softLimitUsd ?? null,
+          model: options.model ?? null,
+        },
+      ),
     async ensureBudget(scope, id, limitUsd, by) {
       const at = new Date(now());
       await knex('budgets')

@@ -172,9 +172,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     roles: CONTROL,
     access: 'reader',
     summary: 'Every budget, optionally of one scope.',
-    params: [
-      { in: 'query', name: 'scope', schema: { type: 'string', enum: [...BUDGET_SCOPES] }, description: 'Only this scope.' },
-    ],
+    params: [{ in: 'query', name: 'scope', schema: { type: 'string', enum: [...BUDGET_SCOPES] }, description: 'Only this scope.' }],
     ok: { 200: { description: 'OK', schema: 'Any' } },
     errors: ['budget_invalid'],
     db: true,
