@@ -9,22 +9,17 @@ import { type BudgetAlerts, createBudgetAlerts } from '../../src/egress/budget-a
 import { createLedger, type Hold, type Ledger } from '../../src/egress/ledger.js';
 import { createEgressMetrics } from '../../src/egress/metrics.js';
 import { createHttpClient } from '../../src/lib/http-client.js';
-import { connectAndMigrate, type Database } from '../../src/storage/index.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import type { Database } from '../../src/storage/index.js';
+import { migratedDatabase } from './migrated-database.js';
 
-let tdb: TestDatabase;
-let db: Database;
+let db: Database & { drop(): Promise<void> };
 let sink: http.Server;
 let sinkUrl = '';
 const received: { status: number; body: Record<string, unknown> }[] = [];
 let failNext = 0;
 
 test.before(async () => {
-  tdb = await createTestDatabase();
-  db = await connectAndMigrate(
-    { url: tdb.url, dataDir: '', poolMax: 20, connectTimeoutMs: 5000, startupTimeoutMs: 0 },
-    pino({ level: 'silent' }),
-  );
+  db = await migratedDatabase();
   // A loopback webhook sink that fails the next `failNext` posts with 503.
   sink = http.createServer((req, res) => {
     let raw = '';
@@ -41,8 +36,7 @@ test.before(async () => {
 });
 test.after.always(async () => {
   sink?.close();
-  await db?.close();
-  await tdb?.drop();
+  await db?.drop();
 });
 
 let t0 = Date.parse('2026-12-01T10:00:00Z');

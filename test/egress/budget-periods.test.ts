@@ -1,23 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import pino from 'pino';
 import { createLedger, type Hold, type Ledger } from '../../src/egress/ledger.js';
-import { connectAndMigrate, type Database } from '../../src/storage/index.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import type { Database } from '../../src/storage/index.js';
+import { migratedDatabase } from './migrated-database.js';
 
-let tdb: TestDatabase;
-let db: Database;
+let db: Database & { drop(): Promise<void> };
 
 test.before(async () => {
-  tdb = await createTestDatabase();
-  db = await connectAndMigrate(
-    { url: tdb.url, dataDir: '', poolMax: 20, connectTimeoutMs: 5000, startupTimeoutMs: 0 },
-    pino({ level: 'silent' }),
-  );
+  db = await migratedDatabase();
 });
 test.after.always(async () => {
-  await db?.close();
-  await tdb?.drop();
+  await db?.drop();
 });
 
 /** A ledger on a clock the test moves. */

@@ -1,27 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import pino from 'pino';
 import { createLedger, type Hold, type Ledger, type RateTake } from '../../src/egress/ledger.js';
-import { connectAndMigrate, type Database } from '../../src/storage/index.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import type { Database } from '../../src/storage/index.js';
+import { migratedDatabase } from './migrated-database.js';
 
-let tdb: TestDatabase;
-let db: Database;
+let db: Database & { drop(): Promise<void> };
 let t0 = 0;
 let ledger: Ledger;
 
 test.before(async () => {
-  tdb = await createTestDatabase();
-  db = await connectAndMigrate(
-    { url: tdb.url, dataDir: '', poolMax: 20, connectTimeoutMs: 5000, startupTimeoutMs: 0 },
-    pino({ level: 'silent' }),
-  );
+  db = await migratedDatabase();
   ledger = createLedger({ knex: db.knex, now: () => t0 });
   await ledger.setBudget('task', 'rate', 1000, 'test');
 });
 test.after.always(async () => {
-  await db?.close();
-  await tdb?.drop();
+  await db?.drop();
 });
 
 const holds: Hold[] = [{ scope: 'task', subject_id: 'rate', required: true }];
