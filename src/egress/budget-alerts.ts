@@ -71,85 +71,83 @@ function alertBody(a: AlertRow): Record<string, unknown> {
   };
 }
 
+const CLAIM_BATCH = 20;
 // Claims due rows: one replica each, until the claim lapses.
 const CLAIM = `
   UPDATE budget_alerts a SET attempts = a.attempts + 1, next_attempt_at = ?
   FROM (SELECT scope, subject_id, model, period_start, kind FROM budget_alerts
-        WHERE done_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 20 FOR UPDATE SKIP LOCKED) d
+        WHERE done_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ${CLAIM_BATCH} FOR UPDATE SKIP LOCKED) d
   WHERE (a.scope, a.subject_id, a.model, a.period_start, a.kind) = (d.scope, d.subject_id, d.model, d.period_start, d.kind)
   RETURNING a.*`;
+
+const keyOf = (a: AlertRow) => ({ scope: a.scope, subject_id: a.subject_id, model: a.model, period_start: a.period_start, kind: a.kind });
+
+/** The first claim of an alert raises it: the metric and the audit row, once. */
+async function raise(deps: BudgetAlertDeps, a: AlertRow): Promise<void> {
+  deps.metrics?.budgetSoftLimits.inc({ scope: a.scope });
+  await deps.audit.record(
+    auditEvent(a.call_id, 'egress', {
+      subject_kind: 'budget',
+      subject_id: `${a.scope}:${a.subject_id}${a.model ? `:${a.model}` : ''}`,
+      ...(a.scope === 'task' && { task_id: a.subject_id }),
+      outcome: 'ok',
+      reasons: ['budget_soft_limit'],
+      cost_usd: usd(a.spent_micros),
+    }),
+  );
+}
+
+/** Posts the alert once; true when the receiver took it (2xx). */
+async function post(deps: BudgetAlertDeps, log: Logger, a: AlertRow, url: string): Promise<boolean> {
+  try {
+    const res = await deps.http.request(new URL(url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(alertBody(a)),
+      totalTimeoutMs: deps.timeoutMs,
+      maxResponseBytes: 65_536,
+    });
+    res.destroy();
+    return res.status >= 200 && res.status < 300;
+  } catch (err) {
+    log.warn({ err: errorMessage(err), scope: a.scope, attempts: a.attempts }, 'budget alert webhook failed');
+    return false;
+  }
+}
+
+/** One claimed alert: raised on its first claim, posted, then done, retried later, or given up. */
+async function deliver(deps: BudgetAlertDeps, log: Logger, a: AlertRow): Promise<unknown> {
+  const finish = (outcome: string) =>
+    deps
+      .knex('budget_alerts')
+      .where(keyOf(a))
+      .update({ done_at: new Date(deps.now()), outcome });
+  if (a.attempts === 1) await raise(deps, a);
+  if (deps.webhookUrl === null) return finish('no_webhook');
+  if (await post(deps, log, a, deps.webhookUrl)) return finish('delivered');
+  if (a.attempts >= deps.maxAttempts) {
+    log.error({ scope: a.scope, attempts: a.attempts }, 'budget alert webhook gave up');
+    return finish('failed');
+  }
+  return deps
+    .knex('budget_alerts')
+    .where(keyOf(a))
+    .update({ next_attempt_at: new Date(deps.now() + backoffMs(a.attempts)) });
+}
 
 /** Soft-limit alerts over `budget_alerts`, posted with `http`. */
 export function createBudgetAlerts(deps: BudgetAlertDeps): BudgetAlerts {
   const log = deps.logger.child({ component: 'budget-alerts' });
   let running: Promise<void> | undefined;
   let again = false;
-  const keyOf = (a: AlertRow) => ({
-    scope: a.scope,
-    subject_id: a.subject_id,
-    model: a.model,
-    period_start: a.period_start,
-    kind: a.kind,
-  });
-  const finish = (a: AlertRow, outcome: string) =>
-    deps
-      .knex('budget_alerts')
-      .where(keyOf(a))
-      .update({ done_at: new Date(deps.now()), outcome });
-
-  const raise = async (a: AlertRow) => {
-    deps.metrics?.budgetSoftLimits.inc({ scope: a.scope });
-    const subject = `${a.scope}:${a.subject_id}${a.model ? `:${a.model}` : ''}`;
-    await deps.audit.record(
-      auditEvent(a.call_id, 'egress', {
-        subject_kind: 'budget',
-        subject_id: subject,
-        ...(a.scope === 'task' && { task_id: a.subject_id }),
-        outcome: 'ok',
-        reasons: ['budget_soft_limit'],
-        cost_usd: usd(a.spent_micros),
-      }),
-    );
-  };
-
-  const post = async (a: AlertRow, url: string): Promise<boolean> => {
-    try {
-      const res = await deps.http.request(new URL(url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(alertBody(a)),
-        totalTimeoutMs: deps.timeoutMs,
-        maxResponseBytes: 65_536,
-      });
-      res.destroy();
-      return res.status >= 200 && res.status < 300;
-    } catch (err) {
-      log.warn({ err: errorMessage(err), scope: a.scope, attempts: a.attempts }, 'budget alert webhook failed');
-      return false;
-    }
-  };
-
-  const deliver = async (a: AlertRow) => {
-    if (a.attempts === 1) await raise(a);
-    if (deps.webhookUrl === null) return finish(a, 'no_webhook');
-    if (await post(a, deps.webhookUrl)) return finish(a, 'delivered');
-    if (a.attempts >= deps.maxAttempts) {
-      log.error({ scope: a.scope, attempts: a.attempts }, 'budget alert webhook gave up');
-      return finish(a, 'failed');
-    }
-    return deps
-      .knex('budget_alerts')
-      .where(keyOf(a))
-      .update({ next_attempt_at: new Date(deps.now() + backoffMs(a.attempts)) });
-  };
 
   const round = async () => {
     do {
       again = false;
       const at = deps.now();
       const { rows } = (await deps.knex.raw(CLAIM, [new Date(at + CLAIM_MS), new Date(at)])) as { rows: AlertRow[] };
-      for (const a of rows) await deliver(a);
-      if (rows.length === 20) again = true;
+      for (const a of rows) await deliver(deps, log, a);
+      if (rows.length === CLAIM_BATCH) again = true;
     } while (again);
   };
 

@@ -9,6 +9,7 @@ export interface EgressMetrics {
   budgetSoftLimits: Counter<'scope'>;
 }
 
+/** Registers the egress metrics on `registry` (one registry per gateway). */
 export function createEgressMetrics(registry: Registry): EgressMetrics {
   return {
     egressCalls: new Counter({
