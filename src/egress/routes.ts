@@ -138,7 +138,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     summary: 'Sets a budget (scope: task, user, group, project, subject): limit, period, reset, soft limit, optionally for one model.',
     params: [MODEL_PARAM],
     body: { schema: 'Budget', invalid: 'budget_invalid' },
-    ok: { 200: { description: 'The budget', schema: 'Any' } },
+    ok: { 200: { description: 'The budget', schema: 'BudgetAnswer' } },
     errors: ['budget_invalid'],
     db: true,
     async handler(ctx, { ledger }) {
@@ -155,7 +155,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     access: 'reader',
     summary: "A budget: limit, the current period's spend, reserved and remaining, and when it resets.",
     params: [MODEL_PARAM],
-    ok: { 200: { description: 'OK', schema: 'Any' } },
+    ok: { 200: { description: 'OK', schema: 'BudgetAnswer' } },
     errors: ['budget_invalid', 'budget_not_found'],
     db: true,
     async handler(ctx, { ledger }) {
@@ -173,7 +173,7 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     access: 'reader',
     summary: 'Every budget, optionally of one scope.',
     params: [{ in: 'query', name: 'scope', schema: { type: 'string', enum: [...BUDGET_SCOPES] }, description: 'Only this scope.' }],
-    ok: { 200: { description: 'OK', schema: 'Any' } },
+    ok: { 200: { description: 'OK', schema: 'BudgetList' } },
     errors: ['budget_invalid'],
     db: true,
     async handler(ctx, { ledger }) {
