@@ -163,7 +163,7 @@ const ADMIT_FUNCTION = `
         FROM jsonb_to_recordset(p_counters) AS x(key text) ORDER BY 1 LOOP
       PERFORM pg_advisory_xact_lock(c.lock_id);
     END LOOP;
-    FOR c IN SELECT x.key, x.amount, x.lim, x.window_ms * interval '1 millisecond' AS win
+    FOR c IN SELECT x.key, x.amount, x.lim, coalesce(x.window_ms, 60000) * interval '1 millisecond' AS win
         FROM jsonb_to_recordset(p_counters) AS x(key text, amount bigint, lim bigint, window_ms bigint) ORDER BY x.key LOOP
       EXIT WHEN verdict IS NOT NULL;
       SELECT coalesce(sum(e.amount), 0) INTO used FROM rate_events e WHERE e.key = c.key AND e.at > p_now - c.win;
@@ -258,13 +258,24 @@ const SETTLE_FUNCTION = `
     RETURN jsonb_build_object('ok', true, 'alerts', alerts);
   END $$`;
 
-const FUNCTIONS = [PERIOD_FUNCTION, ROLL_FUNCTION, ADMIT_FUNCTION, SETTLE_FUNCTION];
+// The previous signatures, for replicas still on the previous release while a rollout runs:
+// the same functions on the database's clock (a take without a window is a 60 s one).
+const COMPATIBLE_FUNCTIONS = [
+  `CREATE FUNCTION cynode_egress_admit(p_call uuid, p_holds jsonb, p_amount bigint, p_counters jsonb, p_expires timestamptz)
+   RETURNS jsonb LANGUAGE sql AS $$ SELECT cynode_egress_admit(p_call, p_holds, p_amount, p_counters, p_expires, now()) $$`,
+  `CREATE FUNCTION cynode_egress_settle(p_call uuid, p_cost bigint, p_state text, p_token_refund bigint)
+   RETURNS boolean LANGUAGE sql AS $$ SELECT (cynode_egress_settle(p_call, p_cost, p_state, p_token_refund, now())->>'ok')::boolean $$`,
+];
+
+const FUNCTIONS = [PERIOD_FUNCTION, ROLL_FUNCTION, ADMIT_FUNCTION, SETTLE_FUNCTION, ...COMPATIBLE_FUNCTIONS];
 
 /**
  * Back to lifetime budgets and fixed windows: per-model budgets are dropped (the old key has
  * no model), closed periods and alerts are forgotten, and the previous functions return.
  */
 export async function down(knex: Knex): Promise<void> {
+  await knex.raw('DROP FUNCTION cynode_egress_settle(uuid, bigint, text, bigint)');
+  await knex.raw('DROP FUNCTION cynode_egress_admit(uuid, jsonb, bigint, jsonb, timestamptz)');
   await knex.raw('DROP FUNCTION cynode_egress_settle(uuid, bigint, text, bigint, timestamptz)');
   await knex.raw('DROP FUNCTION cynode_egress_admit(uuid, jsonb, bigint, jsonb, timestamptz, timestamptz)');
   await knex.raw('DROP FUNCTION cynode_budget_roll(text, text, text, timestamptz)');
