@@ -26,6 +26,7 @@ import {
 const SIGNING_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'HS256', 'HS384', 'HS512'];
 
 const POSTGRES_URL = { pattern: /^postgres(ql)?:\/\/[^\s]+$/, expected: 'a postgres:// or postgresql:// URL' };
+const HTTP_URL = { pattern: /^https?:\/\/[^\s]+$/, expected: 'an http(s) URL' };
 const ENV_PAIR = { pattern: /^[A-Za-z_][A-Za-z0-9_]*=/, expected: 'NAME=value entries' };
 
 /** The tree of every key; see the module comment. */
@@ -148,6 +149,12 @@ export const CONFIG_SCHEMA = {
     /** A reservation nobody settled within this long is charged in full (the call's replica died). */
     reservationTtlMs: int('CYNODE_EGRESS_RESERVATION_TTL_MS', 10_000, 86_400_000),
     reaperIntervalMs: int('CYNODE_EGRESS_REAPER_INTERVAL_MS', 100, 600_000),
+  },
+  budgets: {
+    /** Where a budget's soft-limit alert is posted (once per budget and period); null: metric and audit row only. May carry a token. */
+    alertWebhookUrl: nullable(str('CYNODE_BUDGETS_ALERT_WEBHOOK_URL', { secret: true, match: HTTP_URL, format: 'http(s) URL' })),
+    alertTimeoutMs: int('CYNODE_BUDGETS_ALERT_TIMEOUT_MS', 100, 600_000),
+    alertMaxAttempts: int('CYNODE_BUDGETS_ALERT_MAX_ATTEMPTS', 1, 100),
   },
   mcp: {
     /** Upstream MCP servers, `name=url`: the only addresses tool calls are ever routed to. */

@@ -3,6 +3,7 @@
  * what a ledger refusal answers. No database and no I/O here, so every rule is testable alone.
  */
 import { GatewayError } from '../errors/index.js';
+import type { BudgetScope } from './budgets.js';
 import type { Hold, RateTake, Refusal } from './ledger.js';
 
 /** The rate limits a decision may carry (`limits` beside `allow`), per subject and per credential. */
@@ -29,7 +30,11 @@ export interface AdmissionSubject {
   subject: { kind: string; id: string };
   taskId: string;
   userId: string | null;
+  groupId?: string | null;
+  projectId?: string | null;
   credentialId: string;
+  /** The model called: each scope's budget for it is held too. */
+  model?: string;
 }
 
 /** What the ledger is asked for: budgets to hold the worst case against, rate limits to take from. */
@@ -39,9 +44,9 @@ export interface AdmissionPlan {
 }
 
 /**
- * The holds and takes of one call. The task's budget is required; the user's and the
- * subject's apply when set. A limit the decision does not give (or gives as no finite
- * number) is not taken from.
+ * The holds and takes of one call. The task's budget is required; the user's, group's,
+ * project's and subject's apply when set, and so do each scope's budgets for the model
+ * called. A limit the decision does not give (or gives as no finite number) is not taken from.
  */
 export function admissionPlan(who: AdmissionSubject, limits: Limits, tokens: number): AdmissionPlan {
   const takes: RateTake[] = [];
@@ -53,11 +58,17 @@ export function admissionPlan(who: AdmissionSubject, limits: Limits, tokens: num
   take(`tpm:subject:${subject}`, limits.subject?.tpm, tokens, true);
   take(`rpm:credential:${who.credentialId}`, limits.credential?.rpm, 1, false);
   take(`tpm:credential:${who.credentialId}`, limits.credential?.tpm, tokens, true);
-  const holds: Hold[] = [
-    { scope: 'task', subject_id: who.taskId, required: true },
-    ...(who.userId ? [{ scope: 'user' as const, subject_id: who.userId, required: false }] : []),
-    { scope: 'subject', subject_id: who.subject.id, required: false },
+  const scopes: [BudgetScope, string | null][] = [
+    ['task', who.taskId],
+    ['user', who.userId],
+    ['group', who.groupId ?? null],
+    ['project', who.projectId ?? null],
+    ['subject', who.subject.id],
   ];
+  const held = scopes.filter((s): s is [BudgetScope, string] => Boolean(s[1]));
+  const holds: Hold[] = held.map(([scope, id]) => ({ scope, subject_id: id, required: scope === 'task' }));
+  const { model } = who;
+  if (model) holds.push(...held.map(([scope, id]) => ({ scope, subject_id: id, model, required: false })));
   return { holds, takes };
 }
 

@@ -139,9 +139,18 @@ async function admit({ deps }: FinalGate, { requestId, input }: Forwarded, d: De
   const credential = await deps.credentials.revealFor(input.resource.provider, { user: ctx.user_id, group: ctx.group_id });
   event.credential_id = credential.info.id;
   held.estimatedTokens = estimatedTokens(d.prepared.inputChars, d.prepared.maxOutputTokens);
-  const who = { subject: input.subject, taskId: ctx.task_id, userId: ctx.user_id, credentialId: credential.info.id };
+  const who = {
+    subject: input.subject,
+    taskId: ctx.task_id,
+    userId: ctx.user_id,
+    groupId: ctx.group_id,
+    projectId: ctx.project_id,
+    credentialId: credential.info.id,
+    model: d.prepared.model,
+  };
   const plan = admissionPlan(who, limitsOf(d.decision), held.estimatedTokens);
-  const refused = await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, new Date(Date.now() + deps.reservationTtlMs));
+  const expiresAt = new Date(deps.ledger.now() + deps.reservationTtlMs);
+  const refused = await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, expiresAt);
   const err = refusalError(refused, d.amountUsd);
   if (err) throw err;
   held.reserved = true;

@@ -72,7 +72,7 @@ async function decide(
   Object.assign(event, { task_id: req.task_id, job_id: req.job_id, provider: req.provider, operation: req.operation });
   const prepared = adapterFor(req.provider, req.operation).prepare(req.operation, req.params);
   Object.assign(event, { model_requested: prepared.model, stream: prepared.stream });
-  const context = await loadCallContext(deps, caller, req, subject.id);
+  const context = await loadCallContext(deps, caller, req, subject.id, prepared.model);
   event.user_id = context.job?.user_id ?? null;
   const table = priceTableFrom(deps.policy.bundleData()?.data);
   event.price_version = table.version;

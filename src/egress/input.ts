@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { isTaskId, isUuid } from '../lib/ids.js';
 import type { PreferencesService } from '../preferences/index.js';
-import { type Budget, budgetFromRow, type BudgetRow, type Ledger } from './ledger.js';
+import { type Budget, budgetFromRow, type BudgetRow, BUDGETS_NOW, type BudgetScope } from './budgets.js';
+import type { Ledger } from './ledger.js';
 import type { PreparedRequest } from './providers/types.js';
 import type { ApiCaller, ApiCallInput } from './types.js';
 
@@ -74,8 +75,13 @@ export interface JobContext {
   lease_expires_at: Date | null;
 }
 
-/** The budgets a call would be held against, by scope; null where none is set. */
-export type CallBudgets = Record<'task' | 'user' | 'subject', Budget | null>;
+/** One budget per scope (null where none is set). */
+export type ScopeBudgets = Record<BudgetScope, Budget | null>;
+
+/** The budgets a call would be held against: each scope's budget for every model, and `model`, each scope's for the call's model. */
+export interface CallBudgets extends ScopeBudgets {
+  model: ScopeBudgets;
+}
 
 /** The server state a call is decided on. */
 export interface CallContext {
@@ -84,15 +90,19 @@ export interface CallContext {
 }
 
 // One round trip: the job (by id, or the task's latest for direct routing) and the budgets
-// the call would be held against.
+// the call would be held against, in their current period.
 const contextQuery = (byId: boolean) => `
     WITH j AS (
       SELECT task_id, user_id, project_id, group_id, preferences, requirements, budget_usd, state, leased_by, lease_expires_at
       FROM jobs WHERE ${byId ? 'id = ?::uuid' : 'task_id = ? ORDER BY created_at DESC'} LIMIT 1)
     SELECT (SELECT row_to_json(j) FROM j) AS job,
-      (SELECT coalesce(json_agg(b), '[]'::json) FROM budgets b
-        WHERE (b.scope = 'task' AND b.subject_id = ?) OR (b.scope = 'subject' AND b.subject_id = ?)
-           OR (b.scope = 'user' AND b.subject_id = (SELECT user_id FROM j))) AS budgets`;
+      (SELECT coalesce(json_agg(b), '[]'::json) FROM (${BUDGETS_NOW}) b
+        WHERE b.model IN ('', ?) AND ((b.scope = 'task' AND b.subject_id = ?) OR (b.scope = 'subject' AND b.subject_id = ?)
+           OR (b.scope = 'user' AND b.subject_id = (SELECT user_id FROM j))
+           OR (b.scope = 'group' AND b.subject_id = (SELECT group_id FROM j))
+           OR (b.scope = 'project' AND b.subject_id = (SELECT project_id FROM j)))) AS budgets`;
+
+const noBudgets = (): ScopeBudgets => ({ task: null, user: null, group: null, project: null, subject: null });
 
 /**
  * Loads the job and budgets of a call. A worker calls only for a job it leases, of the task it
@@ -104,18 +114,20 @@ export async function loadCallContext(
   caller: ApiCaller,
   req: ParsedCall,
   subjectId: string,
+  model = '',
 ): Promise<CallContext> {
   const byId = caller.kind === 'worker' || req.job_id !== null;
   if (caller.kind === 'worker' && !req.job_id) {
     throw new GatewayError('job_not_leased', 'a worker calls for a job it leases: job_id is required', { reasons: ['job_not_leased'] });
   }
-  const { rows } = (await deps.knex.raw(contextQuery(byId), [byId ? req.job_id : req.task_id, req.task_id, subjectId])) as {
+  const at = new Date(deps.ledger.now());
+  const { rows } = (await deps.knex.raw(contextQuery(byId), [byId ? req.job_id : req.task_id, at, model, req.task_id, subjectId])) as {
     rows: { job: JobContext | null; budgets: BudgetRow[] }[];
   };
   const job = rows[0]?.job ?? undefined;
   checkJob(caller, req, job);
-  const budget: CallBudgets = { task: null, user: null, subject: null };
-  for (const row of rows[0]?.budgets ?? []) budget[row.scope] = budgetFromRow(row);
+  const budget: CallBudgets = { ...noBudgets(), model: noBudgets() };
+  for (const row of rows[0]?.budgets ?? []) (row.model === '' ? budget : budget.model)[row.scope] = budgetFromRow(row);
   if (!budget.task && job?.budget_usd !== null && job?.budget_usd !== undefined) {
     await deps.ledger.ensureBudget('task', req.task_id, Number(job.budget_usd), 'job');
     budget.task = (await deps.ledger.getBudget('task', req.task_id)) ?? null;
@@ -144,7 +156,24 @@ function checkJob(caller: ApiCaller, req: ParsedCall, job: JobContext | undefine
 }
 
 const budgetView = (b: Budget | null) =>
-  b && { limit_usd: b.limit_usd, spent_usd: b.spent_usd, reserved_usd: b.reserved_usd, remaining_usd: b.remaining_usd };
+  b && {
+    limit_usd: b.limit_usd,
+    spent_usd: b.spent_usd,
+    reserved_usd: b.reserved_usd,
+    remaining_usd: b.remaining_usd,
+    soft_limit_usd: b.soft_limit_usd,
+    period: b.period,
+    reset: b.reset,
+    resets_at: b.resets_at,
+  };
+
+const scopeViews = (b: ScopeBudgets) => ({
+  task: budgetView(b.task),
+  user: budgetView(b.user),
+  group: budgetView(b.group),
+  project: budgetView(b.project),
+  subject: budgetView(b.subject),
+});
 
 /**
  * The `api.call` policy input, from server state only: the region is the worker's reported
@@ -187,7 +216,7 @@ export function policyInput(
         task: job?.preferences ?? {},
       }),
       requirements: job?.requirements ?? {},
-      budget: { task: budgetView(budget.task), user: budgetView(budget.user), subject: budgetView(budget.subject) },
+      budget: { ...scopeViews(budget), model: scopeViews(budget.model) },
     },
   };
 }

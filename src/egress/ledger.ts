@@ -1,36 +1,23 @@
 import type { Knex } from 'knex';
-import { GatewayError } from '../errors/index.js';
-import { isTaskId } from '../lib/ids.js';
+import { type Budget, type BudgetOptions, type BudgetRow, BUDGETS_NOW, budgetFromRow, type BudgetScope, micros, usd } from './budgets.js';
 
-/** The scopes a budget can be set for. */
-export const BUDGET_SCOPES = ['task', 'user', 'subject'] as const;
-export type BudgetScope = (typeof BUDGET_SCOPES)[number];
-
-/** A budget as the admin API and the policy input show it, in USD. */
-export interface Budget {
-  scope: BudgetScope;
-  id: string;
-  limit_usd: number;
-  spent_usd: number;
-  reserved_usd: number;
-  remaining_usd: number;
-  updated_by: string;
-  updated_at: string;
-}
+export { BUDGET_SCOPES, type Budget, type BudgetRow, budgetFromRow, type BudgetScope, checkBudgetKey } from './budgets.js';
 
 /** A budget a call's reservation is held against; a missing `required` budget refuses the call. */
 export interface Hold {
   scope: BudgetScope;
   subject_id: string;
+  /** The budget for one model; absent or '': the budget for every model. */
+  model?: string;
   required: boolean;
 }
 
-/** One rate limit to take from: `amount` units of `limit` in the window around now. */
+/** One rate limit to take from: `amount` units of `limit` in the sliding window ending now. */
 export interface RateTake {
   key: string;
   limit: number;
   amount: number;
-  /** Token counters are refunded at settlement by what the estimate took beyond the real count. */
+  /** Token takes are reconciled at settlement to the real count. */
   tokens: boolean;
 }
 
@@ -44,96 +31,60 @@ export type Refusal =
 /**
  * The money and the counters, in PostgreSQL so every replica shares them. `admit` takes the
  * rate limits and reserves the worst-case cost against every budget in one statement, all
- * or nothing; `settle` charges the real cost and releases the rest. A reservation nobody
- * settles (a replica killed mid-call) expires and is charged in full: spend is never
- * under-counted, so a budget is never overspent.
+ * or nothing; `settle` charges the real cost and releases the rest, in the period the call
+ * was reserved in. A reservation nobody settles (a replica killed mid-call) expires and is
+ * charged in full: spend is never under-counted, so a budget is never overspent.
  */
 export interface Ledger {
-  getBudget(scope: BudgetScope, id: string): Promise<Budget | undefined>;
-  setBudget(scope: BudgetScope, id: string, limitUsd: number, by: string): Promise<Budget>;
+  /** The ledger's clock (ms since the epoch): the time admissions, settlements and budget periods are reckoned at. */
+  now(): number;
+  getBudget(scope: BudgetScope, id: string, model?: string | null): Promise<Budget | undefined>;
+  setBudget(scope: BudgetScope, id: string, limitUsd: number, by: string, options?: BudgetOptions): Promise<Budget>;
   /** Creates a budget only if none exists (a job's budget becomes its task's on first use). */
   ensureBudget(scope: BudgetScope, id: string, limitUsd: number, by: string): Promise<void>;
   listBudgets(scope?: BudgetScope): Promise<Budget[]>;
   admit(callId: string, holds: Hold[], amountUsd: number, takes: RateTake[], expiresAt: Date): Promise<Refusal | undefined>;
-  /** Charges `costUsd` and releases the rest; false when the reservation was already settled. */
+  /**
+   * Charges `costUsd` and releases the rest; false when the reservation was already settled.
+   * `tokenRefund` is what the token estimate took beyond the real count (negative: it fell short).
+   */
   settle(callId: string, costUsd: number, state: 'settled' | 'released', tokenRefund: number): Promise<boolean>;
-  /** Charges lapsed reservations in full and drops old rate windows; returns how many lapsed. */
+  /** Charges lapsed reservations in full and drops rate takes past their window; returns how many lapsed. */
   reap(): Promise<number>;
 }
 
-/** The fixed window of RPM/TPM counters. */
+/** The sliding window of RPM/TPM limits. */
 export const RATE_WINDOW_MS = 60_000;
 
-const micros = (usd: number) => Math.round(usd * 1e6);
-const usd = (m: string | number) => Number(m) / 1e6;
-
-/** A row of `budgets` as the database (or row_to_json) gives it. */
-export interface BudgetRow {
-  scope: BudgetScope;
-  subject_id: string;
-  limit_micros: string | number;
-  spent_micros: string | number;
-  reserved_micros: string | number;
-  updated_by: string;
-  updated_at: Date | string;
+/** What the ledger is built from. */
+export interface LedgerDeps {
+  knex: Knex;
+  /** The clock; tests drive it. */
+  now?: () => number;
+  /** Told when a settlement crossed a soft limit (the alert row is claimed in the database). */
+  onSoftLimit?: () => void;
 }
 
-/** A stored budget in USD, with what is left of it. */
-export function budgetFromRow(r: BudgetRow): Budget {
-  const limit = Number(r.limit_micros);
-  const spent = Number(r.spent_micros);
-  const reserved = Number(r.reserved_micros);
-  return {
-    scope: r.scope,
-    id: r.subject_id,
-    limit_usd: usd(limit),
-    spent_usd: usd(spent),
-    reserved_usd: usd(reserved),
-    remaining_usd: usd(Math.max(0, limit - spent - reserved)),
-    updated_by: r.updated_by,
-    updated_at: new Date(r.updated_at).toISOString(),
-  };
-}
-
-/** Refuses a scope or id the budgets table cannot hold. */
-export function checkBudgetKey(scope: string, id: string): BudgetScope {
-  if (!(BUDGET_SCOPES as readonly string[]).includes(scope))
-    throw new GatewayError('budget_invalid', `scope must be one of ${BUDGET_SCOPES.join(', ')}`);
-  // Every budget id (a task's, a user's or a subject's) has the shape of a task id.
-  if (!isTaskId(id)) throw new GatewayError('budget_invalid', 'the budget id must be 1-256 letters, digits or _.:@/-');
-  return scope as BudgetScope;
-}
-
-/**
- * One call to `cynode_egress_admit`: takes every rate counter and reserves `amountUsd` against
- * every hold, all or nothing, in the fixed window around `t`.
- */
+/** One call to `cynode_egress_admit`: takes every rate limit and reserves `amountUsd` against every hold, all or nothing, at `t`. */
 async function admit(
   knex: Knex,
   t: number,
   call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date },
 ): Promise<Refusal | undefined> {
-  const windowStart = Math.floor(t / RATE_WINDOW_MS) * RATE_WINDOW_MS;
-  const counters = call.takes.map((k) => ({
-    key: k.key,
-    window_start: new Date(windowStart).toISOString(),
-    window_end: new Date(windowStart + RATE_WINDOW_MS).toISOString(),
-    amount: k.amount,
-    lim: k.limit,
-    tokens: k.tokens,
-  }));
-  const { rows } = (await knex.raw('SELECT cynode_egress_admit(?, ?::jsonb, ?, ?::jsonb, ?) AS r', [
+  const counters = call.takes.map((k) => ({ key: k.key, amount: k.amount, lim: k.limit, window_ms: RATE_WINDOW_MS, tokens: k.tokens }));
+  const { rows } = (await knex.raw('SELECT cynode_egress_admit(?, ?::jsonb, ?, ?::jsonb, ?, ?) AS r', [
     call.callId,
     JSON.stringify(call.holds),
     micros(call.amountUsd),
     JSON.stringify(counters),
     call.expiresAt,
+    new Date(t),
   ])) as { rows: { r: Record<string, unknown> }[] };
   const r = rows[0]!.r;
   if (r.ok === true) return undefined;
   switch (r.reason) {
     case 'rate_limited':
-      return { reason: 'rate_limited', key: String(r.key), retryAfterMs: Math.max(1000, Date.parse(String(r.retry_at)) - t) };
+      return { reason: 'rate_limited', key: String(r.key), retryAfterMs: Math.max(1, Date.parse(String(r.retry_at)) - t) };
     case 'budget_exceeded':
       return { reason: 'budget_exceeded', scope: String(r.scope), remainingUsd: usd(Number(r.remaining_micros ?? 0)) };
     case 'budget_missing':
@@ -143,61 +94,114 @@ async function admit(
   }
 }
 
-/** The ledger over `budgets`, `budget_reservations` and `rate_counters`; `now` is the clock tests control. */
-export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
+/** Sets a budget in one transaction: its ended period is closed first, then the definition replaced. */
+async function setBudget(
+  knex: Knex,
+  at: Date,
+  key: { scope: BudgetScope; id: string; model: string },
+  def: Required<BudgetOptions> & { limitUsd: number; by: string },
+) {
+  return knex.transaction(async (trx) => {
+    await trx.raw('SELECT cynode_budget_roll(?, ?, ?, ?)', [key.scope, key.id, key.model, at]);
+    // A changed period starts from now and keeps what the current one spent and holds: never more room than before.
+    const { rows } = (await trx.raw(
+      `WITH u AS (
+        INSERT INTO budgets AS b (scope, subject_id, model, limit_micros, soft_limit_micros, period, reset, anchor_at, period_start, updated_by, created_at, updated_at)
+        SELECT ?, ?, ?, ?, ?, ?, ?, ?::timestamptz, p.period_start, ?, ?, ? FROM cynode_budget_period(?, ?, ?::timestamptz, ?::timestamptz) p
+        ON CONFLICT (scope, subject_id, model) DO UPDATE SET
+          limit_micros = EXCLUDED.limit_micros, soft_limit_micros = EXCLUDED.soft_limit_micros,
+          updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at, period = EXCLUDED.period, reset = EXCLUDED.reset,
+          anchor_at = CASE WHEN (b.period, b.reset) = (EXCLUDED.period, EXCLUDED.reset) THEN b.anchor_at ELSE EXCLUDED.anchor_at END,
+          period_start = CASE WHEN (b.period, b.reset) = (EXCLUDED.period, EXCLUDED.reset) THEN b.period_start ELSE EXCLUDED.period_start END
+        RETURNING b.*)
+      SELECT u.*, p.period_start AS current_start, p.resets_at FROM u, cynode_budget_period(u.period, u.reset, u.anchor_at, ?::timestamptz) p`,
+      [
+        key.scope,
+        key.id,
+        key.model,
+        micros(def.limitUsd),
+        def.softLimitUsd === null ? null : micros(def.softLimitUsd),
+        def.period,
+        def.reset,
+        at,
+        def.by,
+        at,
+        at,
+        def.period,
+        def.reset,
+        at,
+        at,
+        at,
+      ],
+    )) as { rows: BudgetRow[] };
+    return budgetFromRow(rows[0]!);
+  });
+}
+
+/** The ledger over `budgets`, `budget_periods`, `budget_reservations` and `rate_events`; `now` is the clock tests control. */
+export function createLedger(deps: LedgerDeps): Ledger {
   const { knex } = deps;
   const now = deps.now ?? Date.now;
+  const settleAt = async (callId: string, costMicros: number, state: string, tokenRefund: number): Promise<boolean> => {
+    const { rows } = (await knex.raw('SELECT cynode_egress_settle(?, ?, ?, ?, ?) AS r', [
+      callId,
+      costMicros,
+      state,
+      tokenRefund,
+      new Date(now()),
+    ])) as { rows: { r: { ok: boolean; alerts: number } }[] };
+    const r = rows[0]!.r;
+    if (r.alerts > 0) deps.onSoftLimit?.();
+    return r.ok;
+  };
+  const rowsNow = async (where: string, bindings: Knex.RawBinding[]) =>
+    (
+      (await knex.raw(`SELECT * FROM (${BUDGETS_NOW}) b WHERE ${where} ORDER BY scope, subject_id, model LIMIT 1000`, [
+        new Date(now()),
+        ...bindings,
+      ])) as { rows: BudgetRow[] }
+    ).rows.map(budgetFromRow);
 
   return {
-    async getBudget(scope, id) {
-      const row = (await knex('budgets').where({ scope, subject_id: id }).first()) as BudgetRow | undefined;
-      return row && budgetFromRow(row);
+    now,
+    async getBudget(scope, id, model) {
+      return (await rowsNow('scope = ? AND subject_id = ? AND model = ?', [scope, id, model ?? '']))[0];
     },
-    async setBudget(scope, id, limitUsd, by) {
-      const at = new Date(now());
-      const [row] = (await knex('budgets')
-        .insert({ scope, subject_id: id, limit_micros: micros(limitUsd), updated_by: by, created_at: at, updated_at: at })
-        .onConflict(['scope', 'subject_id'])
-        .merge({ limit_micros: micros(limitUsd), updated_by: by, updated_at: at })
-        .returning('*')) as BudgetRow[];
-      return budgetFromRow(row!);
-    },
+    setBudget: (scope, id, limitUsd, by, options = {}) =>
+      setBudget(
+        knex,
+        new Date(now()),
+        { scope, id, model: options.model ?? '' },
+        {
+          limitUsd,
+          by,
+          period: options.period ?? 'total',
+          reset: options.reset ?? 'calendar',
+          softLimitUsd: options.softLimitUsd ?? null,
+          model: options.model ?? null,
+        },
+      ),
     async ensureBudget(scope, id, limitUsd, by) {
       const at = new Date(now());
       await knex('budgets')
-        .insert({ scope, subject_id: id, limit_micros: micros(limitUsd), updated_by: by, created_at: at, updated_at: at })
-        .onConflict(['scope', 'subject_id'])
+        .insert({ scope, subject_id: id, limit_micros: micros(limitUsd), updated_by: by, created_at: at, updated_at: at, anchor_at: at })
+        .onConflict(['scope', 'subject_id', 'model'])
         .ignore();
     },
-    async listBudgets(scope) {
-      const q = knex('budgets').orderBy(['scope', 'subject_id']).limit(1000);
-      if (scope) q.where({ scope });
-      return ((await q.select()) as BudgetRow[]).map(budgetFromRow);
-    },
+    listBudgets: (scope) => (scope ? rowsNow('scope = ?', [scope]) : rowsNow('true', [])),
     admit: (callId, holds, amountUsd, takes, expiresAt) => admit(knex, now(), { callId, holds, amountUsd, takes, expiresAt }),
-    async settle(callId, costUsd, state, tokenRefund) {
-      const { rows } = (await knex.raw('SELECT cynode_egress_settle(?, ?, ?, ?) AS ok', [
-        callId,
-        micros(costUsd),
-        state,
-        Math.max(0, Math.floor(tokenRefund)),
-      ])) as {
-        rows: { ok: boolean }[];
-      };
-      return rows[0]!.ok;
-    },
+    settle: (callId, costUsd, state, tokenRefund) => settleAt(callId, micros(costUsd), state, Math.trunc(tokenRefund)),
     async reap() {
+      const at = new Date(now());
       const lapsed = (await knex('budget_reservations')
         .where({ state: 'held' })
-        .andWhere('expires_at', '<', new Date(now()))
+        .andWhere('expires_at', '<', at)
         .orderBy('expires_at')
         .limit(500)
         .select('call_id', 'amount_micros')) as { call_id: string; amount_micros: string }[];
-      for (const r of lapsed) {
-        await knex.raw('SELECT cynode_egress_settle(?, ?, ?, 0)', [r.call_id, Number(r.amount_micros), 'expired']);
-      }
-      await knex('rate_counters')
-        .where('window_start', '<', new Date(now() - 2 * RATE_WINDOW_MS))
+      for (const r of lapsed) await settleAt(r.call_id, Number(r.amount_micros), 'expired', 0);
+      await knex('rate_events')
+        .where('at', '<', new Date(at.getTime() - 2 * RATE_WINDOW_MS))
         .delete();
       return lapsed.length;
     },

@@ -1,13 +1,15 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 
-/** What API Egress reports: calls at each gate by outcome and code, provider time, spend. */
+/** What API Egress reports: calls at each gate by outcome and code, provider time, spend, soft limits crossed. */
 export interface EgressMetrics {
   egressCalls: Counter<'provider' | 'operation' | 'outcome' | 'code'>;
   egressSeconds: Histogram<'provider' | 'operation'>;
   egressSpendUsd: Counter<'provider'>;
   apiCalls: Counter<'caller' | 'provider' | 'outcome' | 'code'>;
+  budgetSoftLimits: Counter<'scope'>;
 }
 
+/** Registers the egress metrics on `registry` (one registry per gateway). */
 export function createEgressMetrics(registry: Registry): EgressMetrics {
   return {
     egressCalls: new Counter({
@@ -33,6 +35,12 @@ export function createEgressMetrics(registry: Registry): EgressMetrics {
       name: 'cynode_api_calls_total',
       help: 'api.call requests at the first gate (REST and MCP) by caller kind, provider, outcome (ok, denied, error) and error code.',
       labelNames: ['caller', 'provider', 'outcome', 'code'],
+      registers: [registry],
+    }),
+    budgetSoftLimits: new Counter({
+      name: 'cynode_budget_soft_limit_crossed_total',
+      help: 'Budgets whose period spend reached their soft limit, by scope (once per budget and period, on the replica that raised the alert).',
+      labelNames: ['scope'],
       registers: [registry],
     }),
   };

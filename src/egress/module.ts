@@ -1,4 +1,5 @@
 import type { Core } from '../core/module.js';
+import { createHttpClient } from '../lib/http-client.js';
 import type { Authenticators } from '../server/app.js';
 import type { Lifecycle } from '../server/lifecycle.js';
 import type { Role } from '../server/roles.js';
@@ -7,8 +8,9 @@ import { createCredentialStore, CREDENTIAL_ROUTES, type CredentialStore, loadKey
 import type { PreferencesService } from '../preferences/index.js';
 import type { WorkerService } from '../workers/index.js';
 import { type AuditLog, createAuditLog } from './audit.js';
+import { type BudgetAlerts, createBudgetAlerts } from './budget-alerts.js';
 import { createLedger, type Ledger } from './ledger.js';
-import { createEgressMetrics } from './metrics.js';
+import { createEgressMetrics, type EgressMetrics } from './metrics.js';
 import { API_CALL_ROUTES, apiCallerAuth, BUDGET_AND_AUDIT_ROUTES, EGRESS_ROUTES } from './routes.js';
 import { createEgressService, type EgressService } from './final-gate.js';
 import { type ApiCallGateway, createApiCallGateway } from './first-gate.js';
@@ -22,6 +24,34 @@ export interface EgressModule {
   apiCalls: ApiCallGateway;
   routes: BoundRoute[];
   authenticators: Pick<Authenticators, 'workerOrAdmin' | 'forward'>;
+}
+
+/** Soft-limit alerts, delivered on the reaper's interval and whenever a settlement crosses one; stopped before the audit log closes. */
+function startBudgetAlerts(
+  core: Core,
+  deps: { now: () => number; audit: AuditLog; metrics: EgressMetrics },
+  life: Lifecycle,
+): BudgetAlerts {
+  const { config } = core;
+  const http = createHttpClient({ maxSockets: 4 });
+  life.add('budget alert client', () => http.close());
+  const alerts = createBudgetAlerts({
+    knex: core.db.knex,
+    now: deps.now,
+    http,
+    webhookUrl: config.budgets.alertWebhookUrl,
+    timeoutMs: config.budgets.alertTimeoutMs,
+    maxAttempts: config.budgets.alertMaxAttempts,
+    audit: deps.audit,
+    metrics: deps.metrics,
+    logger: core.logger,
+  });
+  const timer = alerts.start(config.egress.reaperIntervalMs);
+  life.add('budget alerts', async () => {
+    timer.stop();
+    await alerts.idle();
+  });
+  return alerts;
 }
 
 /**
@@ -38,9 +68,12 @@ export function startEgress(
   const ring = loadKeyRing(config.vault, logger);
   const credentials = createCredentialStore({ knex: db.knex, ring, logger });
   const metrics = createEgressMetrics(core.registry);
-  const ledger = createLedger({ knex: db.knex });
   const audit = createAuditLog(db.knex, logger, config.audit);
   life.add('api.call audit', () => audit.close());
+  // One clock for the ledger and the alerts it raises.
+  const now = Date.now;
+  const alerts = startBudgetAlerts(core, { now, audit, metrics }, life);
+  const ledger = createLedger({ knex: db.knex, now, onSoftLimit: () => alerts.kick() });
   const signing = { keys: core.keys, issuer: config.auth.issuer, forwardTokenTtlMs: config.auth.forwardTokenTtlMs };
   const egress = createEgressService({
     ...signing,

@@ -9,14 +9,21 @@ import { readRaw } from '../server/json-body.js';
 import { defineRoutes, type RouteContext } from '../server/route.js';
 import type { WorkerService } from '../workers/index.js';
 import type { AuditLog } from './audit.js';
-import { checkBudgetKey, type Ledger } from './ledger.js';
+import { BUDGET_SCOPES, checkBudgetKey, parseBudgetBody } from './budgets.js';
+import type { Ledger } from './ledger.js';
 import type { EgressService } from './final-gate.js';
 import type { ApiCallGateway } from './first-gate.js';
 import { type ApiCaller, type ApiCallReply, EGRESS_PATH } from './types.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest();
 const CONTROL = ['control'] as const;
-const LIMIT_USD_MAX = 1_000_000_000;
+const MODEL_PARAM = {
+  in: 'query' as const,
+  name: 'model',
+  schema: { type: 'string' },
+  description: 'The budget for calls to this model only (absent: the budget for every model).',
+};
+const queryModel = (ctx: RouteContext) => (typeof ctx.query.model === 'string' ? ctx.query.model : undefined);
 
 /**
  * Authenticates an `api.call` caller: the admin/orchestrator token (direct routing) or a
@@ -128,18 +135,17 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     path: '/v1/budgets/{scope}/{id}',
     roles: CONTROL,
     access: 'admin',
-    summary: 'Sets a budget (scope: task, user, subject).',
+    summary: 'Sets a budget (scope: task, user, group, project, subject): limit, period, reset, soft limit, optionally for one model.',
+    params: [MODEL_PARAM],
     body: { schema: 'Budget', invalid: 'budget_invalid' },
-    ok: { 200: { description: 'The budget', schema: 'Any' } },
+    ok: { 200: { description: 'The budget', schema: 'BudgetAnswer' } },
     errors: ['budget_invalid'],
     db: true,
     async handler(ctx, { ledger }) {
-      const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!);
-      const limit = (ctx.state.body as { limit_usd: unknown }).limit_usd;
-      if (typeof limit !== 'number' || !Number.isFinite(limit) || limit < 0 || limit > LIMIT_USD_MAX) {
-        throw new GatewayError('budget_invalid', `limit_usd must be a number from 0 to ${LIMIT_USD_MAX}`);
-      }
-      ctx.body = await ledger.setBudget(scope, ctx.params.id!, limit, (ctx.state.principal as Principal).id);
+      const parsed = parseBudgetBody(ctx.state.body as Record<string, unknown>, queryModel(ctx));
+      const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!, parsed.model);
+      const { limitUsd, ...options } = parsed;
+      ctx.body = await ledger.setBudget(scope, ctx.params.id!, limitUsd, (ctx.state.principal as Principal).id, options);
     },
   },
   {
@@ -147,14 +153,16 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     path: '/v1/budgets/{scope}/{id}',
     roles: CONTROL,
     access: 'reader',
-    summary: 'A budget: limit, spent, reserved, remaining.',
-    ok: { 200: { description: 'OK', schema: 'Any' } },
+    summary: "A budget: limit, the current period's spend, reserved and remaining, and when it resets.",
+    params: [MODEL_PARAM],
+    ok: { 200: { description: 'OK', schema: 'BudgetAnswer' } },
     errors: ['budget_invalid', 'budget_not_found'],
     db: true,
     async handler(ctx, { ledger }) {
-      const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!);
-      const budget = await ledger.getBudget(scope, ctx.params.id!);
-      if (!budget) throw new GatewayError('budget_not_found', `no ${scope} budget '${ctx.params.id}'`);
+      const model = queryModel(ctx);
+      const scope = checkBudgetKey(ctx.params.scope!, ctx.params.id!, model);
+      const budget = await ledger.getBudget(scope, ctx.params.id!, model);
+      if (!budget) throw new GatewayError('budget_not_found', `no ${scope} budget '${ctx.params.id}'${model ? ` for ${model}` : ''}`);
       ctx.body = budget;
     },
   },
@@ -164,10 +172,8 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     roles: CONTROL,
     access: 'reader',
     summary: 'Every budget, optionally of one scope.',
-    params: [
-      { in: 'query', name: 'scope', schema: { type: 'string', enum: ['task', 'user', 'subject'] }, description: 'Only this scope.' },
-    ],
-    ok: { 200: { description: 'OK', schema: 'Any' } },
+    params: [{ in: 'query', name: 'scope', schema: { type: 'string', enum: [...BUDGET_SCOPES] }, description: 'Only this scope.' }],
+    ok: { 200: { description: 'OK', schema: 'BudgetList' } },
     errors: ['budget_invalid'],
     db: true,
     async handler(ctx, { ledger }) {

@@ -136,10 +136,10 @@ const SAMPLES: Record<string, Sample> = {
   'POST /v1/credentials/{id}/rotate': { params: { id: (t) => [t.ids.credentialId] }, body: () => ({ secret: 'sk-fuzz-rotated-000000' }) },
   'POST /v1/credentials/{id}/disable': { params: { id: (t) => [t.ids.credentialId] } },
   'PUT /v1/budgets/{scope}/{id}': {
-    params: { scope: () => ['task', 'user', 'subject'], id: (t) => [t.ids.taskId, 'user-f'] },
-    body: () => ({ limit_usd: 1 }),
+    params: { scope: () => ['task', 'user', 'group', 'project', 'subject'], id: (t) => [t.ids.taskId, 'user-f'] },
+    body: (_t, r) => r.pick([{ limit_usd: 1 }, { limit_usd: 2, period: 'day', reset: 'rolling', soft_limit_usd: 1, model: 'gpt-4o' }]),
   },
-  'GET /v1/budgets/{scope}/{id}': { params: { scope: () => ['task', 'user', 'subject'], id: (t) => [t.ids.taskId] } },
+  'GET /v1/budgets/{scope}/{id}': { params: { scope: () => ['task', 'user', 'group', 'project', 'subject'], id: (t) => [t.ids.taskId] } },
   'POST /v1/psks': { body: () => ({ name: 'fuzz' }) },
   'DELETE /v1/psks/{id}': { params: { id: () => ['00000000-0000-4000-8000-000000000000'] } },
   'POST /v1/jobs': {

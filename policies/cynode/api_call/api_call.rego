@@ -51,16 +51,20 @@ context_complete if {
 }
 
 # A budget is null (none set) or carries a number for what is left of it: a malformed one
-# must not slip past the budget rules.
-budget_scopes := ["task", "user", "subject"]
+# must not slip past the budget rules. `model` holds each scope's budget for the model called.
+budget_scopes := ["task", "user", "group", "project", "subject"]
+
+model_budgets := object.get(ctx.budget, "model", {})
 
 budget_well_formed(null)
 
 budget_well_formed(budget) if is_number(budget.remaining_usd)
 
 budgets_well_formed if {
+	is_object(model_budgets)
 	every scope in budget_scopes {
 		budget_well_formed(object.get(ctx.budget, scope, null))
+		budget_well_formed(object.get(model_budgets, scope, null))
 	}
 }
 
@@ -206,6 +210,11 @@ deny contains "budget_missing" if {
 deny contains "budget_exceeded" if {
 	some scope in budget_scopes
 	lib.over_limit(estimated_cost, ctx.budget[scope].remaining_usd)
+}
+
+deny contains "budget_exceeded" if {
+	some scope in budget_scopes
+	lib.over_limit(estimated_cost, model_budgets[scope].remaining_usd)
 }
 
 deny contains "subject_blocked" if api_call.blocked_subjects[subject.id]

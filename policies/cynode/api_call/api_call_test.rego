@@ -223,6 +223,23 @@ test_subject_budget_exceeded if {
 	r == ["budget_exceeded"]
 }
 
+test_group_and_project_budgets_exceeded if {
+	reasons({"context": {"budget": {"group": {"remaining_usd": 0}}}}) == ["budget_exceeded"]
+	reasons({"context": {"budget": {"project": {"remaining_usd": 0.001}}}}) == ["budget_exceeded"]
+}
+
+test_model_budget_exceeded if {
+	r := reasons({"context": {"budget": {"model": {"user": {"remaining_usd": 0.001, "period": "day"}}}}})
+	r == ["budget_exceeded"]
+}
+
+test_model_budget_enough if call({"context": {"budget": {"model": {"task": {"remaining_usd": 1}, "user": null}}}}).allow
+
+test_malformed_model_budget_denied if {
+	"context_missing" in reasons({"context": {"budget": {"model": {"task": {"limit_usd": 5}}}}})
+	"context_missing" in reasons({"context": {"budget": {"model": "plenty"}}})
+}
+
 test_budget_exactly_enough if call({"context": {"budget": {"task": {"remaining_usd": 0.01}}}}).allow
 
 test_blocked_subject if "subject_blocked" in reasons({"subject": {"id": "cloud-quarantined-01"}})
