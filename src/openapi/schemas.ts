@@ -154,10 +154,19 @@ export const SCHEMAS: Record<string, Schema> = {
   Value: object({ value: { description: 'Any JSON value the key accepts.' } }, ['value']),
   Budget: object({ limit_usd: { type: 'number', minimum: 0, maximum: 1_000_000_000 } }, ['limit_usd'], true),
   NewPsk: object(
-    { name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } },
+    {
+      name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' },
+      expires_at: { type: ['string', 'null'], format: 'date-time' },
+      constraints: {
+        type: ['object', 'null'],
+        description:
+          'What the PSK may register: `node_id_pattern` (a glob, or a regex anchored with ^…$), `allowed_labels`, `regions`; enforced by the register policy.',
+      },
+    },
     ['name'],
     true,
   ),
+  Quarantine: object({ reason: str('Why the node is quarantined (audited).') }, ['reason']),
   NewCredential: object(
     {
       provider: str(),
