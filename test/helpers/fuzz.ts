@@ -527,17 +527,20 @@ function fillPath(spec: RouteSpec, t: FuzzTarget, r: Random, junk: boolean, muta
 
 function authHeaders(spec: RouteSpec, t: FuzzTarget, r: Random, valid: boolean, mutations: string[]): [string, string][] {
   const bearer = (token: string): [string, string] => ['authorization', `Bearer ${token}`];
+  // A route that ends the session it is called with gets the spare worker's token, in every
+  // variant: a "bad" one (a signature whose last character carries only padding bits) may be valid.
+  const workerToken = spec.endsSession ? t.spareWorkerToken : t.workerToken;
   const right: [string, string][] = {
     none: [],
     admin: [bearer(t.adminToken)],
-    worker: [bearer(spec.endsSession ? t.spareWorkerToken : t.workerToken)],
-    caller: [bearer(r.chance(0.5) ? t.workerToken : t.adminToken)],
+    worker: [bearer(workerToken)],
+    caller: [bearer(r.chance(0.5) ? workerToken : t.adminToken)],
     psk: [['x-cynode-psk', t.psk] as [string, string]],
     forward: [], // signed for the final body bytes just before sending (`signForward`)
   }[spec.auth];
   if (valid) return right;
   mutations.push('bad-auth');
-  const jwt = t.workerToken;
+  const jwt = workerToken;
   const [h, p, s] = jwt.split('.');
   const bad: [string, string][][] = [
     [],
@@ -546,7 +549,7 @@ function authHeaders(spec: RouteSpec, t: FuzzTarget, r: Random, valid: boolean, 
     [['authorization', `bearer ${t.adminToken}x`]],
     [['authorization', `Basic ${Buffer.from(`admin:${t.adminToken}`).toString('base64')}`]],
     [['authorization', `Bearer ${t.adminToken} extra`]],
-    [bearer(t.adminToken), bearer(t.workerToken)],
+    [bearer(t.adminToken), bearer(workerToken)],
     [bearer('garbage'), bearer(t.adminToken)],
     [bearer(`${h}.${p}.`)],
     [bearer(`${h}.${p}`)],
