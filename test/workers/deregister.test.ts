@@ -1,6 +1,9 @@
-import test from 'ava';
+import { spawn } from 'node:child_process';
+import test, { type ExecutionContext } from 'ava';
 import { readWorkerConfig, runWorker } from '../../src/cloud-worker/index.js';
+import { packageRoot } from '../../src/lib/package-root.js';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
+import { cliArgs } from '../helpers/gateway.js';
 import { call, eventually } from '../helpers/http.js';
 import { captureLogger } from '../helpers/start.js';
 import { createPsk, poll, register, registerWorker, submitJob } from '../helpers/workers.js';
@@ -71,9 +74,38 @@ test.serial('a worker stopped (as on SIGTERM) drains, then deregisters; its id r
   t.is(again.status, 200, JSON.stringify(again.body));
 });
 
+/** `cynode-gateway worker` as its own process, once it has registered: a process to signal. */
+async function startWorkerProcess(t: ExecutionContext, nodeId: string) {
+  const env = {
+    CYNODE_ORCH_URL: base,
+    CYNODE_NODE_ID: nodeId,
+    CYNODE_REGISTER_PSK: psk,
+    CYNODE_LABELS: 'cloud,provider_openai',
+    CYNODE_CAP_REGION: 'us-east-1',
+    CYNODE_CAP_SUPPORTED_PROVIDERS: 'openai',
+    CYNODE_LOG_LEVEL: 'warn',
+  };
+  const child = spawn(process.execPath, cliArgs('worker'), { cwd: packageRoot(), env: { ...process.env, ...env }, stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  t.teardown(() => void child.kill('SIGKILL'));
+  const live = () => gw.gateway.db.knex('workers').where({ node_id: nodeId }).whereNull('session_ended_at').first();
+  await eventually(async () => Boolean(await live()), 20_000);
+  return { child, exited, report: readWorkerConfig(env).report };
+}
+
+test.serial('`cynode-gateway worker` sent SIGTERM exits 0 after deregistering; its id registers again at once', async (t) => {
+  const worker = await startWorkerProcess(t, 'cloud-sigterm-01');
+  worker.child.kill('SIGTERM');
+  t.is(await worker.exited, 0);
+  const again = await register(base, psk, worker.report);
+  t.is(again.status, 200, JSON.stringify(again.body));
+});
+
 test.serial('a worker killed without deregistering is still held', async (t) => {
-  const crashed = await registerWorker(base, psk, { node_id: 'cloud-crash-01' });
-  const res = await register(base, psk, crashed.report);
+  const worker = await startWorkerProcess(t, 'cloud-crash-01');
+  worker.child.kill('SIGKILL');
+  await worker.exited;
+  const res = await register(base, psk, worker.report);
   t.is(res.status, 409);
   t.is((res.body.error as { code: string }).code, 'node_id_taken');
   t.true((res.body.error as { details: { retry_after_s: number } }).details.retry_after_s > 50);
