@@ -4,7 +4,7 @@ import type { DecisionLog, DecisionService } from './decisions/index.js';
 import { startEgress } from './egress/module.js';
 import { startExport } from './export/module.js';
 import type { AuditLog, EgressService, Ledger } from './egress/index.js';
-import { parseLeaseRefs } from './jobs/index.js';
+import { parseLeaseRefs, releaseLeasesOf } from './jobs/index.js';
 import type { JobService, LeaseService } from './jobs/index.js';
 import { startJobs } from './jobs/module.js';
 import type { KeyStore } from './keys/index.js';
@@ -74,7 +74,8 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const core = await startCore(config, logger, life);
     startExport(core, life);
     const jobs = startJobs(core, life);
-    const workers = startWorkers(core, { renew: (w, l) => jobs.leases.renew(w, l), parseLeases: parseLeaseRefs });
+    const releaseLeases = (ids: readonly string[]) => releaseLeasesOf({ knex: core.db.knex, notify: core.notify, waker: jobs.waker }, ids);
+    const workers = startWorkers(core, { renew: (w, l) => jobs.leases.renew(w, l), parseLeases: parseLeaseRefs, releaseLeases }, life);
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);

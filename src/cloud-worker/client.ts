@@ -41,6 +41,17 @@ export class WorkerClient {
     };
   }
 
+  /** `POST /deregister`: ends the session so the node id is free at once (a clean exit); nothing to do when never registered. */
+  async deregister(): Promise<void> {
+    if (!this.token) return;
+    await this.send('/deregister', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${this.token}` },
+      signal: AbortSignal.timeout(5000),
+    });
+    this.token = undefined;
+  }
+
   /** An authenticated call; a 401 triggers one re-registration and one retry. */
   async call<T>(path: string, init: { method: string; body?: unknown; signal?: AbortSignal }): Promise<T> {
     if (!this.token) await this.refresh(undefined);

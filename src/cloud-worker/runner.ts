@@ -215,7 +215,8 @@ async function drain(run: Run): Promise<void> {
  * The reference cloud worker: registers with its PSK and capability report, heartbeats its
  * leases, long-polls for as many jobs as it has free slots, runs them, posts results, and
  * backs off with jitter on every failure. A job whose lease it can no longer renew is
- * stopped by the worker itself. Resolves with the number of jobs finished.
+ * stopped by the worker itself. On the way out (done, or stopped and drained) it deregisters.
+ * Resolves with the number of jobs finished.
  */
 export async function runWorker(config: WorkerConfig, logger: Logger, options: RunOptions = {}): Promise<number> {
   const run: Run = {
@@ -234,6 +235,8 @@ export async function runWorker(config: WorkerConfig, logger: Logger, options: R
   await pollLoop(run);
   await drain(run);
   stopHeartbeats();
+  // A clean exit frees the node id at once; a crash leaves it held until the hold lapses.
+  await run.client.deregister().catch((err: unknown) => run.log.warn({ err: describe(err) }, 'deregistration failed'));
   run.log.info({ finished: run.finished }, 'worker done');
   return run.finished;
 }

@@ -109,6 +109,7 @@ export const CONFIG_SCHEMA = {
     pollIntervalMs: int('CYNODE_WORKER_POLL_INTERVAL_MS', 100, 600_000),
     heartbeatIntervalMs: int('CYNODE_WORKER_HEARTBEAT_INTERVAL_MS', 100, 600_000),
     nodeHoldMs: int('CYNODE_WORKER_NODE_HOLD_MS', 1000, 86_400_000),
+    quarantinePollMs: int('CYNODE_WORKER_QUARANTINE_POLL_MS', 100, 600_000),
   },
   jobs: {
     leaseTtlMs: int('CYNODE_JOB_LEASE_TTL_MS', 500, 3_600_000),

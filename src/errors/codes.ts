@@ -27,6 +27,8 @@ export const ERROR_STATUS = {
   token_invalid: 401,
   token_expired: 401,
   session_replaced: 401,
+  session_ended: 401,
+  node_quarantined: 403,
   node_id_taken: 409,
   capability_invalid: 422,
   worker_not_found: 404,

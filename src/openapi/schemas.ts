@@ -179,10 +179,19 @@ export const SCHEMAS: Record<string, Schema> = {
   }),
   BudgetList: object({ budgets: { type: 'array', items: ref('BudgetAnswer') } }, ['budgets']),
   NewPsk: object(
-    { name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' }, expires_at: { type: ['string', 'null'], format: 'date-time' } },
+    {
+      name: { type: 'string', pattern: '^[\\w .:@-]{1,128}$' },
+      expires_at: { type: ['string', 'null'], format: 'date-time' },
+      constraints: {
+        type: ['object', 'null'],
+        description:
+          'What the PSK may register: `node_id_pattern` (a glob, or a regex anchored with ^…$), `allowed_labels`, `regions`; enforced by the register policy.',
+      },
+    },
     ['name'],
     true,
   ),
+  Quarantine: object({ reason: str('Why the node is quarantined (audited).') }, ['reason']),
   NewCredential: object(
     {
       provider: str(),

@@ -1,6 +1,9 @@
 export { workerAuth } from './auth.js';
 export { type CapabilityReport, parseCapabilityReport, reportDigest } from './capabilities.js';
-export { createPskStore, type CreatedPsk, type PskInfo, type PskStore } from './psks.js';
+export { parsePskConstraints, type PskConstraints } from './psk-constraints.js';
+export { createPskStore, type CreatedPsk, type PskInfo, type PskStore, type PskSubject } from './psks.js';
+export { type QuarantineService } from './quarantine.js';
+export { WORKERS_CHANNEL } from './quarantine-set.js';
 export { PSK_HEADER, WORKER_ADMIN_ROUTES, WORKER_ROUTES, type WorkerRouteDeps } from './routes.js';
 export { createWorkerService, type Registration, type WorkerService } from './service.js';
 export { createFailureThrottle, type FailureThrottle } from './throttle.js';

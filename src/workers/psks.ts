@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import type { PskConstraints } from './psk-constraints.js';
 
 /** A PSK as the admin API shows it: metadata only, never the secret. */
 export interface PskInfo {
@@ -12,6 +13,15 @@ export interface PskInfo {
   revokedAt: string | null;
   lastUsedAt: string | null;
   active: boolean;
+  /** What the PSK may register (the register policy enforces it); null: any node. */
+  constraints: PskConstraints | null;
+}
+
+/** The PSK a registration presented, as the register policy sees it (`input.subject.psk`): never its secret or digest. */
+export interface PskSubject {
+  id: string;
+  name: string;
+  constraints: PskConstraints | null;
 }
 
 /** A freshly created PSK: the only time its secret exists outside the caller's hands. */
@@ -26,11 +36,13 @@ export interface CreatedPsk extends PskInfo {
  * so a new key can be rolled out before the old one is revoked.
  */
 export interface PskStore {
-  create(input: { name: string; expiresAt: Date | null; createdBy: string }): Promise<CreatedPsk>;
+  create(input: { name: string; expiresAt: Date | null; createdBy: string; constraints?: PskConstraints | null }): Promise<CreatedPsk>;
   list(): Promise<PskInfo[]>;
   revoke(id: string): Promise<PskInfo>;
-  /** The id of the active PSK `presented` is, or null for anything else (never a reason why). */
-  verify(presented: string): Promise<string | null>;
+  /** The active PSK `presented` is, or null for anything else (never a reason why). */
+  verify(presented: string): Promise<PskSubject | null>;
+  /** The PSK with id `id`, active or not (a registered worker's capability update is still held to its scope). */
+  subject(id: string): Promise<PskSubject | null>;
 }
 
 const FORMAT = /^cynpsk_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
@@ -44,6 +56,7 @@ interface Row {
   expires_at: Date | null;
   revoked_at: Date | null;
   last_used_at: Date | null;
+  constraints: PskConstraints | null;
 }
 
 /** Creates the PSK store over `psks`: secrets are shown once at creation, only their digests kept. */
@@ -57,16 +70,26 @@ export function createPskStore(knex: Knex, now: () => Date = () => new Date()): 
     revokedAt: iso(r.revoked_at),
     lastUsedAt: iso(r.last_used_at),
     active: r.revoked_at === null && (r.expires_at === null || new Date(r.expires_at) > now()),
+    constraints: r.constraints ?? null,
   });
+  const subject = (r: Row): PskSubject => ({ id: r.id, name: r.name, constraints: r.constraints ?? null });
   // A digest to compare against when the id is unknown, so timing does not reveal ids.
   const decoy = sha256(randomBytes(32).toString('base64url'));
 
   return {
-    async create({ name, expiresAt, createdBy }) {
+    async create({ name, expiresAt, createdBy, constraints = null }) {
       const id = randomBytes(8).toString('hex').slice(0, 12);
       const secret = randomBytes(32).toString('base64url');
       const [row] = (await knex('psks')
-        .insert({ id, name, secret_sha256: sha256(secret), created_by: createdBy, created_at: now(), expires_at: expiresAt })
+        .insert({
+          id,
+          name,
+          secret_sha256: sha256(secret),
+          created_by: createdBy,
+          created_at: now(),
+          expires_at: expiresAt,
+          constraints: constraints === null ? null : JSON.stringify(constraints),
+        })
         .returning('*')) as Row[];
       return { ...info(row!), secret: `cynpsk_${id}_${secret}` };
     },
@@ -90,7 +113,11 @@ export function createPskStore(knex: Knex, now: () => Date = () => new Date()): 
       const matches = timingSafeEqual(expected, sha256(m?.[2] ?? presented));
       if (!row || !matches || !info(row).active) return null;
       await knex('psks').where({ id: row.id }).update({ last_used_at: now() });
-      return row.id;
+      return subject(row);
+    },
+    async subject(id) {
+      const row = (await knex('psks').where({ id }).first()) as Row | undefined;
+      return row ? subject(row) : null;
     },
   };
 }

@@ -5,9 +5,11 @@ import type { DecisionService } from '../decisions/index.js';
 import { GatewayError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
 import { type CapabilityReport, parseCapabilityReport, reportDigest } from './capabilities.js';
-import type { PskStore } from './psks.js';
+import type { PskStore, PskSubject } from './psks.js';
+import type { QuarantineSet } from './quarantine-set.js';
 import type { FailureThrottle } from './throttle.js';
 import type { WorkerTokens } from './tokens.js';
+import { type Row, toWorker } from './rows.js';
 import type { Worker } from './types.js';
 
 /** What `POST /register` answers. */
@@ -38,6 +40,10 @@ export interface WorkerService {
   authenticate(token: string): Promise<Worker>;
   /** The worker whose current session is `sessionId` (for tokens derived from a worker's, such as agent tokens). */
   session(nodeId: string, sessionId: string): Promise<Worker>;
+  /** Ends `worker`'s session (a clean exit): its tokens stop working, its leases are requeued, its node id is free at once. */
+  deregister(worker: Worker): Promise<void>;
+  /** Drops this replica's cached row of a node, so the next call reads it (another replica changed it). */
+  forget(nodeId: string): void;
   /** Applies a heartbeat: health, load, last seen; a changed capability report is re-admitted. */
   heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown }): Promise<Worker>;
   list(): Promise<Worker[]>;
@@ -52,22 +58,16 @@ export interface WorkerServiceDeps {
   throttle: FailureThrottle;
   decisions: DecisionService;
   intervals: { pollIntervalMs: number; heartbeatIntervalMs: number; leaseTtlMs: number; nodeHoldMs: number };
+  /** Node ids under quarantine, as this replica knows them (refreshed by NOTIFY and by poll). */
+  quarantined: QuarantineSet;
+  /** Requeues at once the jobs leased by these node ids (the job queue's); answers how many. */
+  releaseLeases: (nodeIds: readonly string[]) => Promise<number>;
+  /** Tells every replica that a node's session ended (`ended:<node id>` on the workers channel). */
+  announce: (trx: Knex | Knex.Transaction, event: string) => Promise<void>;
   now?: () => Date;
 }
 
 const WORKER_CACHE_MS = 1000;
-
-interface Row {
-  node_id: string;
-  session_id: string;
-  capabilities: CapabilityReport;
-  capabilities_sha256: string;
-  health: unknown;
-  load: unknown;
-  registered_at: Date;
-  last_seen_at: Date;
-  held_until: Date;
-}
 
 /** The worker rows this replica read lately, by node id, with when each was read. */
 type WorkerCache = Map<string, { row: Row; at: number }>;
@@ -87,8 +87,9 @@ function cached(ctx: Context, row: Row): Row {
 }
 
 /** Asks the register policy about a capability report; a deny is a policy_denied error. */
-async function admit(deps: WorkerServiceDeps, report: CapabilityReport, requestedBy: string) {
-  const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject: report }, requestedBy);
+async function admit(deps: WorkerServiceDeps, report: CapabilityReport, psk: PskSubject | null, requestedBy: string) {
+  const subject = { ...report, psk };
+  const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject }, requestedBy);
   if (!record.decision.allow) {
     throw new GatewayError('policy_denied', `registration of '${report.node_id}' denied: ${record.decision.reasons.join(', ')}`, {
       reasons: record.decision.reasons,
@@ -106,19 +107,19 @@ async function provenSession(deps: WorkerServiceDeps, bearer: string | undefined
 }
 
 /** The PSK a registration presents, checked in turn per source address; failures are throttled. */
-function verifyPsk(ctx: Context, req: RegisterRequest): Promise<string> {
+function verifyPsk(ctx: Context, req: RegisterRequest): Promise<PskSubject> {
   const { throttle, psks } = ctx.deps;
   return throttle.inTurn(req.source, async () => {
     const wait = throttle.retryAfterSeconds(req.source);
     if (wait > 0)
       throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
-    const id = req.psk ? await psks.verify(req.psk) : null;
-    if (!id) {
+    const psk = req.psk ? await psks.verify(req.psk) : null;
+    if (!psk) {
       throttle.recordFailure(req.source);
       ctx.log.warn({ source: req.source }, 'registration with an invalid or missing PSK');
       throw new GatewayError('psk_invalid', 'a valid pre-shared key is required in the X-Cynode-PSK header');
     }
-    return id;
+    return psk;
   });
 }
 
@@ -133,7 +134,8 @@ async function storeSession(
 ): Promise<void> {
   const { report, sessionId, at } = reg;
   const held = (await trx('workers').where({ node_id: report.node_id }).forUpdate().first()) as Row | undefined;
-  if (held && new Date(held.held_until) > at && held.session_id !== reg.proven) {
+  if (held?.quarantined_at) throw quarantinedError(report.node_id);
+  if (held && new Date(held.held_until) > at && held.session_ended_at === null && held.session_id !== reg.proven) {
     const retry = Math.ceil((new Date(held.held_until).getTime() - at.getTime()) / 1000);
     throw new GatewayError('node_id_taken', `node id '${report.node_id}' is held by another live session`, { retry_after_s: retry });
   }
@@ -147,6 +149,7 @@ async function storeSession(
     registered_at: at,
     last_seen_at: at,
     held_until: new Date(at.getTime() + ctx.deps.intervals.nodeHoldMs),
+    session_ended_at: null,
   };
   const [stored] = (await trx('workers').insert(row).onConflict('node_id').merge().returning('*')) as Row[];
   cached(ctx, stored!);
@@ -162,9 +165,11 @@ async function storeSession(
 /** `POST /register`: PSK, capability report admitted by policy, a new session and its token. */
 async function register(ctx: Context, req: RegisterRequest): Promise<Registration> {
   const { deps } = ctx;
-  const pskId = await verifyPsk(ctx, req);
+  const psk = await verifyPsk(ctx, req);
+  const pskId = psk.id;
   const report = parseCapabilityReport(req.report);
-  const record = await admit(deps, report, `psk:${pskId}`);
+  if (deps.quarantined.has(report.node_id)) throw quarantinedError(report.node_id);
+  const record = await admit(deps, report, psk, `psk:${pskId}`);
   const proven = await provenSession(deps, req.bearer, report.node_id);
   const sessionId = randomUUID();
   const at = ctx.now();
@@ -185,6 +190,8 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
 
 /** The worker whose current session is `sessionId`, read through the cache. */
 async function session(ctx: Context, nodeId: string, sessionId: string): Promise<Worker> {
+  // In memory, no round trip: a quarantine reaches every replica's set by NOTIFY.
+  if (ctx.deps.quarantined.has(nodeId)) throw quarantinedError(nodeId);
   const hit = ctx.cache.get(nodeId);
   const row =
     hit && Date.now() - hit.at < WORKER_CACHE_MS
@@ -192,8 +199,33 @@ async function session(ctx: Context, nodeId: string, sessionId: string): Promise
       : ((await ctx.deps.knex('workers').where({ node_id: nodeId }).first()) as Row | undefined);
   if (row && row !== hit?.row) cached(ctx, row);
   if (!row) throw new GatewayError('token_invalid', 'the worker token is not valid');
+  if (row.quarantined_at) throw quarantinedError(nodeId);
   if (row.session_id !== sessionId) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
+  if (row.session_ended_at) throw new GatewayError('session_ended', 'this session has ended; register again');
   return toWorker(row);
+}
+
+/** The refusal of a quarantined node's tokens and registrations. */
+function quarantinedError(nodeId: string): GatewayError {
+  return new GatewayError('node_quarantined', `node '${nodeId}' is quarantined; an admin must release it`);
+}
+
+/** `POST /deregister`: ends the session now, frees the node id, requeues what it still held. */
+async function deregister(ctx: Context, worker: Worker): Promise<void> {
+  const at = ctx.now();
+  const [row] = (await ctx.deps.knex.transaction(async (trx) => {
+    const rows = (await trx('workers')
+      .where({ node_id: worker.nodeId, session_id: worker.sessionId })
+      .whereNull('session_ended_at')
+      .update({ session_ended_at: at, held_until: at })
+      .returning('*')) as Row[];
+    if (rows.length > 0) await ctx.deps.announce(trx, `ended:${worker.nodeId}`);
+    return rows;
+  })) as Row[];
+  if (!row) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
+  cached(ctx, row);
+  const released = await ctx.deps.releaseLeases([worker.nodeId]);
+  ctx.log.info({ nodeId: worker.nodeId, released }, 'worker deregistered');
 }
 
 /** A heartbeat: health, load, last seen; a changed capability report is admitted again and recorded. */
@@ -216,7 +248,7 @@ async function heartbeat(
     const digest = reportDigest(report);
     if (digest === worker.capabilitiesSha256) report = undefined;
     else {
-      await admit(ctx.deps, report, `node:${worker.nodeId}`);
+      await admit(ctx.deps, report, await pskOf(ctx.deps, worker.nodeId), `node:${worker.nodeId}`);
       Object.assign(patch, { capabilities: JSON.stringify(report), capabilities_sha256: digest });
     }
   }
@@ -230,7 +262,11 @@ async function heartbeat(
         reported_at: at,
       });
     }
-    return trx('workers').where({ node_id: worker.nodeId, session_id: worker.sessionId }).update(patch).returning('*');
+    return trx('workers')
+      .where({ node_id: worker.nodeId, session_id: worker.sessionId })
+      .whereNull('session_ended_at')
+      .update(patch)
+      .returning('*');
   })) as Row[];
   if (!row) {
     ctx.cache.delete(worker.nodeId);
@@ -255,6 +291,8 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
       return session(ctx, nodeId, sessionId);
     },
     session: (nodeId, sessionId) => session(ctx, nodeId, sessionId),
+    deregister: (worker) => deregister(ctx, worker),
+    forget: (nodeId) => ctx.cache.delete(nodeId),
     heartbeat: (worker, update) => heartbeat(ctx, worker, update),
     async list() {
       const rows = (await deps.knex('workers').select('*').orderBy('node_id')) as Row[];
@@ -263,16 +301,8 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
   };
 }
 
-/** The worker a row stands for, as the rest of the gateway sees it. */
-function toWorker(r: Row): Worker {
-  return {
-    nodeId: r.node_id,
-    sessionId: r.session_id,
-    capabilities: r.capabilities,
-    capabilitiesSha256: r.capabilities_sha256,
-    health: r.health ?? null,
-    load: r.load ?? null,
-    registeredAt: new Date(r.registered_at).toISOString(),
-    lastSeenAt: new Date(r.last_seen_at).toISOString(),
-  };
+/** The PSK the node registered with: a capability update is held to that key's scope. */
+async function pskOf(deps: WorkerServiceDeps, nodeId: string): Promise<PskSubject | null> {
+  const row = (await deps.knex('workers').where({ node_id: nodeId }).first('psk_id')) as { psk_id: string } | undefined;
+  return row ? deps.psks.subject(row.psk_id) : null;
 }

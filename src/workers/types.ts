@@ -10,6 +10,10 @@ export interface Worker {
   load: unknown;
   registeredAt: string;
   lastSeenAt: string;
+  /** When the session ended before its token expired (the worker deregistered, or was quarantined). */
+  sessionEndedAt: string | null;
+  /** Set while the node is quarantined: its tokens and registrations are refused. */
+  quarantine: { at: string; reason: string; by: string } | null;
 }
 
 /** A lease a worker names in a heartbeat or a result. */

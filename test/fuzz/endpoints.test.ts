@@ -59,6 +59,7 @@ test.before(async () => {
   await call(base, '/v1/budgets/task/task-fuzz', { method: 'PUT', json: { limit_usd: 5 } });
   const psk = await createPsk(base, 'fuzz');
   const worker = await registerWorker(base, psk.secret, { node_id: 'fuzz-main-01' });
+  const spare = await registerWorker(base, psk.secret, { node_id: 'fuzz-spare-01' });
   const job = String(
     (await submitJob(base, { task_id: 'task-fuzz', user_id: 'user-f', requirements: { labels: ['cloud'] }, payload: { kind: 'api.call' } }))
       .body.id,
@@ -76,6 +77,7 @@ test.before(async () => {
     ports: { control: port('control'), mcp: port('mcp'), egress: port('egress') },
     adminToken: TEST_ADMIN_TOKEN,
     workerToken: worker.token,
+    spareWorkerToken: spare.token,
     psk: psk.secret,
     ids: {
       jobId: job,

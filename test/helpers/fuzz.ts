@@ -51,6 +51,8 @@ export interface FuzzTarget {
   ports: Record<Role, number>;
   adminToken: string;
   workerToken: string;
+  /** A second worker's token, for the route that ends the session it is called with (`POST /deregister`). */
+  spareWorkerToken: string;
   psk: string;
   ids: { jobId: string; leaseId: string; credentialId: string; pskId: string; decisionId: string; taskId: string };
   maxBodyBytes: number;
@@ -71,6 +73,8 @@ export interface RouteSpec {
   /** A valid body, before mutation; absent when the route reads no body. */
   body?: (t: FuzzTarget, r: Random) => unknown;
   params?: Record<string, (t: FuzzTarget) => string[]>;
+  /** Ends the session of the worker token it is called with: fuzzed with the spare worker's token. */
+  endsSession?: true;
   /** Extra headers a valid request carries. */
   headers?: (t: FuzzTarget, r: Random) => [string, string][];
   /** Found in the source but not described here: fuzzed on every port with generic bodies. */
@@ -99,7 +103,7 @@ const chat = (t: FuzzTarget) => ({
 const jobId = (t: FuzzTarget) => [t.ids.jobId];
 
 /** What the fuzzer knows of one route beyond the table: a valid body, real path parameters, headers. */
-type Sample = Pick<RouteSpec, 'body' | 'params' | 'headers'>;
+type Sample = Pick<RouteSpec, 'body' | 'params' | 'headers' | 'endsSession'>;
 
 const prefs: Sample = {
   params: { scope: () => ['system', 'user', 'group', 'project'], id: () => ['default', 'user-f'], key: () => ['cloud_allowed'] },
@@ -140,7 +144,11 @@ const SAMPLES: Record<string, Sample> = {
     body: (_t, r) => r.pick([{ limit_usd: 1 }, { limit_usd: 2, period: 'day', reset: 'rolling', soft_limit_usd: 1, model: 'gpt-4o' }]),
   },
   'GET /v1/budgets/{scope}/{id}': { params: { scope: () => ['task', 'user', 'group', 'project', 'subject'], id: (t) => [t.ids.taskId] } },
-  'POST /v1/psks': { body: () => ({ name: 'fuzz' }) },
+  'POST /v1/psks': {
+    body: (_t, r) => ({ name: 'fuzz', ...(r.chance(0.3) && { constraints: { node_id_pattern: 'fuzz-*', regions: ['us-east-1'] } }) }),
+  },
+  'POST /v1/workers/{node_id}/quarantine': { params: { node_id: () => ['fuzz-absent-node'] }, body: () => ({ reason: 'fuzz' }) },
+  'POST /v1/workers/{node_id}/release': { params: { node_id: () => ['fuzz-main-01'] } },
   'DELETE /v1/psks/{id}': { params: { id: () => ['00000000-0000-4000-8000-000000000000'] } },
   'POST /v1/jobs': {
     body: (t) => ({
@@ -157,6 +165,7 @@ const SAMPLES: Record<string, Sample> = {
   'POST /status': {
     body: (t) => ({ health: { ok: true }, load: { running: 1 }, jobs: [{ job_id: t.ids.jobId, lease_id: t.ids.leaseId }] }),
   },
+  'POST /deregister': { endsSession: true },
   'POST /jobs/poll': { body: () => ({ max_jobs: 1, wait_ms: 0 }) },
   'POST /result': {
     body: (t) => ({ job_id: t.ids.jobId, lease_id: '00000000-0000-4000-8000-000000000000', status: 'succeeded', result: { ok: 1 } }),
@@ -523,17 +532,20 @@ function fillPath(spec: RouteSpec, t: FuzzTarget, r: Random, junk: boolean, muta
 
 function authHeaders(spec: RouteSpec, t: FuzzTarget, r: Random, valid: boolean, mutations: string[]): [string, string][] {
   const bearer = (token: string): [string, string] => ['authorization', `Bearer ${token}`];
+  // A route that ends the session it is called with gets the spare worker's token, in every
+  // variant: a "bad" one (a signature whose last character carries only padding bits) may be valid.
+  const workerToken = spec.endsSession ? t.spareWorkerToken : t.workerToken;
   const right: [string, string][] = {
     none: [],
     admin: [bearer(t.adminToken)],
-    worker: [bearer(t.workerToken)],
-    caller: [bearer(r.chance(0.5) ? t.workerToken : t.adminToken)],
+    worker: [bearer(workerToken)],
+    caller: [bearer(r.chance(0.5) ? workerToken : t.adminToken)],
     psk: [['x-cynode-psk', t.psk] as [string, string]],
     forward: [], // signed for the final body bytes just before sending (`signForward`)
   }[spec.auth];
   if (valid) return right;
   mutations.push('bad-auth');
-  const jwt = t.workerToken;
+  const jwt = workerToken;
   const [h, p, s] = jwt.split('.');
   const bad: [string, string][][] = [
     [],
@@ -542,7 +554,7 @@ function authHeaders(spec: RouteSpec, t: FuzzTarget, r: Random, valid: boolean, 
     [['authorization', `bearer ${t.adminToken}x`]],
     [['authorization', `Basic ${Buffer.from(`admin:${t.adminToken}`).toString('base64')}`]],
     [['authorization', `Bearer ${t.adminToken} extra`]],
-    [bearer(t.adminToken), bearer(t.workerToken)],
+    [bearer(t.adminToken), bearer(workerToken)],
     [bearer('garbage'), bearer(t.adminToken)],
     [bearer(`${h}.${p}.`)],
     [bearer(`${h}.${p}`)],

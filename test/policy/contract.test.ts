@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import pino from 'pino';
@@ -8,7 +8,14 @@ import { ensureBundle } from '../helpers/bundle.js';
 
 // docs/policy-input.md is the contract security teams read; these tests keep it true.
 const doc = readFileSync(join(packageRoot(), 'docs', 'policy-input.md'), 'utf8');
-const rego = (action: string) => readFileSync(join(packageRoot(), 'policies', 'cynode', action, `${action}.rego`), 'utf8');
+/** Every policy file of a package (its rules may be split over several files), tests left out. */
+const rego = (action: string) => {
+  const dir = join(packageRoot(), 'policies', 'cynode', action);
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.rego') && !f.endsWith('_test.rego'))
+    .map((f) => readFileSync(join(dir, f), 'utf8'))
+    .join('\n');
+};
 /** The part of the doc under a `### ` heading, up to the next heading. */
 const section = (heading: string) => {
   const start = doc.indexOf(heading);
