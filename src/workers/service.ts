@@ -134,6 +134,8 @@ async function storeSession(
 ): Promise<void> {
   const { report, sessionId, at } = reg;
   const held = (await trx('workers').where({ node_id: report.node_id }).forUpdate().first()) as Row | undefined;
+  // The stored row, not this replica's in-memory set, decides at registration: a release made a
+  // moment ago through another replica holds at once.
   if (held?.quarantined_at) throw quarantinedError(report.node_id);
   if (held && new Date(held.held_until) > at && held.session_ended_at === null && held.session_id !== reg.proven) {
     const retry = Math.ceil((new Date(held.held_until).getTime() - at.getTime()) / 1000);
@@ -168,7 +170,6 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   const psk = await verifyPsk(ctx, req);
   const pskId = psk.id;
   const report = parseCapabilityReport(req.report);
-  if (deps.quarantined.has(report.node_id)) throw quarantinedError(report.node_id);
   const record = await admit(deps, report, psk, `psk:${pskId}`);
   const proven = await provenSession(deps, req.bearer, report.node_id);
   const sessionId = randomUUID();
