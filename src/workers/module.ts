@@ -27,7 +27,7 @@ export function startWorkers(core: Core, leases: Pick<WorkerRouteDeps, 'renew' |
     logger,
     psks,
     tokens,
-    throttle: createFailureThrottle(config.auth.pskFailureLimit, config.auth.pskFailureWindowMs),
+    throttle: createFailureThrottle(db.knex, config.auth.pskFailureLimit, config.auth.pskFailureWindowMs),
     decisions: core.decisions,
     intervals,
   });
