@@ -8,7 +8,7 @@ import {
   type DecisionService,
   POLICY_ROUTES,
 } from '../decisions/index.js';
-import { createKeyStore, KEY_ROUTES, type KeyStore } from '../keys/index.js';
+import { createKeyStore, KEY_ROUTES, KEYS_CHANNEL, type KeyStore } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
 import type { Registry } from 'prom-client';
 import { createDecisionMetrics, type DecisionMetrics } from '../decisions/metrics.js';
@@ -70,7 +70,13 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
   });
   const notify = db.kind === 'postgres';
   const runtime = await startRuntime({ knex: db.knex, logger, engine: policy, notify }, life);
-  const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
+  const keys = await createKeyStore({
+    knex: db.knex,
+    logger,
+    rotationMs: config.auth.keyRotationMs,
+    maxTokenTtlMs: MAX_TOKEN_TTL_MS,
+    notify,
+  });
   life.add('signing keys', () => keys.close());
   const source = await startPolicySource(config.policy, { engine: policy, db, logger });
   life.add('bundle source', () => source.close());
@@ -99,7 +105,7 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     routes,
     authenticators: staticTokenAuthenticators(config.auth, adminToken),
     // Another replica activated a new bundle: look at our own source now, not at the next poll.
-    channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh() },
+    channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => source.refresh(), [KEYS_CHANNEL]: () => void keys.sync() },
   };
 }
 
