@@ -12,6 +12,7 @@ import type { ToolAudit } from './mcp/index.js';
 import { startMcp } from './mcp/module.js';
 import type { Registry } from 'prom-client';
 import { startOps } from './ops/module.js';
+import { startAuditCheckpoints } from './audit/module.js';
 import type { PolicyEngine } from './policy/index.js';
 import type { PreferencesService } from './preferences/index.js';
 import { ROUTE_TABLE } from './routes.js';
@@ -76,6 +77,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
+    startAuditCheckpoints(core, [egress.audit, mcp.toolAudit], life);
 
     const listener = listenChannels({ url: config.database.url, logger, channels: { ...core.channels, ...jobs.channels } });
     life.add('NOTIFY listener', () => listener.close());

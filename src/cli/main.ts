@@ -23,14 +23,17 @@ commands:
   policy build [--out FILE] [--revision R] [--unsigned]
                                           compile policies/ into a signed Wasm bundle with opa build
   policy test                             run opa test with the coverage threshold
-  audit verify                            check the hash chains of the decision log, api.call and tool audits (exit 1 if broken)
+  audit verify [--checkpoints FILE|URL]   check the hash chains of the decision log, api.call and tool audits,
+                                          and hold them to their signed checkpoints (exit 1 if broken or truncated)
+  audit prune --before DATE               remove audit rows older than DATE, cut at a signed checkpoint so the rest
+                                          still verifies
   artifact-server [--name N] [--stdio]    run the reference upstream MCP tool server (task artifacts, final gate);
                                           --stdio serves the gateway that started it on stdin/stdout
   worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
                                           CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
   psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
                                           manage registration PSKs on a running gateway (--url, admin token)
-  keys rotate                             start signing worker JWTs with a new key (--url, admin token)
+  keys rotate                             make every replica sign JWTs with a new key (--url, admin token)
   credentials add --provider P --name N [--owner-user U] [--owner-group G] [--expires-at ISO]
   credentials list | rotate ID | disable ID
                                           provider credentials on a running gateway; secrets on standard input

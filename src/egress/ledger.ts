@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { isTaskId } from '../lib/ids.js';
+import { pruneFinishedReservations } from '../audit/retention.js';
 
 /** The scopes a budget can be set for. */
 export const BUDGET_SCOPES = ['task', 'user', 'subject'] as const;
@@ -199,6 +200,7 @@ export function createLedger(deps: { knex: Knex; now?: () => number }): Ledger {
       await knex('rate_counters')
         .where('window_start', '<', new Date(now() - 2 * RATE_WINDOW_MS))
         .delete();
+      await pruneFinishedReservations(knex, now());
       return lapsed.length;
     },
   };
