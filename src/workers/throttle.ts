@@ -24,8 +24,11 @@ const THROTTLE_LOCK_CLASS = 7_301;
 /** At most this many expired rows of other sources are swept by one attempt. */
 const SWEEP_BATCH = 100;
 
-/** A slot taken for one check (`id`), or the wait of a source at its limit. */
-type Slot = { id: string } | { retryAfterSeconds: number };
+/** A slot taken for one check (`id`), or how long a source at its limit must wait. */
+type Slot = { id: string } | { waitMs: number };
+
+/** Past this many remembered throttled sources, the expired ones are forgotten. */
+const BLOCKED_SWEEP_SIZE = 10_000;
 
 /**
  * Creates the shared throttle: `limit` failures per source within `windowMs`. Each check
@@ -33,11 +36,19 @@ type Slot = { id: string } | { retryAfterSeconds: number };
  * holds `limit` rows), runs without holding a connection, and deletes its row when it was
  * not a failure: so concurrent attempts on any number of replicas never check more than
  * the limit. Attempts on this replica also queue in memory, one per source at a time, so a
- * burst costs the database one reservation at a time instead of a pile of waiting locks.
+ * burst costs the database one reservation at a time instead of a pile of waiting locks, and
+ * a source found at its limit is refused from memory until its wait is over (never admitting
+ * more than the database would; at most holding a source a little longer when a slot another
+ * replica held turns out to be a right PSK).
  */
 export function createFailureThrottle(knex: Knex, limit: number, windowMs: number): FailureThrottle {
   const queues = new Map<string, Promise<unknown>>();
+  const blockedUntil = new Map<string, number>();
   const window = `${windowMs} milliseconds`;
+  const block = (source: string, waitMs: number) => {
+    if (blockedUntil.size >= BLOCKED_SWEEP_SIZE) for (const [s, until] of blockedUntil) if (until <= Date.now()) blockedUntil.delete(s);
+    blockedUntil.set(source, Date.now() + waitMs);
+  };
 
   const reserve = (source: string): Promise<Slot> =>
     knex.transaction(async (trx) => {
@@ -47,19 +58,25 @@ export function createFailureThrottle(knex: Knex, limit: number, windowMs: numbe
         [window],
       );
       const { rows } = (await trx.raw(
-        `SELECT count(*)::int AS n, extract(epoch FROM min(failed_at) + ?::interval - now()) AS wait_s
+        `SELECT count(*)::int AS n, extract(epoch FROM min(failed_at) + ?::interval - now()) * 1000 AS wait_ms
            FROM psk_failures WHERE source = ? AND failed_at > now() - ?::interval`,
         [window, source, window],
-      )) as { rows: { n: number; wait_s: string | null }[] };
-      const { n, wait_s } = rows[0]!;
-      if (n >= limit) return { retryAfterSeconds: Math.max(1, Math.ceil(Number(wait_s))) };
+      )) as { rows: { n: number; wait_ms: string | null }[] };
+      const { n, wait_ms } = rows[0]!;
+      if (n >= limit) return { waitMs: Math.max(0, Number(wait_ms)) };
       const [row] = (await trx('psk_failures').insert({ source, failed_at: trx.fn.now() }).returning('id')) as { id: string }[];
       return { id: String(row!.id) };
     });
 
   const checked = async <T>(source: string, check: () => Promise<T | null>): Promise<ThrottledAttempt<T>> => {
+    const blocked = (blockedUntil.get(source) ?? 0) - Date.now();
+    if (blocked > 0) return { value: null, retryAfterSeconds: Math.max(1, Math.ceil(blocked / 1000)) };
+    blockedUntil.delete(source);
     const slot = await reserve(source);
-    if (!('id' in slot)) return { value: null, retryAfterSeconds: slot.retryAfterSeconds };
+    if (!('id' in slot)) {
+      block(source, slot.waitMs);
+      return { value: null, retryAfterSeconds: Math.max(1, Math.ceil(slot.waitMs / 1000)) };
+    }
     let value: T | null;
     try {
       value = await check();

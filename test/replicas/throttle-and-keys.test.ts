@@ -1,13 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import test from 'ava';
 import { decodeProtectedHeader } from 'jose';
 import { ensureBundle } from '../helpers/bundle.js';
-import { SEED_WORKER } from '../helpers/fixtures.js';
 import { call, eventually } from '../helpers/http.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { type Replicas, startReplicas } from '../helpers/replicas.js';
-import { createPsk, pskId, registerWorker } from '../helpers/workers.js';
+import { createPsk, pskId, registerFrom, registerWorker } from '../helpers/workers.js';
 
 // Three replicas on one PostgreSQL act as one gateway for the PSK failure throttle and for
 // signing keys: a burst of wrong PSKs spread over all three gets exactly the limit checked,
@@ -34,34 +32,8 @@ test.after.always(async () => {
   await db?.drop();
 });
 
-/** `POST /register` to `base` from a chosen loopback source address. */
-function registerFrom(base: string, presented: string, source: string): Promise<{ status: number; code?: string; retryAfter?: string }> {
-  const body = JSON.stringify({ ...SEED_WORKER, node_id: `burst-${randomBytes(4).toString('hex')}` });
-  const url = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: '/register',
-        method: 'POST',
-        localAddress: source,
-        agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-cynode-psk': presented },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (c: string) => (text += c));
-        res.on('end', () => {
-          const parsed = JSON.parse(text) as { error?: { code?: string } };
-          resolve({ status: res.statusCode!, code: parsed.error?.code, retryAfter: res.headers['retry-after'] });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** `POST /register` to the replica at `base` from a chosen loopback source address. */
+const registerAt = (base: string, presented: string, source: string) => registerFrom(Number(new URL(base).port), presented, source);
 
 test.serial(
   '100 concurrent wrong PSKs spread over 3 replicas: exactly the limit are checked, the rest get 429 with Retry-After',
@@ -69,7 +41,7 @@ test.serial(
     const urls = group.urls();
     const source = '127.0.0.41';
     const guess = () => `cynpsk_${pskId(psk)}_${randomBytes(32).toString('base64url')}`;
-    const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => registerFrom(urls[i % 3]!, guess(), source)));
+    const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => registerAt(urls[i % 3]!, guess(), source)));
     const checked = burst.filter((r) => r.status === 401);
     const throttled = burst.filter((r) => r.status === 429);
     t.log(`${checked.length} checked (401), ${throttled.length} throttled (429)`);
@@ -78,8 +50,8 @@ test.serial(
     t.true(checked.every((r) => r.code === 'psk_invalid'));
     t.true(throttled.every((r) => r.code === 'rate_limited' && Number(r.retryAfter) >= 1 && Number(r.retryAfter) <= 600));
     // The source stays throttled on every replica, even for the right PSK; another source is not.
-    for (const url of urls) t.is((await registerFrom(url, psk, source)).status, 429);
-    for (const url of urls) t.is((await registerFrom(url, psk, '127.0.0.42')).status, 200);
+    for (const url of urls) t.is((await registerAt(url, psk, source)).status, 429);
+    for (const url of urls) t.is((await registerAt(url, psk, '127.0.0.42')).status, 200);
   },
 );
 
