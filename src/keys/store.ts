@@ -58,6 +58,31 @@ export interface KeyStoreOptions {
 /** How often a replica looks at the fleet's generation besides NOTIFY (and whether the schedule is due). */
 const SYNC_INTERVAL_MS = 5_000;
 
+/** Generates a new non-extractable key pair and publishes its public half, verifying for `lifetimeMs`. */
+async function publishKey(knex: Knex, created: Date, lifetimeMs: number): Promise<PublishedKey> {
+  const { publicKey, privateKey } = await generateKeyPair(JWT_ALG, { extractable: false });
+  const kid = randomUUID();
+  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: JWT_ALG, use: 'sig' };
+  await knex('signing_keys').insert({
+    kid,
+    alg: JWT_ALG,
+    public_jwk: JSON.stringify(publicJwk),
+    created_at: created,
+    verify_until: new Date(created.getTime() + lifetimeMs),
+  });
+  return { kid, privateKey, publicJwk };
+}
+
+/** Retires `kid`: it verifies `maxTokenTtlMs` more; keys past their window for a day are deleted. */
+async function retireKey(knex: Knex, kid: string, retired: Date, maxTokenTtlMs: number): Promise<void> {
+  await knex('signing_keys')
+    .where({ kid })
+    .update({ retired_at: retired, verify_until: new Date(retired.getTime() + maxTokenTtlMs) });
+  await knex('signing_keys')
+    .where('verify_until', '<', new Date(retired.getTime() - 86_400_000))
+    .delete();
+}
+
 /**
  * Creates this replica's first key and follows the fleet's key generation. Keys are ES256 and
  * non-extractable; the `kid` is random, so replicas never collide, and a restart simply
@@ -73,37 +98,19 @@ export async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore
   const lifetimeMs = options.rotationMs + SYNC_INTERVAL_MS + options.maxTokenTtlMs;
   let jwksCache: { at: number; value: { keys: JWK[] } } | undefined;
 
-  async function publish(): Promise<PublishedKey> {
-    const { publicKey, privateKey } = await generateKeyPair(JWT_ALG, { extractable: false });
-    const kid = randomUUID();
-    const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: JWT_ALG, use: 'sig' };
-    const created = now();
-    await options.knex('signing_keys').insert({
-      kid,
-      alg: JWT_ALG,
-      public_jwk: JSON.stringify(publicJwk),
-      created_at: created,
-      verify_until: new Date(created.getTime() + lifetimeMs),
-    });
+  const publish = async () => {
+    const published = await publishKey(options.knex, now(), lifetimeMs);
     jwksCache = undefined;
-    log.info({ kid }, 'signing key published');
-    return { kid, privateKey, publicJwk };
-  }
+    log.info({ kid: published.kid }, 'signing key published');
+    return published;
+  };
 
   /** Replaces the current key by a new one of `next`, retiring the old. */
   async function replace(next: number): Promise<void> {
     const old = key;
     key = await publish();
     generation = next;
-    const retired = now();
-    await options
-      .knex('signing_keys')
-      .where({ kid: old.kid })
-      .update({ retired_at: retired, verify_until: new Date(retired.getTime() + options.maxTokenTtlMs) });
-    await options
-      .knex('signing_keys')
-      .where('verify_until', '<', new Date(retired.getTime() - 86_400_000))
-      .delete();
+    await retireKey(options.knex, old.kid, now(), options.maxTokenTtlMs);
   }
 
   let turn: Promise<unknown> = Promise.resolve();
