@@ -47,11 +47,16 @@ export async function signCheckpoint(head: ChainHead, key: PublishedKey): Promis
   return { ...head, kid: key.kid, jwk: key.publicJwk, jws };
 }
 
+/** Public keys already imported, by their JWK's JSON: a verify run meets each replica's few keys many times. */
+const imported = new Map<string, ReturnType<typeof importJWK>>();
+
 /** True when `cp.jws` is a valid signature by `cp.jwk` over exactly the head `cp` states. */
 export async function checkpointSignatureValid(cp: Checkpoint): Promise<boolean> {
   try {
     if (cp.jwk.kid !== cp.kid) return false;
-    const { payload, protectedHeader } = await compactVerify(cp.jws, await importJWK(cp.jwk, JWT_ALG), { algorithms: [JWT_ALG] });
+    const json = JSON.stringify(cp.jwk);
+    if (!imported.has(json)) imported.set(json, importJWK(cp.jwk, JWT_ALG));
+    const { payload, protectedHeader } = await compactVerify(cp.jws, await imported.get(json)!, { algorithms: [JWT_ALG] });
     return protectedHeader.typ === CHECKPOINT_TYPE && protectedHeader.kid === cp.kid && new TextDecoder().decode(payload) === signed(cp);
   } catch {
     return false;

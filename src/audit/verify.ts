@@ -50,8 +50,9 @@ export async function checkAgainstCheckpoints(
   }
   const cutSeq = BigInt(cut?.seq ?? 0);
   const wanted = valid.filter((cp) => BigInt(cp.seq) > cutSeq || (cut !== undefined && BigInt(cp.seq) === cutSeq));
+  // One array parameter: a year of checkpoints is more seqs than a statement may have parameters.
   const rows = (await knex(chain.table)
-    .whereIn('seq', [...new Set(wanted.map((cp) => cp.seq))])
+    .whereRaw('seq = ANY(?::bigint[])', [[...new Set(wanted.map((cp) => cp.seq))]])
     .select('seq', 'hash')) as { seq: string; hash: string }[];
   const hashes = new Map(rows.map((r) => [String(r.seq), r.hash]));
   const newest = (await knex(chain.table).max('seq as seq').first()) as { seq: string | null } | undefined;
