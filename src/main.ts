@@ -13,6 +13,7 @@ import type { ToolAudit } from './mcp/index.js';
 import { startMcp } from './mcp/module.js';
 import type { Registry } from 'prom-client';
 import { startOps } from './ops/module.js';
+import { startAuditCheckpoints } from './audit/module.js';
 import type { PolicyEngine } from './policy/index.js';
 import type { PreferencesService } from './preferences/index.js';
 import { startReplay } from './replay/module.js';
@@ -80,6 +81,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
     const replay = startReplay(core);
+    startAuditCheckpoints(core, [egress.audit, mcp.toolAudit], life);
     const serving = await startServers(
       {
         config,

@@ -1,37 +1,32 @@
-import pino from 'pino';
+import { AUDIT_CHAINS } from '../audit/chains.js';
+import { readCheckpoints } from '../audit/sink.js';
 import type { Config } from '../config/index.js';
-import { createDecisionLog } from '../decisions/index.js';
-import { createAuditLog } from '../egress/audit.js';
-import { createToolAudit } from '../mcp/audit.js';
 import type { Logger } from '../logging/index.js';
 import { openDatabase } from '../storage/index.js';
+import { chainVerifiers, verifyChain } from './audit-chains.js';
+import { runAuditPrune } from './audit-prune.js';
 import { UsageError } from './usage.js';
 
 /**
- * `audit verify`: recomputes the hash chains of the decision log, the api.call audit and the tool audit and exits 1 at the first row
- * that was edited, removed or inserted out of order, naming its sequence number.
+ * `audit verify [--checkpoints FILE|URL]`: recomputes the hash chains of the decision log, the
+ * api.call audit and the tool audit, and holds each to its signed checkpoints (PostgreSQL's,
+ * and the outside sink's when named), exiting 1 at a row that was edited, removed, inserted
+ * out of order, or truncated from the end. `audit prune --before DATE`: see `audit-prune.ts`.
  */
 export async function runAudit(config: Config, logger: Logger, args: string[]): Promise<number> {
-  if (args[0] !== 'verify' || args.length > 1) throw new UsageError(`audit takes verify, not '${args.join(' ')}'`);
+  if (args[0] === 'prune') return runAuditPrune(config, logger, args.slice(1));
+  const withCheckpoints = args.length === 3 && args[1] === '--checkpoints';
+  if (args[0] !== 'verify' || (args.length > 1 && !withCheckpoints))
+    throw new UsageError(`audit takes 'verify [--checkpoints FILE|URL]' or 'prune --before DATE', not '${args.join(' ')}'`);
+  const outside = withCheckpoints ? await readCheckpoints(args[2]!) : [];
   const db = await openDatabase(config.database, logger);
   try {
-    const quiet = pino({ level: 'silent' });
-    const options = { bufferSize: 1, flushIntervalMs: 60_000, enqueueTimeoutMs: 1 };
-    const logs = [
-      { name: 'decision log', log: createDecisionLog(db.knex, quiet, options) },
-      { name: 'api audit', log: createAuditLog(db.knex, quiet, options) },
-      { name: 'tool audit', log: createToolAudit(db.knex, quiet, options) },
-    ];
+    const verifiers = chainVerifiers(db.knex);
     let intact = true;
-    for (const { name, log } of logs) {
-      const { rows, break: broken } = await log.verify();
+    for (const chain of AUDIT_CHAINS) {
+      const log = verifiers[chain.table]!;
+      if (!(await verifyChain(db.knex, chain, log, outside))) intact = false;
       await log.close();
-      if (broken) {
-        console.log(`${name}: chain broken at seq ${broken.seq} (${broken.reason}) after checking ${rows} rows`);
-        intact = false;
-      } else {
-        console.log(`${name}: ${rows} rows, hash chain intact`);
-      }
     }
     return intact ? 0 : 1;
   } finally {

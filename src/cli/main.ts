@@ -27,14 +27,17 @@ commands:
                                           one decision on the gateway's engine, printed as POST /v1/data answers it
   policy replay --bundle CANDIDATE [--since 24h] [--entrypoint E] [--limit N] [--url GATEWAY] [--max-flips N] [--json]
                                           re-evaluate recorded decisions on a candidate bundle; exit 1 past --max-flips
-  audit verify                            check the hash chains of the decision log, api.call and tool audits (exit 1 if broken)
+  audit verify [--checkpoints FILE|URL]   check the hash chains of the decision log, api.call and tool audits,
+                                          and hold them to their signed checkpoints (exit 1 if broken or truncated)
+  audit prune --before DATE               remove audit rows older than DATE, cut at a signed checkpoint so the rest
+                                          still verifies
   artifact-server [--name N] [--stdio]    run the reference upstream MCP tool server (task artifacts, final gate);
                                           --stdio serves the gateway that started it on stdin/stdout
   worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
                                           CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
   psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
                                           manage registration PSKs on a running gateway (--url, admin token)
-  keys rotate                             start signing worker JWTs with a new key (--url, admin token)
+  keys rotate                             make every replica sign JWTs with a new key (--url, admin token)
   credentials add --provider P --name N [--owner-user U] [--owner-group G] [--expires-at ISO]
   credentials list | rotate ID | disable ID
                                           provider credentials on a running gateway; secrets on standard input

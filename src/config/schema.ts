@@ -176,6 +176,13 @@ export const CONFIG_SCHEMA = {
     bufferSize: int('CYNODE_AUDIT_BUFFER_SIZE', 1, 1_000_000),
     flushIntervalMs: int('CYNODE_AUDIT_FLUSH_INTERVAL_MS', 1, 60_000),
     enqueueTimeoutMs: int('CYNODE_AUDIT_ENQUEUE_TIMEOUT_MS', 1, 60_000),
+    /** Signed heads of every hash-chained table, so truncation and rewrites are caught. */
+    checkpoints: {
+      /** How often each replica takes a checkpoint; 0: only at shutdown. */
+      intervalMs: int('CYNODE_AUDIT_CHECKPOINT_INTERVAL_MS', 0, 86_400_000),
+      /** Where checkpoints also go: a file (JSON lines, appended) or an http(s) URL (POST); null: PostgreSQL only. */
+      sink: nullable(pathOrUrl('CYNODE_AUDIT_CHECKPOINT_SINK')),
+    },
   },
   log: {
     level: oneOf('CYNODE_LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),

@@ -9,7 +9,7 @@ import {
   POLICY_ROUTES,
   type StatusSection,
 } from '../decisions/index.js';
-import { createKeyStore, KEY_ROUTES, type KeyStore } from '../keys/index.js';
+import { createKeyStore, KEY_ROUTES, KEYS_CHANNEL, type KeyStore } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
 import type { Registry } from 'prom-client';
 import { createDecisionMetrics, type DecisionMetrics } from '../decisions/metrics.js';
@@ -83,7 +83,14 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     channels: { ...runtime.channels, [BUNDLE_CHANNEL]: () => bundle.source?.refresh() },
   });
   life.add('NOTIFY listener', () => listener.close());
-  const keys = await createKeyStore({ knex: db.knex, logger, rotationMs: config.auth.keyRotationMs, maxTokenTtlMs: MAX_TOKEN_TTL_MS });
+  const keys = await createKeyStore({
+    knex: db.knex,
+    logger,
+    rotationMs: config.auth.keyRotationMs,
+    maxTokenTtlMs: MAX_TOKEN_TTL_MS,
+    notify,
+  });
+  listener.on(KEYS_CHANNEL, () => void keys.sync());
   life.add('signing keys', () => keys.close());
   const source = await startPolicySource(config.policy, { engine: policy, db, logger });
   bundle.source = source;

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { createChainedLog } from '../lib/chained-log.js';
+import { type ChainStart, createChainedLog } from '../lib/chained-log.js';
 import type { ChainBreak } from '../lib/hash-chain.js';
 import type { Logger } from '../logging/index.js';
 
@@ -36,8 +36,8 @@ export interface DecisionLog {
   /** Writes everything queued; used by shutdown and tests. */
   flush(): Promise<void>;
   get(decisionId: string): Promise<DecisionEvent | undefined>;
-  /** Recomputes the whole chain; returns the first break or undefined. */
-  verify(): Promise<{ rows: number; break: ChainBreak | undefined }>;
+  /** Recomputes the whole chain (from a prune cut, when given); returns the first break or undefined. */
+  verify(from?: ChainStart): Promise<{ rows: number; break: ChainBreak | undefined }>;
   /** Decisions waiting in memory (what a crash right now would lose). */
   pending(): number;
   /**
@@ -95,7 +95,7 @@ export function createDecisionLog(knex: Knex, logger: Logger, options: DecisionL
       const row = (await knex('decision_log').where({ decision_id: decisionId }).first()) as Row | undefined;
       return row && fromRow(row);
     },
-    verify: () => chain.verify(),
+    verify: (from) => chain.verify(from),
     pending: () => chain.pending(),
     scan: (filter) => scanDecisions(knex, filter),
     close: () => chain.close(),

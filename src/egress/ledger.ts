@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { type Budget, type BudgetOptions, type BudgetRow, BUDGETS_NOW, budgetFromRow, type BudgetScope, micros, usd } from './budgets.js';
+import { pruneFinishedReservations } from '../audit/retention.js';
 
 export { BUDGET_SCOPES, type Budget, type BudgetRow, budgetFromRow, type BudgetScope, checkBudgetKey } from './budgets.js';
 
@@ -203,6 +204,7 @@ export function createLedger(deps: LedgerDeps): Ledger {
       await knex('rate_events')
         .where('at', '<', new Date(at.getTime() - 2 * RATE_WINDOW_MS))
         .delete();
+      await pruneFinishedReservations(knex, now());
       return lapsed.length;
     },
   };

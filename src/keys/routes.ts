@@ -3,8 +3,9 @@ import type { KeyStore } from './store.js';
 
 /**
  * `GET /.well-known/jwks.json`, the public keys that verify gateway-issued JWTs, and
- * `POST /v1/keys/rotate` (admin): this replica starts signing with a new key; the old one keeps
- * verifying until every token it signed has expired.
+ * `POST /v1/keys/rotate` (admin): every replica starts signing with a new key of its own
+ * (this one before answering, the others within about a second); the old keys keep verifying
+ * until every token they signed has expired.
  */
 export const KEY_ROUTES = defineRoutes<KeyStore>([
   {
@@ -26,7 +27,7 @@ export const KEY_ROUTES = defineRoutes<KeyStore>([
     path: '/v1/keys/rotate',
     roles: ['control'],
     access: 'admin',
-    summary: 'This replica starts signing JWTs with a new key.',
+    summary: 'Every replica starts signing JWTs with a new key.',
     ok: { 200: { description: 'Rotated', schema: 'Any' } },
     errors: [],
     db: true,

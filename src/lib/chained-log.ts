@@ -37,11 +37,21 @@ export interface ChainedLog<E> {
   record(event: E): Promise<void>;
   /** Writes everything queued. */
   flush(): Promise<void>;
-  /** Recomputes the whole chain; returns the first break or undefined. */
-  verify(): Promise<{ rows: number; break: ChainBreak | undefined }>;
+  /**
+   * Recomputes the whole chain; returns the first break or undefined. With `from` (a prune
+   * cut: the rows up to `from.seq` are gone), the rows after it verify from its hash instead
+   * of the genesis.
+   */
+  verify(from?: ChainStart): Promise<{ rows: number; break: ChainBreak | undefined }>;
   /** Records waiting in memory (what a crash right now would lose). */
   pending(): number;
   close(): Promise<void>;
+}
+
+/** Where a pruned chain starts: the last removed row's sequence number and hash. */
+export interface ChainStart {
+  seq: string;
+  hash: string;
 }
 
 const BATCH = 2000;
@@ -124,14 +134,17 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
       if (buffer.length >= BATCH) flush().catch(() => undefined);
     },
     flush,
-    async verify() {
-      const rows = (await knex(spec.table).orderBy('seq', 'asc').select()) as (Record<string, unknown> & {
+    async verify(from) {
+      const query = knex(spec.table).orderBy('seq', 'asc');
+      if (from) query.where('seq', '>', from.seq);
+      const rows = (await query.select()) as (Record<string, unknown> & {
         seq: string | number;
         prev_hash: string;
         hash: string;
       })[];
       const chainBreak = findChainBreak(
         rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: spec.fromRow(r) })),
+        from?.hash ?? GENESIS_HASH,
       );
       return { rows: rows.length, break: chainBreak };
     },

@@ -50,7 +50,7 @@ export function startWorkers(core: Core, leases: WorkerLeaseHooks, life: Lifecyc
     logger,
     psks,
     tokens,
-    throttle: createFailureThrottle(config.auth.pskFailureLimit, config.auth.pskFailureWindowMs),
+    throttle: createFailureThrottle(db.knex, config.auth.pskFailureLimit, config.auth.pskFailureWindowMs),
     decisions: core.decisions,
     intervals,
     quarantined,

@@ -106,21 +106,17 @@ async function provenSession(deps: WorkerServiceDeps, bearer: string | undefined
   return claims?.nodeId === nodeId ? claims.sessionId : null;
 }
 
-/** The PSK a registration presents, checked in turn per source address; failures are throttled. */
-function verifyPsk(ctx: Context, req: RegisterRequest): Promise<PskSubject> {
+/** The PSK a registration presents, checked in turn per source address; failures are throttled across replicas. */
+async function verifyPsk(ctx: Context, req: RegisterRequest): Promise<PskSubject> {
   const { throttle, psks } = ctx.deps;
-  return throttle.inTurn(req.source, async () => {
-    const wait = throttle.retryAfterSeconds(req.source);
-    if (wait > 0)
-      throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
-    const psk = req.psk ? await psks.verify(req.psk) : null;
-    if (!psk) {
-      throttle.recordFailure(req.source);
-      ctx.log.warn({ source: req.source }, 'registration with an invalid or missing PSK');
-      throw new GatewayError('psk_invalid', 'a valid pre-shared key is required in the X-Cynode-PSK header');
-    }
-    return psk;
-  });
+  const { value: psk, retryAfterSeconds: wait } = await throttle.attempt(req.source, async () => (req.psk ? psks.verify(req.psk) : null));
+  if (wait > 0)
+    throw new GatewayError('rate_limited', 'too many failed registrations from this address; try later', { retry_after_s: wait });
+  if (!psk) {
+    ctx.log.warn({ source: req.source }, 'registration with an invalid or missing PSK');
+    throw new GatewayError('psk_invalid', 'a valid pre-shared key is required in the X-Cynode-PSK header');
+  }
+  return psk;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { SEED_WORKER } from './fixtures.js';
 import { type Answer, call } from './http.js';
 
@@ -50,3 +52,45 @@ export function poll(
 export const pskSecretPart = (psk: string): string => psk.slice('cynpsk_'.length + 13);
 /** The id of a PSK `cynpsk_<12-char id>_<secret>`. */
 export const pskId = (psk: string): string => psk.slice('cynpsk_'.length, 'cynpsk_'.length + 12);
+
+/** What a raw registration from a chosen source address got. */
+export interface SourcedAnswer {
+  status: number;
+  code: string | undefined;
+  retryAfter: string | undefined;
+}
+
+/**
+ * `POST /register` to a loopback gateway from a chosen source address (127.0.0.0/8 all reach
+ * it), over a fresh connection: what the PSK failure throttle counts by.
+ */
+export function registerFrom(
+  port: number,
+  pskHeader: string | null,
+  source = '127.0.0.1',
+  extra: Record<string, string> = {},
+  nodeId = `psk-${randomBytes(4).toString('hex')}`,
+): Promise<SourcedAnswer> {
+  const body = JSON.stringify({ ...SEED_WORKER, node_id: nodeId });
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    ...extra,
+  };
+  if (pskHeader !== null) headers['x-cynode-psk'] = pskHeader;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/register', method: 'POST', headers, localAddress: source, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          const parsed = JSON.parse(text) as { error?: { code?: string } };
+          resolve({ status: res.statusCode!, code: parsed.error?.code, retryAfter: res.headers['retry-after'] });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}

@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { request } from 'node:http';
 import test from 'ava';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { TEST_ADMIN_TOKEN } from '../helpers/config.js';
-import { SEED_WORKER } from '../helpers/fixtures.js';
 import { captureLogger } from '../helpers/start.js';
-import { createPsk, pskId, pskSecretPart } from '../helpers/workers.js';
+import { createPsk, pskId, pskSecretPart, registerFrom } from '../helpers/workers.js';
 
 /*
  * PSK brute force against POST /register: failures are counted per source address in a
@@ -21,42 +19,9 @@ let port: number;
 let psk: string;
 const logs = captureLogger();
 
-interface Answer {
-  status: number;
-  code: string | undefined;
-  retryAfter: string | undefined;
-}
-
-/** `POST /register` from a chosen loopback source address (127.0.0.0/8 all reach the gateway). */
-function register(
-  pskHeader: string | null,
-  source = '127.0.0.1',
-  extra: Record<string, string> = {},
-  nodeId = `psk-${randomBytes(4).toString('hex')}`,
-): Promise<Answer> {
-  const body = JSON.stringify({ ...SEED_WORKER, node_id: nodeId });
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    'content-length': String(Buffer.byteLength(body)),
-    ...extra,
-  };
-  if (pskHeader !== null) headers['x-cynode-psk'] = pskHeader;
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path: '/register', method: 'POST', headers, localAddress: source, agent: false },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (c: string) => (text += c));
-        res.on('end', () => {
-          const parsed = JSON.parse(text) as { error?: { code?: string } };
-          resolve({ status: res.statusCode!, code: parsed.error?.code, retryAfter: res.headers['retry-after'] });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** `POST /register` from a chosen loopback source address. */
+const register = (pskHeader: string | null, source?: string, extra?: Record<string, string>, nodeId?: string) =>
+  registerFrom(port, pskHeader, source, extra, nodeId);
 
 const guess = () => `cynpsk_${pskId(psk)}_${randomBytes(32).toString('base64url')}`;
 

@@ -252,6 +252,8 @@ test.serial('no PSK, JWT or admin token appears in any log line or answer', asyn
 test.serial('failed PSK attempts are throttled per source address', async (t) => {
   const strict = await startTestGateway({ DATABASE_URL: db.url, CYNODE_PSK_FAILURE_LIMIT: '3' }, ['control']);
   t.teardown(() => strict.gateway.stop());
+  // Failures are counted across every gateway on the database: start from a clean window, not the earlier tests' failures.
+  await gw.gateway.db.knex('psk_failures').delete();
   for (let i = 0; i < 3; i++) t.is((await register(strict.url(), 'cynpsk_guess', SEED_WORKER)).status, 401);
   const blocked = await register(strict.url(), psk.secret, { ...SEED_WORKER, node_id: 'thr-01' });
   t.is(blocked.status, 429, 'even the right PSK waits once the source is throttled');
