@@ -222,7 +222,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger, options: R
     config,
     options,
     log: logger.child({ component: 'worker', nodeId: config.nodeId }),
-    client: new WorkerClient(config.orchUrl, config.psk, config.report),
+    client: new WorkerClient(config.orchUrl, config.psk, config.report, config.transport),
     maxConcurrency: Number(config.report.max_concurrency),
     running: new Map(),
     finished: 0,
@@ -234,6 +234,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger, options: R
   await pollLoop(run);
   await drain(run);
   stopHeartbeats();
+  run.client.close();
   run.log.info({ finished: run.finished }, 'worker done');
   return run.finished;
 }
