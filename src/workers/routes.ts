@@ -2,6 +2,7 @@ import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
 import { bearerToken } from '../lib/bearer.js';
 import { defineRoutes } from '../server/route.js';
+import { peerIdentity } from '../server/tls.js';
 import type { PskStore } from './psks.js';
 import type { WorkerService } from './service.js';
 import type { LeaseRef, LeaseStatus, Worker } from './types.js';
@@ -39,7 +40,8 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
     decides: true,
     async handler(ctx, deps) {
       const bearer = bearerToken(ctx.get('authorization'));
-      ctx.body = await deps.workers.register({ psk: ctx.get(PSK_HEADER) || undefined, report: ctx.state.body, source: ctx.ip, bearer });
+      const tls = peerIdentity(ctx.req.socket);
+      ctx.body = await deps.workers.register({ psk: ctx.get(PSK_HEADER) || undefined, report: ctx.state.body, source: ctx.ip, bearer, tls });
     },
   },
   {
@@ -59,6 +61,7 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
         health: body.health,
         load: body.load,
         capabilities: body.capabilities,
+        tls: peerIdentity(ctx.req.socket),
       });
       const status = await deps.renew(worker, leases);
       ctx.body = {

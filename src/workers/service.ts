@@ -4,6 +4,7 @@ import { ENTRYPOINTS } from '../policy/index.js';
 import type { DecisionService } from '../decisions/index.js';
 import { GatewayError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
+import type { TlsIdentity } from '../server/tls.js';
 import { type CapabilityReport, parseCapabilityReport, reportDigest } from './capabilities.js';
 import type { PskStore } from './psks.js';
 import type { FailureThrottle } from './throttle.js';
@@ -29,6 +30,8 @@ export interface RegisterRequest {
   source: string;
   /** A bearer token sent along: proof that this is the session holding the node id. */
   bearer: string | undefined;
+  /** The verified client certificate of the connection (mutual TLS), for the policy as `input.subject.tls`. */
+  tls?: TlsIdentity | undefined;
 }
 
 /** Registration, capability updates and worker lookups (the Worker API's identity half). */
@@ -39,7 +42,7 @@ export interface WorkerService {
   /** The worker whose current session is `sessionId` (for tokens derived from a worker's, such as agent tokens). */
   session(nodeId: string, sessionId: string): Promise<Worker>;
   /** Applies a heartbeat: health, load, last seen; a changed capability report is re-admitted. */
-  heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown }): Promise<Worker>;
+  heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown; tls?: TlsIdentity | undefined }): Promise<Worker>;
   list(): Promise<Worker[]>;
 }
 
@@ -87,8 +90,9 @@ function cached(ctx: Context, row: Row): Row {
 }
 
 /** Asks the register policy about a capability report; a deny is a policy_denied error. */
-async function admit(deps: WorkerServiceDeps, report: CapabilityReport, requestedBy: string) {
-  const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject: report }, requestedBy);
+async function admit(deps: WorkerServiceDeps, report: CapabilityReport, requestedBy: string, tls: TlsIdentity | undefined) {
+  const subject = tls ? { ...report, tls } : report;
+  const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject }, requestedBy);
   if (!record.decision.allow) {
     throw new GatewayError('policy_denied', `registration of '${report.node_id}' denied: ${record.decision.reasons.join(', ')}`, {
       reasons: record.decision.reasons,
@@ -164,7 +168,7 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   const { deps } = ctx;
   const pskId = await verifyPsk(ctx, req);
   const report = parseCapabilityReport(req.report);
-  const record = await admit(deps, report, `psk:${pskId}`);
+  const record = await admit(deps, report, `psk:${pskId}`, req.tls);
   const proven = await provenSession(deps, req.bearer, report.node_id);
   const sessionId = randomUUID();
   const at = ctx.now();
@@ -200,7 +204,7 @@ async function session(ctx: Context, nodeId: string, sessionId: string): Promise
 async function heartbeat(
   ctx: Context,
   worker: Worker,
-  update: { health?: unknown; load?: unknown; capabilities?: unknown },
+  update: { health?: unknown; load?: unknown; capabilities?: unknown; tls?: TlsIdentity | undefined },
 ): Promise<Worker> {
   const at = ctx.now();
   const patch: Record<string, unknown> = {
@@ -216,7 +220,7 @@ async function heartbeat(
     const digest = reportDigest(report);
     if (digest === worker.capabilitiesSha256) report = undefined;
     else {
-      await admit(ctx.deps, report, `node:${worker.nodeId}`);
+      await admit(ctx.deps, report, `node:${worker.nodeId}`, update.tls);
       Object.assign(patch, { capabilities: JSON.stringify(report), capabilities_sha256: digest });
     }
   }
