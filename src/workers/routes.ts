@@ -41,7 +41,13 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
     async handler(ctx, deps) {
       const bearer = bearerToken(ctx.get('authorization'));
       const tls = peerIdentity(ctx.req.socket);
-      ctx.body = await deps.workers.register({ psk: ctx.get(PSK_HEADER) || undefined, report: ctx.state.body, source: ctx.ip, bearer, tls });
+      ctx.body = await deps.workers.register({
+        psk: ctx.get(PSK_HEADER) || undefined,
+        report: ctx.state.body,
+        source: ctx.ip,
+        bearer,
+        tls,
+      });
     },
   },
   {

@@ -42,7 +42,10 @@ export interface WorkerService {
   /** The worker whose current session is `sessionId` (for tokens derived from a worker's, such as agent tokens). */
   session(nodeId: string, sessionId: string): Promise<Worker>;
   /** Applies a heartbeat: health, load, last seen; a changed capability report is re-admitted. */
-  heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown; tls?: TlsIdentity | undefined }): Promise<Worker>;
+  heartbeat(
+    worker: Worker,
+    update: { health?: unknown; load?: unknown; capabilities?: unknown; tls?: TlsIdentity | undefined },
+  ): Promise<Worker>;
   list(): Promise<Worker[]>;
 }
 
