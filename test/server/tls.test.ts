@@ -2,12 +2,14 @@ import { cpSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type PeerCertificate } from 'node:tls';
 import test from 'ava';
+import pino from 'pino';
 import { readWorkerConfig, runWorker, WorkerClient, WorkerConfigError } from '../../src/cloud-worker/index.js';
+import { createFinalGate, readGatewayTransport, signForwardToken } from '../../src/final-gate/index.js';
 import { packageRoot } from '../../src/lib/package-root.js';
-import { buildBundle, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
+import { buildBundle, ENTRYPOINTS, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { type CertFiles, createTestCa, httpsCall, type TestCa } from '../helpers/certs.js';
-import { tempDir } from '../helpers/config.js';
+import { TEST_ADMIN_TOKEN, tempDir } from '../helpers/config.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/http.js';
 import { captureLogger } from '../helpers/start.js';
@@ -165,3 +167,41 @@ test.serial('a replaced certificate file is served to new connections without a 
   await eventually(async () => (await servedCertificate(port)).subject.CN === 'second', 5000, 100);
   t.pass();
 });
+
+test.serial(
+  'the final gate pulls the bundle and the key set over HTTPS trusting CYNODE_CA_FILE, and refuses plain http off loopback',
+  async (t) => {
+    const logger = pino({ level: 'silent' });
+    const gate = createFinalGate({
+      gatewayUrl: gw.url(),
+      audience: 'artifact-store',
+      bundleToken: TEST_ADMIN_TOKEN,
+      logger,
+      transport: readGatewayTransport({ caFile: ca.certFile }),
+    });
+    t.teardown(() => gate.close());
+    await gate.ready;
+    t.is(gate.engine.status().active?.revision, 'tls-binding');
+    const input = { action: 'register', subject: { ...SEED_WORKER, node_id: NODE, tls: { common_name: NODE, dns_names: [] } } };
+    const { revision } = await gw.gateway.decisions.decide(ENTRYPOINTS.register, input, NODE);
+    const body = '{"put":"x"}';
+    const claims = {
+      issuer: 'cynode-gateway',
+      audience: 'artifact-store',
+      subject: NODE,
+      entrypoint: ENTRYPOINTS.register,
+      input,
+      revision,
+    };
+    const token = await signForwardToken(gw.gateway.keys.current(), claims, body, 30_000);
+    t.true((await gate.check(token, body)).decision.allow);
+
+    // Without the CA the gateway's certificate is not trusted: no bundle becomes active.
+    const untrusting = createFinalGate({ gatewayUrl: gw.url(), audience: 'artifact-store', bundleToken: TEST_ADMIN_TOKEN, logger });
+    t.teardown(() => untrusting.close());
+    await untrusting.ready;
+    t.is(untrusting.engine.status().active, undefined);
+    const plain = { gatewayUrl: 'http://gateway.example:12082', audience: 'a', bundleToken: null, logger };
+    t.throws(() => createFinalGate(plain), { message: /not loopback.*CYNODE_ALLOW_INSECURE=true/ });
+  },
+);
