@@ -6,10 +6,11 @@ import pino from 'pino';
 import { readWorkerConfig, runWorker, WorkerClient, WorkerConfigError } from '../../src/cloud-worker/index.js';
 import { createFinalGate, readGatewayTransport, signForwardToken } from '../../src/final-gate/index.js';
 import { packageRoot } from '../../src/lib/package-root.js';
+import { startGateway } from '../../src/main.js';
 import { buildBundle, ENTRYPOINTS, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { type CertFiles, createTestCa, httpsCall, type TestCa } from '../helpers/certs.js';
-import { TEST_ADMIN_TOKEN, tempDir } from '../helpers/config.js';
+import { TEST_ADMIN_TOKEN, tempDir, testConfig } from '../helpers/config.js';
 import { SEED_WORKER } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/http.js';
 import { captureLogger } from '../helpers/start.js';
@@ -205,3 +206,18 @@ test.serial(
     t.throws(() => createFinalGate(plain), { message: /not loopback.*CYNODE_ALLOW_INSECURE=true/ });
   },
 );
+
+test('a certificate without its key, client CAs without HTTPS, and an unreadable certificate file stop the start, naming the key', async (t) => {
+  t.throws(() => testConfig({ CYNODE_TLS_CERT_FILE: '/tmp/x.crt' }), {
+    message: /'server.tls.certFile' and 'server.tls.keyFile' must be set together/,
+  });
+  t.throws(() => testConfig({ CYNODE_TLS_CLIENT_CA_FILE: '/tmp/ca.crt' }), {
+    message: /'server.tls.clientCaFile' needs 'server.tls.certFile'/,
+  });
+  const missing = testConfig({ CYNODE_TLS_CERT_FILE: '/nonexistent/server.crt', CYNODE_TLS_KEY_FILE: serving.keyFile });
+  const err = await t.throwsAsync(
+    startGateway({ config: { ...missing, database: gw.config.database }, logger: pino({ level: 'silent' }), roles: ['control'] }),
+  );
+  t.is(err!.name, 'StartupError');
+  t.regex(err!.message, /cannot read 'server.tls.certFile' \(\/nonexistent\/server.crt\)/);
+});
