@@ -85,28 +85,7 @@ export function createFinalGate(options: FinalGateOptions): FinalGate {
     required: options.entrypoints ?? REQUIRED_ENTRYPOINTS,
     ...(options.verify && { verify: options.verify }),
   });
-  const base = options.gatewayUrl.replace(/\/+$/, '');
-  const transport = options.transport ?? { allowInsecure: false };
-  const bundle = options.bundle ?? `${base}/v1/bundles/${BUNDLE_NAME}`;
-  const remote = /^https?:\/\//.test(bundle);
-  // Checked before anything connects: a bundle URL and the key set both come from the gateway.
-  if (remote) checkGatewayUrl(bundle, transport.allowInsecure, 'the bundle URL');
-  if (!options.keys) checkGatewayUrl(base, transport.allowInsecure, 'the gateway URL');
-  const http = createHttpClient({ maxSockets: 4, tls: httpTlsOf(transport) });
-  const sourceOptions = {
-    engine,
-    logger: options.logger,
-    token: options.bundleToken,
-    minDelayMs: options.pollMinDelayMs ?? 10_000,
-    maxDelayMs: options.pollMaxDelayMs ?? 20_000,
-    longPollTimeoutMs: options.longPollTimeoutMs ?? 0,
-  };
-  const source: BundleSource = remote ? pollBundleUrl(bundle, { ...sourceOptions, http }) : watchBundleFile(bundle, sourceOptions);
-  // jose's remote key set bounds the fetch and adds the cooldown and caching of the key set;
-  // its requests go through the shared client so they trust the same CAs as the bundle pulls.
-  const keys =
-    options.keys ??
-    createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`), { cooldownDuration: 5_000, [customFetch]: fetchOver(http) });
+  const { source, keys, http } = connectToGateway(options, engine);
   const replay = createReplayCache();
   const verifyOptions = {
     keys,
@@ -153,6 +132,40 @@ export function createFinalGate(options: FinalGateOptions): FinalGate {
       http.close();
     },
   };
+}
+
+/**
+ * The gateway's bundle source and key set for a final gate, over one client that trusts the
+ * transport's CAs. Plain http to a gateway that is not loopback is refused before anything
+ * connects, unless the transport allows it.
+ */
+function connectToGateway(
+  options: FinalGateOptions,
+  engine: PolicyEngine,
+): { source: BundleSource; keys: JWTVerifyGetKey; http: HttpClient } {
+  const base = options.gatewayUrl.replace(/\/+$/, '');
+  const transport = options.transport ?? { allowInsecure: false };
+  const bundle = options.bundle ?? `${base}/v1/bundles/${BUNDLE_NAME}`;
+  const remote = /^https?:\/\//.test(bundle);
+  // Checked before anything connects: a bundle URL and the key set both come from the gateway.
+  if (remote) checkGatewayUrl(bundle, transport.allowInsecure, 'the bundle URL');
+  if (!options.keys) checkGatewayUrl(base, transport.allowInsecure, 'the gateway URL');
+  const http = createHttpClient({ maxSockets: 4, tls: httpTlsOf(transport) });
+  const sourceOptions = {
+    engine,
+    logger: options.logger,
+    token: options.bundleToken,
+    minDelayMs: options.pollMinDelayMs ?? 10_000,
+    maxDelayMs: options.pollMaxDelayMs ?? 20_000,
+    longPollTimeoutMs: options.longPollTimeoutMs ?? 0,
+  };
+  const source = remote ? pollBundleUrl(bundle, { ...sourceOptions, http }) : watchBundleFile(bundle, sourceOptions);
+  // jose's remote key set bounds the fetch and adds the cooldown and caching of the key set;
+  // its requests go through the shared client so they trust the same CAs as the bundle pulls.
+  const keys =
+    options.keys ??
+    createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`), { cooldownDuration: 5_000, [customFetch]: fetchOver(http) });
+  return { source, keys, http };
 }
 
 /** A fetch for jose over the shared client: GET only, no redirects followed (jose asks for `manual`). */
