@@ -132,6 +132,29 @@ test.serial('a client certificate no trusted CA signed is refused in the TLS lay
   t.true(logs.lines.slice(before).some((l) => l.includes('client certificate refused')));
 });
 
+test.serial('the reference worker with a rogue client certificate never registers: every attempt ends in the handshake', async (t) => {
+  const rogue = createTestCa('rogue CA').client(NODE);
+  const config = readWorkerConfig({
+    CYNODE_ORCH_URL: gw.url(),
+    CYNODE_NODE_ID: 'cloud-us-east-1-09',
+    CYNODE_REGISTER_PSK: psk,
+    CYNODE_LABELS: 'cloud',
+    CYNODE_CAP_REGION: 'us-east-1',
+    CYNODE_CA_FILE: ca.certFile,
+    CYNODE_CLIENT_CERT_FILE: rogue.certFile,
+    CYNODE_CLIENT_KEY_FILE: rogue.keyFile,
+  });
+  const stop = new AbortController();
+  const before = logs.lines.length;
+  setTimeout(() => stop.abort(), 1500);
+  t.is(await runWorker(config, logs.logger, { signal: stop.signal }), 0);
+  const lines = logs.lines.slice(before);
+  t.true(lines.some((l) => l.includes('registration failed; retrying')));
+  t.false(lines.some((l) => l.includes('"registered"') || l.includes('worker registered')));
+  const workers = await httpsCall(gw.url(), '/v1/workers', { ca: ca.cert });
+  t.false((workers.body.workers as { nodeId: string }[]).some((w) => w.nodeId === 'cloud-us-east-1-09'));
+});
+
 test.serial('the register policy binds the node id to the certificate: a mismatch and a missing certificate are refused', async (t) => {
   const mismatch = await register(ca.client('cloud-us-east-1-02'));
   t.is(mismatch.status, 403);
@@ -166,7 +189,13 @@ test.serial('a replaced certificate file is served to new connections without a 
   renameSync(`${serving.keyFile}.new`, serving.keyFile);
   renameSync(`${serving.certFile}.new`, serving.certFile);
   await eventually(async () => (await servedCertificate(port)).subject.CN === 'second', 5000, 100);
-  t.pass();
+
+  // A key that does not match the certificate (a deploy half done) is refused; the last good pair stays.
+  const before = logs.lines.length;
+  writeFileSync(serving.keyFile, ca.server('third').key);
+  await eventually(() => logs.lines.slice(before).some((l) => l.includes('TLS certificate change not applied')), 5000, 100);
+  t.is((await servedCertificate(port)).subject.CN, 'second');
+  writeFileSync(serving.keyFile, next.key);
 });
 
 test.serial(
