@@ -100,7 +100,7 @@ export function peerIdentity(socket: Socket): TlsIdentity | undefined {
     ...sans,
     serial_number: cert.serialNumber,
     fingerprint_sha256: cert.fingerprint256,
-    not_after: new Date(cert.valid_to).toISOString(),
+    not_after: isoDate(cert.valid_to),
   };
 }
 
@@ -124,6 +124,12 @@ function flatten(name: PeerCertificate['subject'] | undefined): Record<string, s
     if (first !== undefined) out[key] = first;
   }
   return out;
+}
+
+/** Node's `Dec  2 18:00:00 2026 GMT` as ISO 8601; kept as given if it does not parse. */
+function isoDate(text: string): string {
+  const at = new Date(text);
+  return Number.isNaN(at.getTime()) ? text : at.toISOString();
 }
 
 function firstOf(value: string | string[] | undefined): string | undefined {

@@ -165,6 +165,17 @@ test.serial('the register policy binds the node id to the certificate: a mismatc
   // A DNS subject alternative name binds as well as the common name.
   const bySan = await register(ca.client('fleet-a worker', ['cloud-us-east-1-07']), 'cloud-us-east-1-07');
   t.is(bySan.status, 200, JSON.stringify(bySan.body));
+  // What the policy saw: the verified certificate's identity, from the connection.
+  let logged: { status: number; body: Record<string, any> } | undefined;
+  await eventually(
+    async () => (logged = await httpsCall(gw.url(), `/v1/decisions/${String(bySan.body.decision_id)}`, { ca: ca.cert })).status === 200,
+  );
+  const tls = logged!.body.input.subject.tls;
+  t.like(tls, { common_name: 'fleet-a worker', dns_names: ['cloud-us-east-1-07'], uris: [], ip_addresses: [], emails: [] });
+  t.deepEqual(tls.subject, { CN: 'fleet-a worker' });
+  t.deepEqual(tls.issuer, { CN: 'cynode test CA' });
+  t.regex(tls.fingerprint_sha256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  t.true(Date.parse(tls.not_after) > Date.now());
 });
 
 test('plain http to a gateway that is not on this machine is refused by the worker before any connection', (t) => {
