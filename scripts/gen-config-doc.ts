@@ -40,6 +40,13 @@ export const OTHER_ENV: readonly { env: string; description: string }[] = [
     description: 'Worker: comma-separated endpoints it can reach (default: the control plane URL).',
   },
   { env: 'CYNODE_WORKER_POLL_WAIT_MS', description: 'Worker: long-poll wait, 0-30000 (default 25000).' },
+  { env: 'CYNODE_CA_FILE', description: 'Worker and final gate: PEM CAs the gateway certificate may chain to, besides the system ones.' },
+  {
+    env: 'CYNODE_ALLOW_INSECURE',
+    description: 'Worker and final gate: true allows plain http:// to a gateway that is not loopback (default false: refused).',
+  },
+  { env: 'CYNODE_CLIENT_CERT_FILE', description: 'Worker: PEM client certificate presented to the control plane (mutual TLS).' },
+  { env: 'CYNODE_CLIENT_KEY_FILE', description: 'Worker: PEM key of CYNODE_CLIENT_CERT_FILE.' },
 ];
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');

@@ -89,7 +89,13 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
         roles,
         table: ROUTE_TABLE,
         routes: [...ops.routes, ...core.routes, ...replay.routes, ...egress.routes, ...workers.routes, ...jobs.routes, ...mcp.routes],
-        authenticators: { ...core.authenticators, ...workers.authenticators, ...egress.authenticators, ...mcp.authenticators },
+        authenticators: {
+          ...core.authenticators,
+          ...workers.authenticators,
+          ...egress.authenticators,
+          ...mcp.authenticators,
+          ...ops.authenticators,
+        },
         // Long polls answer at once instead of holding the drain open.
         beforeDrain: [() => jobs.leases.close()],
       },

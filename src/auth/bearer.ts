@@ -5,7 +5,7 @@ import { bearerToken } from '../lib/bearer.js';
 
 /** Who a request authenticated as. */
 export interface Principal {
-  kind: 'admin' | 'reader' | 'bundle_reader';
+  kind: 'admin' | 'reader' | 'bundle_reader' | 'metrics';
   id: string;
 }
 

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { startArtifactServer } from '../artifacts/server.js';
 import { resolveAdminToken } from '../auth/index.js';
 import type { Config } from '../config/index.js';
-import { createFinalGate } from '../final-gate/index.js';
+import { createFinalGate, readGatewayTransport } from '../final-gate/index.js';
 import type { Logger } from '../logging/index.js';
 import { upstreamAudience } from '../mcp/index.js';
 import { createBundleChecks } from '../policy/checks.js';
@@ -16,7 +16,7 @@ import { UsageError } from './usage.js';
  * gateway starts it and talks on its stdin/stdout; logs go to stderr), as
  * `N=stdio:cynode-gateway artifact-server --name N --stdio`.
  */
-export async function runArtifactServer(config: Config, logger: Logger, args: string[]): Promise<number> {
+export async function runArtifactServer(config: Config, logger: Logger, args: string[], env: NodeJS.ProcessEnv = {}): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -37,6 +37,8 @@ export async function runArtifactServer(config: Config, logger: Logger, args: st
     pollMinDelayMs: config.policy.pollMinDelayMs,
     pollMaxDelayMs: config.policy.pollMaxDelayMs,
     maxTokenTtlMs: config.auth.forwardTokenTtlMs + 1000,
+    // The final gate's own variables, as every target service reads them.
+    transport: readGatewayTransport({ caFile: env.CYNODE_CA_FILE, allowInsecure: env.CYNODE_ALLOW_INSECURE === 'true' }),
   });
   await gate.ready;
   const server = await startArtifactServer({

@@ -69,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
     case 'audit':
       return runAudit(config, logger, rest);
     case 'artifact-server':
-      return runArtifactServer(config, logger, rest);
+      return runArtifactServer(config, logger, rest, process.env);
     case 'worker':
       return runWorkerCommand(process.env, logger, rest);
     case 'credentials':

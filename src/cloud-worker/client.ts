@@ -1,3 +1,7 @@
+import { STATUS_CODES } from 'node:http';
+import { checkGatewayUrl, type GatewayTransport, httpTlsOf } from '../lib/gateway-transport.js';
+import { createHttpClient, type HttpClient } from '../lib/http-client.js';
+
 /** An answer from the gateway that was not a success: status and stable code. */
 export class ApiError extends Error {
   constructor(
@@ -11,19 +15,31 @@ export class ApiError extends Error {
 }
 
 /**
- * The Worker API over HTTP. Holds the worker JWT; on 401 it registers again (presenting the
- * old token, which proves it holds its node id) and repeats the call once.
+ * The Worker API over HTTP(S). Holds the worker JWT; on 401 it registers again (presenting the
+ * old token, which proves it holds its node id) and repeats the call once. Over https it trusts
+ * the transport's CAs and presents its client certificate; plain http to a host that is not
+ * loopback is refused before any connection unless the transport allows it.
  */
 export class WorkerClient {
   private token: string | undefined;
   private registering: Promise<void> | undefined;
+  private readonly http: HttpClient;
   intervals = { poll_interval_ms: 2000, heartbeat_interval_ms: 10_000, lease_ttl_ms: 30_000 };
 
   constructor(
     private readonly baseUrl: string,
     private readonly psk: string,
     private readonly report: Record<string, unknown>,
-  ) {}
+    transport: GatewayTransport = { allowInsecure: false },
+  ) {
+    checkGatewayUrl(baseUrl, transport.allowInsecure, 'the gateway URL');
+    this.http = createHttpClient({ maxSockets: 64, tls: httpTlsOf(transport) });
+  }
+
+  /** Ends the client's idle keep-alive connections. */
+  close(): void {
+    this.http.close();
+  }
 
   /** `POST /register` with the PSK and the capability report. */
   async register(): Promise<void> {
@@ -81,7 +97,7 @@ export class WorkerClient {
     path: string,
     init: { method: string; headers: Record<string, string>; body?: unknown; signal?: AbortSignal },
   ): Promise<unknown> {
-    const res = await fetch(this.baseUrl + path, {
+    const res = await this.http.request(new URL(this.baseUrl + path), {
       method: init.method,
       headers: { ...init.headers, ...(init.body !== undefined && { 'content-type': 'application/json' }) },
       ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
@@ -94,13 +110,13 @@ export class WorkerClient {
     } catch {
       body = null;
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const e = (body as { error?: { code?: string; message?: string } } | null)?.error;
-      const retryAfter = Number(res.headers.get('retry-after'));
+      const retryAfter = Number(res.headers['retry-after']);
       throw new ApiError(
         res.status,
         e?.code ?? `http_${res.status}`,
-        e?.message ?? res.statusText,
+        e?.message ?? STATUS_CODES[res.status] ?? '',
         Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : null,
       );
     }

@@ -1,3 +1,5 @@
+import { checkGatewayUrl, type GatewayTransport, GatewayTransportError, readGatewayTransport } from '../lib/gateway-transport.js';
+
 /**
  * The reference cloud worker's configuration: exactly the README's Example 1 variables, plus
  * documented extras for the rest of the capability report and the loop.
@@ -9,6 +11,8 @@ export interface WorkerConfig {
   report: Record<string, unknown>;
   /** How long one poll may wait for work. */
   pollWaitMs: number;
+  /** The CAs it trusts, the client certificate it presents, whether plain HTTP off this machine is allowed. */
+  transport: GatewayTransport;
 }
 
 /** A missing or malformed variable, named. */
@@ -36,6 +40,7 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
   };
   const orchUrl = required('CYNODE_ORCH_URL').replace(/\/+$/, '');
   if (!/^https?:\/\/[^\s]+$/.test(orchUrl)) throw new WorkerConfigError('CYNODE_ORCH_URL must be an http(s) URL');
+  const transport = readTransport(env, orchUrl);
   const nodeId = required('CYNODE_NODE_ID');
   const psk = required('CYNODE_REGISTER_PSK');
   const providers = list(env.CYNODE_CAP_SUPPORTED_PROVIDERS);
@@ -55,5 +60,24 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
     rate_limits: { ...(rpm && { rpm }), ...(tpm && { tpm }) },
     reachable_endpoints: env.CYNODE_CAP_REACHABLE_ENDPOINTS ? list(env.CYNODE_CAP_REACHABLE_ENDPOINTS) : [orchUrl],
   };
-  return { orchUrl, nodeId, psk, report, pollWaitMs: int('CYNODE_WORKER_POLL_WAIT_MS', 25_000, 0, 30_000)! };
+  return { orchUrl, nodeId, psk, report, pollWaitMs: int('CYNODE_WORKER_POLL_WAIT_MS', 25_000, 0, 30_000)!, transport };
+}
+
+/** `CYNODE_CA_FILE`, the client certificate pair and `CYNODE_ALLOW_INSECURE`, checked against the URL before any connection. */
+function readTransport(env: NodeJS.ProcessEnv, orchUrl: string): GatewayTransport {
+  const insecure = env.CYNODE_ALLOW_INSECURE?.trim();
+  if (insecure && insecure !== 'true' && insecure !== 'false') throw new WorkerConfigError('CYNODE_ALLOW_INSECURE must be true or false');
+  try {
+    const transport = readGatewayTransport({
+      caFile: env.CYNODE_CA_FILE?.trim(),
+      certFile: env.CYNODE_CLIENT_CERT_FILE?.trim(),
+      keyFile: env.CYNODE_CLIENT_KEY_FILE?.trim(),
+      allowInsecure: insecure === 'true',
+    });
+    checkGatewayUrl(orchUrl, transport.allowInsecure, 'CYNODE_ORCH_URL');
+    return transport;
+  } catch (err) {
+    if (err instanceof GatewayTransportError) throw new WorkerConfigError(err.message);
+    throw err;
+  }
 }

@@ -223,7 +223,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger, options: R
     config,
     options,
     log: logger.child({ component: 'worker', nodeId: config.nodeId }),
-    client: new WorkerClient(config.orchUrl, config.psk, config.report),
+    client: new WorkerClient(config.orchUrl, config.psk, config.report, config.transport),
     maxConcurrency: Number(config.report.max_concurrency),
     running: new Map(),
     finished: 0,
@@ -237,6 +237,7 @@ export async function runWorker(config: WorkerConfig, logger: Logger, options: R
   stopHeartbeats();
   // A clean exit frees the node id at once; a crash leaves it held until the hold lapses.
   await run.client.deregister().catch((err: unknown) => run.log.warn({ err: describe(err) }, 'deregistration failed'));
+  run.client.close();
   run.log.info({ finished: run.finished }, 'worker done');
   return run.finished;
 }

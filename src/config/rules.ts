@@ -40,4 +40,13 @@ export const RULES: readonly ConfigRule[] = [
         ? `'workers.heartbeatIntervalMs' (${beat}) must be below 'jobs.leaseTtlMs' (${ttl}), or leases lapse between heartbeats`
         : null,
   },
+  {
+    name: 'TLS: a certificate and its key come together, and client certificates need HTTPS',
+    check: ({ server: { tls } }) =>
+      (tls.certFile === null) !== (tls.keyFile === null)
+        ? `'server.tls.certFile' and 'server.tls.keyFile' must be set together`
+        : tls.clientCaFile !== null && tls.certFile === null
+          ? `'server.tls.clientCaFile' needs 'server.tls.certFile' and 'server.tls.keyFile' (client certificates need HTTPS)`
+          : null,
+  },
 ];

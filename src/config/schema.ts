@@ -40,6 +40,13 @@ export const CONFIG_SCHEMA = {
     requestTimeoutMs: int('CYNODE_REQUEST_TIMEOUT_MS', 100, 600_000),
     maxBodyBytes: int('CYNODE_MAX_BODY_BYTES', 1024, 104_857_600),
     readyCheckTimeoutMs: int('CYNODE_READY_CHECK_TIMEOUT_MS', 50, 60_000),
+    /** HTTPS on every listener when both files are set; each is watched and reloaded when it changes. */
+    tls: {
+      certFile: nullable(path('CYNODE_TLS_CERT_FILE')),
+      keyFile: nullable(path('CYNODE_TLS_KEY_FILE')),
+      /** CAs whose client certificates the control plane accepts (mutual TLS on the Worker API); null: none asked for. */
+      clientCaFile: nullable(path('CYNODE_TLS_CLIENT_CA_FILE')),
+    },
   },
   database: {
     /** PostgreSQL URL, or null for the embedded database. Holds a password: never log it. */
@@ -97,6 +104,8 @@ export const CONFIG_SCHEMA = {
     bundleServiceToken: nullable(str('CYNODE_BUNDLE_SERVICE_TOKEN', { secret: true })),
     /** A read-only bearer token: reads status, jobs, workers, decisions, budgets and audit; changes nothing. */
     readerToken: nullable(str('CYNODE_READER_TOKEN', { secret: true })),
+    /** A bearer token `/metrics` asks for (the admin token also works); null: `/metrics` is public. */
+    metricsToken: nullable(str('CYNODE_METRICS_TOKEN', { secret: true })),
     keyRotationMs: int('CYNODE_KEY_ROTATION_MS', 60_000, 31_536_000_000),
     forwardTokenTtlMs: int('CYNODE_FORWARD_TOKEN_TTL_MS', 1000, 600_000),
     /** `iss` of every gateway-issued JWT. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { startPeriodic } from '../lib/periodic.js';
 import type { Logger } from '../logging/index.js';
 import type { PolicyEngine } from '../policy/index.js';
@@ -55,8 +56,9 @@ export async function startRuntime(
   const preferences = createPreferencesService({ knex: deps.knex, logger: deps.logger, notify: deps.notify, onChange: changed });
   await preferences.refresh();
   deps.engine.onActivate(changed);
+  const failures = createLogThrottle(deps.logger);
   const refresh = () => {
-    const warn = (err: unknown) => deps.logger.warn({ err: errorMessage(err) }, 'runtime data refresh failed');
+    const warn = (err: unknown) => failures.failure({ err: errorMessage(err) }, 'runtime data refresh failed');
     settings.refresh().catch(warn);
     preferences.refresh().catch(warn);
   };

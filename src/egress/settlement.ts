@@ -1,4 +1,5 @@
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { type Periodic, startPeriodic } from '../lib/periodic.js';
 import type { Logger } from '../logging/index.js';
 import type { Ledger } from './ledger.js';
@@ -33,11 +34,14 @@ export function createSettlements(ledger: Ledger, log: Logger): Settlements {
     async settled() {
       while (settling.size > 0) await Promise.all([...settling]);
     },
-    startReaper: (intervalMs) =>
-      startPeriodic(
+    startReaper: (intervalMs) => {
+      const failures = createLogThrottle(log);
+      return startPeriodic(
         () => ledger.reap().then((n) => n > 0 && log.warn({ lapsed: n }, 'unsettled reservations lapsed and were charged in full')),
         intervalMs,
-        (err) => log.warn({ err: errorMessage(err) }, 'reservation reaper failed'),
-      ),
+        (err) => failures.failure({ err: errorMessage(err) }, 'reservation reaper failed'),
+        () => failures.recovered('reservation reaper works again'),
+      );
+    },
   };
 }

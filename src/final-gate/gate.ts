@@ -1,6 +1,8 @@
-import { createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from 'jose';
 import type { Middleware } from 'koa';
 import { GatewayError } from '../errors/index.js';
+import { checkGatewayUrl, type GatewayTransport, httpTlsOf } from '../lib/gateway-transport.js';
+import { createHttpClient, type HttpClient } from '../lib/http-client.js';
 import type { Logger } from '../logging/index.js';
 import {
   type Bundle,
@@ -9,7 +11,8 @@ import {
   type Decision,
   type PolicyEngine,
   REQUIRED_ENTRYPOINTS,
-  startBundleSource,
+  pollBundleUrl,
+  watchBundleFile,
 } from '../policy/index.js';
 import { BUNDLE_NAME } from '../policy/entrypoints.js';
 import { createReplayCache, FORWARD_TOKEN_HEADER, type VerifiedForward, verifyForwardToken } from './forward-token.js';
@@ -37,6 +40,12 @@ export interface FinalGateOptions {
   maxTokenTtlMs?: number;
   /** Override key resolution (tests); defaults to the gateway's `/.well-known/jwks.json`. */
   keys?: JWTVerifyGetKey;
+  /**
+   * How the gateway is reached: the CAs trusted for its https certificate (`CYNODE_CA_FILE`,
+   * see `readGatewayTransport`), and whether plain http to a host that is not loopback is
+   * allowed (`CYNODE_ALLOW_INSECURE`). By default the system's CAs, and plain http only on loopback.
+   */
+  transport?: GatewayTransport;
 }
 
 /** The outcome of a final-gate check that allowed the request. */
@@ -76,18 +85,7 @@ export function createFinalGate(options: FinalGateOptions): FinalGate {
     required: options.entrypoints ?? REQUIRED_ENTRYPOINTS,
     ...(options.verify && { verify: options.verify }),
   });
-  const base = options.gatewayUrl.replace(/\/+$/, '');
-  const source: BundleSource = startBundleSource(options.bundle ?? `${base}/v1/bundles/${BUNDLE_NAME}`, {
-    engine,
-    logger: options.logger,
-    token: options.bundleToken,
-    minDelayMs: options.pollMinDelayMs ?? 10_000,
-    maxDelayMs: options.pollMaxDelayMs ?? 20_000,
-    longPollTimeoutMs: options.longPollTimeoutMs ?? 0,
-  });
-  // Not on the shared http client: jose's remote key set already bounds the fetch and adds the
-  // cooldown and caching of the key set, which this one call needs and nothing else does.
-  const keys = options.keys ?? createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`), { cooldownDuration: 5_000 });
+  const { source, keys, http } = connectToGateway(options, engine);
   const replay = createReplayCache();
   const verifyOptions = {
     keys,
@@ -129,6 +127,55 @@ export function createFinalGate(options: FinalGateOptions): FinalGate {
         await next();
       };
     },
-    close: () => source.close(),
+    close: () => {
+      source.close();
+      http.close();
+    },
+  };
+}
+
+/**
+ * The gateway's bundle source and key set for a final gate, over one client that trusts the
+ * transport's CAs. Plain http to a gateway that is not loopback is refused before anything
+ * connects, unless the transport allows it.
+ */
+function connectToGateway(
+  options: FinalGateOptions,
+  engine: PolicyEngine,
+): { source: BundleSource; keys: JWTVerifyGetKey; http: HttpClient } {
+  const base = options.gatewayUrl.replace(/\/+$/, '');
+  const transport = options.transport ?? { allowInsecure: false };
+  const bundle = options.bundle ?? `${base}/v1/bundles/${BUNDLE_NAME}`;
+  const remote = /^https?:\/\//.test(bundle);
+  // Checked before anything connects: a bundle URL and the key set both come from the gateway.
+  if (remote) checkGatewayUrl(bundle, transport.allowInsecure, 'the bundle URL');
+  if (!options.keys) checkGatewayUrl(base, transport.allowInsecure, 'the gateway URL');
+  const http = createHttpClient({ maxSockets: 4, tls: httpTlsOf(transport) });
+  const sourceOptions = {
+    engine,
+    logger: options.logger,
+    token: options.bundleToken,
+    minDelayMs: options.pollMinDelayMs ?? 10_000,
+    maxDelayMs: options.pollMaxDelayMs ?? 20_000,
+    longPollTimeoutMs: options.longPollTimeoutMs ?? 0,
+  };
+  const source = remote ? pollBundleUrl(bundle, { ...sourceOptions, http }) : watchBundleFile(bundle, sourceOptions);
+  // jose's remote key set bounds the fetch and adds the cooldown and caching of the key set;
+  // its requests go through the shared client so they trust the same CAs as the bundle pulls.
+  const keys =
+    options.keys ??
+    createRemoteJWKSet(new URL(`${base}/.well-known/jwks.json`), { cooldownDuration: 5_000, [customFetch]: fetchOver(http) });
+  return { source, keys, http };
+}
+
+/** A fetch for jose over the shared client: GET only, no redirects followed (jose asks for `manual`). */
+function fetchOver(http: HttpClient) {
+  return async (url: string, init: { headers: Headers; signal: AbortSignal }): Promise<Response> => {
+    const res = await http.request(new URL(url), { method: 'GET', headers: Object.fromEntries(init.headers), signal: init.signal });
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, String(value));
+    const body = await res.bytes();
+    // A Response with a null-body status (204, 304) must not be given one.
+    return new Response(res.status === 204 || res.status === 304 ? null : body, { status: res.status, headers });
   };
 }

@@ -3,6 +3,7 @@
  * gateway's forward token and re-decide with the same policy bundle before acting.
  */
 export { createFinalGate, type FinalGate, type FinalGateOptions, type FinalGateResult } from './gate.js';
+export { type GatewayTransport, GatewayTransportError, readGatewayTransport } from '../lib/gateway-transport.js';
 export {
   bodyHash,
   createReplayCache,

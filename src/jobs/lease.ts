@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { startPeriodic } from '../lib/periodic.js';
 import type { Logger } from '../logging/index.js';
 import type { JobMetrics } from './metrics.js';
@@ -97,7 +98,14 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
       closed = true;
       deps.waker.wake();
     },
-    startReaper: (intervalMs) =>
-      startPeriodic(reap, intervalMs, (err) => log.warn({ err: errorMessage(err) }, 'reaping lapsed leases failed; retrying')),
+    startReaper: (intervalMs) => {
+      const failures = createLogThrottle(log);
+      return startPeriodic(
+        reap,
+        intervalMs,
+        (err) => failures.failure({ err: errorMessage(err) }, 'reaping lapsed leases failed; retrying'),
+        () => failures.recovered('reaping lapsed leases works again'),
+      );
+    },
   };
 }

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { findChainBreak, type ChainBreak, chainHash, GENESIS_HASH } from './hash-chain.js';
 import type { Logger } from '../logging/index.js';
+import { createLogThrottle } from './log-throttle.js';
 
 /** How records of one append-only, hash-chained table are written. */
 export interface ChainedLogSpec<E> {
@@ -70,7 +71,8 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
   const buffer: E[] = [];
   const waiters: (() => void)[] = [];
   let flushing: Promise<void> | undefined;
-  let failing = false;
+  // Flushes fail every interval while the database is away: one line per throttle interval, with a count.
+  const failures = createLogThrottle(log, { level: 'error' });
 
   const flushOnce = async (): Promise<void> => {
     while (buffer.length > 0) {
@@ -95,13 +97,10 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
   const flush = (): Promise<void> => {
     flushing ??= flushOnce()
       .then(() => {
-        if (failing) log.info(`${spec.table} writes resumed`);
-        failing = false;
+        failures.recovered(`${spec.table} writes resumed`);
       })
       .catch((err: unknown) => {
-        if (!failing)
-          log.error({ err: String((err as Error)?.message ?? err), pending: buffer.length }, `${spec.table} write failed; retrying`);
-        failing = true;
+        failures.failure({ err: String((err as Error)?.message ?? err), pending: buffer.length }, `${spec.table} write failed; retrying`);
         throw err;
       })
       .finally(() => {

@@ -75,6 +75,8 @@ export interface HttpResponse {
 /** Keep-alive sockets per protocol, shared by every request the client makes. */
 export interface HttpClientOptions {
   maxSockets: number;
+  /** For https: the CAs trusted (as in node:tls, they replace the system's), and a client certificate to present when asked. */
+  tls?: { ca?: string | Buffer | (string | Buffer)[]; cert?: string | Buffer; key?: string | Buffer };
 }
 
 /** Sends requests over its own keep-alive agents; `close` ends their sockets. */
@@ -88,7 +90,7 @@ export interface HttpClient {
 export function createHttpClient(options: HttpClientOptions): HttpClient {
   const agents = {
     http: new http.Agent({ keepAlive: true, maxSockets: options.maxSockets }),
-    https: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets }),
+    https: new https.Agent({ keepAlive: true, maxSockets: options.maxSockets, ...options.tls }),
   };
   return {
     request: (url, request) => {

@@ -1,2 +1,2 @@
 export { createRegistry } from './registry.js';
-export { METRICS_ROUTES, type MetricsRouteDeps } from './routes.js';
+export { METRICS_ROUTES, metricsAuthenticator, type MetricsRouteDeps } from './routes.js';

@@ -1,3 +1,5 @@
+import type { Middleware } from 'koa';
+import { bearerAuth } from '../auth/index.js';
 import { ROLES } from '../server/roles.js';
 import { defineRoutes } from '../server/route.js';
 import type { Registry } from 'prom-client';
@@ -14,7 +16,7 @@ export const METRICS_ROUTES = defineRoutes<MetricsRouteDeps>([
     method: 'get',
     path: '/metrics',
     roles: ROLES,
-    access: 'public',
+    access: 'metrics',
     summary: 'Prometheus metrics (text exposition format).',
     ok: { 200: { description: 'Metrics', mediaType: 'text/plain' } },
     errors: [],
@@ -25,3 +27,19 @@ export const METRICS_ROUTES = defineRoutes<MetricsRouteDeps>([
     },
   },
 ]);
+
+/**
+ * The `metrics` access kind: with no `auth.metricsToken`, everyone passes (a Prometheus scrape
+ * config needs no secret by default); with one, `Authorization: Bearer` must carry it or the
+ * admin token, else 401.
+ */
+export function metricsAuthenticator(metricsToken: string | null, adminToken: string): Middleware {
+  if (metricsToken === null) return (_ctx, next) => next();
+  return bearerAuth(
+    [
+      { token: adminToken, principal: { kind: 'admin', id: 'admin' } },
+      { token: metricsToken, principal: { kind: 'metrics', id: 'metrics' } },
+    ],
+    ['admin', 'metrics'],
+  );
+}

@@ -22,6 +22,8 @@ const SECURITY: Record<Auth, Record<string, string[]>[]> = {
   workerOrAdmin: [{ workerJwt: [] }, { adminToken: [] }],
   agent: [{ workerJwt: [] }, { agentJwt: [] }],
   forward: [{ forwardToken: [] }],
+  // Public unless auth.metricsToken is set (the empty requirement: no credential needed).
+  metrics: [{}, { metricsToken: [] }, { adminToken: [] }],
 };
 
 const AUTH_ERRORS: Record<Auth, ErrorCode[]> = {
@@ -34,6 +36,7 @@ const AUTH_ERRORS: Record<Auth, ErrorCode[]> = {
   workerOrAdmin: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
   agent: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
   forward: [],
+  metrics: ['unauthorized'],
 };
 
 /** Every error code an operation may answer with in the gateway's `Error` shape. */
@@ -158,6 +161,7 @@ export function buildOpenApiDocument(version: string, operations: readonly Opera
       securitySchemes: {
         adminToken: { type: 'http', scheme: 'bearer', description: 'The admin/orchestrator token (CYNODE_ADMIN_TOKEN).' },
         readerToken: { type: 'http', scheme: 'bearer', description: 'The read-only token (CYNODE_READER_TOKEN): reads, never changes.' },
+        metricsToken: { type: 'http', scheme: 'bearer', description: 'The metrics token (CYNODE_METRICS_TOKEN), when one is set.' },
         bundleReaderToken: {
           type: 'http',
           scheme: 'bearer',

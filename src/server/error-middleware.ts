@@ -1,14 +1,18 @@
 import type { Middleware } from 'koa';
 import { isGatewayError } from '../errors/index.js';
+import { createLogThrottles } from '../lib/log-throttle.js';
 import type { Logger } from '../logging/index.js';
 import { isDatabaseUnavailable } from '../storage/index.js';
 
 /**
  * The one place errors become responses: a GatewayError is answered with its status and
  * `{error: {code, message}}`; anything else is a bug, logged with its stack and answered
- * with a bare `internal` that reveals nothing.
+ * with a bare `internal` that reveals nothing. Unavailability (503: the database, the
+ * decision log) repeats on every request while it lasts, so it is logged once per interval
+ * per code, with a count.
  */
 export function errorMiddleware(logger: Logger): Middleware {
+  const unavailable = createLogThrottles(logger);
   return async (ctx, next) => {
     try {
       await next();
@@ -18,7 +22,9 @@ export function errorMiddleware(logger: Logger): Middleware {
         const retryAfter = err.details?.retry_after_s;
         if (typeof retryAfter === 'number') ctx.set('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
         ctx.body = { error: { code: err.code, message: err.message, ...(err.details && { details: err.details }) } };
-        if (err.status >= 500) logger.warn({ code: err.code, path: ctx.path, reqId: ctx.state.requestId }, err.message);
+        const fields = { code: err.code, path: ctx.path, reqId: ctx.state.requestId };
+        if (err.status === 503) unavailable(err.code).failure(fields, err.message);
+        else if (err.status >= 500) logger.warn(fields, err.message);
         return;
       }
       // Koa's own errors (e.g. from body parsing) carry `expose` and a status.
@@ -30,7 +36,7 @@ export function errorMiddleware(logger: Logger): Middleware {
       }
       // A database outage fails closed like any other: 503, a stable code, no internals.
       if (isDatabaseUnavailable(err)) {
-        logger.warn(
+        unavailable('database_unavailable').failure(
           { code: 'database_unavailable', path: ctx.path, reqId: ctx.state.requestId, err: String((err as Error).message).split('\n')[0] },
           'database unavailable',
         );

@@ -18,7 +18,8 @@ export function requestLog(logger: Logger): Middleware {
       await next();
     } finally {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const level = ctx.status >= 500 ? 'warn' : 'debug';
+      // A 503 is a fail-closed refusal whose cause the error middleware logs, once per interval.
+      const level = ctx.status >= 500 && ctx.status !== 503 ? 'warn' : 'debug';
       logger[level](
         { reqId: requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 100) / 100 },
         'request',

@@ -6,7 +6,7 @@ import type { Role } from './roles.js';
  * Who may call a route. Each kind but `public` has one authenticator, supplied by the feature
  * that owns the credential; the role app attaches it from the route's entry, so no route can
  * be served without the check its entry names.
- * - `public`: anyone (health, metrics, the API description, the JWKS).
+ * - `public`: anyone (health, the API description, the JWKS).
  * - `psk`: a registration PSK; checked by registration itself, in turn per source address.
  * - `worker`: a worker JWT for a live session.
  * - `agent`: a worker JWT or an agent token (the MCP gateway).
@@ -15,8 +15,21 @@ import type { Role } from './roles.js';
  * - `reader`: the read-only token, or the admin token (reads that change nothing).
  * - `bundleReader`: the read-only bundle service token, or the admin token.
  * - `forward`: a forward token bound to the request body; checked with the body by the final gate.
+ * - `metrics`: anyone while no metrics token is configured (as Prometheus scrapers expect);
+ *   otherwise the metrics token or the admin token.
  */
-export const ACCESS_KINDS = ['public', 'psk', 'worker', 'agent', 'workerOrAdmin', 'admin', 'reader', 'bundleReader', 'forward'] as const;
+export const ACCESS_KINDS = [
+  'public',
+  'psk',
+  'worker',
+  'agent',
+  'workerOrAdmin',
+  'admin',
+  'reader',
+  'bundleReader',
+  'forward',
+  'metrics',
+] as const;
 export type Access = (typeof ACCESS_KINDS)[number];
 
 /** HTTP methods a route table entry can name; `all` answers every method (used for 405s). */

@@ -4,6 +4,7 @@ import type { Logger } from '../logging/index.js';
 import { type Authenticators, createRoleApp, type RegisteredRoute, registeredRoutes } from './app.js';
 import type { Lifecycle } from './lifecycle.js';
 import { type Listening, listen } from './listen.js';
+import { listenerTls } from './tls.js';
 import { portOf, type Role } from './roles.js';
 import type { BoundRoute, Route } from './route.js';
 
@@ -50,7 +51,8 @@ export async function startServers(options: ServeOptions, life: Lifecycle): Prom
     });
     routes[role] = registeredRoutes(app);
     const port = portOf(role, config.server);
-    const bound = await listen(role, app, config.server.host, port, config.server).catch((err: NodeJS.ErrnoException) => {
+    const tls = listenerTls(role, config.server.tls);
+    const bound = await listen(role, app, config.server.host, port, config.server, { tls, logger }).catch((err: NodeJS.ErrnoException) => {
       throw new StartupError(`cannot listen on ${config.server.host}:${port} for the ${role} role: ${err.code ?? err.message}`);
     });
     listening.push(bound);

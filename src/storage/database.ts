@@ -6,6 +6,7 @@ import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import type { Config } from '../config/index.js';
 import { GatewayError } from '../errors/index.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { type Logger, redactUrl } from '../logging/index.js';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 
@@ -35,9 +36,11 @@ export async function openDatabase(config: Config['database'], logger: Logger): 
 }
 
 // knex writes its own warnings to the console; send them through the component logger instead.
+// While the database is away it warns on every pool connection attempt: once per interval here.
 function knexLog(log: Logger): Knex.Config['log'] {
+  const warnings = createLogThrottle(log);
   return {
-    warn: (m: unknown) => log.warn({ knex: String(m) }, 'knex warning'),
+    warn: (m: unknown) => warnings.failure({ knex: String(m).split('\n')[0] }, 'knex warning'),
     error: (m: unknown) => log.error({ knex: String(m) }, 'knex error'),
     deprecate: (m: unknown) => log.warn({ knex: String(m) }, 'knex deprecation'),
     debug: (m: unknown) => log.debug({ knex: m }, 'knex debug'),
@@ -167,6 +170,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   // pg's own messages for a lost connection; knex prefixes them with the query.
   return (
     typeof e.message === 'string' &&
-    /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect/.test(e.message)
+    /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|(^| - )timeout expired$/.test(
+      e.message,
+    )
   );
 }

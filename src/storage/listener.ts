@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../logging/index.js';
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 
 /** A NOTIFY channel and what to do when it fires (also called after every reconnect). */
 export type ChannelHandlers = Record<string, (payload?: string) => void>;
@@ -29,6 +30,7 @@ export interface ChannelListener {
 export function listenChannels(options: ListenOptions): ChannelListener {
   const log = options.logger.child({ component: 'listen' });
   const channels: ChannelHandlers = { ...options.channels };
+  const failures = createLogThrottle(log);
   let closed = false;
   let client: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -57,12 +59,12 @@ export function listenChannels(options: ListenOptions): ChannelListener {
         retry = setTimeout(() => void connect(1), 1000);
       });
       client = c;
-      if (attempt > 1) log.info('listening for changes again');
+      if (attempt > 1) failures.recovered('listening for changes again');
       all();
     } catch (err) {
       await c.end().catch(() => undefined);
       if (closed) return;
-      log.warn({ attempt, err: errorMessage(err) }, 'cannot LISTEN; polling meanwhile');
+      failures.failure({ attempt, err: errorMessage(err) }, 'cannot LISTEN; polling meanwhile');
       retry = setTimeout(() => void connect(attempt + 1), Math.min(30_000, 500 * 2 ** attempt));
     }
   };

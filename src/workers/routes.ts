@@ -3,6 +3,7 @@ import { GatewayError } from '../errors/index.js';
 import { bearerToken } from '../lib/bearer.js';
 import { defineRoutes } from '../server/route.js';
 import { parsePskConstraints } from './psk-constraints.js';
+import { peerIdentity } from '../server/tls.js';
 import type { PskStore } from './psks.js';
 import type { QuarantineService } from './quarantine.js';
 import type { WorkerService } from './service.js';
@@ -41,7 +42,14 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
     decides: true,
     async handler(ctx, deps) {
       const bearer = bearerToken(ctx.get('authorization'));
-      ctx.body = await deps.workers.register({ psk: ctx.get(PSK_HEADER) || undefined, report: ctx.state.body, source: ctx.ip, bearer });
+      const tls = peerIdentity(ctx.req.socket);
+      ctx.body = await deps.workers.register({
+        psk: ctx.get(PSK_HEADER) || undefined,
+        report: ctx.state.body,
+        source: ctx.ip,
+        bearer,
+        tls,
+      });
     },
   },
   {
@@ -61,6 +69,7 @@ export const WORKER_ROUTES = defineRoutes<WorkerRouteDeps>([
         health: body.health,
         load: body.load,
         capabilities: body.capabilities,
+        tls: peerIdentity(ctx.req.socket),
       });
       const status = await deps.renew(worker, leases);
       ctx.body = {

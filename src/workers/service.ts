@@ -4,6 +4,7 @@ import { ENTRYPOINTS } from '../policy/index.js';
 import type { DecisionService } from '../decisions/index.js';
 import { GatewayError } from '../errors/index.js';
 import type { Logger } from '../logging/index.js';
+import type { TlsIdentity } from '../server/tls.js';
 import { type CapabilityReport, parseCapabilityReport, reportDigest } from './capabilities.js';
 import type { PskStore, PskSubject } from './psks.js';
 import type { QuarantineSet } from './quarantine-set.js';
@@ -31,6 +32,8 @@ export interface RegisterRequest {
   source: string;
   /** A bearer token sent along: proof that this is the session holding the node id. */
   bearer: string | undefined;
+  /** The verified client certificate of the connection (mutual TLS), for the policy as `input.subject.tls`. */
+  tls?: TlsIdentity | undefined;
 }
 
 /** Registration, capability updates and worker lookups (the Worker API's identity half). */
@@ -45,7 +48,10 @@ export interface WorkerService {
   /** Drops this replica's cached row of a node, so the next call reads it (another replica changed it). */
   forget(nodeId: string): void;
   /** Applies a heartbeat: health, load, last seen; a changed capability report is re-admitted. */
-  heartbeat(worker: Worker, update: { health?: unknown; load?: unknown; capabilities?: unknown }): Promise<Worker>;
+  heartbeat(
+    worker: Worker,
+    update: { health?: unknown; load?: unknown; capabilities?: unknown; tls?: TlsIdentity | undefined },
+  ): Promise<Worker>;
   list(): Promise<Worker[]>;
 }
 
@@ -87,8 +93,14 @@ function cached(ctx: Context, row: Row): Row {
 }
 
 /** Asks the register policy about a capability report; a deny is a policy_denied error. */
-async function admit(deps: WorkerServiceDeps, report: CapabilityReport, psk: PskSubject | null, requestedBy: string) {
-  const subject = { ...report, psk };
+async function admit(
+  deps: WorkerServiceDeps,
+  report: CapabilityReport,
+  psk: PskSubject | null,
+  requestedBy: string,
+  tls: TlsIdentity | undefined,
+) {
+  const subject = tls ? { ...report, psk, tls } : { ...report, psk };
   const record = await deps.decisions.decide(ENTRYPOINTS.register, { action: 'register', subject }, requestedBy);
   if (!record.decision.allow) {
     throw new GatewayError('policy_denied', `registration of '${report.node_id}' denied: ${record.decision.reasons.join(', ')}`, {
@@ -166,7 +178,7 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   const psk = await verifyPsk(ctx, req);
   const pskId = psk.id;
   const report = parseCapabilityReport(req.report);
-  const record = await admit(deps, report, psk, `psk:${pskId}`);
+  const record = await admit(deps, report, psk, `psk:${pskId}`, req.tls);
   const proven = await provenSession(deps, req.bearer, report.node_id);
   const sessionId = randomUUID();
   const at = ctx.now();
@@ -229,7 +241,7 @@ async function deregister(ctx: Context, worker: Worker): Promise<void> {
 async function heartbeat(
   ctx: Context,
   worker: Worker,
-  update: { health?: unknown; load?: unknown; capabilities?: unknown },
+  update: { health?: unknown; load?: unknown; capabilities?: unknown; tls?: TlsIdentity | undefined },
 ): Promise<Worker> {
   const at = ctx.now();
   const patch: Record<string, unknown> = {
@@ -245,7 +257,7 @@ async function heartbeat(
     const digest = reportDigest(report);
     if (digest === worker.capabilitiesSha256) report = undefined;
     else {
-      await admit(ctx.deps, report, await pskOf(ctx.deps, worker.nodeId), `node:${worker.nodeId}`);
+      await admit(ctx.deps, report, await pskOf(ctx.deps, worker.nodeId), `node:${worker.nodeId}`, update.tls);
       Object.assign(patch, { capabilities: JSON.stringify(report), capabilities_sha256: digest });
     }
   }

@@ -146,6 +146,7 @@ test.serial('revision skew: the target denies on its own bundle what the gateway
     {
       '.manifest': readFileSync(join(policies, '.manifest'), 'utf8'),
       'cynode/register/register.rego': readFileSync(join(policies, 'cynode/register/register.rego'), 'utf8'),
+      'cynode/lib/lib.rego': readFileSync(join(policies, 'cynode/lib/lib.rego'), 'utf8'),
       'config/register/data.yaml': data,
     },
     { revision: 'stricter' },

@@ -6,7 +6,7 @@ import { ROLES, type Role } from '../../src/server/roles.js';
 import { ensureBundle } from './bundle.js';
 import { embeddedDataDir, TEST_ADMIN_TOKEN, testConfig } from './config.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
-import type { TestGateway } from './start.js';
+import { listeningUrl, type TestGateway } from './start.js';
 
 /** How a test file's gateway is set up; every field has the default most files want. */
 export interface BootOptions {
@@ -51,7 +51,7 @@ export async function bootGateway(options: BootOptions = {}): Promise<BootedGate
   try {
     const config = testConfig({ ...storage, ...options.env });
     const gateway = await startGateway({ config, logger, roles });
-    const url = (role: Role = roles[0]!) => `http://127.0.0.1:${gateway.listening.find((l) => l.role === role)!.port}`;
+    const url = (role: Role = roles[0]!) => listeningUrl(gateway.listening, role);
     let stopped: Promise<void> | undefined;
     const stop = () =>
       (stopped ??= (async () => {

@@ -188,6 +188,7 @@ const AUTH_OF: Record<Access, Auth> = {
   workerOrAdmin: 'caller',
   psk: 'psk',
   forward: 'forward',
+  metrics: 'admin',
 };
 const routerPathOf = (path: string) => path.replace(/\/\{path\}$/, '/*').replace(/\{(\w+)\}/g, ':$1');
 

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { createLogger, type Logger } from '../../src/logging/index.js';
 import { startGateway, type Gateway } from '../../src/main.js';
+import type { Listening } from '../../src/server/listen.js';
 import { ROLES, type Role } from '../../src/server/roles.js';
 import { testConfig } from './config.js';
 
@@ -18,8 +19,14 @@ export async function startTestGateway(
   logger: Logger = pino({ level: 'silent' }),
 ): Promise<TestGateway> {
   const gateway = await startGateway({ config: testConfig(env), logger, roles });
-  const url = (role: Role = roles[0]!) => `http://127.0.0.1:${gateway.listening.find((l) => l.role === role)!.port}`;
+  const url = (role: Role = roles[0]!) => listeningUrl(gateway.listening, role);
   return { gateway, url };
+}
+
+/** The base URL of `role`'s listener on loopback: https when it serves TLS. */
+export function listeningUrl(listening: readonly Listening[], role: Role): string {
+  const l = listening.find((x) => x.role === role)!;
+  return `${l.protocol}://127.0.0.1:${l.port}`;
 }
 
 /** The gateway's real logger (with its redaction), writing every line into `lines`. */

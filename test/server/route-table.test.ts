@@ -16,12 +16,14 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { startTestGateway, type TestGateway } from '../helpers/start.js';
 
 /** The kinds of credential a caller can hold; each access kind accepts some of them. */
-type Credential = 'admin' | 'reader' | 'bundleReader' | 'worker' | 'agent' | 'psk' | 'forward';
-const CREDENTIALS: readonly Credential[] = ['admin', 'reader', 'bundleReader', 'worker', 'agent', 'psk', 'forward'];
+type Credential = 'admin' | 'reader' | 'bundleReader' | 'metrics' | 'worker' | 'agent' | 'psk' | 'forward';
+const CREDENTIALS: readonly Credential[] = ['admin', 'reader', 'bundleReader', 'metrics', 'worker', 'agent', 'psk', 'forward'];
 const ACCEPTS: Record<Exclude<Access, 'public'>, readonly Credential[]> = {
   admin: ['admin'],
   reader: ['admin', 'reader'],
   bundleReader: ['admin', 'bundleReader'],
+  // With auth.metricsToken set, as here; without one `metrics` routes are public (test/server/metrics-access.test.ts).
+  metrics: ['admin', 'metrics'],
   worker: ['worker'],
   agent: ['worker', 'agent'],
   workerOrAdmin: ['worker', 'admin'],
@@ -41,6 +43,7 @@ const AUTH_CODES = [
 
 const BUNDLE_READER_TOKEN = `bundle-reader-${randomBytes(16).toString('hex')}`;
 const READER_TOKEN = `reader-${randomBytes(16).toString('hex')}`;
+const METRICS_TOKEN = `metrics-${randomBytes(16).toString('hex')}`;
 let db: TestDatabase;
 let gw: TestGateway;
 const held = {} as Record<Credential, string>;
@@ -52,6 +55,7 @@ test.before(async () => {
     DATABASE_URL: db.url,
     CYNODE_BUNDLE_SERVICE_TOKEN: BUNDLE_READER_TOKEN,
     CYNODE_READER_TOKEN: READER_TOKEN,
+    CYNODE_METRICS_TOKEN: METRICS_TOKEN,
     CYNODE_PSK_FAILURE_LIMIT: '10000',
   });
   const control = gw.url('control');
@@ -73,6 +77,7 @@ test.before(async () => {
   held.admin = TEST_ADMIN_TOKEN;
   held.bundleReader = BUNDLE_READER_TOKEN;
   held.reader = READER_TOKEN;
+  held.metrics = METRICS_TOKEN;
   held.forward = 'signed per request';
 });
 test.after.always(async () => {
