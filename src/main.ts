@@ -1,4 +1,5 @@
 import type { Config } from './config/index.js';
+import { startConsole } from './console/module.js';
 import { startCore } from './core/module.js';
 import type { DecisionLog, DecisionService } from './decisions/index.js';
 import { startEgress } from './egress/module.js';
@@ -76,6 +77,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
+    const ui = startConsole(core, { api_audit: egress.audit, tool_audit: mcp.toolAudit });
 
     const listener = listenChannels({ url: config.database.url, logger, channels: { ...core.channels, ...jobs.channels } });
     life.add('NOTIFY listener', () => listener.close());
@@ -85,8 +87,14 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
         logger,
         roles,
         table: ROUTE_TABLE,
-        routes: [...ops.routes, ...core.routes, ...egress.routes, ...workers.routes, ...jobs.routes, ...mcp.routes],
-        authenticators: { ...core.authenticators, ...workers.authenticators, ...egress.authenticators, ...mcp.authenticators },
+        routes: [...ops.routes, ...core.routes, ...egress.routes, ...workers.routes, ...jobs.routes, ...mcp.routes, ...ui.routes],
+        authenticators: {
+          ...core.authenticators,
+          ...workers.authenticators,
+          ...egress.authenticators,
+          ...mcp.authenticators,
+          ...ui.authenticators,
+        },
         // Long polls answer at once instead of holding the drain open.
         beforeDrain: [() => jobs.leases.close()],
       },

@@ -1,0 +1,55 @@
+import { api } from '../api.js';
+import { h, replace, table, when } from '../dom.js';
+import { rowsTable } from './decisions.js';
+import { filterForm } from './filters.js';
+import type { Page } from './page.js';
+
+interface Chains {
+  verified_at: string;
+  chains: Record<string, { rows: number; intact: boolean; break: { seq: string; reason: string } | null }>;
+}
+
+/** Audit: every hash chain verified now, and the api.call audit filtered by task or request. */
+export const auditPage: Page = async (root, ctx) => {
+  const q = ctx.query;
+  const params = new URLSearchParams({ limit: '200' });
+  for (const name of ['task_id', 'request_id']) if (q.get(name)) params.set(name, q.get(name)!);
+  const [chains, { records }] = await Promise.all([
+    api<Chains>('GET', '/v1/audit/chains'),
+    api<{ records: Record<string, unknown>[] }>('GET', `/v1/audit?${params.toString()}`),
+  ]);
+  replace(
+    root,
+    table(
+      `Chain verification (${when(chains.verified_at)})`,
+      ['Chain', 'Rows', 'Status'],
+      Object.entries(chains.chains).map(([name, c]) => [
+        name,
+        String(c.rows),
+        h(
+          'span',
+          { class: `badge ${c.intact ? 'allow' : 'deny'}` },
+          c.intact ? 'intact' : `broken at row ${c.break?.seq}: ${c.break?.reason}`,
+        ),
+      ]),
+    ),
+    h('h2', {}, 'api.call audit'),
+    filterForm('audit', 'Filter the api.call audit', [
+      { name: 'task_id', label: 'Task id', value: q.get('task_id') },
+      { name: 'request_id', label: 'Request id', value: q.get('request_id') },
+    ]),
+    rowsTable(`${records.length} api.call records`, records, [
+      'seq',
+      'at',
+      'gate',
+      'outcome',
+      'subject_id',
+      'task_id',
+      'provider',
+      'operation',
+      'reasons',
+      'cost_usd',
+      'decision_id',
+    ]),
+  );
+};

@@ -1,0 +1,39 @@
+import type { Principal } from '../auth/index.js';
+import type { Core } from '../core/module.js';
+import type { Authenticators } from '../server/app.js';
+import { bindRoutes, type BoundRoute } from '../server/route.js';
+import { loadAssets } from './assets.js';
+import { CONSOLE_ROUTES, tokenSignIn, type VerifiableChain } from './routes.js';
+import { createSessionStore, withConsoleSession } from './session.js';
+
+/** A console session lasts this long from sign-in. */
+const SESSION_TTL_MS = 8 * 3_600_000;
+/** Live sessions kept at most (the oldest ends first). */
+const MAX_SESSIONS = 1_000;
+
+/** The console as the gateway runs it: its routes, and the admin/reader authenticators that also take its sessions. */
+export interface ConsoleModule {
+  routes: BoundRoute[];
+  authenticators: Pick<Authenticators, 'admin' | 'reader'>;
+}
+
+/**
+ * Builds the console: the built assets, the session store, and the admin and reader
+ * authenticators wrapped so that a console session cookie (with its CSRF header on writes)
+ * presents the same credential as the token it was opened with. `chains` are the hash-chained
+ * logs the Audit page verifies.
+ */
+export function startConsole(core: Core, chains: Record<string, VerifiableChain>): ConsoleModule {
+  const sessions = createSessionStore({ ttlMs: SESSION_TTL_MS, max: MAX_SESSIONS });
+  const tokens: { token: string; principal: Principal }[] = [{ token: core.adminToken, principal: { kind: 'admin', id: 'admin' } }];
+  const { readerToken } = core.config.auth;
+  if (readerToken) tokens.push({ token: readerToken, principal: { kind: 'reader', id: 'reader' } });
+  const deps = { assets: loadAssets(), sessions, signIn: tokenSignIn(tokens), chains: { decision_log: core.decisionLog, ...chains } };
+  return {
+    routes: bindRoutes(CONSOLE_ROUTES, deps),
+    authenticators: {
+      admin: withConsoleSession(core.authenticators.admin, sessions, ['admin']),
+      reader: withConsoleSession(core.authenticators.reader, sessions, ['admin', 'reader']),
+    },
+  };
+}
