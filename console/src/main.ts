@@ -85,13 +85,14 @@ function shell(session: Session): void {
     signOut,
   );
   replace(root, header, main);
-  window.onhashchange = () => void route(main, nav, session);
-  void route(main, nav, session);
+  window.onhashchange = () => void route(main, nav, session, true);
+  // The first page leaves focus at the start of the document (the skip link comes first).
+  void route(main, nav, session, false);
 }
 
 let routing = 0;
 
-async function route(main: HTMLElement, nav: HTMLElement, session: Session): Promise<void> {
+async function route(main: HTMLElement, nav: HTMLElement, session: Session, moveFocus: boolean): Promise<void> {
   const [path = '', search = ''] = window.location.hash.replace(/^#\/?/, '').split('?');
   const [name = 'overview', ...rest] = path.split('/');
   const entry = PAGES.find((p) => p.path === name) ?? PAGES[0]!;
@@ -110,8 +111,7 @@ async function route(main: HTMLElement, nav: HTMLElement, session: Session): Pro
     if (err instanceof ApiError && err.status === 401) return signIn('The session has ended; sign in again.');
     replace(body, notice('error', (err as Error).message));
   }
-  if (generation !== routing) return;
-  main.focus();
+  if (generation === routing && moveFocus) main.focus();
 }
 
 void start();
