@@ -124,7 +124,8 @@ async function openPage(cdp: Connection, sessionId: string): Promise<Page> {
   await Promise.all([send('Page.enable'), send('Runtime.enable'), send('Network.enable'), send('DOM.enable')]);
   const evaluate = async <T>(expression: string): Promise<T> => {
     const answer = await send('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true });
-    if (answer.exceptionDetails) throw new Error(`in the page: ${answer.exceptionDetails.exception?.description ?? answer.exceptionDetails.text}`);
+    if (answer.exceptionDetails)
+      throw new Error(`in the page: ${answer.exceptionDetails.exception?.description ?? answer.exceptionDetails.text}`);
     return answer.result.value as T;
   };
   const waitFor = async <T>(expression: string, timeoutMs = 5000): Promise<T> => {
@@ -164,7 +165,9 @@ async function openPage(cdp: Connection, sessionId: string): Promise<Page> {
     },
     async fill(selector, value) {
       await waitFor(`${q(selector)} !== null`);
-      await evaluate(`(() => { const e = ${q(selector)}; e.focus(); e.value = ${JSON.stringify(value)}; e.dispatchEvent(new Event('input', { bubbles: true })); })()`);
+      await evaluate(
+        `(() => { const e = ${q(selector)}; e.focus(); e.value = ${JSON.stringify(value)}; e.dispatchEvent(new Event('input', { bubbles: true })); })()`,
+      );
     },
     async press(key, shift = false) {
       const k = KEYS[key];

@@ -93,7 +93,10 @@ test.serial('a denied decision is found by its reason and opened: masked input, 
 
 test.serial('a replay of a stricter candidate bundle lists the flips', async (t) => {
   const candidate = await buildCustomBundle(
-    { 'cynode/dispatch/strict.rego': 'package cynode.dispatch\n\ndecision := {"allow": false, "reasons": ["candidate_denies_all"], "score": 0}\n' },
+    {
+      'cynode/dispatch/strict.rego':
+        'package cynode.dispatch\n\ndecision := {"allow": false, "reasons": ["candidate_denies_all"], "score": 0}\n',
+    },
     { revision: 'stricter' },
   );
   await admin.goto(`${rig.base}/console#/policy`);
@@ -103,15 +106,19 @@ test.serial('a replay of a stricter candidate bundle lists the flips', async (t)
   if (!hasRoute('post', '/v1/policy/replay')) {
     await admin.waitForText('.replay-results', 'Replay is not available on this gateway.');
     await shot(admin, 'policy-replay');
-    return t.pass('this gateway has no replay route: the page says so');
+    t.pass('this gateway has no replay route: the page says so');
+    return;
   }
   await admin.waitForText('.replay-results', 'Candidate stricter');
   const flips = await admin.evaluate<string[]>(
-    `[...document.querySelectorAll('.replay-results table')].find((t) => t.caption.textContent.startsWith('Flips')).querySelectorAll('tbody tr').length > 0
-      ? [...[...document.querySelectorAll('.replay-results table')].find((t) => t.caption.textContent.startsWith('Flips')).querySelectorAll('tbody tr')].map((r) => r.textContent)
-      : []`,
+    `[...document.querySelectorAll('.replay-results table')]
+      .filter((table) => table.caption.textContent.startsWith('Flips'))
+      .flatMap((table) => [...table.querySelectorAll('tbody tr')].map((row) => row.textContent))`,
   );
-  t.true(flips.some((f) => f.includes('cynode/dispatch/decision') && f.includes('candidate_denies_all')), 'the leased job would now be denied');
+  t.true(
+    flips.some((f) => f.includes('cynode/dispatch/decision') && f.includes('candidate_denies_all')),
+    'the leased job would now be denied',
+  );
   await shot(admin, 'policy-replay');
 });
 
@@ -155,10 +162,16 @@ test.serial('a read-only session sees everything but is refused the kill switch'
 test.serial('every page loads, with labelled controls, named buttons and links, captions and landmarks', async (t) => {
   for (const page of ['overview', 'decisions', 'jobs', 'workers', 'spend', 'policy', 'audit']) {
     await admin.goto(`${rig.base}/console#/${page}`);
-    await admin.waitFor(`document.querySelector('nav a[aria-current=page]')?.dataset.page === '${page}' && !document.querySelector('main .loading')`);
+    await admin.waitFor(
+      `document.querySelector('nav a[aria-current=page]')?.dataset.page === '${page}' && !document.querySelector('main .loading')`,
+    );
     const problems = await admin.evaluate<string[]>(A11Y_AUDIT);
     t.deepEqual(problems, [], `${page}: ${problems.join('; ')}`);
-    t.is(await admin.evaluate<string | null>(`document.querySelector('main [role=alert]')?.textContent ?? null`), null, `${page} shows no error`);
+    t.is(
+      await admin.evaluate<string | null>(`document.querySelector('main [role=alert]')?.textContent ?? null`),
+      null,
+      `${page} shows no error`,
+    );
   }
   await admin.waitForText('table caption', 'Chain verification');
   await admin.waitForText('tbody td', 'intact');
@@ -168,31 +181,34 @@ test.serial('every page loads, with labelled controls, named buttons and links, 
   await shot(admin, 'spend');
 });
 
-test.serial('the console is usable from the keyboard: skip link, sections in order, Enter follows, Escape cancels a confirmation', async (t) => {
-  await admin.goto(`${rig.base}/console?fresh=1#/overview`); // a new document: focus starts at the top
-  await admin.waitFor(`document.querySelector('#kill-switch') !== null`);
-  const focused: string[] = [];
-  for (let i = 0; i < 9; i++) {
-    await admin.press('Tab');
-    focused.push(await admin.evaluate<string>(`document.activeElement.textContent.trim()`));
-  }
-  t.deepEqual(focused, ['Skip to content', 'Overview', 'Decisions', 'Jobs', 'Workers', 'Spend', 'Policy', 'Audit', 'Sign out']);
-  await admin.press('Tab', true); // back to Audit
-  await admin.press('Tab', true); // Policy
-  await admin.press('Enter');
-  await admin.waitFor(`location.hash === '#/policy' && document.activeElement.id === 'main'`);
-  t.is(await admin.evaluate<string>(`document.querySelector('main h1').textContent`), 'Policy');
+test.serial(
+  'the console is usable from the keyboard: skip link, sections in order, Enter follows, Escape cancels a confirmation',
+  async (t) => {
+    await admin.goto(`${rig.base}/console?fresh=1#/overview`); // a new document: focus starts at the top
+    await admin.waitFor(`document.querySelector('#kill-switch') !== null`);
+    const focused: string[] = [];
+    for (let i = 0; i < 9; i++) {
+      await admin.press('Tab');
+      focused.push(await admin.evaluate<string>(`document.activeElement.textContent.trim()`));
+    }
+    t.deepEqual(focused, ['Skip to content', 'Overview', 'Decisions', 'Jobs', 'Workers', 'Spend', 'Policy', 'Audit', 'Sign out']);
+    await admin.press('Tab', true); // back to Audit
+    await admin.press('Tab', true); // Policy
+    await admin.press('Enter');
+    await admin.waitFor(`location.hash === '#/policy' && document.activeElement.id === 'main'`);
+    t.is(await admin.evaluate<string>(`document.querySelector('main h1').textContent`), 'Policy');
 
-  await admin.goto(`${rig.base}/console#/overview`);
-  await admin.waitFor(`document.querySelector('#kill-switch') !== null`);
-  await admin.evaluate(`document.querySelector('#kill-switch').focus()`);
-  await admin.press('Enter');
-  await admin.waitFor(`document.querySelector('dialog[open]') !== null`);
-  t.is(await admin.evaluate<string>(`document.activeElement.textContent`), 'Cancel', 'the dialog opens on its safe choice');
-  await admin.press('Escape');
-  await admin.waitFor(`document.querySelector('dialog') === null && document.activeElement.id === 'kill-switch'`);
-  t.false(await killSwitch(), 'Escape changed nothing');
-});
+    await admin.goto(`${rig.base}/console#/overview`);
+    await admin.waitFor(`document.querySelector('#kill-switch') !== null`);
+    await admin.evaluate(`document.querySelector('#kill-switch').focus()`);
+    await admin.press('Enter');
+    await admin.waitFor(`document.querySelector('dialog[open]') !== null`);
+    t.is(await admin.evaluate<string>(`document.activeElement.textContent`), 'Cancel', 'the dialog opens on its safe choice');
+    await admin.press('Escape');
+    await admin.waitFor(`document.querySelector('dialog') === null && document.activeElement.id === 'kill-switch'`);
+    t.false(await killSwitch(), 'Escape changed nothing');
+  },
+);
 
 test.serial('the console loads scripts and styles only from the gateway itself', async (t) => {
   const origin = new URL(rig.base).origin;

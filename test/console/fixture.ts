@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/lib/package-root.js';
 import { ROUTE_TABLE } from '../../src/routes.js';
@@ -10,9 +11,19 @@ export const READER_TOKEN = 'test-reader-token-0123456789abcdef';
 /** Where each browser test saves its screenshot. */
 export const SHOTS = join(packageRoot(), 'build', 'console');
 
-/** Builds the console assets the way `npm run build` does (esbuild, well under a second). */
+/** Builds the console assets the way `npm run build` does (esbuild, well under a second) unless they are newer than their sources. */
 export function buildConsole(): void {
-  execFileSync(process.execPath, [join(packageRoot(), 'scripts', 'build-console.mjs')], { stdio: 'inherit' });
+  const root = packageRoot();
+  const built = join(root, 'dist', 'console', 'app.js');
+  const sources = [join(root, 'console'), join(root, 'scripts', 'build-console.mjs')];
+  if (existsSync(built) && statSync(built).mtimeMs > Math.max(...sources.map(newest))) return;
+  execFileSync(process.execPath, [join(root, 'scripts', 'build-console.mjs')], { stdio: 'inherit' });
+}
+
+function newest(path: string): number {
+  const stat = statSync(path);
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newest(join(path, name))));
 }
 
 /** Whether this gateway's route table has a route (routes another part may not have yet). */
