@@ -67,7 +67,7 @@ export function createDecisionQueries(knex: Knex): DecisionQueries {
       if (f.allow !== undefined) q.whereRaw("(result->>'allow')::boolean = ?", [f.allow]);
       if (f.reason !== undefined) q.whereRaw("result->'reasons' @> jsonb_build_array(?::text)", [f.reason]);
       if (f.subject !== undefined) q.whereRaw("(input->'subject'->>'id' = ? OR input->'subject'->>'node_id' = ?)", [f.subject, f.subject]);
-      if (f.task !== undefined) q.whereRaw(`jsonb_path_exists(input, '${TASK_PATH}', jsonb_build_object('t', ?::text))`, [f.task]);
+      if (f.task !== undefined) q.whereRaw("jsonb_path_exists(input, ?::jsonpath, jsonb_build_object('t', ?::text))", [TASK_PATH, f.task]);
       if (f.since !== undefined) q.where('timestamp', '>=', f.since);
       if (f.until !== undefined) q.where('timestamp', '<', f.until);
       if (f.before !== undefined) q.where('seq', '<', f.before);

@@ -106,6 +106,7 @@ export const DECISION_ROUTES = defineRoutes<DecisionRouteDeps>([
       if (!since || Date.now() - since.getTime() > 7 * 864e5) {
         throw new GatewayError('bad_request', 'since must be a time or duration within the last 7 days');
       }
+      if (deps.log.pending() > 0) await deps.log.flush();
       ctx.body = await deps.queries.stats(since);
     },
   },
