@@ -159,3 +159,9 @@ test.serial('every chain verifies: decision log, api.call audit, tool audit', as
   t.true(Object.values(chains).every((c) => c.intact));
   t.true(chains.decision_log!.rows >= 3);
 });
+
+test.serial('the tool audit is listed newest first and filtered; malformed filters are refused', async (t) => {
+  t.deepEqual((await call(base, '/v1/tool-audit?task_id=task-1&tool=artifacts.read&outcome=denied')).body, { records: [] });
+  for (const q of ['?outcome=maybe', '?limit=0', '?task_id=' + 'x'.repeat(300)])
+    t.is((await call(base, `/v1/tool-audit${q}`)).status, 400, q.slice(0, 30));
+});

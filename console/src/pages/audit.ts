@@ -1,5 +1,5 @@
-import { api } from '../api.js';
-import { h, replace, table, when } from '../dom.js';
+import { api, ApiError } from '../api.js';
+import { h, notice, replace, table, when } from '../dom.js';
 import { rowsTable } from './decisions.js';
 import { filterForm } from './filters.js';
 import type { Page } from './page.js';
@@ -14,9 +14,20 @@ export const auditPage: Page = async (root, ctx) => {
   const q = ctx.query;
   const params = new URLSearchParams({ limit: '200' });
   for (const name of ['task_id', 'request_id']) if (q.get(name)) params.set(name, q.get(name)!);
-  const [chains, { records }] = await Promise.all([
+  const tools = new URLSearchParams({ limit: '200' });
+  for (const [from, to] of [
+    ['tool_task', 'task_id'],
+    ['tool', 'tool'],
+    ['outcome', 'outcome'],
+  ] as const)
+    if (q.get(from)) tools.set(to, q.get(from)!);
+  const [chains, { records }, toolAudit] = await Promise.all([
     api<Chains>('GET', '/v1/audit/chains'),
     api<{ records: Record<string, unknown>[] }>('GET', `/v1/audit?${params.toString()}`),
+    api<{ records: Record<string, unknown>[] }>('GET', `/v1/tool-audit?${tools.toString()}`).catch((err: unknown) => {
+      if (err instanceof ApiError && err.routeMissing) return undefined;
+      throw err;
+    }),
   ]);
   replace(
     root,
@@ -51,5 +62,24 @@ export const auditPage: Page = async (root, ctx) => {
       'cost_usd',
       'decision_id',
     ]),
+    h('h2', {}, 'Tool audit'),
+    filterForm('audit', 'Filter the tool audit', [
+      { name: 'tool_task', label: 'Task id (tools)', value: q.get('tool_task') },
+      { name: 'tool', label: 'Tool', value: q.get('tool') },
+      { name: 'outcome', label: 'Outcome', options: ['', 'ok', 'denied', 'error'], value: q.get('outcome') },
+    ]),
+    toolAudit
+      ? rowsTable(`${toolAudit.records.length} tool calls, newest first`, toolAudit.records, [
+          'seq',
+          'at',
+          'tool',
+          'outcome',
+          'subject_id',
+          'agent_type',
+          'task_id',
+          'reasons',
+          'decision_id',
+        ])
+      : notice('info', 'The tool audit is not available on this gateway.'),
   );
 };

@@ -120,11 +120,15 @@ async function decisionDetail(root: HTMLElement, id: string): Promise<void> {
 
 /** A table of audit rows, showing the named columns. */
 export function rowsTable(caption: string, rows: Rows, columns: string[]): HTMLElement {
-  const cell = (v: unknown) => (v === null || v === undefined ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (column: string, v: unknown) => {
+    if (typeof v === 'string' && column === 'job_id') return link(`/jobs/${v}`, v);
+    if (typeof v === 'string' && column === 'decision_id') return link(`/decisions/${v}`, v.slice(0, 8));
+    return v === null || v === undefined ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  };
   return table(
     caption,
     columns,
-    rows.map((r) => columns.map((c) => (c === 'job_id' && typeof r[c] === 'string' ? link(`/jobs/${r[c]}`, r[c] as string) : cell(r[c])))),
+    rows.map((r) => columns.map((c) => cell(c, r[c]))),
     'none.',
   );
 }
