@@ -2,6 +2,7 @@ import type { Principal } from '../auth/index.js';
 import type { Core } from '../core/module.js';
 import type { Authenticators } from '../server/app.js';
 import { bindRoutes, type BoundRoute } from '../server/route.js';
+import { createFailureThrottle } from '../workers/throttle.js';
 import { loadAssets } from './assets.js';
 import { CONSOLE_ROUTES, tokenSignIn, type VerifiableChain } from './routes.js';
 import { createSessionStore, withConsoleSession } from './session.js';
@@ -10,6 +11,9 @@ import { createSessionStore, withConsoleSession } from './session.js';
 const SESSION_TTL_MS = 8 * 3_600_000;
 /** Live sessions kept at most (the oldest ends first). */
 const MAX_SESSIONS = 1_000;
+/** Failed sign-ins an address may make per window before it has to wait. */
+const SIGN_IN_FAILURES = 10;
+const SIGN_IN_WINDOW_MS = 5 * 60_000;
 
 /** The console as the gateway runs it: its routes, and the admin/reader authenticators that also take its sessions. */
 export interface ConsoleModule {
@@ -28,7 +32,14 @@ export function startConsole(core: Core, chains: Record<string, VerifiableChain>
   const tokens: { token: string; principal: Principal }[] = [{ token: core.adminToken, principal: { kind: 'admin', id: 'admin' } }];
   const { readerToken } = core.config.auth;
   if (readerToken) tokens.push({ token: readerToken, principal: { kind: 'reader', id: 'reader' } });
-  const deps = { assets: loadAssets(), sessions, signIn: tokenSignIn(tokens), chains: { decision_log: core.decisionLog, ...chains } };
+  const deps = {
+    assets: loadAssets(),
+    sessions,
+    signIn: tokenSignIn(tokens),
+    chains: { decision_log: core.decisionLog, ...chains },
+    throttle: createFailureThrottle(SIGN_IN_FAILURES, SIGN_IN_WINDOW_MS),
+    log: core.logger.child({ component: 'console' }),
+  };
   return {
     routes: bindRoutes(CONSOLE_ROUTES, deps),
     authenticators: {

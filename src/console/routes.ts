@@ -2,8 +2,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
 import type { ChainBreak } from '../lib/hash-chain.js';
+import type { Logger } from '../logging/index.js';
 import { defineRoutes, type RouteContext } from '../server/route.js';
 import { type Asset, CONSOLE_CSP } from './assets.js';
+import type { FailureThrottle } from '../workers/throttle.js';
 import { type ConsoleSession, SESSION_COOKIE, type SessionStore } from './session.js';
 
 /** A hash-chained log the console reports on (decision log, api.call audit, tool audit). */
@@ -18,6 +20,9 @@ export interface ConsoleRouteDeps {
   /** The tokens a console user may sign in with, and the principal each stands for. */
   signIn: (token: string) => Principal | undefined;
   chains: Record<string, VerifiableChain>;
+  /** Failed sign-ins per source address: past the limit the address waits, right token or not. */
+  throttle: FailureThrottle;
+  log: Logger;
 }
 
 const CONTROL = ['control'] as const;
@@ -60,10 +65,24 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
     summary: 'Signs in: exchanges the admin or read-only token for an HttpOnly session cookie and a CSRF token.',
     body: { schema: 'ConsoleSignIn' },
     ok: { 201: { description: 'The session', schema: 'ConsoleSession' } },
-    errors: [],
-    handler(ctx, { sessions, signIn }) {
-      const principal = signIn((ctx.state.body as { token: string }).token);
-      if (!principal) throw new GatewayError('unauthorized', 'that token is not the admin or the read-only token');
+    errors: ['unauthorized', 'rate_limited'],
+    async handler(ctx, { sessions, signIn, throttle, log }) {
+      const source = ctx.request.ip;
+      const principal = await throttle.inTurn(source, async () => {
+        const wait = throttle.retryAfterSeconds(source);
+        if (wait > 0) {
+          ctx.set('Retry-After', String(wait));
+          throw new GatewayError('rate_limited', 'too many failed sign-ins from this address; try later', { retry_after_s: wait });
+        }
+        const found = signIn((ctx.state.body as { token: string }).token);
+        if (!found) {
+          throttle.recordFailure(source);
+          log.warn({ source }, 'console sign-in with a token that is neither the admin nor the read-only token');
+          throw new GatewayError('unauthorized', 'that token is not the admin or the read-only token');
+        }
+        return found;
+      });
+      log.info({ source, principal: principal.kind }, 'console sign-in');
       const { id, session } = sessions.open(principal);
       ctx.cookies.set(SESSION_COOKIE, id, {
         httpOnly: true,

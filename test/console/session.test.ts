@@ -42,7 +42,7 @@ const send = (path: string, init: { method?: string; cookie?: string; csrf?: str
   });
 const codeOf = async (res: Response) => ((await res.json()) as { error?: { code: string } }).error?.code;
 
-test('sign-in takes only the admin or the read-only token and sets an HttpOnly SameSite=Strict cookie', async (t) => {
+test.serial('sign-in takes only the admin or the read-only token and sets an HttpOnly SameSite=Strict cookie', async (t) => {
   t.is((await send('/console/session', { method: 'POST', body: { token: 'not-the-token' } })).status, 401);
   t.is((await send('/console/session', { method: 'POST', body: {} })).status, 400);
   const admin = await signIn(gw.adminToken);
@@ -59,7 +59,7 @@ test('sign-in takes only the admin or the read-only token and sets an HttpOnly S
   );
 });
 
-test('a session write needs its own CSRF token; a cross-site form post or another session’s token is refused', async (t) => {
+test.serial('a session write needs its own CSRF token; a cross-site form post or another session’s token is refused', async (t) => {
   const admin = await signIn(gw.adminToken);
   const other = await signIn(gw.adminToken);
   const put = (csrf?: string) =>
@@ -73,7 +73,7 @@ test('a session write needs its own CSRF token; a cross-site form post or anothe
   t.is(audit.updatedBy, 'admin', 'the write is the admin principal’s, as with the token');
 });
 
-test('signing out ends the session; an unknown cookie is 401; a bearer token still works beside a cookie', async (t) => {
+test.serial('signing out ends the session; an unknown cookie is 401; a bearer token still works beside a cookie', async (t) => {
   const admin = await signIn(gw.adminToken);
   t.is((await send('/console/session', { method: 'DELETE', cookie: admin.cookie, csrf: admin.csrf })).status, 204);
   t.is((await send('/v1/status', { cookie: admin.cookie })).status, 401);
@@ -81,7 +81,7 @@ test('signing out ends the session; an unknown cookie is 401; a bearer token sti
   t.is((await send('/v1/status', { cookie: 'cynode_console=made-up', bearer: READER_TOKEN })).status, 200);
 });
 
-test('every admin and reader route takes a console session: reader routes both, admin routes only an admin session', async (t) => {
+test.serial('every admin and reader route takes a console session: reader routes both, admin routes only an admin session', async (t) => {
   const admin = await signIn(gw.adminToken);
   const reader = await signIn(READER_TOKEN);
   const AUTH = ['unauthorized', 'forbidden'];
@@ -104,7 +104,7 @@ test('every admin and reader route takes a console session: reader routes both, 
   t.true(checked > 20);
 });
 
-test('the console page and assets carry a strict CSP and are never framed', async (t) => {
+test.serial('the console page and assets carry a strict CSP and are never framed', async (t) => {
   for (const path of ['/console', '/console/assets/app.js', '/console/assets/app.css']) {
     const res = await fetch(`${base}${path}`);
     t.is(res.status, 200, path);
@@ -118,7 +118,7 @@ test('the console page and assets carry a strict CSP and are never framed', asyn
   t.is((await fetch(`${base}/console/assets/nothing.js`)).status, 404);
 });
 
-test('sessions expire, and the store keeps at most its limit (oldest out first)', (t) => {
+test.serial('sessions expire, and the store keeps at most its limit (oldest out first)', (t) => {
   let now = 0;
   const store = createSessionStore({ ttlMs: 1000, max: 2, now: () => now });
   const a = store.open({ kind: 'admin', id: 'admin' });
@@ -133,4 +133,12 @@ test('sessions expire, and the store keeps at most its limit (oldest out first)'
   t.truthy(store.find(d.id));
   store.close(c.id);
   t.is(store.find(c.id), undefined);
+});
+
+test.serial('failed sign-ins from one address are throttled: past ten, even the right token waits', async (t) => {
+  // The first test already spent one failure from this address.
+  for (let i = 0; i < 9; i++) t.is((await send('/console/session', { method: 'POST', body: { token: `wrong-${i}` } })).status, 401);
+  const refused = await send('/console/session', { method: 'POST', body: { token: gw.adminToken } });
+  t.is(refused.status, 429);
+  t.truthy(refused.headers.get('retry-after'));
 });
