@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { isTaskId } from '../lib/ids.js';
+import { queryLimit, queryText } from '../server/query-params.js';
 
 /** Which logged decisions to list (every field optional but `limit`). */
 export interface DecisionFilter {
@@ -150,10 +151,7 @@ function summary(r: Row): DecisionSummary {
 
 /** Reads `GET /v1/decisions` query parameters into a filter, refusing malformed ones with `bad_request`. */
 export function parseDecisionFilter(query: Record<string, unknown>): DecisionFilter {
-  const one = (name: string) => {
-    const v = query[name];
-    return typeof v === 'string' && v !== '' ? v : undefined;
-  };
+  const one = (name: string) => queryText(query, name);
   const time = (name: string) => {
     const v = one(name);
     if (v === undefined) return undefined;
@@ -163,9 +161,7 @@ export function parseDecisionFilter(query: Record<string, unknown>): DecisionFil
   };
   const allow = one('allow');
   if (allow !== undefined && allow !== 'true' && allow !== 'false') throw new GatewayError('bad_request', 'allow must be true or false');
-  const limit = Number(one('limit') ?? 100);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
-    throw new GatewayError('bad_request', 'limit must be an integer from 1 to 1000');
+  const limit = queryLimit(query);
   const before = one('before');
   if (before !== undefined && !/^\d{1,18}$/.test(before)) throw new GatewayError('bad_request', 'before must be a sequence number');
   const task = one('task');

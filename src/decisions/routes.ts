@@ -2,6 +2,7 @@ import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
 import { isUuid } from '../lib/ids.js';
 import type { PolicyEngine } from '../policy/index.js';
+import { LIMIT_PARAM } from '../server/query-params.js';
 import { defineRoutes, type Param } from '../server/route.js';
 import type { DecisionLog } from './log.js';
 import { type DecisionQueries, parseDecisionFilter, parseTime } from './query.js';
@@ -34,12 +35,7 @@ const FILTERS: Param[] = [
     schema: { type: 'string', pattern: '^\\d{1,18}$' },
     description: 'Decisions before this sequence number.',
   },
-  {
-    in: 'query',
-    name: 'limit',
-    schema: { type: 'integer', minimum: 1, maximum: 1000 },
-    description: 'At most this many (1-1000, default 100).',
-  },
+  LIMIT_PARAM,
 ];
 
 /**

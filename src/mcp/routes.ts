@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
 import { isTaskId } from '../lib/ids.js';
+import { LIMIT_PARAM, queryLimit, queryText } from '../server/query-params.js';
 import { defineRoutes } from '../server/route.js';
 import type { Worker } from '../workers/index.js';
 import { type AgentTokens, issueAgentToken } from './agent-tokens.js';
@@ -71,30 +72,22 @@ export const MCP_ROUTES = defineRoutes<McpRouteDeps>([
       { in: 'query', name: 'task_id', schema: { type: 'string' }, description: 'Only this task.' },
       { in: 'query', name: 'tool', schema: { type: 'string' }, description: 'Only this tool.' },
       { in: 'query', name: 'outcome', schema: { type: 'string', enum: ['ok', 'denied', 'error'] }, description: 'Only this outcome.' },
-      {
-        in: 'query',
-        name: 'limit',
-        schema: { type: 'integer', minimum: 1, maximum: 1000 },
-        description: 'At most this many (1-1000, default 100).',
-      },
+      LIMIT_PARAM,
     ],
     ok: { 200: { description: 'OK', schema: 'Any' } },
     errors: [],
     db: true,
     async handler(ctx, { knex }) {
-      const one = (name: string) =>
-        typeof ctx.query[name] === 'string' && ctx.query[name] !== '' ? (ctx.query[name] as string) : undefined;
-      const limit = Number(one('limit') ?? 100);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
-        throw new GatewayError('bad_request', 'limit must be an integer from 1 to 1000');
-      const taskId = one('task_id');
+      const limit = queryLimit(ctx.query);
+      const taskId = queryText(ctx.query, 'task_id');
       if (taskId !== undefined && !isTaskId(taskId)) throw new GatewayError('bad_request', 'task_id must be a task id');
-      const outcome = one('outcome');
+      const tool = queryText(ctx.query, 'tool');
+      const outcome = queryText(ctx.query, 'outcome');
       if (outcome !== undefined && !['ok', 'denied', 'error'].includes(outcome))
         throw new GatewayError('bad_request', 'outcome must be ok, denied or error');
       const q = knex('tool_audit').orderBy('seq', 'desc').limit(limit);
       if (taskId !== undefined) q.where({ task_id: taskId });
-      if (one('tool') !== undefined) q.where({ tool: one('tool') });
+      if (tool !== undefined) q.where({ tool });
       if (outcome !== undefined) q.where({ outcome });
       const rows = (await q.select()) as Record<string, unknown>[];
       ctx.body = { records: rows.map(({ prev_hash: _p, hash: _h, ...r }) => ({ ...r, seq: Number(r.seq) })) };
