@@ -20,7 +20,8 @@ export interface SpendQueries {
 export function createSpendQueries(knex: Knex): SpendQueries {
   return {
     async report(since, top) {
-      const settled = () => knex('api_audit').where('at', '>=', since).whereNotNull('cost_usd');
+      // The final gate's row of a call holds what the provider billed (0 when it failed).
+      const settled = () => knex('api_audit').where({ gate: 'egress' }).where('at', '>=', since).whereNotNull('cost_usd');
       const cost = knex.raw('coalesce(sum(cost_usd), 0)::float8 as cost_usd');
       const calls = knex.raw('count(*)::int as calls');
       const [hours, tasks, users, held] = await Promise.all([
