@@ -53,6 +53,8 @@ test.serial("flipping the kill switch in the console stops the worker's next pol
   await admin.click('dialog button[value=yes]');
   await admin.waitForText('[data-testid=kill-state]', 'Cloud routing is OFF');
   await admin.waitForText('[data-testid=kill-state]', 'Last set by admin');
+  const depth = await admin.evaluate<string[]>(`[...document.querySelectorAll('section[aria-labelledby=queue-h] tbody tr')].map((r) => r.textContent)`);
+  t.true(depth.includes('leased1'), `queue depth from the gauge: ${depth.join(' ')}`);
   t.false(await killSwitch());
   waitingJob = await submit();
   t.deepEqual(await leased(), [], 'the next poll gets nothing');

@@ -25,7 +25,7 @@ export const overviewPage: Page = async (root, ctx) => {
   const [status, setting, depth, spend, stats] = await Promise.all([
     api<Status>('GET', '/v1/status'),
     killSwitch(),
-    Promise.all(JOB_STATES.map((s) => api<{ jobs: unknown[] }>('GET', `/v1/jobs?state=${s}&limit=1000`).then((r) => r.jobs.length))),
+    queueDepth(),
     api<{ total_usd: number; calls: number }>('GET', '/v1/spend').catch(() => undefined),
     api<Stats>('GET', '/v1/decisions/stats?since=1h'),
   ]);
@@ -52,7 +52,7 @@ export const overviewPage: Page = async (root, ctx) => {
       table(
         'Jobs by state',
         ['State', 'Jobs'],
-        JOB_STATES.map((s, i) => [h('a', { href: `#/jobs?state=${s}` }, s), depth[i]! >= 1000 ? '1000+' : String(depth[i])]),
+        JOB_STATES.map((s) => [h('a', { href: `#/jobs?state=${s}` }, s), String(depth.get(s) ?? 0)]),
       ),
     ),
     h(
@@ -68,6 +68,15 @@ export const overviewPage: Page = async (root, ctx) => {
     h('section', { 'aria-labelledby': 'rate-h' }, h('h2', { id: 'rate-h' }, 'Decisions, last hour'), rateChart(stats)),
   );
 };
+
+/** Jobs per state, from the `cynode_jobs` gauge `/metrics` refreshes at each scrape (one query, whatever the queue's size). */
+async function queueDepth(): Promise<Map<string, number>> {
+  const res = await fetch('/metrics', { cache: 'no-store' });
+  const text = res.ok ? await res.text() : '';
+  const depth = new Map<string, number>();
+  for (const match of text.matchAll(/^cynode_jobs\{state="(\w+)"\} (\d+)$/gm)) depth.set(match[1]!, Number(match[2]));
+  return depth;
+}
 
 async function killSwitch(): Promise<Setting | undefined> {
   try {
