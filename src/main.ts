@@ -77,7 +77,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
-    const ui = startConsole(core, { api_audit: egress.audit, tool_audit: mcp.toolAudit });
+    const ui = startConsole(core, { api_audit: egress.audit, tool_audit: mcp.toolAudit }, life);
 
     const listener = listenChannels({ url: config.database.url, logger, channels: { ...core.channels, ...jobs.channels } });
     life.add('NOTIFY listener', () => listener.close());

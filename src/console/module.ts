@@ -1,9 +1,11 @@
 import type { Principal } from '../auth/index.js';
 import type { Core } from '../core/module.js';
 import type { Authenticators } from '../server/app.js';
+import type { Lifecycle } from '../server/lifecycle.js';
 import { bindRoutes, type BoundRoute } from '../server/route.js';
 import { createFailureThrottle } from '../workers/throttle.js';
 import { loadAssets } from './assets.js';
+import { startBundleRecords } from './bundles.js';
 import { CONSOLE_ROUTES, tokenSignIn, type VerifiableChain } from './routes.js';
 import { createSessionStore, withConsoleSession } from './session.js';
 
@@ -25,9 +27,11 @@ export interface ConsoleModule {
  * Builds the console: the built assets, the session store, and the admin and reader
  * authenticators wrapped so that a console session cookie (with its CSRF header on writes)
  * presents the same credential as the token it was opened with. `chains` are the hash-chained
- * logs the Audit page verifies.
+ * logs the Audit page verifies; each replica records the bundles it activates (stopped on `life`).
  */
-export function startConsole(core: Core, chains: Record<string, VerifiableChain>): ConsoleModule {
+export function startConsole(core: Core, chains: Record<string, VerifiableChain>, life: Lifecycle): ConsoleModule {
+  const bundles = startBundleRecords(core.db.knex, core.policy, core.logger);
+  life.add('bundle records', () => bundles.stop());
   const sessions = createSessionStore({ ttlMs: SESSION_TTL_MS, max: MAX_SESSIONS });
   const tokens: { token: string; principal: Principal }[] = [{ token: core.adminToken, principal: { kind: 'admin', id: 'admin' } }];
   const { readerToken } = core.config.auth;
@@ -39,6 +43,7 @@ export function startConsole(core: Core, chains: Record<string, VerifiableChain>
     chains: { decision_log: core.decisionLog, ...chains },
     throttle: createFailureThrottle(SIGN_IN_FAILURES, SIGN_IN_WINDOW_MS),
     log: core.logger.child({ component: 'console' }),
+    bundles,
   };
   return {
     routes: bindRoutes(CONSOLE_ROUTES, deps),

@@ -3,8 +3,10 @@ import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
 import type { ChainBreak } from '../lib/hash-chain.js';
 import type { Logger } from '../logging/index.js';
+import { LIMIT_PARAM, queryLimit } from '../server/query-params.js';
 import { defineRoutes, type RouteContext } from '../server/route.js';
 import { type Asset, CONSOLE_CSP } from './assets.js';
+import type { BundleRecords } from './bundles.js';
 import type { FailureThrottle } from '../workers/throttle.js';
 import { type ConsoleSession, SESSION_COOKIE, type SessionStore } from './session.js';
 
@@ -23,6 +25,7 @@ export interface ConsoleRouteDeps {
   /** Failed sign-ins per source address: past the limit the address waits, right token or not. */
   throttle: FailureThrottle;
   log: Logger;
+  bundles: Pick<BundleRecords, 'history' | 'replicas'>;
 }
 
 const CONTROL = ['control'] as const;
@@ -125,6 +128,33 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
       if (cookie) sessions.close(cookie);
       ctx.cookies.set(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'strict', secure: ctx.secure, path: '/', expires: new Date(0) });
       ctx.status = 204;
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/policy/history',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'Bundle activations on every replica, newest first (revision, digest, source, when).',
+    params: [LIMIT_PARAM],
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
+    async handler(ctx, { bundles }) {
+      ctx.body = { activations: await bundles.history(queryLimit(ctx.query)) };
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/policy/replicas',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'The bundle each replica runs, when it was activated, and when the replica last said so.',
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
+    async handler(ctx, { bundles }) {
+      ctx.body = { replicas: await bundles.replicas() };
     },
   },
   {

@@ -40,7 +40,9 @@ test.serial('signing in keeps the token out of the page: an HttpOnly session coo
   t.is(state.storage, 0);
   t.false(state.href.includes(rig.gw.adminToken));
   t.is(state.who, 'Signed in: admin');
-  await admin.waitForText('[data-testid=bundle]', 'Revision test-suite');
+  await admin.waitForText('[data-testid=bundle]', 'runs revision test-suite');
+  await admin.waitForText('table caption', 'Per replica');
+  t.regex(await admin.evaluate<string>(`document.querySelector('section[aria-labelledby=bundle-h] tbody').textContent`), /:\d+test-suite/);
   await shot(admin, 'overview');
 });
 
@@ -53,7 +55,9 @@ test.serial("flipping the kill switch in the console stops the worker's next pol
   await admin.click('dialog button[value=yes]');
   await admin.waitForText('[data-testid=kill-state]', 'Cloud routing is OFF');
   await admin.waitForText('[data-testid=kill-state]', 'Last set by admin');
-  const depth = await admin.evaluate<string[]>(`[...document.querySelectorAll('section[aria-labelledby=queue-h] tbody tr')].map((r) => r.textContent)`);
+  const depth = await admin.evaluate<string[]>(
+    `[...document.querySelectorAll('section[aria-labelledby=queue-h] tbody tr')].map((r) => r.textContent)`,
+  );
   t.true(depth.includes('leased1'), `queue depth from the gauge: ${depth.join(' ')}`);
   t.false(await killSwitch());
   waitingJob = await submit();
@@ -103,6 +107,8 @@ test.serial('a replay of a stricter candidate bundle lists the flips', async (t)
   );
   await admin.goto(`${rig.base}/console#/policy`);
   await admin.waitFor(`document.querySelector('#replay-bundle') !== null`);
+  await admin.waitForText('table caption', 'Activations on every replica');
+  await admin.waitForText('tbody td', 'test-suite');
   await admin.setFiles('#replay-bundle', [candidate]);
   await admin.click('form.filters button[type=submit]');
   if (!hasRoute('post', '/v1/policy/replay')) {

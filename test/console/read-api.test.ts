@@ -165,3 +165,14 @@ test.serial('the tool audit is listed newest first and filtered; malformed filte
   for (const q of ['?outcome=maybe', '?limit=0', '?task_id=' + 'x'.repeat(300)])
     t.is((await call(base, `/v1/tool-audit${q}`)).status, 400, q.slice(0, 30));
 });
+
+test.serial('each replica records the bundle it activated and says which it runs', async (t) => {
+  const { activations } = (await call<{ activations: { revision: string; digest: string; replica: string }[] }>(base, '/v1/policy/history'))
+    .body;
+  const active = gw.gateway.policy.status().active!;
+  t.like(activations[0], { revision: active.revision, digest: active.digest });
+  const { replicas } = (await call<{ replicas: { replica: string; revision: string; live: boolean }[] }>(base, '/v1/policy/replicas')).body;
+  t.is(replicas.length, 1);
+  t.like(replicas[0], { replica: activations[0]!.replica, revision: active.revision, live: true });
+  t.is((await call(base, '/v1/policy/history?limit=0')).status, 400);
+});

@@ -10,6 +10,14 @@ const JOB_STATES = ['queued', 'leased', 'succeeded', 'failed', 'dead_lettered', 
 interface Status {
   bundles: { cynode: { active: { revision: string; digest: string; source: string; activatedAt: string } | null; lastError: unknown } };
 }
+interface Replica {
+  replica: string;
+  revision: string;
+  digest: string;
+  activated_at: string;
+  seen_at: string;
+  live: boolean;
+}
 interface Setting {
   value: unknown;
   updatedBy: string;
@@ -22,8 +30,12 @@ interface Stats {
 
 /** Overview: the bundle this replica runs, the kill switch, queue depth, spend today and the decision rate. */
 export const overviewPage: Page = async (root, ctx) => {
-  const [status, setting, depth, spend, stats] = await Promise.all([
+  const [status, replicas, setting, depth, spend, stats] = await Promise.all([
     api<Status>('GET', '/v1/status'),
+    api<{ replicas: Replica[] }>('GET', '/v1/policy/replicas').then(
+      (r) => r.replicas.filter((x) => x.live),
+      () => [],
+    ),
     killSwitch(),
     queueDepth(),
     api<{ total_usd: number; calls: number }>('GET', '/v1/spend').catch(() => undefined),
@@ -35,14 +47,20 @@ export const overviewPage: Page = async (root, ctx) => {
     h(
       'section',
       { 'aria-labelledby': 'bundle-h' },
-      h('h2', { id: 'bundle-h' }, 'Active bundle (this replica)'),
+      h('h2', { id: 'bundle-h' }, 'Active bundle'),
       active
         ? h(
             'p',
             { 'data-testid': 'bundle' },
-            `Revision ${active.revision}, from ${active.source}, active for ${ago(Date.now() - Date.parse(active.activatedAt)).replace(' ago', '')}`,
+            `This replica runs revision ${active.revision} (from ${active.source}), active for ${age(active.activatedAt)}.`,
           )
-        : notice('error', 'No bundle is active: every decision fails closed.'),
+        : notice('error', 'No bundle is active on this replica: every decision fails closed.'),
+      table(
+        'Per replica',
+        ['Replica', 'Revision', 'Digest', 'Active for', 'Last seen'],
+        replicas.map((r) => [r.replica, r.revision, r.digest.slice(0, 12), age(r.activated_at), when(r.seen_at)]),
+        'no replica has reported yet.',
+      ),
     ),
     killSwitchSection(setting, ctx, () => overviewPage(root, ctx)),
     h(
@@ -77,6 +95,8 @@ async function queueDepth(): Promise<Map<string, number>> {
   for (const match of text.matchAll(/^cynode_jobs\{state="(\w+)"\} (\d+)$/gm)) depth.set(match[1]!, Number(match[2]));
   return depth;
 }
+
+const age = (iso: string) => ago(Date.now() - Date.parse(iso)).replace(' ago', '');
 
 async function killSwitch(): Promise<Setting | undefined> {
   try {

@@ -11,6 +11,13 @@ interface Status {
     };
   };
 }
+interface Activation {
+  replica: string;
+  revision: string;
+  digest: string;
+  source: string;
+  activated_at: string;
+}
 interface Verdict {
   allow: boolean;
   reasons: string[];
@@ -34,7 +41,13 @@ interface Replay {
 
 /** Policy: the active bundle, and replay of recorded decisions against an uploaded candidate bundle. */
 export const policyPage: Page = async (root) => {
-  const status = await api<Status>('GET', '/v1/status');
+  const [status, history] = await Promise.all([
+    api<Status>('GET', '/v1/status'),
+    api<{ activations: Activation[] }>('GET', '/v1/policy/history?limit=50').then(
+      (r) => r.activations,
+      () => undefined,
+    ),
+  ]);
   const b = status.bundles.cynode;
   const results = h('div', { class: 'replay-results', 'aria-live': 'polite' });
   replace(
@@ -48,6 +61,15 @@ export const policyPage: Page = async (root) => {
         )
       : notice('error', 'No bundle is active.'),
     b.lastError ? notice('error', `Last load error (${when(b.lastError.at)}): ${b.lastError.message}`) : null,
+    h('h2', {}, 'Bundle history'),
+    history
+      ? table(
+          'Activations on every replica, newest first',
+          ['Activated', 'Replica', 'Revision', 'Digest', 'Source'],
+          history.map((a) => [when(a.activated_at), a.replica, a.revision, a.digest.slice(0, 16), a.source]),
+          'none recorded.',
+        )
+      : notice('info', 'Bundle history is not available on this gateway.'),
     h('h2', {}, 'Replay a candidate bundle'),
     h('p', {}, 'Re-evaluates recorded decisions against a candidate bundle (verified like any bundle) and lists what would change.'),
     replayForm(b.active?.entrypoints ?? [], results),
