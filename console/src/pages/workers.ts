@@ -11,8 +11,12 @@ interface Worker {
   load: unknown;
   registeredAt: string;
   lastSeenAt: string;
+  /** Set by gateways that quarantine workers (a flag, or the quarantine record with its reason). */
   quarantined?: unknown;
+  quarantine?: unknown;
 }
+
+const isQuarantined = (w: Worker) => Boolean(w.quarantined ?? w.quarantine);
 
 /** Workers: sessions, capability reports, load, last seen; quarantine and release (admin). */
 export const workersPage: Page = async (root, ctx) => {
@@ -28,7 +32,7 @@ export const workersPage: Page = async (root, ctx) => {
     w.load === null ? '—' : JSON.stringify(w.load),
     when(w.registeredAt),
     when(w.lastSeenAt),
-    w.quarantined ? 'quarantined' : 'active',
+    isQuarantined(w) ? 'quarantined' : 'active',
     quarantineButton(w, message, reload),
   ]);
   replace(
@@ -44,7 +48,7 @@ export const workersPage: Page = async (root, ctx) => {
 };
 
 function quarantineButton(w: Worker, message: HTMLElement, reload: () => Promise<void>): HTMLElement {
-  const release = Boolean(w.quarantined);
+  const release = isQuarantined(w);
   const label = release ? `Release ${w.nodeId}` : `Quarantine ${w.nodeId}`;
   const button = h('button', { type: 'button', class: release ? 'secondary' : 'danger' }, release ? 'Release' : 'Quarantine');
   button.setAttribute('aria-label', label);
