@@ -32,7 +32,7 @@ export interface ConsoleModule {
 export function startConsole(core: Core, chains: Record<string, VerifiableChain>, life: Lifecycle): ConsoleModule {
   const bundles = startBundleRecords(core.db.knex, core.policy, core.logger);
   life.add('bundle records', () => bundles.stop());
-  const sessions = createSessionStore({ ttlMs: SESSION_TTL_MS, max: MAX_SESSIONS });
+  const sessions = createSessionStore(core.db.knex, { ttlMs: SESSION_TTL_MS, max: MAX_SESSIONS });
   const tokens: { token: string; principal: Principal }[] = [{ token: core.adminToken, principal: { kind: 'admin', id: 'admin' } }];
   const { readerToken } = core.config.auth;
   if (readerToken) tokens.push({ token: readerToken, principal: { kind: 'reader', id: 'reader' } });

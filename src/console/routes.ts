@@ -69,6 +69,7 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
     body: { schema: 'ConsoleSignIn' },
     ok: { 201: { description: 'The session', schema: 'ConsoleSession' } },
     errors: ['unauthorized', 'rate_limited'],
+    db: true,
     async handler(ctx, { sessions, signIn, throttle, log }) {
       const source = ctx.request.ip;
       const principal = await throttle.inTurn(source, async () => {
@@ -86,7 +87,7 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
         return found;
       });
       log.info({ source, principal: principal.kind }, 'console sign-in');
-      const { id, session } = sessions.open(principal);
+      const { id, session } = await sessions.open(principal);
       ctx.cookies.set(SESSION_COOKIE, id, {
         httpOnly: true,
         sameSite: 'strict',
@@ -108,6 +109,7 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
     summary: 'The signed-in console session: who, its CSRF token, when it ends.',
     ok: { 200: { description: 'The session', schema: 'ConsoleSession' } },
     errors: ['not_found'],
+    db: true,
     handler(ctx) {
       const session = ctx.state.consoleSession as ConsoleSession | undefined;
       if (!session) throw new GatewayError('not_found', 'this request carries no console session');
@@ -123,9 +125,10 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
     summary: 'Signs out: ends the console session and clears its cookie.',
     ok: { 204: { description: 'Signed out' } },
     errors: [],
-    handler(ctx, { sessions }) {
+    db: true,
+    async handler(ctx, { sessions }) {
       const cookie = ctx.cookies.get(SESSION_COOKIE);
-      if (cookie) sessions.close(cookie);
+      if (cookie) await sessions.close(cookie);
       ctx.cookies.set(SESSION_COOKIE, '', { httpOnly: true, sameSite: 'strict', secure: ctx.secure, path: '/', expires: new Date(0) });
       ctx.status = 204;
     },

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Knex } from 'knex';
 import type { Middleware } from 'koa';
 import type { Principal } from '../auth/index.js';
 import { GatewayError } from '../errors/index.js';
@@ -15,48 +16,69 @@ export interface ConsoleSession {
   expiresAt: Date;
 }
 
-/** Sessions kept in this process; the cookie holds a random id, the store only its digest. */
+/** Console sessions in the database; the cookie holds a random id, the table only its digest. */
 export interface SessionStore {
   /** Opens a session for `principal`; returns the cookie value and the session. */
-  open(principal: Principal): { id: string; session: ConsoleSession };
+  open(principal: Principal): Promise<{ id: string; session: ConsoleSession }>;
   /** The live session of a cookie value, or undefined (unknown or expired). */
-  find(id: string): ConsoleSession | undefined;
-  close(id: string): void;
+  find(id: string): Promise<ConsoleSession | undefined>;
+  close(id: string): Promise<void>;
 }
 
 /** Options of the session store. */
 export interface SessionOptions {
   ttlMs: number;
-  /** At most this many live sessions; the oldest goes first when a new one would pass it. */
+  /** At most this many live sessions; the oldest go first when a new one would pass it. */
   max: number;
   now?: () => number;
 }
 
+interface Row {
+  kind: Principal['kind'];
+  principal_id: string;
+  csrf: string;
+  expires_at: Date;
+}
+
 /**
- * Creates the in-memory session store. Sessions live `ttlMs` from sign-in and end with the
- * process (signing in again is one token paste); only SHA-256 digests of cookie values are
- * kept, so a heap dump holds no usable cookie.
+ * Creates the session store over `console_sessions`, shared by every replica. Sessions live
+ * `ttlMs` from sign-in; opening one first drops the expired ones and, past `max`, the oldest.
+ * Only SHA-256 digests of cookie values are stored, so a database dump holds no usable cookie.
  */
-export function createSessionStore({ ttlMs, max, now = Date.now }: SessionOptions): SessionStore {
-  const sessions = new Map<string, ConsoleSession>();
-  const expired = (s: ConsoleSession) => s.expiresAt.getTime() <= now();
+export function createSessionStore(knex: Knex, { ttlMs, max, now = Date.now }: SessionOptions): SessionStore {
+  const table = () => knex('console_sessions');
   return {
-    open(principal) {
-      for (const [key, s] of sessions) if (expired(s)) sessions.delete(key);
-      while (sessions.size >= max) sessions.delete(sessions.keys().next().value!);
+    async open(principal) {
+      const at = new Date(now());
+      await table().where('expires_at', '<=', at).delete();
+      const keep = table()
+        .select('id_digest')
+        .orderBy('created_at', 'desc')
+        .limit(max - 1);
+      await table().whereNotIn('id_digest', keep).delete();
       const id = randomBytes(32).toString('base64url');
-      const session = { principal, csrf: randomBytes(24).toString('base64url'), expiresAt: new Date(now() + ttlMs) };
-      sessions.set(digest(id), session);
+      const session = { principal, csrf: randomBytes(24).toString('base64url'), expiresAt: new Date(at.getTime() + ttlMs) };
+      await table().insert({
+        id_digest: digest(id),
+        kind: principal.kind,
+        principal_id: principal.id,
+        csrf: session.csrf,
+        created_at: at,
+        expires_at: session.expiresAt,
+      });
       return { id, session };
     },
-    find(id) {
-      const key = digest(id);
-      const session = sessions.get(key);
-      if (session && expired(session)) sessions.delete(key);
-      return session && !expired(session) ? session : undefined;
+    async find(id) {
+      const row = (await table()
+        .where({ id_digest: digest(id) })
+        .where('expires_at', '>', new Date(now()))
+        .first('kind', 'principal_id', 'csrf', 'expires_at')) as Row | undefined;
+      return row && { principal: { kind: row.kind, id: row.principal_id }, csrf: row.csrf, expiresAt: new Date(row.expires_at) };
     },
-    close(id) {
-      sessions.delete(digest(id));
+    async close(id) {
+      await table()
+        .where({ id_digest: digest(id) })
+        .delete();
     },
   };
 }
@@ -73,7 +95,7 @@ export function withConsoleSession(bearer: Middleware, sessions: SessionStore, a
   return async (ctx, next) => {
     const cookie = ctx.get('authorization') ? undefined : ctx.cookies.get(SESSION_COOKIE);
     if (!cookie) return bearer(ctx, next);
-    const session = sessions.find(cookie);
+    const session = await sessions.find(cookie);
     if (!session) throw new GatewayError('unauthorized', 'the console session has ended; sign in again');
     if (!allowed.includes(session.principal.kind)) throw new GatewayError('forbidden', 'this session may not use this endpoint');
     if (!SAFE_METHODS.has(ctx.method) && !sameSecret(ctx.get(CSRF_HEADER), session.csrf)) {

@@ -118,21 +118,39 @@ test.serial('the console page and assets carry a strict CSP and are never framed
   t.is((await fetch(`${base}/console/assets/nothing.js`)).status, 404);
 });
 
-test.serial('sessions expire, and the store keeps at most its limit (oldest out first)', (t) => {
-  let now = 0;
-  const store = createSessionStore({ ttlMs: 1000, max: 2, now: () => now });
-  const a = store.open({ kind: 'admin', id: 'admin' });
-  t.truthy(store.find(a.id));
-  now = 1000;
-  t.is(store.find(a.id), undefined, 'expired at its end');
-  const b = store.open({ kind: 'reader', id: 'reader' });
-  const c = store.open({ kind: 'reader', id: 'reader' });
-  const d = store.open({ kind: 'reader', id: 'reader' });
-  t.is(store.find(b.id), undefined, 'the oldest went when the limit was reached');
-  t.truthy(store.find(c.id));
-  t.truthy(store.find(d.id));
-  store.close(c.id);
-  t.is(store.find(c.id), undefined);
+test.serial('sessions expire, and the store keeps at most its limit (oldest out first)', async (t) => {
+  let now = Date.parse('2030-01-01T00:00:00Z');
+  const store = createSessionStore(gw.gateway.db.knex, { ttlMs: 1000, max: 2, now: () => now });
+  const a = await store.open({ kind: 'admin', id: 'admin' });
+  t.like(await store.find(a.id), { principal: { kind: 'admin', id: 'admin' }, csrf: a.session.csrf });
+  now += 1000;
+  t.is(await store.find(a.id), undefined, 'expired at its end');
+  const b = await store.open({ kind: 'reader', id: 'reader' });
+  now += 1;
+  const c = await store.open({ kind: 'reader', id: 'reader' });
+  now += 1;
+  const d = await store.open({ kind: 'reader', id: 'reader' });
+  t.is(await store.find(b.id), undefined, 'the oldest went when the limit was reached');
+  t.truthy(await store.find(c.id));
+  t.truthy(await store.find(d.id));
+  await store.close(c.id);
+  t.is(await store.find(c.id), undefined);
+  const stored = await gw.gateway.db.knex('console_sessions').select('id_digest');
+  t.false(
+    stored.some((r: { id_digest: string }) => r.id_digest === d.id),
+    'only digests are stored',
+  );
+});
+
+test.serial('a session opened on one replica works on another (sessions live in the database)', async (t) => {
+  const other = await bootGateway({ roles: ['control'], database: gw.db!, env: { CYNODE_READER_TOKEN: READER_TOKEN } });
+  try {
+    const admin = await signIn(gw.adminToken);
+    const res = await fetch(`${other.url()}/v1/status`, { headers: { cookie: admin.cookie } });
+    t.is(res.status, 200);
+  } finally {
+    await other.stop();
+  }
 });
 
 test.serial('failed sign-ins from one address are throttled: past ten, even the right token waits', async (t) => {
