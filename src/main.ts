@@ -1,4 +1,5 @@
 import type { Config } from './config/index.js';
+import { startConsole } from './console/module.js';
 import { startCore } from './core/module.js';
 import type { DecisionLog, DecisionService } from './decisions/index.js';
 import { startEgress } from './egress/module.js';
@@ -82,19 +83,30 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const ops = startOps(core, [jobs.refreshGauges]);
     const replay = startReplay(core);
     startAuditCheckpoints(core, [egress.audit, mcp.toolAudit], life);
+    const ui = startConsole(core, { api_audit: egress.audit, tool_audit: mcp.toolAudit }, life);
     const serving = await startServers(
       {
         config,
         logger,
         roles,
         table: ROUTE_TABLE,
-        routes: [...ops.routes, ...core.routes, ...replay.routes, ...egress.routes, ...workers.routes, ...jobs.routes, ...mcp.routes],
+        routes: [
+          ...ops.routes,
+          ...core.routes,
+          ...replay.routes,
+          ...egress.routes,
+          ...workers.routes,
+          ...jobs.routes,
+          ...mcp.routes,
+          ...ui.routes,
+        ],
         authenticators: {
           ...core.authenticators,
           ...workers.authenticators,
           ...egress.authenticators,
           ...mcp.authenticators,
           ...ops.authenticators,
+          ...ui.authenticators,
         },
         // Long polls answer at once instead of holding the drain open.
         beforeDrain: [() => jobs.leases.close()],

@@ -1,3 +1,4 @@
+import { CONSOLE_ROUTES } from './console/index.js';
 import { DECISION_ROUTES, POLICY_ROUTES } from './decisions/index.js';
 import { API_CALL_ROUTES, BUDGET_AND_AUDIT_ROUTES, EGRESS_ROUTES } from './egress/index.js';
 import { HEALTH_ROUTES } from './health/index.js';
@@ -40,4 +41,5 @@ export const ROUTE_TABLE: readonly RouteEntry[] = [
   ...API_CALL_ROUTES,
   ...MCP_ROUTES,
   ...EGRESS_ROUTES,
+  ...CONSOLE_ROUTES,
 ];

@@ -13,6 +13,7 @@ import { createKeyStore, KEY_ROUTES, KEYS_CHANNEL, type KeyStore } from '../keys
 import type { Logger } from '../logging/index.js';
 import type { Registry } from 'prom-client';
 import { createDecisionMetrics, type DecisionMetrics } from '../decisions/metrics.js';
+import { createDecisionQueries } from '../decisions/query.js';
 import { createRegistry } from '../metrics/index.js';
 import { BUNDLE_CHANNEL, type BundleSource, type PolicyEngine } from '../policy/index.js';
 import { PREFERENCE_ROUTES } from '../preferences/index.js';
@@ -104,7 +105,7 @@ export async function startCore(config: Config, logger: Logger, life: Lifecycle)
     ...bindRoutes(KEY_ROUTES, keys),
     ...bindRoutes(POLICY_ROUTES, { engine: policy, sections }),
     ...bindRoutes(SETTINGS_ROUTES, runtime.settings),
-    ...bindRoutes(DECISION_ROUTES, { decisions, log: decisionLog, engine: policy }),
+    ...bindRoutes(DECISION_ROUTES, { decisions, log: decisionLog, engine: policy, queries: createDecisionQueries(db.knex) }),
     ...bindRoutes(PREFERENCE_ROUTES, runtime.preferences),
   ];
   return {

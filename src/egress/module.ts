@@ -11,6 +11,7 @@ import { type AuditLog, createAuditLog } from './audit.js';
 import { type BudgetAlerts, createBudgetAlerts } from './budget-alerts.js';
 import { createLedger, type Ledger } from './ledger.js';
 import { createEgressMetrics, type EgressMetrics } from './metrics.js';
+import { createSpendQueries } from './spend.js';
 import { API_CALL_ROUTES, apiCallerAuth, BUDGET_AND_AUDIT_ROUTES, EGRESS_ROUTES } from './routes.js';
 import { createEgressService, type EgressService } from './final-gate.js';
 import { type ApiCallGateway, createApiCallGateway } from './first-gate.js';
@@ -122,7 +123,7 @@ export function startEgress(
     apiCalls,
     routes: [
       ...bindRoutes(CREDENTIAL_ROUTES, credentials),
-      ...bindRoutes(BUDGET_AND_AUDIT_ROUTES, { ledger, audit }),
+      ...bindRoutes(BUDGET_AND_AUDIT_ROUTES, { ledger, audit, spend: createSpendQueries(db.knex) }),
       ...bindRoutes(API_CALL_ROUTES, apiCalls),
       ...bindRoutes(EGRESS_ROUTES, { egress, maxBodyBytes: config.server.maxBodyBytes }),
     ],

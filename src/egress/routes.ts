@@ -11,6 +11,7 @@ import type { WorkerService } from '../workers/index.js';
 import type { AuditLog } from './audit.js';
 import { BUDGET_SCOPES, checkBudgetKey, parseBudgetBody } from './budgets.js';
 import type { Ledger } from './ledger.js';
+import type { SpendQueries } from './spend.js';
 import type { EgressService } from './final-gate.js';
 import type { ApiCallGateway } from './first-gate.js';
 import { type ApiCaller, type ApiCallReply, EGRESS_PATH } from './types.js';
@@ -129,7 +130,7 @@ export const EGRESS_ROUTES = defineRoutes<{ egress: EgressService; maxBodyBytes:
 ]);
 
 /** Admin: budgets (`PUT|GET /v1/budgets/{scope}/{id}`, `GET /v1/budgets`) and the audit trail (`GET /v1/audit`). */
-export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: AuditLog }>([
+export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: AuditLog; spend: SpendQueries }>([
   {
     method: 'put',
     path: '/v1/budgets/{scope}/{id}',
@@ -179,6 +180,39 @@ export const BUDGET_AND_AUDIT_ROUTES = defineRoutes<{ ledger: Ledger; audit: Aud
     async handler(ctx, { ledger }) {
       const scope = typeof ctx.query.scope === 'string' ? checkBudgetKey(ctx.query.scope, 'x') : undefined;
       ctx.body = { budgets: await ledger.listBudgets(scope) };
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/spend',
+    roles: CONTROL,
+    access: 'reader',
+    summary: 'Settled api.call spend since a time (default today, UTC): total, per hour, top tasks and users, reservations held.',
+    params: [
+      {
+        in: 'query',
+        name: 'since',
+        schema: { type: 'string', format: 'date-time' },
+        description: 'From this time (at most 31 days back).',
+      },
+      {
+        in: 'query',
+        name: 'top',
+        schema: { type: 'integer', minimum: 1, maximum: 100 },
+        description: 'How many top tasks and users (default 10).',
+      },
+    ],
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
+    async handler(ctx, { spend }) {
+      const today = new Date(new Date().toISOString().slice(0, 10) + 'T00:00:00Z');
+      const since = typeof ctx.query.since === 'string' ? new Date(ctx.query.since) : today;
+      if (Number.isNaN(since.getTime()) || Date.now() - since.getTime() > 31 * 864e5)
+        throw new GatewayError('bad_request', 'since must be an ISO 8601 time within the last 31 days');
+      const top = ctx.query.top === undefined ? 10 : Number(ctx.query.top);
+      if (!Number.isInteger(top) || top < 1 || top > 100) throw new GatewayError('bad_request', 'top must be an integer from 1 to 100');
+      ctx.body = await spend.report(since, top);
     },
   },
   {

@@ -1,4 +1,7 @@
 import type { Knex } from 'knex';
+import { GatewayError } from '../errors/index.js';
+import { isTaskId } from '../lib/ids.js';
+import { LIMIT_PARAM, queryLimit, queryText } from '../server/query-params.js';
 import { defineRoutes } from '../server/route.js';
 import type { Worker } from '../workers/index.js';
 import { type AgentTokens, issueAgentToken } from './agent-tokens.js';
@@ -57,6 +60,37 @@ export const MCP_ROUTES = defineRoutes<McpRouteDeps>([
     async handler(ctx, deps) {
       ctx.body = await issueAgentToken({ knex: deps.knex, tokens: deps.agentTokens }, ctx.state.worker as Worker, ctx.state.body);
       ctx.status = 201;
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/tool-audit',
+    roles: ['control'],
+    access: 'reader',
+    summary: 'The MCP tool-call audit trail (hash-chained), newest first.',
+    params: [
+      { in: 'query', name: 'task_id', schema: { type: 'string' }, description: 'Only this task.' },
+      { in: 'query', name: 'tool', schema: { type: 'string' }, description: 'Only this tool.' },
+      { in: 'query', name: 'outcome', schema: { type: 'string', enum: ['ok', 'denied', 'error'] }, description: 'Only this outcome.' },
+      LIMIT_PARAM,
+    ],
+    ok: { 200: { description: 'OK', schema: 'Any' } },
+    errors: [],
+    db: true,
+    async handler(ctx, { knex }) {
+      const limit = queryLimit(ctx.query);
+      const taskId = queryText(ctx.query, 'task_id');
+      if (taskId !== undefined && !isTaskId(taskId)) throw new GatewayError('bad_request', 'task_id must be a task id');
+      const tool = queryText(ctx.query, 'tool');
+      const outcome = queryText(ctx.query, 'outcome');
+      if (outcome !== undefined && !['ok', 'denied', 'error'].includes(outcome))
+        throw new GatewayError('bad_request', 'outcome must be ok, denied or error');
+      const q = knex('tool_audit').orderBy('seq', 'desc').limit(limit);
+      if (taskId !== undefined) q.where({ task_id: taskId });
+      if (tool !== undefined) q.where({ tool });
+      if (outcome !== undefined) q.where({ outcome });
+      const rows = (await q.select()) as Record<string, unknown>[];
+      ctx.body = { records: rows.map(({ prev_hash: _p, hash: _h, ...r }) => ({ ...r, seq: Number(r.seq) })) };
     },
   },
 ]);

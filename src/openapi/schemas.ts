@@ -241,5 +241,14 @@ export const SCHEMAS: Record<string, Schema> = {
     },
     ['candidate', 'since', 'total', 'entrypoints'],
   ),
+  ConsoleSignIn: object({ token: { type: 'string', minLength: 1, maxLength: 4096, writeOnly: true } }, ['token'], true),
+  ConsoleSession: object(
+    {
+      principal: object({ kind: { type: 'string', enum: ['admin', 'reader'] }, id: str() }),
+      csrf: { type: 'string', description: 'Send it as X-Cynode-CSRF on every write.' },
+      expires_at: { type: 'string', format: 'date-time' },
+    },
+    ['principal', 'csrf', 'expires_at'],
+  ),
   Any: { type: 'object' },
 };

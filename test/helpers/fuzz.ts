@@ -132,6 +132,9 @@ const SAMPLES: Record<string, Sample> = {
   'GET /v1/decisions/{id}': { params: { id: (t) => [t.ids.decisionId] } },
   // The candidate bundle is a raw gzip body; whatever JSON the fuzzer sends is refused with a stable 4xx.
   'POST /v1/policy/replay': { body: () => ({ bundle: 'not-a-gzip-archive' }) },
+  'GET /v1/decisions/{id}/audit': { params: { id: (t) => [t.ids.decisionId] } },
+  'POST /console/session': { body: (_t, r) => ({ token: r.pick(['not-a-token', 'x'.repeat(64)]) }) },
+  'GET /console/assets/{path}': { params: { '*': () => ['app.js', 'app.css', 'index.html'] } },
   'GET /v1/preferences/{scope}/{id}/{key}': prefs,
   'PUT /v1/preferences/{scope}/{id}/{key}': { ...prefs, body: () => ({ value: true }) },
   'DELETE /v1/preferences/{scope}/{id}/{key}': prefs,

@@ -87,13 +87,14 @@ test.after.always(async () => {
 
 const samplePath = (path: string) =>
   path
+    .replace('/console/assets/{path}', '/console/assets/app.js')
     .replace('{path}', 'cynode/register/decision')
     .replace('{name}', 'cynode')
     .replace(/\{\w+\}/g, 'x');
 
 /** Sends one request to `route` on `role`, presenting `credential` the way its kind travels. */
 async function attempt(route: RouteEntry, role: RouteEntry['roles'][number], credential: Credential | null) {
-  const body = '{}';
+  const body = route.path === '/console/session' ? JSON.stringify({ token: held.admin }) : '{}';
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (credential === 'psk') headers['x-cynode-psk'] = held.psk;
   if (credential === 'forward') {

@@ -1,0 +1,2 @@
+export { CONSOLE_ROUTES } from './routes.js';
+export { CSRF_HEADER, SESSION_COOKIE } from './session.js';
