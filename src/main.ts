@@ -1,72 +1,24 @@
-import type { Config } from './config/index.js';
+export type { Gateway, GatewayOptions } from './gateway.js';
 import { startConsole } from './console/module.js';
 import { startCore } from './core/module.js';
-import type { DecisionLog, DecisionService } from './decisions/index.js';
 import { startEgress } from './egress/module.js';
 import { startExport } from './export/module.js';
-import type { AuditLog, EgressService, Ledger } from './egress/index.js';
 import { parseLeaseRefs, releaseLeasesOf } from './jobs/index.js';
-import type { JobService, LeaseService } from './jobs/index.js';
 import { startJobs } from './jobs/module.js';
-import type { KeyStore } from './keys/index.js';
-import type { Logger } from './logging/index.js';
-import type { ToolAudit } from './mcp/index.js';
 import { startMcp } from './mcp/module.js';
-import type { Registry } from 'prom-client';
 import { startOps } from './ops/module.js';
 import { startAuditCheckpoints } from './audit/module.js';
-import type { PolicyEngine } from './policy/index.js';
-import type { PreferencesService } from './preferences/index.js';
 import { startReplay } from './replay/module.js';
 import { ROUTE_TABLE } from './routes.js';
-import type { RegisteredRoute } from './server/app.js';
+import type { Gateway, GatewayOptions } from './gateway.js';
 import { createLifecycle } from './server/lifecycle.js';
-import type { Listening } from './server/listen.js';
-import type { Role } from './server/roles.js';
 import { startServers } from './server/serve.js';
-import type { SettingsService } from './settings/index.js';
-import type { Database } from './storage/index.js';
-import type { CredentialStore } from './vault/index.js';
-import type { PskStore, WorkerService } from './workers/index.js';
 import { startWorkers } from './workers/module.js';
 
-/** A running gateway: its listeners and parts, and the one way to stop it. */
-export interface Gateway {
-  listening: Listening[];
-  db: Database;
-  policy: PolicyEngine;
-  decisions: DecisionService;
-  decisionLog: DecisionLog;
-  settings: SettingsService;
-  keys: KeyStore;
-  preferences: PreferencesService;
-  psks: PskStore;
-  workers: WorkerService;
-  jobs: JobService;
-  leases: LeaseService;
-  credentials: CredentialStore;
-  ledger: Ledger;
-  audit: AuditLog;
-  toolAudit: ToolAudit;
-  egress: EgressService;
-  /** The Prometheus registry `/metrics` serves. */
-  metrics: Registry;
-  /** The routes each running role serves (what /openapi.json describes). */
-  routes: Partial<Record<Role, RegisteredRoute[]>>;
-  /** Stops accepting, drains in-flight requests (up to the shutdown grace), then stops every part in reverse start order. */
-  stop(): Promise<void>;
-}
-
-/** What the composition root needs: validated config, the root logger and the roles to run. */
-export interface GatewayOptions {
-  config: Config;
-  logger: Logger;
-  roles: readonly Role[];
-}
-
 /**
- * The composition root: starts the modules in dependency order (core, export, jobs, workers, egress,
- * MCP, ops), then the listeners of the roles asked for. Every module records its stops as it
+ * The composition root: starts the modules in dependency order (core, decision-log export, jobs,
+ * workers, egress, MCP, ops, replay, audit checkpoints, console), then the listeners of the
+ * roles asked for. Every module records its stops as it
  * starts its parts, so a shutdown and a start that fails half way take the same path: every
  * part started so far is stopped, in reverse order. Nothing below reads `process.env`.
  */
