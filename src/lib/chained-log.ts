@@ -77,18 +77,7 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
   const flushOnce = async (): Promise<void> => {
     while (buffer.length > 0) {
       const batch = buffer.slice(0, BATCH);
-      await knex.transaction(async (trx) => {
-        await trx.raw('select pg_advisory_xact_lock(?)', [spec.lockKey]);
-        const tail = (await trx(spec.table).orderBy('seq', 'desc').first('hash')) as { hash: string } | undefined;
-        let prev = tail?.hash ?? GENESIS_HASH;
-        const rows = batch.map((e) => {
-          const hash = chainHash(prev, spec.hashed(e));
-          const row = { ...spec.row(e), prev_hash: prev, hash };
-          prev = hash;
-          return row;
-        });
-        await trx.raw(insertBatch, [JSON.stringify(rows)]);
-      });
+      await appendBatch(knex, spec, insertBatch, batch);
       buffer.splice(0, batch.length);
       while (waiters.length > 0 && buffer.length < options.bufferSize) waiters.shift()!();
     }
@@ -116,37 +105,12 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
 
   return {
     async record(event) {
-      if (buffer.length >= options.bufferSize) {
-        let release!: () => void;
-        const space = new Promise<void>((resolve) => (release = resolve));
-        waiters.push(release);
-        let timeout: NodeJS.Timeout | undefined;
-        const expired = new Promise<'timeout'>((resolve) => (timeout = setTimeout(() => resolve('timeout'), options.enqueueTimeoutMs)));
-        const outcome = await Promise.race([space, expired]);
-        clearTimeout(timeout);
-        if (outcome === 'timeout') {
-          waiters.splice(waiters.indexOf(release), 1);
-          throw new GatewayError(spec.unavailable, `the ${spec.table} cannot keep up; request not served`);
-        }
-      }
+      if (buffer.length >= options.bufferSize) await waitForSpace(waiters, options.enqueueTimeoutMs, spec);
       buffer.push(event);
       if (buffer.length >= BATCH) flush().catch(() => undefined);
     },
     flush,
-    async verify(from) {
-      const query = knex(spec.table).orderBy('seq', 'asc');
-      if (from) query.where('seq', '>', from.seq);
-      const rows = (await query.select()) as (Record<string, unknown> & {
-        seq: string | number;
-        prev_hash: string;
-        hash: string;
-      })[];
-      const chainBreak = findChainBreak(
-        rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: spec.fromRow(r) })),
-        from?.hash ?? GENESIS_HASH,
-      );
-      return { rows: rows.length, break: chainBreak };
-    },
+    verify: (from) => verifyChain(knex, spec, from),
     pending: () => buffer.length,
     async close() {
       clearInterval(timer);
@@ -158,4 +122,47 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
       }
     },
   };
+}
+
+/** Appends one batch under the chain's advisory lock, each row hashing the one before it. */
+async function appendBatch<E>(knex: Knex, spec: ChainedLogSpec<E>, insertBatch: string, batch: readonly E[]): Promise<void> {
+  await knex.transaction(async (trx) => {
+    await trx.raw('select pg_advisory_xact_lock(?)', [spec.lockKey]);
+    const tail = (await trx(spec.table).orderBy('seq', 'desc').first('hash')) as { hash: string } | undefined;
+    let prev = tail?.hash ?? GENESIS_HASH;
+    const rows = batch.map((e) => {
+      const hash = chainHash(prev, spec.hashed(e));
+      const row = { ...spec.row(e), prev_hash: prev, hash };
+      prev = hash;
+      return row;
+    });
+    await trx.raw(insertBatch, [JSON.stringify(rows)]);
+  });
+}
+
+/** Waits for room in a full buffer for at most `timeoutMs`, then refuses with the log's unavailable code. */
+async function waitForSpace<E>(waiters: (() => void)[], timeoutMs: number, spec: ChainedLogSpec<E>): Promise<void> {
+  let release!: () => void;
+  const space = new Promise<void>((resolve) => (release = resolve));
+  waiters.push(release);
+  let timeout: NodeJS.Timeout | undefined;
+  const expired = new Promise<'timeout'>((resolve) => (timeout = setTimeout(() => resolve('timeout'), timeoutMs)));
+  const outcome = await Promise.race([space, expired]);
+  clearTimeout(timeout);
+  if (outcome === 'timeout') {
+    waiters.splice(waiters.indexOf(release), 1);
+    throw new GatewayError(spec.unavailable, `the ${spec.table} cannot keep up; request not served`);
+  }
+}
+
+/** Recomputes the chain from `from` (a prune cut) or from the genesis; returns the first break. */
+async function verifyChain<E>(knex: Knex, spec: ChainedLogSpec<E>, from: ChainStart | undefined) {
+  const query = knex(spec.table).orderBy('seq', 'asc');
+  if (from) query.where('seq', '>', from.seq);
+  const rows = (await query.select()) as (Record<string, unknown> & { seq: string | number; prev_hash: string; hash: string })[];
+  const chainBreak = findChainBreak(
+    rows.map((r) => ({ seq: String(r.seq), prevHash: r.prev_hash, hash: r.hash, record: spec.fromRow(r) })),
+    from?.hash ?? GENESIS_HASH,
+  );
+  return { rows: rows.length, break: chainBreak };
 }
