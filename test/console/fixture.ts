@@ -67,6 +67,8 @@ export interface ConsoleRig {
   signedIn(token: string, options?: PageOptions): Promise<Page>;
   /** Every request `page` made so far. */
   requests(page: Page): SeenRequest[];
+  /** Every error `page` logged to its console so far (a CSP refusal is one). */
+  errors(page: Page): string[];
   stop(): Promise<void>;
 }
 
@@ -85,7 +87,7 @@ export async function startRig(): Promise<ConsoleRig> {
     await gw.stop();
     throw err;
   });
-  const seen = new WeakMap<Page, SeenRequest[]>();
+  const seen = new WeakMap<Page, { requests: SeenRequest[]; errors: string[] }>();
   const signInPage = async (options: PageOptions = {}) => {
     const context: BrowserContext = await browser.newContext({
       viewport: { width: 1280, height: 900 },
@@ -94,9 +96,10 @@ export async function startRig(): Promise<ConsoleRig> {
     context.setDefaultTimeout(WAIT_MS);
     context.setDefaultNavigationTimeout(10_000);
     const page = await context.newPage();
-    const requests: SeenRequest[] = [];
-    page.on('request', (r) => requests.push({ url: r.url(), type: r.resourceType() }));
-    seen.set(page, requests);
+    const log = { requests: [] as SeenRequest[], errors: [] as string[] };
+    page.on('request', (r) => log.requests.push({ url: r.url(), type: r.resourceType() }));
+    page.on('console', (m) => m.type() === 'error' && log.errors.push(m.text()));
+    seen.set(page, log);
     await page.goto(`${base}/console`);
     await page.locator('#token').waitFor();
     return page;
@@ -114,7 +117,8 @@ export async function startRig(): Promise<ConsoleRig> {
       await page.locator('main .loading').waitFor({ state: 'detached' });
       return page;
     },
-    requests: (page) => seen.get(page) ?? [],
+    requests: (page) => seen.get(page)?.requests ?? [],
+    errors: (page) => seen.get(page)?.errors ?? [],
     async stop() {
       await browser.close();
       await gw.stop();
