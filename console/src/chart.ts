@@ -59,10 +59,21 @@ export function lineChart(spec: ChartSpec): HTMLElement {
     frame,
   );
   // uPlot draws at a fixed size: follow the figure's width, up to the stylesheet's maximum.
-  new ResizeObserver(() => {
+  // Leaving the page removes the shown chart (its size drops to zero): then let go of both.
+  let shown = false;
+  const resize = new ResizeObserver(() => {
+    if (!frame.isConnected) {
+      if (shown) {
+        resize.disconnect();
+        plot.destroy();
+      }
+      return;
+    }
+    shown = true;
     const fit = Math.min(MAX_WIDTH, frame.clientWidth);
     if (fit > 0 && fit !== plot.width) plot.setSize({ width: fit, height });
-  }).observe(frame);
+  });
+  resize.observe(frame);
   const figure = document.createElement('figure');
   const caption = document.createElement('figcaption');
   caption.textContent = spec.title;
