@@ -1,4 +1,4 @@
-const SVG = 'http://www.w3.org/2000/svg';
+import uPlot from 'uplot';
 
 /** One line of a chart: its name (legend), CSS class (colour) and a value per x. */
 export interface Series {
@@ -17,34 +17,63 @@ export interface ChartSpec {
   height?: number;
 }
 
-const PAD = { left: 44, right: 12, top: 12, bottom: 28 };
+/** The stylesheet's colour for each series class (the legend's squares use the same variables). */
+const COLOURS: Record<string, string> = { allow: '--allow', deny: '--deny', spend: '--accent' };
+const MAX_WIDTH = 720;
 
 /**
- * A small SVG line chart: y from zero to the largest value, a few gridlines, first and last
- * x labels, a legend. Colours come from the stylesheet (no inline styles, as the CSP wants).
- * The figure is an image with the summary as its accessible name.
+ * A small uPlot line chart: y from zero to the largest value, the first and last x labels
+ * among a few ticks, our own legend with each series' total. uPlot draws on a canvas and sets
+ * its element sizes through the CSSOM, which `style-src 'self'` allows; its stylesheet is
+ * bundled into app.css. The chart is an image with the summary as its accessible name, and
+ * static (no cursor, no selection) so it adds nothing to the tab order.
  */
 export function lineChart(spec: ChartSpec): HTMLElement {
   const width = spec.width ?? 640;
   const height = spec.height ?? 200;
-  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `${spec.title}: ${spec.summary}`, class: 'chart' });
-  const max = Math.max(1, ...spec.series.flatMap((s) => s.values));
-  const n = Math.max(1, spec.labels.length - 1);
-  const x = (i: number) => PAD.left + (i / n) * (width - PAD.left - PAD.right);
-  const y = (v: number) => height - PAD.bottom - (v / max) * (height - PAD.top - PAD.bottom);
-  for (const frac of [0, 0.5, 1]) {
-    const v = Math.round(max * frac);
-    svg.append(el('line', { x1: PAD.left, x2: width - PAD.right, y1: y(v), y2: y(v), class: 'grid' }));
-    svg.append(text(String(v), PAD.left - 6, y(v) + 4, 'end'));
-  }
-  if (spec.labels.length > 0) {
-    svg.append(text(spec.labels[0]!, PAD.left, height - 8, 'start'));
-    svg.append(text(spec.labels[spec.labels.length - 1]!, width - PAD.right, height - 8, 'end'));
-  }
-  for (const s of spec.series) {
-    const points = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-    svg.append(el('polyline', { points: points || `${PAD.left},${y(0)}`, class: `line ${s.className}` }));
-  }
+  const frame = document.createElement('div');
+  frame.className = 'chart';
+  frame.setAttribute('role', 'img');
+  frame.setAttribute('aria-label', `${spec.title}: ${spec.summary}`);
+  const css = getComputedStyle(document.documentElement);
+  const colour = (name: string) => css.getPropertyValue(name).trim() || 'currentColor';
+  const axis = { stroke: colour('--muted'), grid: { stroke: colour('--line'), width: 1 }, ticks: { show: false } };
+  const last = spec.labels.length - 1;
+  const plot = new uPlot(
+    {
+      width,
+      height,
+      padding: [12, 36, 0, 0], // room for the last x label, which uPlot centres on its tick
+      legend: { show: false },
+      cursor: { show: false },
+      select: { show: false, left: 0, top: 0, width: 0, height: 0 },
+      scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+      // The x axis shows the first and last labels, as the summary names the whole span.
+      axes: [
+        { ...axis, size: 30, splits: () => [0, Math.max(0, last)], values: (_u, ticks) => ticks.map((i) => spec.labels[i] ?? '') },
+        axis,
+      ],
+      series: [{}, ...spec.series.map((s) => ({ label: s.name, stroke: colour(COLOURS[s.className] ?? '--accent'), width: 2 }))],
+    },
+    [spec.labels.map((_, i) => i), ...spec.series.map((s) => s.values)],
+    frame,
+  );
+  // uPlot draws at a fixed size: follow the figure's width, up to the stylesheet's maximum.
+  // Leaving the page removes the shown chart (its size drops to zero): then let go of both.
+  let shown = false;
+  const resize = new ResizeObserver(() => {
+    if (!frame.isConnected) {
+      if (shown) {
+        resize.disconnect();
+        plot.destroy();
+      }
+      return;
+    }
+    shown = true;
+    const fit = Math.min(MAX_WIDTH, frame.clientWidth);
+    if (fit > 0 && fit !== plot.width) plot.setSize({ width: fit, height });
+  });
+  resize.observe(frame);
   const figure = document.createElement('figure');
   const caption = document.createElement('figcaption');
   caption.textContent = spec.title;
@@ -56,18 +85,6 @@ export function lineChart(spec: ChartSpec): HTMLElement {
     item.textContent = `${s.name}: ${s.values.reduce((a, b) => a + b, 0)}`;
     legend.append(item);
   }
-  figure.append(caption, svg, legend);
+  figure.append(caption, frame, legend);
   return figure;
-}
-
-function el(tag: string, attrs: Record<string, string | number>): SVGElement {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  return node;
-}
-
-function text(content: string, x: number, y: number, anchor: 'start' | 'end'): SVGElement {
-  const node = el('text', { x, y, 'text-anchor': anchor, class: 'axis' });
-  node.textContent = content;
-  return node;
 }
