@@ -212,7 +212,8 @@ async function readRow(ctx: Context, nodeId: string): Promise<Row | undefined> {
  * The stored row of a node this replica's set holds as quarantined. A session seen refused
  * before is refused in memory, no round trip: a quarantine reaches every replica's set by
  * NOTIFY. Any other session can only have registered after a release this replica has not
- * heard of yet, so the stored row decides, once per session.
+ * heard of yet, so the stored row decides: a quarantined row once per session, a released
+ * one on each call until the set hears of the release.
  */
 async function quarantinedRow(ctx: Context, nodeId: string, sessionId: string): Promise<Row | undefined> {
   if (ctx.refused.get(nodeId)?.has(sessionId)) throw quarantinedError(nodeId);
