@@ -1,5 +1,6 @@
 import type { Core } from '../core/module.js';
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { startPeriodic } from '../lib/periodic.js';
 import type { Lifecycle } from '../server/lifecycle.js';
 import { createCheckpointer, type Checkpointer } from './checkpointer.js';
@@ -21,7 +22,17 @@ export function startAuditCheckpoints(core: Core, logs: Flushable[], life: Lifec
   const sink = settings.sink ? createCheckpointSink(settings.sink) : null;
   const checkpointer = createCheckpointer({ knex: core.db.knex, keys: core.keys, sink, logger: core.logger });
   const failed = (err: unknown) => log.error({ err: errorMessage(err) }, 'audit checkpoint failed');
-  const periodic = settings.intervalMs > 0 ? startPeriodic(() => checkpointer.checkpoint(), settings.intervalMs, failed) : undefined;
+  // Each interval's checkpoint fails while the database is down: logged once per interval, and its end once.
+  const failures = createLogThrottle(log, { level: 'error' });
+  const periodic =
+    settings.intervalMs > 0
+      ? startPeriodic(
+          () => checkpointer.checkpoint(),
+          settings.intervalMs,
+          (err) => failures.failure({ err: errorMessage(err) }, 'audit checkpoint failed'),
+          () => failures.recovered('audit checkpoints work again'),
+        )
+      : undefined;
   life.add('audit checkpoints', async () => {
     periodic?.stop();
     await Promise.all([core.decisionLog, ...logs].map((l) => l.flush().catch(() => undefined)));

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { errorMessage } from '../lib/error-message.js';
 import type { HttpClient } from '../lib/http-client.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { type Periodic, startPeriodic } from '../lib/periodic.js';
 import type { Logger } from '../logging/index.js';
 import { type AuditLog, auditEvent } from './audit.js';
@@ -138,6 +139,9 @@ async function deliver(deps: BudgetAlertDeps, log: Logger, a: AlertRow): Promise
 /** Soft-limit alerts over `budget_alerts`, posted with `http`. */
 export function createBudgetAlerts(deps: BudgetAlertDeps): BudgetAlerts {
   const log = deps.logger.child({ component: 'budget-alerts' });
+  // Every settlement kicks a round: while the database is down, the failures are logged once
+  // per interval with a count, and their end once.
+  const failures = createLogThrottle(log);
   let running: Promise<void> | undefined;
   let again = false;
 
@@ -157,14 +161,18 @@ export function createBudgetAlerts(deps: BudgetAlertDeps): BudgetAlerts {
       return running;
     }
     running = round()
-      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'delivering budget alerts failed'))
+      .then(
+        () => failures.recovered('delivering budget alerts works again'),
+        (err: unknown) => failures.failure({ err: errorMessage(err) }, 'delivering budget alerts failed'),
+      )
       .finally(() => (running = undefined));
     return running;
   };
 
   return {
     kick: () => void run(),
-    start: (intervalMs) => startPeriodic(run, intervalMs, (err) => log.warn({ err: errorMessage(err) }, 'budget alerts failed')),
+    start: (intervalMs) =>
+      startPeriodic(run, intervalMs, (err) => failures.failure({ err: errorMessage(err) }, 'delivering budget alerts failed')),
     async idle() {
       while (running) await running;
     },

@@ -57,7 +57,8 @@ async function pollJobs(
   const waitMs = Math.min(Math.max(0, req.waitMs), deps.longPollMaxMs);
   const until = Date.now() + waitMs;
   for (;;) {
-    if (closed()) return [];
+    // A wait that ended because the request went away claims nothing more.
+    if (closed() || req.signal?.aborted) return [];
     const { leased: jobs, leftAllowed } = await deps.knex.transaction((trx) =>
       claimJobs(trx, deps, worker, req.maxJobs ?? worker.capabilities.max_concurrency, now()),
     );

@@ -114,8 +114,12 @@ export const JOB_ADMIN_ROUTES = defineRoutes<JobAdminRouteDeps>([
 async function poll(ctx: RouteContext, leases: LeaseService, maxRaw: unknown, waitRaw: unknown): Promise<void> {
   const maxJobs = optionalInt(maxRaw, 'max_jobs', 1, 1024);
   const waitMs = optionalInt(waitRaw, 'wait_ms', 0, 30_000) ?? 0;
+  // The response's close, not the request's: the request closed already once its body was
+  // read, so only this one says the worker went away while its poll waits. A poll whose worker
+  // is gone must not lease a job to it.
   const aborted = new AbortController();
-  ctx.req.once('close', () => aborted.abort());
+  ctx.res.once('close', () => aborted.abort());
+  if (ctx.req.socket.destroyed) aborted.abort();
   const jobs = await leases.poll(ctx.state.worker as Worker, { ...(maxJobs !== undefined && { maxJobs }), waitMs, signal: aborted.signal });
   ctx.body = { jobs };
 }

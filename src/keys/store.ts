@@ -3,6 +3,7 @@ import { exportJWK, generateKeyPair, type JWK, type CryptoKey } from 'jose';
 import type { Knex } from 'knex';
 import type { Logger } from '../logging/index.js';
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { startPeriodic } from '../lib/periodic.js';
 import { keyGeneration } from './generation.js';
 
@@ -126,12 +127,15 @@ export async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore
 
   let generation = await generations.read();
   let key = await publish();
+  // Checked every few seconds: while the database is down, logged once per interval, and its end once.
+  const failures = createLogThrottle(log, { level: 'error' });
   const sync = async () => {
     try {
       const due = await generations.bumpIfDue(options.rotationMs);
       await catchUp(due ?? (await generations.read()));
+      failures.recovered('key rotation check works again');
     } catch (err) {
-      log.error({ err: errorMessage(err) }, 'key rotation check failed; keeping the current key');
+      failures.failure({ err: errorMessage(err) }, 'key rotation check failed; keeping the current key');
     }
   };
   const poller = startPeriodic(sync, Math.min(SYNC_INTERVAL_MS, options.rotationMs), () => undefined);

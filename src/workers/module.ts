@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { Core } from '../core/module.js';
 import { errorMessage } from '../lib/error-message.js';
+import { createLogThrottle } from '../lib/log-throttle.js';
 import { startPeriodic } from '../lib/periodic.js';
 import type { Authenticators } from '../server/app.js';
 import type { Lifecycle } from '../server/lifecycle.js';
@@ -107,7 +108,9 @@ function startQuarantineSweep(core: Core, quarantined: QuarantineSet, releaseLea
     const ids = await quarantined.refresh();
     if (ids.length > 0) await releaseLeases(ids);
   };
-  const warn = (err: unknown) => log.warn({ err: errorMessage(err) }, 'quarantine refresh failed; retrying');
-  const periodic = startPeriodic(pass, core.config.workers.quarantinePollMs, warn);
-  return { stop: () => periodic.stop(), run: () => void pass().catch(warn) };
+  const failures = createLogThrottle(log);
+  const warn = (err: unknown) => failures.failure({ err: errorMessage(err) }, 'quarantine refresh failed; retrying');
+  const recovered = () => failures.recovered('quarantine refresh works again');
+  const periodic = startPeriodic(pass, core.config.workers.quarantinePollMs, warn, recovered);
+  return { stop: () => periodic.stop(), run: () => void pass().then(recovered, warn) };
 }

@@ -84,6 +84,11 @@ interface Context {
   log: Logger;
   now: () => Date;
   cache: WorkerCache;
+  /**
+   * Per node, the sessions the stored row showed quarantined. A quarantine ends the session and
+   * a session never comes back, so these stay refused with no further read.
+   */
+  refused: Map<string, Set<string>>;
 }
 
 /** Remembers `row` as the current one of its node. */
@@ -197,16 +202,37 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   };
 }
 
+/** The stored row of `nodeId`, read now and remembered. */
+async function readRow(ctx: Context, nodeId: string): Promise<Row | undefined> {
+  const row = (await ctx.deps.knex('workers').where({ node_id: nodeId }).first()) as Row | undefined;
+  return row && cached(ctx, row);
+}
+
+/**
+ * The stored row of a node this replica's set holds as quarantined. A session seen refused
+ * before is refused in memory, no round trip: a quarantine reaches every replica's set by
+ * NOTIFY. Any other session can only have registered after a release this replica has not
+ * heard of yet, so the stored row decides: a quarantined row once per session, a released
+ * one on each call until the set hears of the release.
+ */
+async function quarantinedRow(ctx: Context, nodeId: string, sessionId: string): Promise<Row | undefined> {
+  if (ctx.refused.get(nodeId)?.has(sessionId)) throw quarantinedError(nodeId);
+  const row = await readRow(ctx, nodeId);
+  if (row?.quarantined_at) {
+    ctx.refused.set(nodeId, (ctx.refused.get(nodeId) ?? new Set()).add(sessionId));
+    throw quarantinedError(nodeId);
+  }
+  return row;
+}
+
 /** The worker whose current session is `sessionId`, read through the cache. */
 async function session(ctx: Context, nodeId: string, sessionId: string): Promise<Worker> {
-  // In memory, no round trip: a quarantine reaches every replica's set by NOTIFY.
-  if (ctx.deps.quarantined.has(nodeId)) throw quarantinedError(nodeId);
   const hit = ctx.cache.get(nodeId);
-  const row =
-    hit && Date.now() - hit.at < WORKER_CACHE_MS
+  const row = ctx.deps.quarantined.has(nodeId)
+    ? await quarantinedRow(ctx, nodeId, sessionId)
+    : hit && Date.now() - hit.at < WORKER_CACHE_MS
       ? hit.row
-      : ((await ctx.deps.knex('workers').where({ node_id: nodeId }).first()) as Row | undefined);
-  if (row && row !== hit?.row) cached(ctx, row);
+      : await readRow(ctx, nodeId);
   if (!row) throw new GatewayError('token_invalid', 'the worker token is not valid');
   if (row.quarantined_at) throw quarantinedError(nodeId);
   if (row.session_id !== sessionId) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
@@ -292,7 +318,13 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
   // call needs it. A registration or heartbeat here refreshes it at once; one on another
   // replica reaches this one within WORKER_CACHE_MS (a replaced session's token works that
   // much longer here, at most).
-  const ctx: Context = { deps, log: deps.logger.child({ component: 'workers' }), now: deps.now ?? (() => new Date()), cache: new Map() };
+  const ctx: Context = {
+    deps,
+    log: deps.logger.child({ component: 'workers' }),
+    now: deps.now ?? (() => new Date()),
+    cache: new Map(),
+    refused: new Map(),
+  };
   return {
     register: (req) => register(ctx, req),
     async authenticate(token) {
@@ -301,7 +333,10 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
     },
     session: (nodeId, sessionId) => session(ctx, nodeId, sessionId),
     deregister: (worker) => deregister(ctx, worker),
-    forget: (nodeId) => ctx.cache.delete(nodeId),
+    forget(nodeId) {
+      ctx.cache.delete(nodeId);
+      ctx.refused.delete(nodeId);
+    },
     heartbeat: (worker, update) => heartbeat(ctx, worker, update),
     async list() {
       const rows = (await deps.knex('workers').select('*').orderBy('node_id')) as Row[];

@@ -311,6 +311,28 @@ test.serial('a long poll is woken by a new job well before its wait ends', async
   t.true(Date.now() - empty >= 380, 'an empty long poll waits its wait_ms');
 });
 
+test.serial('a long poll whose worker went away leases nothing: the job goes to a worker still there', async (t) => {
+  const gone = await localWorker({ supported_models: ['gone'] });
+  const here = await localWorker({ supported_models: ['gone'] });
+  const hangUp = new AbortController();
+  const pending = fetch(`${base}/jobs/poll`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${gone.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ wait_ms: 10_000 }),
+    signal: hangUp.signal,
+  }).catch(() => null);
+  await new Promise((r) => setTimeout(r, 300));
+  hangUp.abort();
+  await pending;
+  await new Promise((r) => setTimeout(r, 100));
+  const id = await submit('gone-1');
+  t.true(
+    (await poll(base, here, { wait_ms: 0 })).body.jobs.some((j) => j.job_id === id),
+    'the job was still queued',
+  );
+  t.is((await job(id)).body.state, 'leased');
+});
+
 test.serial('bad poll, status and result bodies get 400 with stable codes', async (t) => {
   const w = await localWorker();
   for (const [path, json] of [

@@ -130,3 +130,19 @@ test.serial('without LISTEN a quarantine still reaches every replica (the set po
   t.log(`refused everywhere after ${Math.max(...ms)} ms without NOTIFY`);
   t.true(blocker.refused() > 0, 'the LISTEN connections were refused');
 });
+
+test.serial('a release holds at once on a replica that has not heard of it: the new session is served there', async (t) => {
+  const [r0] = group.replicas;
+  const old = await registerWorker(r0!.url, psk, { node_id: 'cloud-rq-stale' });
+  t.is((await call(r0!.url, '/v1/workers/cloud-rq-stale/quarantine', { json: { reason: 'stale set' } })).status, 200);
+  // These replicas load the set once as they start, and hear no NOTIFY: it says quarantined until the next poll, far off.
+  const blocker = await startListenBlocker(Number(new URL(ADMIN_URL).port || 5432));
+  t.teardown(() => blocker.close());
+  const quiet = await startReplicas(2, { DATABASE_URL: viaPort(db.url, blocker.port), CYNODE_WORKER_QUARANTINE_POLL_MS: '600000' });
+  t.teardown(() => quiet.stop());
+  for (const r of quiet.replicas) t.true(await refused(r, old), 'the quarantined session is refused');
+  t.is((await call(r0!.url, '/v1/workers/cloud-rq-stale/release', { method: 'POST' })).status, 200);
+  const fresh = await registerWorker(quiet.replicas[0]!.url, psk, { node_id: 'cloud-rq-stale' });
+  for (const r of quiet.replicas) t.is((await status(r, fresh)).status, 200, `${r.url} serves the session registered after the release`);
+  for (const r of quiet.replicas) t.not((await status(r, old)).status, 200, 'the session that was quarantined stays refused');
+});
