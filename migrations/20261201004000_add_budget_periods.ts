@@ -141,7 +141,7 @@ const ROLL_FUNCTION = `
 // Admission, one round trip: rate keys are locked in lock-id order (so two calls never wait
 // on each other's), then checked against the sliding log in key order; budgets are rolled
 // into their current period and locked in key order, counters before budgets.
-const ADMIT_FUNCTION = `
+export const ADMIT_FUNCTION = `
   CREATE FUNCTION cynode_egress_admit(p_call uuid, p_holds jsonb, p_amount bigint, p_counters jsonb, p_expires timestamptz, p_now timestamptz)
   RETURNS jsonb LANGUAGE plpgsql AS $$
   DECLARE
@@ -216,7 +216,7 @@ const ADMIT_FUNCTION = `
 // (a closed one in budget_periods, else the budget's current counters) and charged the real
 // cost there; a soft limit crossed in the current period claims its alert row. Token takes
 // are reconciled to the real count (p_token_refund may be negative: the estimate was short).
-const SETTLE_FUNCTION = `
+export const SETTLE_FUNCTION = `
   CREATE FUNCTION cynode_egress_settle(p_call uuid, p_cost bigint, p_state text, p_token_refund bigint, p_now timestamptz)
   RETURNS jsonb LANGUAGE plpgsql AS $$
   DECLARE

@@ -139,7 +139,7 @@ async function setBudget(
   });
 }
 
-/** The ledger over `budgets`, `budget_periods`, `budget_reservations` and `rate_events`; `now` is the clock tests control. */
+/** The ledger over `budgets`, `budget_periods`, `budget_reservations`, `rate_events` and `rate_windows`; `now` is the clock tests control. */
 export function createLedger(deps: LedgerDeps): Ledger {
   const { knex } = deps;
   const now = deps.now ?? Date.now;
@@ -201,9 +201,8 @@ export function createLedger(deps: LedgerDeps): Ledger {
         .limit(500)
         .select('call_id', 'amount_micros')) as { call_id: string; amount_micros: string }[];
       for (const r of lapsed) await settleAt(r.call_id, Number(r.amount_micros), 'expired', 0);
-      await knex('rate_events')
-        .where('at', '<', new Date(at.getTime() - 2 * RATE_WINDOW_MS))
-        .delete();
+      // Moves each key's running total past the takes it deletes (migrations/*_create_rate_windows.ts).
+      await knex.raw('SELECT cynode_rate_reap(?)', [new Date(at.getTime() - 2 * RATE_WINDOW_MS)]);
       await pruneFinishedReservations(knex, now());
       return lapsed.length;
     },
