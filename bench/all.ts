@@ -7,7 +7,7 @@
  *   npm run bench -- --quick                    # shorter runs (or BENCH_QUICK=1)
  *   npm run bench -- --out path/to/report.json
  *
- * Quick mode sets the knobs the benchmarks read (BENCH_SECONDS for egress and mcp, BENCH_JOBS
+ * Quick mode sets the knobs the benchmarks read (BENCH_SECONDS for egress and mcp, BENCH_CALLS for egress-cpu, BENCH_JOBS
  * for dispatch and replicas, BENCH_FLIPS for replicas); policy has no knob and runs in full.
  * A knob already set in the environment wins.
  */
@@ -19,10 +19,10 @@ import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/lib/package-root.js';
 
 /** Every benchmark, in the order they run. */
-const BENCHES = ['policy', 'dispatch', 'egress', 'mcp', 'replicas'] as const;
+const BENCHES = ['policy', 'dispatch', 'egress', 'egress-cpu', 'mcp', 'replicas'] as const;
 type Bench = (typeof BENCHES)[number];
 
-const QUICK_ENV: Record<string, string> = { BENCH_SECONDS: '3', BENCH_JOBS: '1000', BENCH_FLIPS: '40' };
+const QUICK_ENV: Record<string, string> = { BENCH_SECONDS: '3', BENCH_JOBS: '1000', BENCH_FLIPS: '40', BENCH_CALLS: '1000' };
 // A benchmark still running after this long is stopped and recorded as failed.
 const BENCH_LIMIT_MS = 20 * 60_000;
 
