@@ -6,24 +6,18 @@
  * it counts everything the process did for them: HTTP, auth, both gates, policy, token,
  * database client, logging. PostgreSQL's own CPU is not included (it is another process).
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { agent, freePort, send, startChild, type Target } from './lib.js';
+import { profileArgs, stageBreakdown } from './profile.js';
+import { agent, freePort, processCpuMs, send, startChild, type Target } from './lib.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const PROFILE_DIR = join('build', 'bench-profiles', 'egress-cpu');
 const KEY = 'sk-bench-0123456789abcdefghijklmnopqrstuv';
-const TICKS_PER_S = 100; // USER_HZ on Linux
-
-/** User + system CPU of a process so far, in milliseconds. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_S;
-}
 
 async function closedLoop(target: Target, calls: number): Promise<{ seconds: number; errors: number }> {
   let next = 0;
@@ -39,9 +33,9 @@ async function closedLoop(target: Target, calls: number): Promise<{ seconds: num
 
 async function measure(target: Target, pid: number) {
   await closedLoop(target, Math.min(500, CALLS));
-  const before = cpuMs(pid);
+  const before = processCpuMs(pid);
   const { seconds, errors } = await closedLoop(target, CALLS);
-  const used = cpuMs(pid) - before;
+  const used = processCpuMs(pid) - before;
   return { calls: CALLS, errors, callsPerSecond: Math.round(CALLS / seconds), cpuMsPerCall: Math.round((used / CALLS) * 1000) / 1000 };
 }
 
@@ -55,13 +49,17 @@ async function main() {
     /Ready for connections/,
   );
   const db = await createTestDatabase();
-  const gw = await startGatewayProcess({
-    DATABASE_URL: db.url,
-    CYNODE_BUNDLE: await ensureBundle(),
-    CYNODE_OPENAI_BASE_URL: fakeUrl,
-    CYNODE_LOG_LEVEL: 'info',
-    CYNODE_DATABASE_POOL_MAX: '20',
-  });
+  const gw = await startGatewayProcess(
+    {
+      DATABASE_URL: db.url,
+      CYNODE_BUNDLE: await ensureBundle(),
+      CYNODE_OPENAI_BASE_URL: fakeUrl,
+      CYNODE_LOG_LEVEL: 'info',
+      CYNODE_DATABASE_POOL_MAX: '20',
+    },
+    [],
+    profileArgs(PROFILE_DIR),
+  );
   const control = `http://127.0.0.1:${gw.ports.control}`;
   const admin = (path: string, method: string, body: unknown) =>
     fetch(`${control}${path}`, {
@@ -88,6 +86,9 @@ async function main() {
     };
     const gateway = await measure(cynode, gw.child.pid!);
     const portkeyResult = await measure(peer, portkey.child.pid!);
+    gw.child.kill('SIGTERM');
+    await gw.exited;
+    const breakdown = stageBreakdown(PROFILE_DIR, Math.min(500, CALLS) + CALLS);
     console.log(
       JSON.stringify(
         {
@@ -98,6 +99,7 @@ async function main() {
           portkey: portkeyResult,
           cpuRatioToPortkey: Math.round((gateway.cpuMsPerCall / portkeyResult.cpuMsPerCall) * 100) / 100,
           target: { cpuMsPerCallAtMost: 0.5, met: gateway.cpuMsPerCall <= 0.5 },
+          cpuByStage: { note: 'sampled by the V8 profiler over the whole run (warm-up included), per call', ...breakdown },
         },
         null,
         2,

@@ -1,6 +1,7 @@
 /** What the benchmarks share: open-loop load over keep-alive node:http, percentiles, child processes. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { packageRoot } from '../src/lib/package-root.js';
 
@@ -156,4 +157,62 @@ export function startChild(
     child.stderr!.on('data', onData);
     child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
   });
+}
+
+/** The offered rates a knee is searched over. */
+export const KNEE_RATES = [100, 300, 600, 1000, 1500, 2000];
+
+/** One step of a knee search: the offered rate and what it added over the direct path. */
+export interface KneeStep {
+  rate: number;
+  addedP50: number;
+  addedP99: number;
+  errors: number;
+  firstError?: string;
+}
+
+/**
+ * The knee of `target`: the highest offered rate (stepping through `rates`, stopping at the
+ * first miss) whose added p99 over `direct` at the same rate stays at most `maxAddedP99Ms`
+ * with no errors. 0 when even the first rate misses.
+ */
+export async function findKnee(
+  target: Target,
+  direct: Target,
+  options: { stream?: boolean; seconds: number; maxAddedP99Ms?: number; rates?: number[] },
+): Promise<{ knee: number; steps: KneeStep[] }> {
+  const stream = options.stream ?? false;
+  const limit = options.maxAddedP99Ms ?? 10;
+  const steps: KneeStep[] = [];
+  let knee = 0;
+  for (const rate of options.rates ?? KNEE_RATES) {
+    const base = percentiles((await load(direct, stream, rate, options.seconds)).latencies);
+    const run = await load(target, stream, rate, options.seconds);
+    const p = percentiles(run.latencies);
+    const step: KneeStep = {
+      rate,
+      addedP50: Math.round((p.p50 - base.p50) * 1000) / 1000,
+      addedP99: Math.round((p.p99 - base.p99) * 1000) / 1000,
+      errors: run.errors,
+      ...(run.firstError && { firstError: run.firstError }),
+    };
+    steps.push(step);
+    if (step.errors > 0 || step.addedP99 > limit || p.n === 0) break;
+    knee = rate;
+  }
+  return { knee, steps };
+}
+
+const TICKS_PER_S = 100; // USER_HZ on Linux
+
+/** User + system CPU a process has used so far, in ms, read from /proc (Linux). */
+export function processCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_S;
+}
+
+/** Resident set size of a process in KiB, and its open file descriptors (Linux). */
+export function processFootprint(pid: number): { rssKb: number; fds: number } {
+  const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { rssKb: Number(rss?.[1] ?? 0), fds: readdirSync(`/proc/${pid}/fd`).length };
 }

@@ -39,10 +39,11 @@ export function runCli(
 
 /**
  * Starts `cynode-gateway serve` and waits for its `gateway ready` line (or its exit).
- * Ports default to 0 so parallel test files never collide.
+ * Ports default to 0 so parallel test files never collide. `nodeArgs` go to node itself
+ * (the benchmarks' `--cpu-prof`, which NODE_OPTIONS does not take).
  */
-export function startGatewayProcess(env: Record<string, string>, args: string[] = []): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, cliArgs('serve', ...args), {
+export function startGatewayProcess(env: Record<string, string>, args: string[] = [], nodeArgs: string[] = []): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, ...cliArgs('serve', ...args)], {
     cwd: packageRoot(),
     env: {
       ...process.env,

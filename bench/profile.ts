@@ -1,0 +1,117 @@
+/**
+ * What one request costs where: the gateway child runs under V8's sampling profiler
+ * (`--cpu-prof`), and each sample is charged to the stage its stack is in. A stage is found
+ * from the innermost frame that belongs to a known place (a source file of this repo or a
+ * package); frames of Node itself (JSON, crypto, sockets, the garbage collector) are charged
+ * to the first known frame above them, so `JSON.parse` inside the body reader is "http" and
+ * inside the pg driver is "database".
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One stage and the places whose frames are charged to it (tested in order). */
+export interface Stage {
+  name: string;
+  /** Matches a frame's place: `src/<path>` for this repo, `npm:<package>` for a dependency. */
+  match: RegExp;
+}
+
+/** The gateway's stages, as the hot-path benchmarks report them. */
+export const GATEWAY_STAGES: Stage[] = [
+  { name: 'logging', match: /^npm:(pino|pino-std-serializers|sonic-boom|fast-redact|thread-stream)$|^src\/logging\// },
+  { name: 'database', match: /^npm:(pg|pg-pool|pg-protocol|pg-types|knex|postgres-\w+)$|^src\/db\// },
+  { name: 'policy', match: /^npm:@open-policy-agent\/|^src\/policy\// },
+  { name: 'token/MAC', match: /^npm:jose$|^src\/keys\/|^src\/final-gate\/forward-token/ },
+  { name: 'decision log', match: /^src\/decisions\/|^src\/lib\/(chained-log|hash-chain|canonical-json)/ },
+  { name: 'audit', match: /^src\/(egress|mcp|workers)\/audit/ },
+  { name: 'auth', match: /^src\/(auth|workers\/auth|workers\/tokens|lib\/bearer)/ },
+  { name: 'input build', match: /^src\/(egress\/input|egress\/admission|egress\/pricing|mcp\/policy-input|preferences)\// },
+  { name: 'provider call', match: /^src\/egress\/(providers|provider-call)|^src\/lib\/http-client|^src\/mcp\/upstreams/ },
+  { name: 'validation', match: /^npm:ajv|^src\/server\/validate/ },
+  { name: 'http', match: /^npm:(koa|koa-compose|@koa\/router|raw-body|co-body|iconv-lite|statuses|http-errors)$|^src\/server\// },
+  { name: 'metrics', match: /^npm:prom-client$|\/metrics\.ts$/ },
+  { name: 'gateway logic', match: /^src\// },
+  { name: 'other packages', match: /^npm:/ },
+];
+
+/** Node arguments for a child that writes a CPU profile into `dir` (emptied first) when it exits; SIGTERM is fine. */
+export function profileArgs(dir: string): string[] {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string };
+  children?: number[];
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Where a frame belongs: `src/...`, `npm:<package>`, or undefined for Node's own and native frames. */
+function placeOf(url: string): string | undefined {
+  if (!url) return undefined;
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  if (pkg) return `npm:${pkg[1]}`;
+  const src = /\/(src\/.*)$/.exec(url);
+  return src ? src[1] : undefined;
+}
+
+/**
+ * Sampled CPU by stage from the largest profile in `dir` (the gateway's), in ms and as a share,
+ * and per request when `requests` is given. Samples outside any known place (idle, the event
+ * loop, GC at the top) are "node internals".
+ */
+export function stageBreakdown(dir: string, requests?: number, stages: Stage[] = GATEWAY_STAGES) {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f));
+  if (files.length === 0) return { error: `no CPU profile in ${dir}` };
+  const file = files.sort((a, b) => statSync(b).size - statSync(a).size)[0]!;
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const parent = new Map<number, ProfileNode>();
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n);
+  const stageOf = new Map<number, string>();
+  const resolve = (node: ProfileNode): string => {
+    const known = stageOf.get(node.id);
+    if (known) return known;
+    const place = placeOf(node.callFrame.url);
+    const name = node.callFrame.functionName;
+    let stage: string;
+    if (name === '(idle)' || name === '(program)') stage = name;
+    else if (place) stage = stages.find((s) => s.match.test(place))?.name ?? 'other';
+    else {
+      const up = parent.get(node.id);
+      stage = up ? resolve(up) : 'node internals';
+      if (stage === '(root)') stage = name === '(garbage collector)' ? 'garbage collector' : 'node internals';
+    }
+    if (name === '(root)') stage = '(root)';
+    stageOf.set(node.id, stage);
+    return stage;
+  };
+  const us = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const stage = resolve(byId.get(id)!);
+    us.set(stage, (us.get(stage) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
+  us.delete('(idle)');
+  us.delete('(root)');
+  const busy = [...us.values()].reduce((a, b) => a + b, 0);
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  // Stage -> [ms, share, ms per request], largest first: one line per stage in the report.
+  const stagesOut = Object.fromEntries(
+    [...us.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([stage, t]) => [
+        stage,
+        [round(t / 1000), Math.round((t / busy) * 1000) / 1000, ...(requests ? [round(t / 1000 / requests)] : [])],
+      ]),
+  );
+  return { sampledBusyMs: round(busy / 1000), columns: ['ms', 'share', ...(requests ? ['msPerRequest'] : [])], stages: stagesOut };
+}
