@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 const CHAINS = ['decision_log', 'api_audit', 'tool_audit'];
 
 /** The append-only trigger function of `table`, as first created, or allowing deletes at or below the chain's cut. */
-const triggerFunction = (table: string, prunable: boolean) => `
+export const triggerFunction = (table: string, prunable: boolean) => `
   CREATE OR REPLACE FUNCTION ${table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
   BEGIN
     ${

@@ -34,8 +34,8 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
     const ops = startOps(core, [jobs.refreshGauges]);
     const replay = startReplay(core);
-    startAuditCheckpoints(core, [egress.audit, mcp.toolAudit], life);
-    const ui = startConsole(core, { api_audit: egress.audit, tool_audit: mcp.toolAudit }, life);
+    startAuditCheckpoints(core, [egress.audit, mcp.toolAudit, workers.audit], life);
+    const ui = startConsole(core, { api_audit: egress.audit, tool_audit: mcp.toolAudit, worker_audit: workers.audit }, life);
     const serving = await startServers(
       {
         config,

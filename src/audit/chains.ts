@@ -15,4 +15,5 @@ export const AUDIT_CHAINS: readonly AuditChain[] = [
   { table: 'decision_log', name: 'decision log', timeColumn: 'timestamp' },
   { table: 'api_audit', name: 'api audit', timeColumn: 'at' },
   { table: 'tool_audit', name: 'tool audit', timeColumn: 'at' },
+  { table: 'worker_audit', name: 'worker audit', timeColumn: 'at' },
 ];

@@ -7,6 +7,7 @@ import { createDecisionLog } from '../decisions/index.js';
 import { createAuditLog } from '../egress/audit.js';
 import type { ChainedLog } from '../lib/chained-log.js';
 import { createToolAudit } from '../mcp/audit.js';
+import { createWorkerAudit } from '../workers/audit.js';
 
 /** What `audit verify` and `audit prune` use of a chained log. */
 export type ChainVerifier = Pick<ChainedLog<unknown>, 'verify' | 'close'>;
@@ -19,6 +20,7 @@ export function chainVerifiers(knex: Knex): Record<string, ChainVerifier> {
     decision_log: createDecisionLog(knex, quiet, options),
     api_audit: createAuditLog(knex, quiet, options),
     tool_audit: createToolAudit(knex, quiet, options),
+    worker_audit: createWorkerAudit(knex, quiet, options),
   };
 }
 

@@ -163,7 +163,7 @@ export const CONSOLE_ROUTES = defineRoutes<ConsoleRouteDeps>([
     path: '/v1/audit/chains',
     roles: CONTROL,
     access: 'reader',
-    summary: 'Verifies every hash chain (decision log, api.call audit, tool audit): rows and the first break.',
+    summary: 'Verifies every hash chain (decision log, api.call, tool and worker audit): rows and the first break.',
     ok: { 200: { description: 'OK', schema: 'Any' } },
     errors: [],
     db: true,

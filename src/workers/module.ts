@@ -7,7 +7,8 @@ import type { Authenticators } from '../server/app.js';
 import type { Lifecycle } from '../server/lifecycle.js';
 import { bindRoutes, type BoundRoute } from '../server/route.js';
 import { workerAuth } from './auth.js';
-import { createWorkerAudit } from './audit.js';
+import { createWorkerAudit, type WorkerAuditEvent } from './audit.js';
+import type { ChainedLog } from '../lib/chained-log.js';
 import { createWorkerMetrics } from './metrics.js';
 import { createPskStore, type PskStore } from './psks.js';
 import { createQuarantineService, type QuarantineService } from './quarantine.js';
@@ -22,6 +23,8 @@ export interface WorkersModule {
   psks: PskStore;
   workers: WorkerService;
   quarantine: QuarantineService;
+  /** The hash-chained trail of quarantines and releases. */
+  audit: ChainedLog<WorkerAuditEvent>;
   routes: BoundRoute[];
   authenticators: Pick<Authenticators, 'worker' | 'psk'>;
 }
@@ -79,6 +82,7 @@ export function startWorkers(core: Core, leases: WorkerLeaseHooks, life: Lifecyc
     psks,
     workers,
     quarantine,
+    audit,
     routes: [
       ...bindRoutes(WORKER_ROUTES, { workers, ...leases, intervals }),
       ...bindRoutes(WORKER_ADMIN_ROUTES, { workers, psks, quarantine }),

@@ -153,9 +153,9 @@ test.serial('spend reports today by default, with hours, top tasks and users, an
   t.is((await call(base, '/v1/spend?top=0')).status, 400);
 });
 
-test.serial('every chain verifies: decision log, api.call audit, tool audit', async (t) => {
+test.serial('every chain verifies: decision log, api.call audit, tool audit, worker audit', async (t) => {
   const { chains } = (await call<{ chains: Record<string, { rows: number; intact: boolean }> }>(base, '/v1/audit/chains')).body;
-  t.deepEqual(Object.keys(chains).sort(), ['api_audit', 'decision_log', 'tool_audit']);
+  t.deepEqual(Object.keys(chains).sort(), ['api_audit', 'decision_log', 'tool_audit', 'worker_audit']);
   t.true(Object.values(chains).every((c) => c.intact));
   t.true(chains.decision_log!.rows >= 3);
 });

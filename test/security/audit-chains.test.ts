@@ -5,6 +5,7 @@ import pino from 'pino';
 import { createDecisionLog } from '../../src/decisions/index.js';
 import { createAuditLog } from '../../src/egress/audit.js';
 import { createToolAudit } from '../../src/mcp/index.js';
+import { createWorkerAudit } from '../../src/workers/audit.js';
 import { openDatabase } from '../../src/storage/index.js';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
 import { testConfig } from '../helpers/config.js';
@@ -15,7 +16,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { createPsk, poll, registerWorker, submitJob } from '../helpers/workers.js';
 
 /*
- * Every hash-chained table (decision log, api.call audit, tool audit), filled by real traffic,
+ * Every hash-chained table (decision log, api.call audit, tool audit, worker audit), filled by real traffic,
  * verified by the real CLI (`cynode-gateway audit verify`), then tampered with the way a DBA
  * with superuser could — trigger disabled, a row edited or deleted — and caught.
  */
@@ -37,12 +38,25 @@ const CHAINS = [
     column: 'outcome',
     forge: `CASE WHEN outcome = 'ok' THEN 'denied' ELSE 'ok' END`,
   },
+  {
+    table: 'worker_audit',
+    trigger: 'worker_audit_append_only',
+    name: 'worker audit',
+    column: 'action',
+    forge: `CASE WHEN action = 'quarantine' THEN 'release' ELSE 'quarantine' END`,
+  },
 ] as const;
+/** The fewest columns each chained table has besides seq, prev_hash and hash. */
+const MIN_COLUMNS: Record<(typeof CHAINS)[number]['table'], number> = { decision_log: 10, api_audit: 10, tool_audit: 10, worker_audit: 6 };
 
 let db: TestDatabase;
 let fake: FakeProvider;
 let gw: BootedGateway | undefined;
 let superuser: pg.Client;
+
+const t200 = (res: { status: number; body: unknown }, what: string) => {
+  if (res.status !== 200) throw new Error(`${what} failed: ${res.status} ${JSON.stringify(res.body)}`);
+};
 
 const verify = () => runCli(['audit', 'verify'], { DATABASE_URL: db.url, CYNODE_LOG_LEVEL: 'silent' });
 const seqs = async (table: string) =>
@@ -103,6 +117,10 @@ test.before(async () => {
       }),
     }).then((r) => r.arrayBuffer());
   }
+  // Quarantine, release and quarantine again: three rows of the worker audit.
+  const spare = await registerWorker(base, (await createPsk(base)).secret, { node_id: 'cloud-chain-q' });
+  for (const step of ['quarantine', 'release', 'quarantine'])
+    t200(await call(base, `/v1/workers/${spare.nodeId}/${step}`, { json: step === 'quarantine' ? { reason: 'chain test' } : {} }), step);
   await gw.gateway.stop(); // flushes every log; the chains are now what an operator would verify
   gw = undefined;
   superuser = new pg.Client({ connectionString: db.url });
@@ -209,6 +227,7 @@ test.serial('every column of every chained table is covered by its hash: changin
     decision_log: createDecisionLog(db2.knex, quiet, options),
     api_audit: createAuditLog(db2.knex, quiet, options),
     tool_audit: createToolAudit(db2.knex, quiet, options),
+    worker_audit: createWorkerAudit(db2.knex, quiet, options),
   };
   let edits = 0;
   for (const chain of CHAINS) {
@@ -227,7 +246,7 @@ test.serial('every column of every chained table is covered by its hash: changin
         data_type: string;
       }[]
     ).map((r) => ({ name: r.column_name, type: r.data_type }));
-    t.true(columns.length >= 10, `${chain.table}: ${columns.length} columns`);
+    t.true(columns.length >= MIN_COLUMNS[chain.table], `${chain.table}: ${columns.length} columns`);
     await superuser.query(`CREATE TEMP TABLE saved AS SELECT * FROM ${chain.table} WHERE seq = ${Number(seq)}`);
     for (const column of columns) {
       const change = CHANGE[column.type];
