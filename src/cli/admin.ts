@@ -32,6 +32,9 @@ function parseAdminArgs(args: string[]) {
         'owner-user': { type: 'string' },
         'owner-group': { type: 'string' },
         'expires-at': { type: 'string' },
+        'node-id-pattern': { type: 'string' },
+        labels: { type: 'string' },
+        regions: { type: 'string' },
       },
     });
   } catch (err) {
@@ -99,13 +102,32 @@ async function keysCommand({ sub, call }: CommandContext): Promise<number> {
   return 0;
 }
 
+/** A comma-separated flag as a list (empty entries dropped). */
+const listFlag = (v: string) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+
+/** The scope flags of `psk create` as the API's `constraints` (the gateway validates them); undefined when none is given. */
+function pskConstraintsOf(values: CommandContext['values']): Record<string, unknown> | undefined {
+  const constraints = {
+    ...(values['node-id-pattern'] !== undefined && { node_id_pattern: values['node-id-pattern'] }),
+    ...(values.labels !== undefined && { allowed_labels: listFlag(values.labels) }),
+    ...(values.regions !== undefined && { regions: listFlag(values.regions) }),
+  };
+  return Object.keys(constraints).length > 0 ? constraints : undefined;
+}
+
 async function pskCommand({ sub, arg, values, call }: CommandContext): Promise<number> {
   switch (sub) {
     case 'create': {
       if (!values.name) throw new UsageError('psk create needs --name');
+      const constraints = pskConstraintsOf(values);
       const created = await call('POST', '/v1/psks', {
         name: values.name,
         ...(values['expires-at'] && { expires_at: values['expires-at'] }),
+        ...(constraints && { constraints }),
       });
       out(created);
       console.error('cynode-gateway: the secret is shown this once; give it to the worker as CYNODE_REGISTER_PSK');

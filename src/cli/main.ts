@@ -35,7 +35,8 @@ commands:
                                           --stdio serves the gateway that started it on stdin/stdout
   worker [--max-jobs N]                   run the reference cloud worker (CYNODE_ORCH_URL, CYNODE_NODE_ID,
                                           CYNODE_REGISTER_PSK, CYNODE_LABELS, CYNODE_CAP_* variables)
-  psk create --name NAME [--expires-at ISO] | psk list | psk revoke ID
+  psk create --name NAME [--expires-at ISO] [--node-id-pattern GLOB|^REGEX$] [--labels A,B] [--regions R1,R2]
+  psk list | psk revoke ID
                                           manage registration PSKs on a running gateway (--url, admin token)
   keys rotate                             make every replica sign JWTs with a new key (--url, admin token)
   credentials add --provider P --name N [--owner-user U] [--owner-group G] [--expires-at ISO]

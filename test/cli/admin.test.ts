@@ -53,6 +53,32 @@ test.serial('psk create shows the secret once; list shows metadata only; revoke 
   t.regex(unknown.stderr, /psk_not_found/);
 });
 
+test.serial('psk create --node-id-pattern --labels --regions makes a scoped PSK that registers only its fleet', async (t) => {
+  const created = await cli(
+    'psk',
+    'create',
+    '--name',
+    'fleet-b',
+    '--node-id-pattern',
+    'fleet-b-*',
+    '--labels',
+    'cloud, gpu',
+    '--regions',
+    'us-east-1',
+  );
+  t.is(created.code, 0, created.stderr);
+  const psk = JSON.parse(created.stdout) as { secret: string; constraints: unknown };
+  t.deepEqual(psk.constraints, { node_id_pattern: 'fleet-b-*', allowed_labels: ['cloud', 'gpu'], regions: ['us-east-1'] });
+  const worker = { ...SEED_WORKER, max_concurrency: 1, labels: ['cloud'], region: 'us-east-1' };
+  const mine = await register(url, psk.secret, { ...worker, node_id: 'fleet-b-01' });
+  t.is(mine.status, 200, JSON.stringify(mine.body));
+  const other = await register(url, psk.secret, { ...worker, node_id: 'fleet-a-01' });
+  t.is(other.status, 403, "another fleet's node id is refused");
+  const bad = await cli('psk', 'create', '--name', 'fleet-c', '--node-id-pattern', 'fleet c (*');
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /bad_request: constraints: node_id_pattern/);
+});
+
 test.serial('keys rotate starts a new signing key and keeps the old one published', async (t) => {
   const before = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
   const rotated = await cli('keys', 'rotate');
