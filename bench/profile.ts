@@ -25,7 +25,7 @@ export const GATEWAY_STAGES: Stage[] = [
   { name: 'decision log', match: /^src\/decisions\/|^src\/lib\/(chained-log|hash-chain|canonical-json)/ },
   { name: 'audit', match: /^src\/(egress|mcp|workers)\/audit/ },
   { name: 'auth', match: /^src\/(auth|workers\/auth|workers\/tokens|lib\/bearer)/ },
-  { name: 'input build', match: /^src\/(egress\/input|egress\/admission|egress\/pricing|mcp\/policy-input|preferences)\// },
+  { name: 'input build', match: /^src\/(egress\/(input|admission|pricing)\.ts|mcp\/policy-input\.ts|preferences\/)/ },
   { name: 'provider call', match: /^src\/egress\/(providers|provider-call)|^src\/lib\/http-client|^src\/mcp\/upstreams/ },
   { name: 'validation', match: /^npm:ajv|^src\/server\/validate/ },
   { name: 'http', match: /^npm:(koa|koa-compose|@koa\/router|raw-body|co-body|iconv-lite|statuses|http-errors)$|^src\/server\// },
