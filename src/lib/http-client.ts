@@ -165,7 +165,19 @@ function bounds(request: HttpRequest, fail: (err: Error) => void) {
   };
 }
 
-function send(url: URL, request: HttpRequest, agent: http.Agent): Promise<HttpResponse> {
+/**
+ * Sends one request. A reset on a reused keep-alive socket before any answer is the race of
+ * the server closing an idle connection as the request left: the server never read it, so it
+ * is sent once more on a fresh socket (as Node's documentation advises).
+ */
+function send(url: URL, request: HttpRequest, agent: http.Agent, retried = false): Promise<HttpResponse> {
+  return sendOnce(url, request, agent).catch((err: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
+    if (retried || !err.reusedSocket || err.code !== 'ECONNRESET' || request.signal?.aborted) throw err;
+    return send(url, request, agent, true);
+  });
+}
+
+function sendOnce(url: URL, request: HttpRequest, agent: http.Agent): Promise<HttpResponse> {
   const body = request.body ?? '';
   return new Promise((resolve, reject) => {
     let res: IncomingMessage | undefined;
@@ -192,7 +204,7 @@ function send(url: URL, request: HttpRequest, agent: http.Agent): Promise<HttpRe
     );
     req.on('error', (err) => {
       timers.clear();
-      reject(err);
+      reject(res === undefined && req.reusedSocket ? Object.assign(err, { reusedSocket: true }) : err);
     });
     req.end(body);
   });

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import test from 'ava';
 import { createHttpClient, HttpTimeoutError, HttpTooLargeError } from '../../src/lib/http-client.js';
 
@@ -179,4 +179,53 @@ test.serial('a followed redirect keeps authorization on its origin only, and sto
   const twice = await client.request(moved(302, moved(302, '/headers').href), { method: 'GET', headers: {}, maxRedirects: 1 });
   t.is(twice.status, 302);
   twice.destroy();
+});
+
+/** A raw server that answers each connection's first request and resets the connection when a second one arrives on it. */
+async function resetOnReuse(): Promise<{ url: URL; requests: () => number; connections: () => number; close: () => void }> {
+  let requests = 0;
+  let connections = 0;
+  const raw = net.createServer((socket) => {
+    connections++;
+    let answered = false;
+    socket.on('data', () => {
+      requests++;
+      if (answered) {
+        socket.resetAndDestroy();
+        return;
+      }
+      answered = true;
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+    });
+  });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  return {
+    url: new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}/x`),
+    requests: () => requests,
+    connections: () => connections,
+    close: () => raw.close(),
+  };
+}
+
+test('a reset on a reused keep-alive socket before any answer is sent once more on a fresh socket', async (t) => {
+  const server = await resetOnReuse();
+  const client = createHttpClient({ maxSockets: 1 });
+  t.teardown(() => (client.close(), server.close()));
+  t.is(await (await client.request(server.url, { method: 'POST', headers: {}, body: 'a' })).text(), 'ok');
+  const again = await client.request(server.url, { method: 'POST', headers: {}, body: 'b' });
+  t.is(await again.text(), 'ok');
+  t.is(server.requests(), 3, 'the first, the one reset, and its resend');
+  t.is(server.connections(), 2);
+});
+
+test('a reset on a fresh socket is not sent again', async (t) => {
+  const raw = net.createServer((socket) => socket.on('data', () => socket.resetAndDestroy()));
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  let requests = 0;
+  raw.on('connection', () => requests++);
+  const client = createHttpClient({ maxSockets: 1 });
+  t.teardown(() => (client.close(), raw.close()));
+  const url = new URL(`http://127.0.0.1:${(raw.address() as AddressInfo).port}/x`);
+  await t.throwsAsync(client.request(url, { method: 'POST', headers: {}, body: 'a' }), { code: 'ECONNRESET' });
+  t.is(requests, 1);
 });
