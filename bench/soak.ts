@@ -8,11 +8,11 @@
  *    on the task, to the artifact tool server;
  *  - job submissions, which BENCH_SOAK_WORKERS workers (default 4) long-poll, lease and
  *    report results for.
- * Clients hold at most BENCH_SOAK_SOCKETS connections per gateway port (default 64).
- * Every 10 s the gateway's RSS and open file descriptors are sampled. Verdicts: growth of
- * both after the warm-up (the first 20% of the run) at most 10%, no errors, and the ledger
- * balanced once the gateway has stopped (nothing left reserved on any budget, and the task's
- * spend equal to the cost the api.call audit recorded).
+ * Clients hold at most BENCH_SOAK_SOCKETS connections per gateway port (default 64). Every
+ * 10 s (30 times in a shorter run) the gateway's RSS and open file descriptors are sampled.
+ * Verdicts: growth of both after the warm-up (the first 20% of the run; see footprintGrowth)
+ * at most 10%, no errors, and the ledger balanced once the gateway has stopped (nothing left
+ * reserved on any budget, and the task's spend equal to the cost the api.call audit recorded).
  */
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
@@ -41,7 +41,10 @@ const WORKERS = Number(process.env.BENCH_SOAK_WORKERS ?? 4);
 // (its latency includes the wait).
 const SOCKETS_PER_PORT = Number(process.env.BENCH_SOAK_SOCKETS ?? 64);
 const WARMUP_SHARE = 0.2;
-const SAMPLE_MS = 10_000;
+// The share of the run each footprint window spans (right after the warm-up, and at the end).
+const WINDOW_SHARE = 0.2;
+// Every 10 s, or often enough for 30 samples in a shorter run.
+const SAMPLE_MS = Math.min(10_000, (SECONDS * 1000) / 30);
 const GROWTH_LIMIT_PERCENT = 10;
 // Long polls as workers make them, short enough that the run ends soon after its last job.
 const POLL_WAIT_MS = 5000;
@@ -200,20 +203,36 @@ function startSampler(pid: number) {
 
 const percent = (from: number, to: number) => (from > 0 ? Math.round(((to - from) / from) * 1000) / 10 : 0);
 
-/** Growth of RSS and fds from the first sample after the warm-up to the last, and the peak in between. */
-function footprintGrowth(samples: Sample[], warmupS: number) {
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s[Math.floor((s.length - 1) / 2)]!;
+}
+
+/**
+ * Growth of RSS and fds over the run after its warm-up: the median of the samples in the last
+ * fifth of the run against the median of those in the fifth right after the warm-up. Medians,
+ * because single samples swing with the garbage collector and with the connections in use at
+ * that instant; a leak moves both windows apart whatever the noise. The peak is against the
+ * early median too.
+ */
+function footprintGrowth(samples: Sample[], warmupS: number, windowS: number) {
+  const endS = samples[samples.length - 1]!.atS;
   const after = samples.filter((s) => s.atS >= warmupS);
-  const baseline = after[0] ?? samples[samples.length - 1]!;
-  const last = samples[samples.length - 1]!;
+  const inEarly = samples.filter((s) => s.atS >= warmupS && s.atS <= warmupS + windowS);
+  const early = inEarly.length > 0 ? inEarly : [after[0] ?? samples[samples.length - 1]!];
+  const late = samples.filter((s) => s.atS >= endS - windowS);
+  const of = (window: Sample[], key: 'rssKb' | 'fds') => median(window.map((s) => s[key]));
   const peak = (key: 'rssKb' | 'fds') => Math.max(...after.map((s) => s[key]));
+  const earlyMedian = { rssKb: of(early, 'rssKb'), fds: of(early, 'fds'), samples: early.length };
+  const lateMedian = { rssKb: of(late, 'rssKb'), fds: of(late, 'fds'), samples: late.length };
   return {
-    baselineAtS: baseline.atS,
-    baseline: { rssKb: baseline.rssKb, fds: baseline.fds },
-    last: { rssKb: last.rssKb, fds: last.fds },
-    rssGrowthPercent: percent(baseline.rssKb, last.rssKb),
-    fdsGrowthPercent: percent(baseline.fds, last.fds),
-    peakRssGrowthPercent: percent(baseline.rssKb, peak('rssKb')),
-    peakFdsGrowthPercent: percent(baseline.fds, peak('fds')),
+    windows: { earlyS: [warmupS, warmupS + windowS], lateS: [Math.max(0, endS - windowS), endS] },
+    earlyMedian,
+    lateMedian,
+    rssGrowthPercent: percent(earlyMedian.rssKb, lateMedian.rssKb),
+    fdsGrowthPercent: percent(earlyMedian.fds, lateMedian.fds),
+    peakRssGrowthPercent: percent(earlyMedian.rssKb, peak('rssKb')),
+    peakFdsGrowthPercent: percent(earlyMedian.fds, peak('fds')),
   };
 }
 
@@ -278,6 +297,21 @@ async function readLedger(databaseUrl: string) {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * What the gateway got through against what was offered. An open loop that the gateway (or a
+ * machine busy with other work) cannot keep up with builds a backlog, and the backlog grows
+ * the footprint: growth measured then is not a leak.
+ */
+function throughput(operations: number, loadSeconds: number, offeredPerSecond: number) {
+  const completedPerSecond = Math.round((operations / loadSeconds) * 10) / 10;
+  const keptUp = completedPerSecond >= offeredPerSecond * 0.95;
+  return {
+    completedPerSecond,
+    keptUp,
+    ...(!keptUp && { note: 'the offered rate was not kept up with: requests queued, and the footprint grew with the backlog' }),
+  };
 }
 
 /** One run of a load against a target, summarised. */
@@ -379,7 +413,7 @@ async function main() {
     const jobsNotSucceeded = dispatch.latencies.length + 1 - (jobsByState.succeeded ?? 0);
     const requestErrors = apiCall.errors + mcp.errors + dispatch.errors + workers.stats.errors;
     const errors = requestErrors + Math.max(0, jobsNotSucceeded) + logs.errors + (exitCode === 0 ? 0 : 1);
-    const growth = footprintGrowth(sampler.samples, SECONDS * WARMUP_SHARE);
+    const growth = footprintGrowth(sampler.samples, SECONDS * WARMUP_SHARE, SECONDS * WINDOW_SHARE);
     const context = `${SECONDS} s at ${Math.round(rate.total)}/s mixed`;
     const result = {
       bench: 'soak',
@@ -387,6 +421,7 @@ async function main() {
       warmupSeconds: SECONDS * WARMUP_SHARE,
       loadSeconds: Math.round(loadSeconds * 10) / 10,
       rate: { totalPerSecond: rate.total, source: rate.source, perSecond: rates },
+      throughput: throughput(operations, loadSeconds, rate.total),
       operations: {
         apiCall: summary(apiCall),
         mcp: summary(mcp),
