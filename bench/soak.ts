@@ -360,85 +360,117 @@ async function checkPaths(gw: BenchGateway, targets: Target[], mcpToken: string)
   for (const target of targets) await send(target, false).catch((err: Error) => Promise.reject(new Error(`${target.url}: ${err.message}`)));
 }
 
+/** The processes of a soak: the fake provider, a fresh database, the gateway, the artifact tool server. */
+async function startStack(profiled: boolean) {
+  // What is running so far, stopped in reverse order at the end or when a later start fails.
+  const started: (() => Promise<unknown> | void)[] = [];
+  const stop = async () => {
+    for (const end of started.reverse()) await end();
+  };
+  try {
+    const fake = await startFakeProvider();
+    started.push(fake.stop);
+    const db = await createTestDatabase();
+    started.push(db.drop);
+    const upstreamPort = await freePort();
+    const gw = await startBenchGateway({
+      databaseUrl: db.url,
+      providerUrl: fake.url,
+      mcpUpstreams: { artifacts: `http://127.0.0.1:${upstreamPort}/mcp` },
+      // The MCP agent's lease and every worker token outlive the run (both at most an hour).
+      env: { CYNODE_JOB_LEASE_TTL_MS: '3600000', CYNODE_WORKER_TOKEN_TTL_MS: '3600000' },
+      nodeArgs: profiled ? [...profileArgs(PROFILE_DIR), `--cpu-prof-interval=${PROFILE_INTERVAL_US}`] : [],
+    });
+    started.push(gw.stop);
+    started.push((await startArtifactUpstream(db.url, gw, upstreamPort)).stop);
+    return { db, gw, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Budget, credential, workers and the MCP agent's lease; the three targets, checked; the dispatch workers running. */
+async function prepare(gw: BenchGateway) {
+  await seedDirectRouting(gw, API_TASK);
+  // The MCP agent leases its task's job before the dispatch workers exist to take it.
+  const [mcpToken] = await registerWorkers(gw, [cloudWorkerReport('soak-mcp-agent')]);
+  await leaseTaskJob(gw, mcpToken!, MCP_TASK);
+  const workerTokens = await registerWorkers(
+    gw,
+    Array.from({ length: WORKERS }, (_, i) => cloudWorkerReport(`soak-worker-${i}`)),
+  );
+  const targets = { apiCall: apiCallTarget(gw), mcp: mcpTarget(gw, mcpToken!), dispatch: jobTarget(gw) };
+  const workers = startWorkers(gw, workerTokens);
+  await checkPaths(gw, Object.values(targets), mcpToken!);
+  // The one job checkPaths submitted.
+  if (!(await workers.drained(1, 10_000))) throw new Error('the dispatch workers did not finish the first job within 10 s');
+  return { targets, workers };
+}
+
+/** The run itself: the three loads side by side, sampled, then the workers' drain of what was submitted. */
+async function soak(gw: BenchGateway, prepared: Awaited<ReturnType<typeof prepare>>, rates: ReturnType<typeof mixRates>) {
+  const { targets, workers } = prepared;
+  const completedBefore = workers.stats.completed;
+  const cpuBefore = processCpuMs(gw.pid);
+  const sampler = startSampler(gw.pid);
+  const started = performance.now();
+  const [apiCall, mcp, dispatch] = await Promise.all([
+    load(targets.apiCall, false, rates.apiCall, SECONDS),
+    load(targets.mcp, false, rates.mcp, SECONDS),
+    load(targets.dispatch, false, rates.dispatch, SECONDS),
+  ]);
+  const loadSeconds = (performance.now() - started) / 1000;
+  sampler.stop();
+  const drained = await workers.drained(completedBefore + dispatch.latencies.length, DRAIN_LIMIT_MS);
+  const cpuMs = processCpuMs(gw.pid) - cpuBefore;
+  await workers.stop();
+  return { apiCall, mcp, dispatch, loadSeconds, samples: sampler.samples, drained, cpuMs, workerStats: workers.stats };
+}
+
 async function main() {
   const rate = offeredRate();
   const rates = mixRates(rate.total);
   const profiled = process.env.BENCH_SOAK_PROFILE !== '0';
   agent.maxSockets = SOCKETS_PER_PORT;
-  const fake = await startFakeProvider();
-  const db = await createTestDatabase();
-  const upstreamPort = await freePort();
-  const gw = await startBenchGateway({
-    databaseUrl: db.url,
-    providerUrl: fake.url,
-    mcpUpstreams: { artifacts: `http://127.0.0.1:${upstreamPort}/mcp` },
-    // The MCP agent's lease and every worker token outlive the run (both at most an hour).
-    env: { CYNODE_JOB_LEASE_TTL_MS: '3600000', CYNODE_WORKER_TOKEN_TTL_MS: '3600000' },
-    nodeArgs: profiled ? [...profileArgs(PROFILE_DIR), `--cpu-prof-interval=${PROFILE_INTERVAL_US}`] : [],
-  });
-  const upstream = await startArtifactUpstream(db.url, gw, upstreamPort);
+  const stack = await startStack(profiled);
+  const { gw } = stack;
   try {
-    await seedDirectRouting(gw, API_TASK);
-    // The MCP agent leases its task's job before the dispatch workers exist to take it.
-    const [mcpToken] = await registerWorkers(gw, [cloudWorkerReport('soak-mcp-agent')]);
-    await leaseTaskJob(gw, mcpToken!, MCP_TASK);
-    const workerTokens = await registerWorkers(
-      gw,
-      Array.from({ length: WORKERS }, (_, i) => cloudWorkerReport(`soak-worker-${i}`)),
-    );
-    const targets = { apiCall: apiCallTarget(gw), mcp: mcpTarget(gw, mcpToken!), dispatch: jobTarget(gw) };
-    const workers = startWorkers(gw, workerTokens);
-    await checkPaths(gw, Object.values(targets), mcpToken!);
-    await workers.drained(1, 10_000);
-
-    const completedBefore = workers.stats.completed;
-    const cpuBefore = processCpuMs(gw.pid);
-    const sampler = startSampler(gw.pid);
-    const started = performance.now();
-    const [apiCall, mcp, dispatch] = await Promise.all([
-      load(targets.apiCall, false, rates.apiCall, SECONDS),
-      load(targets.mcp, false, rates.mcp, SECONDS),
-      load(targets.dispatch, false, rates.dispatch, SECONDS),
-    ]);
-    const loadSeconds = (performance.now() - started) / 1000;
-    sampler.stop();
-    const drained = await workers.drained(completedBefore + dispatch.latencies.length, DRAIN_LIMIT_MS);
-    const cpuMs = processCpuMs(gw.pid) - cpuBefore;
-    await workers.stop();
+    const run = await soak(gw, await prepare(gw), rates);
+    const { apiCall, mcp, dispatch } = run;
     const operations = apiCall.latencies.length + mcp.latencies.length + dispatch.latencies.length;
-
     const exitCode = await gw.stop();
     const logs = gatewayErrorLines(gw.process.output());
-    const { ledger, jobsByState } = await readLedger(db.url);
+    const { ledger, jobsByState } = await readLedger(stack.db.url);
+    // Every job submitted, the one of the path check included, must have succeeded.
     const jobsNotSucceeded = dispatch.latencies.length + 1 - (jobsByState.succeeded ?? 0);
-    const requestErrors = apiCall.errors + mcp.errors + dispatch.errors + workers.stats.errors;
+    const requestErrors = apiCall.errors + mcp.errors + dispatch.errors + run.workerStats.errors;
     const errors = requestErrors + Math.max(0, jobsNotSucceeded) + logs.errors + (exitCode === 0 ? 0 : 1);
-    const growth = footprintGrowth(sampler.samples, SECONDS * WARMUP_SHARE, SECONDS * WINDOW_SHARE);
-    const context = `${SECONDS} s at ${Math.round(rate.total)}/s mixed`;
+    const growth = footprintGrowth(run.samples, SECONDS * WARMUP_SHARE, SECONDS * WINDOW_SHARE);
     const result = {
       bench: 'soak',
       seconds: SECONDS,
       warmupSeconds: SECONDS * WARMUP_SHARE,
-      loadSeconds: Math.round(loadSeconds * 10) / 10,
+      loadSeconds: Math.round(run.loadSeconds * 10) / 10,
       rate: { totalPerSecond: rate.total, source: rate.source, perSecond: rates },
-      throughput: throughput(operations, loadSeconds, rate.total),
+      throughput: throughput(operations, run.loadSeconds, rate.total),
       operations: {
         apiCall: summary(apiCall),
         mcp: summary(mcp),
         dispatch: {
           submitted: summary(dispatch),
           workers: WORKERS,
-          ...workers.stats,
-          drainedWithinLimit: drained,
+          ...run.workerStats,
+          drainedWithinLimit: run.drained,
           jobsByState,
           jobsNotSucceeded,
         },
       },
-      gatewayCpuMsPerOperation: operations > 0 ? Math.round((cpuMs / operations) * 1000) / 1000 : null,
-      footprint: { ...growth, samples: sampler.samples },
+      gatewayCpuMsPerOperation: operations > 0 ? Math.round((run.cpuMs / operations) * 1000) / 1000 : null,
+      footprint: { ...growth, samples: run.samples },
       errors: { total: errors, requests: requestErrors, jobsNotSucceeded, gatewayErrorLogLines: logs, gatewayExitCode: exitCode },
       ledger,
-      verdicts: verdicts(growth, errors, ledger.imbalanceMicros, context),
+      verdicts: verdicts(growth, errors, ledger.imbalanceMicros, `${SECONDS} s at ${Math.round(rate.total)}/s mixed`),
       cpuByStage: profiled
         ? {
             note: `sampled by the V8 profiler every ${PROFILE_INTERVAL_US / 1000} ms over the gateway's whole life (start-up and seeding included), per operation of the run`,
@@ -448,10 +480,7 @@ async function main() {
     };
     console.log(JSON.stringify(result, null, 2));
   } finally {
-    await gw.stop();
-    upstream.stop();
-    fake.stop();
-    await db.drop();
+    await stack.stop();
     agent.destroy();
   }
 }
