@@ -252,6 +252,37 @@ function textTable(rows: Row[]): string {
   return [line(cells[0]!), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)].join('\n');
 }
 
+/** A stage breakdown as bench/profile.ts prints it: stage -> [ms, share, msPerRequest?]. */
+interface Breakdown {
+  stages: Record<string, number[]>;
+}
+
+const isBreakdown = (v: unknown): v is Breakdown =>
+  v !== null && typeof v === 'object' && typeof (v as { stages?: unknown }).stages === 'object';
+
+/** Every breakdown in a `cpuByStage` (one, or one per path it profiled), by label. */
+function breakdownsOf(label: string, cpuByStage: unknown): [string, Breakdown][] {
+  if (isBreakdown(cpuByStage)) return [[label, cpuByStage]];
+  if (cpuByStage === null || typeof cpuByStage !== 'object') return [];
+  return Object.entries(cpuByStage).flatMap(([k, v]) => (isBreakdown(v) ? [[`${label}.${k}`, v] as [string, Breakdown]] : []));
+}
+
+const STAGES_SHOWN = 8;
+
+/** One line per breakdown of a benchmark that missed a target: its largest stages, in ms per request (or ms). */
+function stageLines(rows: Row[]): string[] {
+  const missed = new Set(rows.filter((r) => r.verdict === 'missed').map((r) => r.bench));
+  return [...missed].flatMap((bench) =>
+    breakdownsOf(bench, (report.benches[bench]?.result as { cpuByStage?: unknown } | undefined)?.cpuByStage).map(([label, b]) => {
+      const perRequest = Object.values(b.stages).every((v) => v.length > 2);
+      const shown = Object.entries(b.stages)
+        .slice(0, STAGES_SHOWN)
+        .map(([stage, v]) => `${stage} ${cell(perRequest ? v[2] : v[0])}`);
+      return `  ${label} (${perRequest ? 'ms per request' : 'ms'}): ${shown.join(', ')}`;
+    }),
+  );
+}
+
 /** The figures the summary line shows per benchmark, by path in its result. */
 const HEADLINES: Partial<Record<Bench, string[]>> = {
   dispatch: ['gateway.drain.jobsPerSecond', 'gateway.endToEnd.jobsPerSecond', 'peer.jobsPerSecond'],
@@ -305,4 +336,6 @@ for (const [name, o] of Object.entries(report.benches)) {
   if (o.ok) for (const path of HEADLINES[name as Bench] ?? []) console.log(`    ${path} = ${JSON.stringify(at(o.result, path))}`);
 }
 console.log(`\n${textTable(report.table)}`);
+const stages = stageLines(report.table);
+if (stages.length > 0) console.log(['', 'CPU by stage where a target was missed (largest first):', ...stages].join('\n'));
 process.exitCode = Object.values(report.benches).every((o) => o.ok) ? 0 : 1;
