@@ -314,6 +314,11 @@ function throughput(operations: number, loadSeconds: number, offeredPerSecond: n
   };
 }
 
+/** The conditions every verdict names; a rate not kept up with is said in the table too. */
+function runContext(ratePerSecond: number, keptUp: boolean): string {
+  return `${SECONDS} s at ${Math.round(ratePerSecond)}/s mixed${keptUp ? '' : ' (offered rate not kept up with)'}`;
+}
+
 /** One run of a load against a target, summarised. */
 function summary(run: Awaited<ReturnType<typeof load>>) {
   return {
@@ -447,13 +452,14 @@ async function main() {
     const requestErrors = apiCall.errors + mcp.errors + dispatch.errors + run.workerStats.errors;
     const errors = requestErrors + Math.max(0, jobsNotSucceeded) + logs.errors + (exitCode === 0 ? 0 : 1);
     const growth = footprintGrowth(run.samples, SECONDS * WARMUP_SHARE, SECONDS * WINDOW_SHARE);
+    const pace = throughput(operations, run.loadSeconds, rate.total);
     const result = {
       bench: 'soak',
       seconds: SECONDS,
       warmupSeconds: SECONDS * WARMUP_SHARE,
       loadSeconds: Math.round(run.loadSeconds * 10) / 10,
       rate: { totalPerSecond: rate.total, source: rate.source, perSecond: rates },
-      throughput: throughput(operations, run.loadSeconds, rate.total),
+      throughput: pace,
       operations: {
         apiCall: summary(apiCall),
         mcp: summary(mcp),
@@ -470,7 +476,7 @@ async function main() {
       footprint: { ...growth, samples: run.samples },
       errors: { total: errors, requests: requestErrors, jobsNotSucceeded, gatewayErrorLogLines: logs, gatewayExitCode: exitCode },
       ledger,
-      verdicts: verdicts(growth, errors, ledger.imbalanceMicros, `${SECONDS} s at ${Math.round(rate.total)}/s mixed`),
+      verdicts: verdicts(growth, errors, ledger.imbalanceMicros, runContext(rate.total, pace.keptUp)),
       cpuByStage: profiled
         ? {
             note: `sampled by the V8 profiler every ${PROFILE_INTERVAL_US / 1000} ms over the gateway's whole life (start-up and seeding included), per operation of the run`,
