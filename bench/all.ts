@@ -1,29 +1,40 @@
 /**
  * `npm run bench`: every benchmark, one after another, each in its own process, gathered into
  * one JSON report (default `build/bench-report.json`, gitignored) with the facts of the
- * machine it ran on. A benchmark that fails is recorded with its error; the others still run.
+ * machine it ran on, and a table of every target verdict the benchmarks printed (also on
+ * stdout). A benchmark that fails, or whose file is missing, is recorded with its error; the
+ * others still run.
  *
  *   npm run bench -- --only replicas,dispatch   # a subset, in the given order
  *   npm run bench -- --quick                    # shorter runs (or BENCH_QUICK=1)
  *   npm run bench -- --out path/to/report.json
  *
  * Quick mode sets the knobs the benchmarks read (BENCH_SECONDS for egress and mcp, BENCH_CALLS for egress-cpu, BENCH_JOBS
- * for dispatch and replicas, BENCH_FLIPS for replicas); policy has no knob and runs in full.
- * A knob already set in the environment wins.
+ * for dispatch and replicas, BENCH_FLIPS for replicas, BENCH_SOAK_SECONDS for soak); policy has no knob and runs in full.
+ * A knob already set in the environment wins. The soak runs at half the api.call knee an earlier benchmark of the same
+ * run reported, unless BENCH_SOAK_RATE or BENCH_SOAK_KNEE is set.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/lib/package-root.js';
 
 /** Every benchmark, in the order they run. */
-const BENCHES = ['policy', 'dispatch', 'egress', 'egress-cpu', 'mcp', 'replicas'] as const;
+// Soak last: it runs at half the knee the api.call benchmarks found.
+const BENCHES = ['policy', 'dispatch', 'egress', 'egress-cpu', 'mcp', 'replicas', 'fleet', 'soak'] as const;
 type Bench = (typeof BENCHES)[number];
 
-const QUICK_ENV: Record<string, string> = { BENCH_SECONDS: '3', BENCH_JOBS: '1000', BENCH_FLIPS: '40', BENCH_CALLS: '1000' };
-// A benchmark still running after this long is stopped and recorded as failed.
+const QUICK_ENV: Record<string, string> = {
+  BENCH_SECONDS: '3',
+  BENCH_JOBS: '1000',
+  BENCH_FLIPS: '40',
+  BENCH_CALLS: '1000',
+  BENCH_SOAK_SECONDS: '60',
+};
+// A benchmark still running after this long is stopped and recorded as failed; the soak gets
+// its own length on top.
 const BENCH_LIMIT_MS = 20 * 60_000;
 
 /** What one benchmark left: its JSON, or why there is none. */
@@ -92,12 +103,31 @@ function parseOutput(stdout: string): unknown {
   }
 }
 
+/** The environment a benchmark runs with: quick-mode knobs not already set, and the soak's knee. */
+function benchEnv(bench: Bench): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (quick) for (const [k, v] of Object.entries(QUICK_ENV)) env[k] ??= v;
+  if (bench === 'soak' && env.BENCH_SOAK_RATE === undefined && env.BENCH_SOAK_KNEE === undefined) {
+    const knee = apiCallKnee();
+    if (knee !== undefined) env.BENCH_SOAK_KNEE = String(knee);
+  }
+  return env;
+}
+
+/** How long a benchmark may run before it is stopped: the soak its own length on top of the usual limit. */
+function limitMs(bench: Bench, env: NodeJS.ProcessEnv): number {
+  return bench === 'soak' ? BENCH_LIMIT_MS + Number(env.BENCH_SOAK_SECONDS ?? 600) * 1000 : BENCH_LIMIT_MS;
+}
+
 function run(bench: Bench): Promise<Outcome> {
+  const file = join(root, 'bench', `${bench}.ts`);
+  if (!existsSync(file)) return Promise.resolve({ ok: false, seconds: 0, error: `${relative(root, file)} not found` });
   const started = performance.now();
   const seconds = () => Math.round(performance.now() - started) / 1000;
-  const env = { ...process.env, ...(quick && Object.fromEntries(Object.entries(QUICK_ENV).filter(([k]) => process.env[k] === undefined))) };
+  const env = benchEnv(bench);
+  const limit = limitMs(bench, env);
   // Its own process group, so a benchmark stopped at its limit takes its gateways with it.
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', `${bench}.ts`)], {
+  const child = spawn(process.execPath, ['--import', 'tsx', file], {
     cwd: root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -116,17 +146,19 @@ function run(bench: Bench): Promise<Outcome> {
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
   // Keep the end only: a failing benchmark can be chatty.
   child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-20_000)));
-  const limit = setTimeout(stopGroup, BENCH_LIMIT_MS);
+  const timer = setTimeout(stopGroup, limit);
   return new Promise((done) => {
     child.on('error', (err) => done({ ok: false, seconds: seconds(), error: err.message }));
     child.on('close', (code, signal) => {
-      clearTimeout(limit);
+      clearTimeout(timer);
       process.off('SIGINT', stopGroup);
       const failed = (error: string): Outcome => ({ ok: false, seconds: seconds(), error, stderrTail: stderr.slice(-6000) });
       if (code !== 0)
         return done(
           failed(
-            signal ? `stopped by ${signal}${signal === 'SIGTERM' ? ` after ${BENCH_LIMIT_MS / 60_000} min` : ''}` : `exited with ${code}`,
+            signal
+              ? `stopped by ${signal}${signal === 'SIGTERM' ? ` after ${Math.round(limit / 60_000)} min` : ''}`
+              : `exited with ${code}`,
           ),
         );
       try {
@@ -138,14 +170,117 @@ function run(bench: Bench): Promise<Outcome> {
   });
 }
 
-/** Every boolean target verdict in a result (`met`, `meetsTarget`, `…Met`, or inside `target(s)`), by its path. */
-function verdicts(value: unknown, path = '', inTargets = false): [string, boolean][] {
-  if (value === null || typeof value !== 'object') return [];
-  return Object.entries(value).flatMap(([k, v]): [string, boolean][] => {
-    const at = path ? `${path}.${k}` : k;
-    if (typeof v === 'boolean' && (inTargets || k === 'met' || k === 'meetsTarget' || k.endsWith('Met'))) return [[at, v]];
-    return verdicts(v, at, inTargets || k === 'target' || k === 'targets');
-  });
+/** One target verdict as a benchmark prints it (see docs/benchmarks.md). */
+interface Verdict {
+  path: string;
+  measure: string;
+  cynode: number;
+  peer: number | null;
+  ratio: number | null;
+  target: string;
+  met: boolean;
+}
+
+/** One row of the report's table: a verdict of one benchmark, or why it has none. */
+interface Row {
+  bench: string;
+  path: string;
+  measure: string;
+  cynode: unknown;
+  peer: unknown;
+  ratio: unknown;
+  target: string;
+  verdict: string;
+}
+
+/** The `verdicts` array of a benchmark's JSON, or undefined when it has none. */
+function verdictsOf(outcome: Outcome): Partial<Verdict>[] | undefined {
+  const list = (outcome.result as { verdicts?: unknown } | undefined)?.verdicts;
+  return Array.isArray(list) && list.length > 0 ? (list as Partial<Verdict>[]) : undefined;
+}
+
+const verdictWord = (met: unknown): string => (met === true ? 'met' : met === false ? 'missed' : 'no met flag');
+
+/** The table rows of one benchmark: one per verdict, or a single row saying why there are none. */
+function rowsOf(bench: string, outcome: Outcome): Row[] {
+  const none = (verdict: string, measure = ''): Row[] => [
+    { bench, path: '', measure, cynode: null, peer: null, ratio: null, target: '', verdict },
+  ];
+  if (!outcome.ok) return none('error', outcome.error ?? 'failed');
+  const list = verdictsOf(outcome);
+  if (!list) return none('no verdicts reported');
+  return list.map((v) => ({
+    bench,
+    path: String(v.path ?? ''),
+    measure: String(v.measure ?? ''),
+    cynode: v.cynode ?? null,
+    peer: v.peer ?? null,
+    ratio: v.ratio ?? null,
+    target: String(v.target ?? ''),
+    verdict: verdictWord(v.met),
+  }));
+}
+
+/** The lowest api.call knee an earlier benchmark of this run reported, in calls/s. */
+function apiCallKnee(): number | undefined {
+  const knees = Object.values(report.benches)
+    .flatMap((o) => verdictsOf(o) ?? [])
+    .filter((v) => String(v.path ?? '').startsWith('api.call') && /knee/i.test(String(v.measure ?? '')))
+    .map((v) => Number(v.cynode))
+    .filter((k) => Number.isFinite(k) && k > 0);
+  return knees.length > 0 ? Math.min(...knees) : undefined;
+}
+
+/** A cell of the text table: numbers shortened to 3 decimals, nothing as a dash. */
+function cell(value: unknown): string {
+  if (value === null || value === undefined || value === '') return '–';
+  if (typeof value === 'number') return String(Math.round(value * 1000) / 1000);
+  return String(value);
+}
+
+const COLUMNS: (keyof Row)[] = ['bench', 'path', 'measure', 'cynode', 'peer', 'ratio', 'target', 'verdict'];
+
+/** The rows as a plain-text table, columns padded to their widest cell. */
+function textTable(rows: Row[]): string {
+  const cells = [COLUMNS.map(String), ...rows.map((r) => COLUMNS.map((c) => cell(r[c])))];
+  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((line) => line[i]!.length)));
+  const line = (values: string[]) =>
+    values
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(cells[0]!), line(widths.map((w) => '-'.repeat(w))), ...cells.slice(1).map(line)].join('\n');
+}
+
+/** A stage breakdown as bench/profile.ts prints it: stage -> [ms, share, msPerRequest?]. */
+interface Breakdown {
+  stages: Record<string, number[]>;
+}
+
+const isBreakdown = (v: unknown): v is Breakdown =>
+  v !== null && typeof v === 'object' && typeof (v as { stages?: unknown }).stages === 'object';
+
+/** Every breakdown in a `cpuByStage` (one, or one per path it profiled), by label. */
+function breakdownsOf(label: string, cpuByStage: unknown): [string, Breakdown][] {
+  if (isBreakdown(cpuByStage)) return [[label, cpuByStage]];
+  if (cpuByStage === null || typeof cpuByStage !== 'object') return [];
+  return Object.entries(cpuByStage).flatMap(([k, v]) => (isBreakdown(v) ? [[`${label}.${k}`, v] as [string, Breakdown]] : []));
+}
+
+const STAGES_SHOWN = 8;
+
+/** One line per breakdown of a benchmark that missed a target: its largest stages, in ms per request (or ms). */
+function stageLines(rows: Row[]): string[] {
+  const missed = new Set(rows.filter((r) => r.verdict === 'missed').map((r) => r.bench));
+  return [...missed].flatMap((bench) =>
+    breakdownsOf(bench, (report.benches[bench]?.result as { cpuByStage?: unknown } | undefined)?.cpuByStage).map(([label, b]) => {
+      const perRequest = Object.values(b.stages).every((v) => v.length > 2);
+      const shown = Object.entries(b.stages)
+        .slice(0, STAGES_SHOWN)
+        .map(([stage, v]) => `${stage} ${cell(perRequest ? v[2] : v[0])}`);
+      return `  ${label} (${perRequest ? 'ms per request' : 'ms'}): ${shown.join(', ')}`;
+    }),
+  );
 }
 
 /** The figures the summary line shows per benchmark, by path in its result. */
@@ -166,33 +301,41 @@ function at(value: unknown, path: string): unknown {
     .reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), value);
 }
 
+/** One line per benchmark: how it ended and how many of its verdicts were met. */
+function statusLine(name: string, o: Outcome, rows: Row[]): string {
+  if (!o.ok) return `  ${name}: FAILED after ${o.seconds} s: ${o.error}`;
+  if (!verdictsOf(o)) return `  ${name}: ok in ${o.seconds} s; no verdicts reported`;
+  const missed = rows.filter((r) => r.verdict !== 'met').length;
+  return `  ${name}: ok in ${o.seconds} s; verdicts met ${rows.length - missed}/${rows.length}`;
+}
+
 const report = {
   generatedAt: new Date().toISOString(),
   machine: machine(),
   quick,
   benches: {} as Record<string, Outcome>,
+  table: [] as Row[],
 };
 for (const bench of selected) {
   console.error(`bench: ${bench} …`);
   report.benches[bench] = await run(bench);
 }
+report.table = Object.entries(report.benches).flatMap(([name, o]) => rowsOf(name, o));
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
 
 console.log(`report: ${relative(process.cwd(), out) || out}`);
 for (const [name, o] of Object.entries(report.benches)) {
-  if (!o.ok) {
-    console.log(`  ${name}: FAILED after ${o.seconds} s: ${o.error}`);
-    continue;
-  }
-  const v = verdicts(o.result);
-  const missed = v.filter(([, met]) => !met).map(([p]) => p);
-  const shown = missed.length > 4 ? [...missed.slice(0, 4), `${missed.length - 4} more`] : missed;
-  const targets =
-    v.length === 0
-      ? 'no target verdicts in its output'
-      : `targets met ${v.length - missed.length}/${v.length}${missed.length ? ` (missed: ${shown.join(', ')})` : ''}`;
-  console.log(`  ${name}: ok in ${o.seconds} s; ${targets}`);
-  for (const path of HEADLINES[name as Bench] ?? []) console.log(`    ${path} = ${JSON.stringify(at(o.result, path))}`);
+  console.log(
+    statusLine(
+      name,
+      o,
+      report.table.filter((r) => r.bench === name),
+    ),
+  );
+  if (o.ok) for (const path of HEADLINES[name as Bench] ?? []) console.log(`    ${path} = ${JSON.stringify(at(o.result, path))}`);
 }
+console.log(`\n${textTable(report.table)}`);
+const stages = stageLines(report.table);
+if (stages.length > 0) console.log(['', 'CPU by stage where a target was missed (largest first):', ...stages].join('\n'));
 process.exitCode = Object.values(report.benches).every((o) => o.ok) ? 0 : 1;
