@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { ensureBundle } from '../test/helpers/bundle.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { cpuMeter, metricValue, prepareRegistrations, registerWorkers, submitJob } from './jobs-common.js';
+import { claimCounts, cpuMeter, metricValue, prepareRegistrations, registerWorkers, submitJob } from './jobs-common.js';
 import { agent, percentiles, processCpuMs, processFootprint, requestJson, startChild } from './lib.js';
 import { profileArgs, stageBreakdown } from './profile.js';
 
@@ -108,11 +108,15 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       for (const j of jobs) await requestJson(`${base}/result`, { token: warm!, body: { ...ref(j), status: 'succeeded', result: null } });
     }
     const idle = await settledFootprint(pid);
+    const aloneCpu0 = processCpuMs(pid);
+    await sleep(5000);
+    const aloneCpuMsPerSecond = Math.round((processCpuMs(pid) - aloneCpu0) / 5);
 
     const registerStart = performance.now();
     const tokens = await registerWorkers(base, psk, WORKERS, { maxConcurrency: MAX_CONCURRENCY, parallel: 8 });
     const registerSeconds = (performance.now() - registerStart) / 1000;
     const registered = await settledFootprint(pid);
+    agent.destroy();
 
     // Every worker keeps a poll open; a leased job is timed, its result posted, and the worker polls again.
     const sentAt = new Map<number, number>();
@@ -141,11 +145,16 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
     const connected = await settledFootprint(pid);
 
     const idleCpu0 = processCpuMs(pid);
+    const idleClaims0 = await claimCounts(base);
     await sleep(5000);
     const idleCpuMsPerSecond = Math.round((processCpuMs(pid) - idleCpu0) / 5);
+    const idleClaims = perUnit(idleClaims0, await claimCounts(base), 5);
 
     // Steady submissions, open loop: each one's clock starts as it is sent.
     const jobs = Math.round(RATE * SECONDS);
+    // Connections idle past the server's keep-alive timeout may be closed as they are reused: start afresh.
+    agent.destroy();
+    const claims0 = await claimCounts(base);
     const cpu = cpuMeter(pid, db.name);
     const submitMs: number[] = [];
     const start = performance.now();
@@ -164,6 +173,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
     }
     await Promise.all(results);
     const cpuPerJob = cpu(jobs);
+    const claimsPerJob = perUnit(claims0, await claimCounts(base), jobs);
     const after = processFootprint(pid);
 
     stopped = true;
@@ -184,7 +194,9 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
         rssKbPerWaitingPoll: perWorker(registered, connected),
         rssKbPerRegistration: perWorker(idle, registered),
       },
-      idleFleetCpuMsPerSecond: idleCpuMsPerSecond,
+      // CPU with no worker at all, then with the fleet idle: the difference is what holding the polls costs.
+      idleCpuMsPerSecond: { noWorkers: aloneCpuMsPerSecond, fleetWaiting: idleCpuMsPerSecond },
+      idleFleetClaimsPerSecond: idleClaims,
       steady: {
         ratePerSecond: RATE,
         seconds: SECONDS,
@@ -192,9 +204,13 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
         submitToLeaseMs: percentiles(leaseMs),
         submitMs: percentiles(submitMs),
         cpu: cpuPerJob,
+        claimsPerJob,
       },
       errors: { count: errors.length, ...(errors[0] !== undefined && { first: errors[0] }) },
     };
+  } catch (err) {
+    console.error(`gateway output, last lines:\n${gw.output().split('\n').slice(-20).join('\n')}`);
+    throw err;
   } finally {
     stopped = true;
     fleetAgent.destroy();
@@ -202,6 +218,11 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
     await gw.exited;
     await db.drop();
   }
+}
+
+/** Per unit (second, job): the growth of each count between two readings. */
+function perUnit(before: Record<string, number>, after: Record<string, number>, units: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(after).map((k) => [k, Math.round(((after[k]! - before[k]!) / units) * 100) / 100]));
 }
 
 function ref(j: { job_id: string; lease_id: string }) {

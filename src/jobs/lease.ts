@@ -81,7 +81,9 @@ async function pollJobs(
     if (leftAllowed) deps.waker.wake(1);
     const left = until - Date.now();
     if (jobs.length > 0 || left <= 0 || req.signal?.aborted || closed()) return jobs;
-    await deps.waker.wait(left, req.signal, { want, since });
+    // A wait that ran out unwoken answers empty without another claim: nothing announced
+    // work, and the queue watch wakes polls for what announcements miss.
+    if (!(await deps.waker.wait(left, req.signal, { want, since }))) return [];
   }
 }
 
