@@ -138,7 +138,12 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
         }
       }
     });
-    for (let t = 0; (await metricValue(base, 'cynode_job_polls_waiting')) < WORKERS; t++) {
+    // Every poll waiting, by the gauge; a gateway without it (an older one, measured for comparison) by its connections.
+    const allWaiting = async () => {
+      const gauged = await metricValue(base, 'cynode_job_polls_waiting');
+      return Number.isNaN(gauged) ? processFootprint(pid).fds >= registered.fds + WORKERS : gauged >= WORKERS;
+    };
+    for (let t = 0; !(await allWaiting()); t++) {
       if (t > 120) throw new Error(`fewer than ${WORKERS} polls waiting after 60 s`);
       await sleep(500);
     }
