@@ -6,17 +6,31 @@
  *    (Wasm) about each candidate and records the decision. Reports jobs/s end to end with
  *    submissions running alongside (first submission to last accepted result), drain jobs/s
  *    (queue filled first: poll, lease, result), claim/result latency p50/p99, and checks
- *    (no job leased twice, every job succeeded). Target: ≥ 1,000 jobs/s.
+ *    (no job leased twice, every job succeeded), and the CPU one job costs the gateway process and
+ *    its PostgreSQL backends in each phase (read from /proc). Targets: ≥ 1,000 jobs/s end to
+ *    end, ≥ 2,000 jobs/s drain. The gateway runs under the V8 profiler (BENCH_PROFILE=0 turns it
+ *    off), and `cpuByStage` says where its CPU went.
  *  - peer: the same schema driven directly with SQL by 50 connections (claim with
  *    FOR UPDATE SKIP LOCKED, complete), no HTTP, no policy: the database's own ceiling
  *    on this machine, so the ratio shows what the gateway costs on top.
  */
-import http from 'node:http';
+import { join } from 'node:path';
 import pg from 'pg';
 import { ensureBundle } from '../test/helpers/bundle.js';
-import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
+import {
+  claimCounts,
+  cpuMeter,
+  databaseCpuMs,
+  databaseWork,
+  workPerJob,
+  prepareRegistrations,
+  registerWorkers,
+  submitJob,
+} from './jobs-common.js';
+import { agent, percentiles, requestJson } from './lib.js';
+import { profileArgs, stageBreakdown } from './profile.js';
 
 const WORKERS = 50;
 const JOBS = Number(process.env.BENCH_JOBS ?? 6000);
@@ -25,91 +39,28 @@ const MAX_JOBS_PER_POLL = 8;
 const POLL_WAIT_MS = 5000;
 // Concurrent submissions from the orchestrator.
 const SUBMITTERS = 32;
-
-function percentiles(samples: number[]) {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 100) / 100;
-  return { n: s.length, p50: at(0.5), p99: at(0.99), max: at(1) };
-}
-
-// node:http with a keep-alive agent: the load generator must cost the machine less than
-// the gateway it measures (fetch/undici costs several times more CPU per request).
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-
-function json(
-  url: string,
-  init: { method?: string; token: string; body?: unknown; headers?: Record<string, string> },
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-): Promise<Record<string, any>> {
-  const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        agent,
-        method: init.method ?? 'POST',
-        headers: {
-          authorization: `Bearer ${init.token}`,
-          'content-type': 'application/json',
-          ...(payload && { 'content-length': Buffer.byteLength(payload) }),
-          ...init.headers,
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          if ((res.statusCode ?? 500) >= 400) reject(new Error(`${res.statusCode} ${JSON.stringify(body)}`));
-          else resolve(body);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const PROFILE_DIR = join('build', 'bench-profiles', 'dispatch');
+const TARGET_END_TO_END = 1000;
+const TARGET_DRAIN = 2000;
 
 async function gatewayRun(): Promise<Record<string, unknown>> {
   const db = await createTestDatabase();
-  const gw = await startGatewayProcess({
-    DATABASE_URL: db.url,
-    CYNODE_BUNDLE: await ensureBundle(),
-    CYNODE_LOG_LEVEL: 'info',
-    CYNODE_DATABASE_POOL_MAX: '20',
-    ...(process.env.BENCH_GATEWAY_NODE_OPTIONS && { NODE_OPTIONS: process.env.BENCH_GATEWAY_NODE_OPTIONS }),
-  });
+  const gw = await startGatewayProcess(
+    {
+      DATABASE_URL: db.url,
+      CYNODE_BUNDLE: await ensureBundle(),
+      CYNODE_LOG_LEVEL: 'info',
+      CYNODE_DATABASE_POOL_MAX: '20',
+    },
+    [],
+    process.env.BENCH_PROFILE === '0' ? [] : profileArgs(PROFILE_DIR),
+  );
   const base = `http://127.0.0.1:${gw.ports.control}`;
+  const pgc = new pg.Client({ connectionString: db.url });
+  await pgc.connect();
   try {
-    const admin = (path: string, body?: unknown, method = 'POST', headers: Record<string, string> = {}) =>
-      json(base + path, { token: TEST_ADMIN_TOKEN, body, method, headers });
-    const psk = (await admin('/v1/psks', { name: 'bench' })).secret as string;
-    await admin('/v1/preferences/system/default/cloud_allowed', { value: true }, 'PUT');
-    // Half cloud workers (Example 1), half local nodes: both kinds pass through the policy.
-    const tokens: string[] = [];
-    for (let i = 0; i < WORKERS; i++) {
-      const cloud = i % 2 === 0;
-      const report = cloud
-        ? {
-            node_id: `cloud-${i}`,
-            labels: ['cloud', 'provider_openai'],
-            region: 'us-east-1',
-            inference_mode: 'provider_api',
-            supported_providers: ['openai'],
-            max_concurrency: 16,
-          }
-        : {
-            node_id: `local-${i}`,
-            labels: ['local'],
-            region: 'onprem',
-            inference_mode: 'ollama_local',
-            supported_providers: [],
-            max_concurrency: 16,
-          };
-      tokens.push(
-        ((await json(`${base}/register`, { token: 'none', body: report, headers: { 'x-cynode-psk': psk } })) as { token: string }).token,
-      );
-    }
+    const psk = await prepareRegistrations(base);
+    const tokens = await registerWorkers(base, psk, WORKERS, { maxConcurrency: 16 });
 
     const submitLatency: number[] = [];
     const submit = async (n: number, concurrency: number, tag: string) => {
@@ -119,12 +70,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
           while (next < n) {
             const i = next++;
             const t0 = performance.now();
-            await admin(
-              '/v1/jobs',
-              { task_id: `task-${tag}-${i}`, user_id: 'bench', payload: { kind: 'echo', input: i }, estimated_cost_usd: 0.01 },
-              'POST',
-              { 'idempotency-key': `${tag}-${i}` },
-            );
+            await submitJob(base, tag, i);
             submitLatency.push(performance.now() - t0);
           }
         }),
@@ -136,14 +82,17 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       const resultLatency: number[] = [];
       let done = 0;
       let emptyPolls = 0;
+      let polls = 0;
       let lastResultAt = 0;
       await Promise.all(
         tokens.map(async (token) => {
           while (done < expected) {
             const t0 = performance.now();
-            const { jobs } = (await json(`${base}/jobs/poll`, { token, body: { max_jobs: MAX_JOBS_PER_POLL, wait_ms: POLL_WAIT_MS } })) as {
-              jobs: { job_id: string; lease_id: string }[];
-            };
+            polls++;
+            const { jobs } = (await requestJson(`${base}/jobs/poll`, {
+              token,
+              body: { max_jobs: MAX_JOBS_PER_POLL, wait_ms: POLL_WAIT_MS },
+            })) as { jobs: { job_id: string; lease_id: string }[] };
             if (jobs.length === 0) {
               emptyPolls++;
               continue;
@@ -152,7 +101,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
             await Promise.all(
               jobs.map(async (j) => {
                 const r0 = performance.now();
-                await json(`${base}/result`, {
+                await requestJson(`${base}/result`, {
                   token,
                   body: { job_id: j.job_id, lease_id: j.lease_id, status: 'succeeded', result: { ok: true } },
                 });
@@ -164,7 +113,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
           }
         }),
       );
-      return { claimLatency, resultLatency, emptyPolls, lastResultAt, done };
+      return { claimLatency, resultLatency, emptyPolls, polls, lastResultAt, done };
     };
 
     // Warm-up: JIT, pools, Wasm.
@@ -173,31 +122,42 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
 
     // End to end: submissions and work at the same time.
     submitLatency.length = 0;
+    const e2eWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
+    const e2eCpu = cpuMeter(gw.child.pid!, db.name);
     const e2eStart = performance.now();
     const [, e2e] = await Promise.all([submit(JOBS, SUBMITTERS, 'e2e'), drive(JOBS)]);
     const e2eMs = e2e.lastResultAt - e2eStart;
+    const e2eCpuPerJob = e2eCpu(JOBS);
+    const fillWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
     const e2eSubmitMs = percentiles(submitLatency);
 
     // Drain: the queue is full before the workers start.
+    const fillCpu = cpuMeter(gw.child.pid!, db.name);
     const fillStart = performance.now();
     await submit(JOBS, SUBMITTERS, 'drain');
     const submitMs = performance.now() - fillStart;
+    const fillCpuPerJob = fillCpu(JOBS);
+    const drainWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
+    const drainCpu = cpuMeter(gw.child.pid!, db.name);
     const drainStart = performance.now();
     const drain = await drive(JOBS);
     const drainMs = drain.lastResultAt - drainStart;
+    const drainCpuPerJob = drainCpu(JOBS);
+    const endWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
 
-    const pgc = new pg.Client({ connectionString: db.url });
-    await pgc.connect();
     const { rows } = await pgc.query(`SELECT state, count(*)::int AS n FROM jobs GROUP BY state`);
     const decisions = await pgc.query(`SELECT count(*)::int AS n FROM decision_log WHERE path = 'cynode/dispatch/decision'`);
     const twice = await pgc.query(`SELECT count(*)::int AS n FROM (SELECT job_id FROM job_attempts GROUP BY job_id HAVING count(*) > 1) x`);
-    await pgc.end();
     return {
       workers: WORKERS,
       jobs: JOBS,
       endToEnd: {
         jobsPerSecond: Math.round((JOBS / e2eMs) * 1000),
         seconds: Math.round(e2eMs) / 1000,
+        cpu: e2eCpuPerJob,
+        database: workPerJob(e2eWork, fillWork, JOBS),
+        polls: e2e.polls,
+        emptyPolls: e2e.emptyPolls,
         // Round trip of polls that came back with jobs; includes the time a long poll waited for work.
         pollWithJobsMs: percentiles(e2e.claimLatency),
         resultMs: percentiles(e2e.resultLatency),
@@ -206,10 +166,16 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       // Work waiting in the queue: a poll's round trip is the claim (lock, decide, lease).
       drain: {
         jobsPerSecond: Math.round((JOBS / drainMs) * 1000),
+        cpu: drainCpuPerJob,
+        database: workPerJob(drainWork, endWork, JOBS),
+        polls: drain.polls,
+        emptyPolls: drain.emptyPolls,
         claimMs: percentiles(drain.claimLatency),
         resultMs: percentiles(drain.resultLatency),
       },
-      submissionsPerSecond: Math.round((JOBS / submitMs) * 1000),
+      submissions: { perSecond: Math.round((JOBS / submitMs) * 1000), cpu: fillCpuPerJob, database: workPerJob(fillWork, drainWork, JOBS) },
+      // All three phases and the warm-up: what the profile covers.
+      jobsProfiled: 300 + 2 * JOBS,
       checks: {
         jobsByState: Object.fromEntries(rows.map((r) => [r.state, r.n])),
         dispatchDecisionsRecorded: decisions.rows[0].n,
@@ -217,6 +183,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       },
     };
   } finally {
+    await pgc.end();
     gw.child.kill('SIGTERM');
     await gw.exited;
     await db.drop();
@@ -246,6 +213,7 @@ async function sqlPeer(): Promise<Record<string, unknown>> {
     );
     let done = 0;
     const claimLatency: number[] = [];
+    const database0 = databaseCpuMs(db.name);
     const started = performance.now();
     await Promise.all(
       Array.from({ length: WORKERS }, async (_, w) => {
@@ -272,7 +240,8 @@ async function sqlPeer(): Promise<Record<string, unknown>> {
       }),
     );
     const ms = performance.now() - started;
-    return { jobsPerSecond: Math.round((JOBS / ms) * 1000), claimMs: percentiles(claimLatency) };
+    const databaseMsPerJob = Math.round(((databaseCpuMs(db.name) - database0) / JOBS) * 1000) / 1000;
+    return { jobsPerSecond: Math.round((JOBS / ms) * 1000), cpu: { databaseMsPerJob }, claimMs: percentiles(claimLatency) };
   } finally {
     await pool.end();
     await db.drop();
@@ -284,21 +253,41 @@ const peer = await sqlPeer();
 agent.destroy();
 const drain = (gateway.drain as { jobsPerSecond: number }).jobsPerSecond;
 const e2e = (gateway.endToEnd as { jobsPerSecond: number }).jobsPerSecond;
+const ratio = (x: number) => Math.round((x / (peer.jobsPerSecond as number)) * 100) / 100;
+const verdicts = [
+  {
+    path: 'dispatch',
+    measure: 'jobs/s end to end with concurrent submission, 50 workers',
+    cynode: e2e,
+    peer: peer.jobsPerSecond as number,
+    ratio: ratio(e2e),
+    target: `>= ${TARGET_END_TO_END} jobs/s`,
+    met: e2e >= TARGET_END_TO_END,
+  },
+  {
+    path: 'dispatch',
+    measure: 'jobs/s drain (queue filled first), 50 workers',
+    cynode: drain,
+    peer: peer.jobsPerSecond as number,
+    ratio: ratio(drain),
+    target: `>= ${TARGET_DRAIN} jobs/s`,
+    met: drain >= TARGET_DRAIN,
+  },
+];
+const profiled = process.env.BENCH_PROFILE !== '0';
 console.log(
   JSON.stringify(
     {
       bench: 'dispatch',
       gateway,
       peer: { name: 'plain SQL queue (same schema, no HTTP, no policy)', ...peer },
-      ratios: {
-        drainVsPeer: Math.round((drain / (peer.jobsPerSecond as number)) * 100) / 100,
-        endToEndVsPeer: Math.round((e2e / (peer.jobsPerSecond as number)) * 100) / 100,
-      },
-      target: {
-        jobsPerSecond: 1000,
-        drainMet: drain >= 1000,
-        endToEndWithConcurrentSubmissionMet: e2e >= 1000,
-      },
+      verdicts,
+      ...(profiled && {
+        cpuByStage: {
+          note: 'sampled by the V8 profiler over the whole run (registration, warm-up, end to end, fill, drain), per job',
+          ...stageBreakdown(PROFILE_DIR, gateway.jobsProfiled as number),
+        },
+      }),
     },
     null,
     2,

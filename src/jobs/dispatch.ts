@@ -27,6 +27,13 @@ const MAX_ROUNDS = 8;
 const MAX_CANDIDATES = 256;
 /** Even a stable deny is asked again after this long (a safety net under the epoch). */
 const STABLE_RECHECK_MS = 60_000;
+/**
+ * Candidates beyond what a poll can take, as a share of it (at least one): enough for the
+ * score to choose among, few enough that most decisions end in a lease. Every candidate
+ * left behind is decided again by the next poll that locks it, so twice the free room
+ * cost two decisions (and two decision-log rows) per job under load.
+ */
+const SLACK_SHARE = 4;
 
 /** What a claim needs: the decision log, the preferences, the epoch of dispatch inputs, and the lease timing. */
 export interface DispatchDeps {
@@ -112,7 +119,8 @@ export async function claimJobs(
   at: Date,
 ): Promise<{ leased: LeasedJob[]; leftAllowed: boolean }> {
   const epoch = `${deps.epoch()}:${worker.capabilitiesSha256.slice(0, 16)}`;
-  let limit = Math.min(deps.candidates, Math.max(Math.min(maxJobs, worker.capabilities.max_concurrency) * 2, 4));
+  const room = Math.min(maxJobs, worker.capabilities.max_concurrency);
+  let limit = Math.min(deps.candidates, room + Math.ceil(room / SLACK_SHARE));
   const leased: LeasedJob[] = [];
   const seen: string[] = [];
   let active: number | undefined;

@@ -35,20 +35,29 @@ export interface LeaseDeps extends DispatchDeps {
   logger: Logger;
   waker: JobWaker;
   notify: boolean;
-  wakeFallbackMs: number;
   longPollMaxMs: number;
+  /**
+   * Claims in flight at once. A claim holds a pooled connection across its decisions; polls
+   * beyond this wait in memory, so the group commits of submissions and results (one
+   * connection each) never queue behind a pool full of claims.
+   */
+  claimConcurrency: number;
   retry: RetryBackoff;
   metrics?: JobMetrics;
   now?: () => Date;
 }
 
+/** What a claim that was not made found. */
+const nothing = async () => ({ leased: [] as LeasedJob[], leftAllowed: false });
+
 /**
  * A long poll: claims what `worker` may take now, or waits (woken by new or requeued jobs,
- * `wakeFallbackMs` at the longest) until something turns up, the wait is over, the request
+ * or by the replica's queue watch) until something turns up, the wait is over, the request
  * goes away or the service closes.
  */
 async function pollJobs(
   deps: LeaseDeps,
+  claims: Limiter,
   now: () => Date,
   closed: () => boolean,
   worker: Worker,
@@ -56,19 +65,25 @@ async function pollJobs(
 ): Promise<LeasedJob[]> {
   const waitMs = Math.min(Math.max(0, req.waitMs), deps.longPollMaxMs);
   const until = Date.now() + waitMs;
+  const want = req.maxJobs ?? worker.capabilities.max_concurrency;
   for (;;) {
     // A wait that ended because the request went away claims nothing more.
     if (closed() || req.signal?.aborted) return [];
-    const { leased: jobs, leftAllowed } = await deps.knex.transaction((trx) =>
-      claimJobs(trx, deps, worker, req.maxJobs ?? worker.capabilities.max_concurrency, now()),
+    const since = deps.waker.missed();
+    // A poll whose worker went away while it waited its turn claims nothing either.
+    const { leased: jobs, leftAllowed } = await claims.run(() =>
+      closed() || req.signal?.aborted ? nothing() : deps.knex.transaction((trx) => claimJobs(trx, deps, worker, want, now())),
     );
     if (jobs.length > 0) deps.metrics?.leasedJobs.inc(jobs.length);
+    deps.metrics?.claims.inc({ found: jobs.length > 0 ? 'jobs' : 'none' });
     // Jobs left that this worker could not take (denied, or no room): the next waiting
     // poll may. Finding nothing at all passes nothing on: someone else got there first.
     if (leftAllowed) deps.waker.wake(1);
     const left = until - Date.now();
     if (jobs.length > 0 || left <= 0 || req.signal?.aborted || closed()) return jobs;
-    await deps.waker.wait(Math.min(left, deps.wakeFallbackMs), req.signal);
+    // A wait that ran out unwoken answers empty without another claim: nothing announced
+    // work, and the queue watch wakes polls for what announcements miss.
+    if (!(await deps.waker.wait(left, req.signal, { want, since }))) return [];
   }
 }
 
@@ -78,10 +93,13 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
   const now = deps.now ?? (() => new Date());
   let closed = false;
   const result = createResultHandler(deps, now);
+  const claims = createLimiter(deps.claimConcurrency);
 
   const reap = async () => {
     const at = now();
-    const reaped = await deps.knex.transaction((trx) => reapLapsed(trx, at, deps.retry, deps.notify));
+    const reaped = await deps.knex.transaction((trx) =>
+      reapLapsed(trx, at, deps.retry, { notify: deps.notify, origin: deps.waker.origin }),
+    );
     if (reaped.count > 0) {
       deps.metrics?.leaseExpiries.inc(reaped.count);
       wakeAt(deps.waker, reaped.latest, reaped.count);
@@ -91,7 +109,7 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
   };
 
   return {
-    poll: (worker, req) => pollJobs(deps, now, () => closed, worker, req),
+    poll: (worker, req) => pollJobs(deps, claims, now, () => closed, worker, req),
     renew: (worker, leases) => renewLeases(deps.knex, deps.leaseTtlMs, now, worker, leases),
     result,
     reap,
@@ -107,6 +125,32 @@ export function createLeaseService(deps: LeaseDeps): LeaseService {
         (err) => failures.failure({ err: errorMessage(err) }, 'reaping lapsed leases failed; retrying'),
         () => failures.recovered('reaping lapsed leases works again'),
       );
+    },
+  };
+}
+
+/** Runs at most `limit` tasks at once; the others wait their turn, first come first served. */
+interface Limiter {
+  run<T>(task: () => Promise<T>): Promise<T>;
+}
+
+function createLimiter(limit: number): Limiter {
+  let running = 0;
+  const queue: (() => void)[] = [];
+  const release = () => {
+    const next = queue.shift();
+    if (next) next();
+    else running--;
+  };
+  return {
+    async run(task) {
+      if (running < limit) running++;
+      else await new Promise<void>((resolve) => queue.push(resolve));
+      try {
+        return await task();
+      } finally {
+        release();
+      }
     },
   };
 }

@@ -1,15 +1,18 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { JOB_STATES } from './types.js';
 
-/** What the queue reports: depth by state (read at scrape time), results, lapsed leases, jobs handed out. */
+/** What the queue reports: depth by state (read at scrape time), results, lapsed leases, jobs handed out, polls waiting. */
 export interface JobMetrics {
   jobsByState: Gauge<'state'>;
   jobResults: Counter<'state'>;
   leaseExpiries: Counter;
   leasedJobs: Counter;
+  claims: Counter<'found'>;
+  pollsWaiting: Gauge;
 }
 
-export function createJobMetrics(registry: Registry): JobMetrics {
+/** Creates the queue's metrics; `waiting` counts the long polls waiting for work on this replica. */
+export function createJobMetrics(registry: Registry, waiting: () => number): JobMetrics {
   return {
     jobsByState: new Gauge({
       name: 'cynode_jobs',
@@ -32,6 +35,20 @@ export function createJobMetrics(registry: Registry): JobMetrics {
       name: 'cynode_jobs_leased_total',
       help: 'Jobs handed to workers by polls.',
       registers: [registry],
+    }),
+    claims: new Counter({
+      name: 'cynode_job_claims_total',
+      help: 'Claims polls made (one transaction each), by whether they found jobs to lease (found="jobs") or not ("none").',
+      labelNames: ['found'],
+      registers: [registry],
+    }),
+    pollsWaiting: new Gauge({
+      name: 'cynode_job_polls_waiting',
+      help: 'Long polls on this replica waiting for work right now.',
+      registers: [registry],
+      collect() {
+        this.set(waiting());
+      },
     }),
   };
 }

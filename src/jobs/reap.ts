@@ -17,7 +17,7 @@ export async function reapLapsed(
   trx: Knex.Transaction,
   at: Date,
   retry: RetryBackoff,
-  notify: boolean,
+  notify: { notify: boolean; origin: string },
 ): Promise<{ count: number; latest: Date }> {
   const lapsed = (await trx('jobs')
     .where({ state: 'leased' })
@@ -54,6 +54,6 @@ export async function reapLapsed(
       .where({ id: job.id })
       .update({ ...patch, error: JSON.stringify(error), updated_at: at });
   }
-  if (lapsed.length > 0) await notifyRequeue(trx, notify, lapsed.length);
+  if (lapsed.length > 0) await notifyRequeue(trx, notify.notify, notify.origin, lapsed.length);
   return { count: lapsed.length, latest };
 }

@@ -45,7 +45,7 @@ export async function releaseLeasesOf(
         attempt_deadline: null,
         updated_at: at,
       });
-    await notifyRequeue(trx, deps.notify, held.length);
+    await notifyRequeue(trx, deps.notify, deps.waker.origin, held.length);
     return held.length;
   });
   if (released > 0) deps.waker.wake(released);

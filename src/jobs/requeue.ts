@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { JOBS_CHANNEL } from './types.js';
-import type { JobWaker } from './wake.js';
+import { jobsNotice, type JobWaker } from './wake.js';
 
 /** How long a failed attempt waits before the next: exponential from `baseMs`, capped at `maxMs`. */
 export interface RetryBackoff {
@@ -14,9 +14,12 @@ export function backoffMs(retry: RetryBackoff, attempts: number): number {
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }
 
-/** Tells long polls on every replica that `count` jobs went back to the queue (when NOTIFY is in use). */
-export async function notifyRequeue(trx: Knex | Knex.Transaction, notify: boolean, count = 1): Promise<void> {
-  if (notify) await trx.raw('select pg_notify(?, ?)', [JOBS_CHANNEL, String(count)]);
+/**
+ * Tells long polls on the other replicas that `count` jobs went back to the queue (when NOTIFY
+ * is in use); `origin` is this replica's waker, which wakes its own polls.
+ */
+export async function notifyRequeue(trx: Knex | Knex.Transaction, notify: boolean, origin: string, count = 1): Promise<void> {
+  if (notify) await trx.raw('select pg_notify(?, ?)', [JOBS_CHANNEL, jobsNotice(origin, count)]);
 }
 
 /** Wakes `count` polls when a job requeued with backoff becomes available (here; other replicas poll). */

@@ -154,7 +154,7 @@ async function settleResult(
       answer: JSON.stringify(answer),
       error: report.error ? JSON.stringify(report.error) : null,
     });
-  if (patch.state === 'queued') await notifyRequeue(trx, deps.notify);
+  if (patch.state === 'queued') await notifyRequeue(trx, deps.notify, deps.waker.origin);
   return { answer, requeued: patch.state === 'queued' ? (patch.available_at as Date) : null, replay: false };
 }
 

@@ -7,7 +7,7 @@ import type { Logger } from '../logging/index.js';
 import { checkIdempotencyKey, idempotent, requestDigest, type StoredAnswer } from './idempotency.js';
 import { type AttemptRow, iso, JOBS_CHANNEL, type JobRow, type JobState, num, TERMINAL_STATES } from './types.js';
 import type { JobSpec } from './validate.js';
-import type { JobWaker } from './wake.js';
+import { type JobWaker, noticeOrigin } from './wake.js';
 
 /** A job as the orchestrator sees it (`GET /v1/jobs/{id}`). */
 export interface JobView {
@@ -77,11 +77,8 @@ export interface JobServiceDeps {
   now?: () => Date;
 }
 
-/** Jobs a woken poll is expected to take; see the waker. */
-const JOBS_PER_WAKE = 4;
-
 // Each job goes in with its idempotency key (already holding the answer) in one statement,
-// the rows as one JSON parameter, then the channel and whether to NOTIFY. A key that exists
+// the rows as one JSON parameter, then the channel, the notice's origin and whether to NOTIFY. A key that exists
 // already inserts nothing, and neither does its job.
 const INSERT_JOBS = `
   WITH v AS (
@@ -101,7 +98,7 @@ const INSERT_JOBS = `
                 payload, priority, max_attempts, timeout_ms, preferred_node_id, 'queued', 0, at, submitted_by, at, at
            FROM v JOIN k USING (scope, key)
          RETURNING id
-       ), n AS (SELECT pg_notify(?, count(*)::text) FROM j HAVING count(*) > 0 AND ?)
+       ), n AS (SELECT pg_notify(?, count(*)::text || ?) FROM j HAVING count(*) > 0 AND ?)
   SELECT id, (SELECT count(*) FROM n) AS notified FROM j`;
 
 /** Throws job_not_found for anything that is not a job id. */
@@ -162,13 +159,17 @@ function createJobInserter(deps: JobServiceDeps) {
       at: r.created_at,
       submitted_by: r.submitted_by,
     }));
-    const { rows: inserted } = (await deps.knex.raw(INSERT_JOBS, [JSON.stringify(rows), JOBS_CHANNEL, deps.notify])) as {
+    const { rows: inserted } = (await deps.knex.raw(INSERT_JOBS, [
+      JSON.stringify(rows),
+      JOBS_CHANNEL,
+      noticeOrigin(deps.waker.origin),
+      deps.notify,
+    ])) as {
       rows: { id: string }[];
     };
     const ids = new Set(inserted.map((r) => r.id));
-    // A poll takes several jobs and wakes the next one when it leaves some: one waiter per
-    // few jobs, not one per job, keeps fifty idle workers from racing for every submission.
-    if (ids.size > 0) deps.waker.wake(Math.ceil(ids.size / JOBS_PER_WAKE));
+    // Only as many waiting polls as the new jobs need, not every poll (see the waker).
+    if (ids.size > 0) deps.waker.wake(ids.size);
     return items.map((i) => ids.has(i.row.id));
   }, 256);
 }
