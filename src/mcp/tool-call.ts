@@ -161,7 +161,7 @@ function dispatcher(deps: ToolCallDeps) {
       };
       return { result, outcome: reply.body.status === 'ok' ? 'ok' : reply.body.status, code: reply.body.error?.code ?? null };
     }
-    const result = (await deps.client.request(
+    const result = await deps.client.request(
       tool.upstream,
       'tools/call',
       { name: tool.local, arguments: args },
@@ -171,9 +171,27 @@ function dispatcher(deps: ToolCallDeps) {
         input,
         revision,
       },
-    )) as Record<string, unknown>;
-    return { result, outcome: result.isError === true ? 'error' : 'ok', code: null };
+    );
+    const checked = toolResult(tool.upstream.name, result);
+    return { result: checked, outcome: checked.isError === true ? 'error' : 'ok', code: null };
   };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * An upstream's answer to tools/call as MCP shapes a tool result: an object whose `content`
+ * is a list (an empty one when absent), `structuredContent` an object and `isError` a boolean
+ * when present. Anything else is the upstream's fault: `upstream_error`, and nothing passed on.
+ */
+function toolResult(upstream: string, result: unknown): Record<string, unknown> {
+  const fits =
+    isObject(result) &&
+    (result.content === undefined || Array.isArray(result.content)) &&
+    (result.structuredContent === undefined || isObject(result.structuredContent)) &&
+    (result.isError === undefined || typeof result.isError === 'boolean');
+  if (!fits) throw new GatewayError('upstream_error', `${upstream} answered tools/call with something that is not a tool result`);
+  return result.content === undefined ? { ...result, content: [] } : result;
 }
 
 /**
