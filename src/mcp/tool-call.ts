@@ -129,6 +129,12 @@ function authorizer(deps: ToolCallDeps) {
   };
 }
 
+// The caller's live lease, by job or by task: one statement text each, so the driver sends the
+// same two texts every time and no query builder runs per call.
+const LEASE_BY_JOB = "select id, task_id from jobs where leased_by = ? and state = 'leased' and lease_expires_at > ? and id = ? limit 1";
+const LEASE_BY_TASK =
+  "select id, task_id from jobs where leased_by = ? and state = 'leased' and lease_expires_at > ? and task_id = ? limit 1";
+
 /**
  * The job behind a call: by job_id when the tool takes one, else the caller's live lease on
  * the task named. An agent acts for the task and job its token names, whatever the arguments say.
@@ -136,10 +142,10 @@ function authorizer(deps: ToolCallDeps) {
 async function leaseFor(knex: Knex, caller: McpCaller, args: Args): Promise<Omit<ToolInvokeContext, 'arguments'>> {
   const task = caller.bound?.taskId ?? (typeof args.task_id === 'string' ? args.task_id : '');
   const jobId = caller.bound?.jobId ?? (isUuid(args.job_id) ? args.job_id : null);
-  const q = knex('jobs').where({ leased_by: caller.worker.nodeId, state: 'leased' }).andWhere('lease_expires_at', '>', new Date());
-  if (jobId) q.where({ id: jobId });
-  else q.where({ task_id: task });
-  const job = (await q.first('id', 'task_id')) as { id: string; task_id: string } | undefined;
+  const { rows } = (await knex.raw(jobId ? LEASE_BY_JOB : LEASE_BY_TASK, [caller.worker.nodeId, new Date(), jobId ?? task])) as {
+    rows: { id: string; task_id: string }[];
+  };
+  const job = rows[0];
   return job ? { task_id: job.task_id, job_id: job.id, lease_active: true } : { task_id: task, job_id: jobId, lease_active: false };
 }
 
