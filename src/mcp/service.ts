@@ -16,9 +16,12 @@ import { createToolCatalogue } from './catalogue.js';
 import { rpcError } from './json-rpc.js';
 import { createRpcMethods } from './rpc-methods.js';
 import { createToolCall } from './tool-call.js';
-import { listVisibleTools } from './tool-list.js';
+import { createToolLister } from './tool-list.js';
 import { readMessages } from './transport.js';
 import type { Upstream, UpstreamClient } from './upstreams.js';
+
+/** How long a caller's decided `tools/list` is answered again (see `createToolLister`). */
+const LIST_REUSE_MS = 1000;
 
 /** What the MCP gateway is built from. */
 export interface McpGatewayDeps {
@@ -61,7 +64,7 @@ export function createMcpGateway(deps: McpGatewayDeps): McpGateway {
   const catalogue = createToolCatalogue({ upstreams: deps.upstreams, client: deps.client, discoveryTtlMs: deps.discoveryTtlMs, logger });
   const methods = createRpcMethods({
     callTool: createToolCall({ ...deps, catalogue, logger }),
-    listTools: (caller) => listVisibleTools({ catalogue, decisions: deps.decisions }, caller),
+    listTools: createToolLister({ catalogue, decisions: deps.decisions, visibleForMs: LIST_REUSE_MS }),
   });
 
   return {
