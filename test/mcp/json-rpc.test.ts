@@ -12,7 +12,8 @@ import { createPsk, poll, registerWorker, submitJob, type TestWorker } from '../
 let gw: BootedGateway;
 let upstream: Server;
 let worker: TestWorker;
-const seen: { method: string; token: boolean }[] = [];
+const seen: { method: string; token: string | undefined }[] = [];
+let resetNextCall = false; // the scripted upstream drops the connection of the next tools/call unanswered
 
 const schema = { type: 'object', properties: { task_id: { type: 'string' }, name: { type: 'string' } }, required: ['task_id'] };
 // What the scripted upstream answers to tools/call, by tool.
@@ -29,7 +30,11 @@ function startUpstream(port: number): Promise<Server> {
     req.on('data', (c: Buffer) => (body += c.toString('utf8')));
     req.on('end', () => {
       const msg = JSON.parse(body) as { id: string; method: string; params: { name?: string } };
-      seen.push({ method: msg.method, token: typeof req.headers[FORWARD_TOKEN_HEADER] === 'string' });
+      seen.push({ method: msg.method, token: req.headers[FORWARD_TOKEN_HEADER] as string | undefined });
+      if (msg.method === 'tools/call' && resetNextCall) {
+        resetNextCall = false;
+        return req.socket.destroy();
+      }
       const result =
         msg.method === 'tools/list'
           ? { tools: Object.keys(RESULTS).map((name) => ({ name, inputSchema: schema })) }
@@ -135,7 +140,7 @@ test.serial('an upstream answer that is not a tool result is upstream_error, aud
   const got = await post(toolCall(3, 'artifacts.artifact_get', { task_id: 'task-j' }));
   t.deepEqual(got.body.result, { structuredContent: { found: true }, content: [] });
   t.true(
-    seen.filter((s) => s.method === 'tools/call').every((s) => s.token),
+    seen.filter((s) => s.method === 'tools/call').every((s) => typeof s.token === 'string'),
     'every call carried a forward token',
   );
   await gw.gateway.toolAudit.flush();
@@ -179,4 +184,14 @@ test.serial('a caller listing again within a second gets the list decided before
   await new Promise((r) => setTimeout(r, 1100));
   await post(rpc(3, 'tools/list'));
   t.is((await decisions()) - before, 2 * decided, 'after a second it is decided again');
+});
+
+test.serial('a connection the upstream resets before answering is tried once more, with the same single-use token', async (t) => {
+  resetNextCall = true;
+  const before = seen.length;
+  const got = await post(toolCall(1, 'artifacts.artifact_get', { task_id: 'task-j' }));
+  t.deepEqual(got.body.result, { structuredContent: { found: true }, content: [] });
+  const sent = seen.slice(before);
+  t.is(sent.length, 2);
+  t.is(sent[0]!.token, sent[1]!.token, 'not a new token: an upstream that read the first would refuse the second as a replay');
 });
