@@ -277,6 +277,8 @@ async function main() {
     await send(gateway, false);
 
     const cpu = await cpuPerCall(gateway, gw.child.pid!);
+    // What the upstream spends on one direct call, measured the same way: how fast this machine is right now.
+    const upstreamCpu = await cpuPerCall(direct, upstream.child.pid!);
     const rates = await latencyPoints(direct, gateway);
     // BENCH_KNEE_SECONDS=0 (and BENCH_RATES=) leave the CPU figure alone, for a quick look at one change.
     const knee = KNEE_SECONDS > 0 ? await findKnee(gateway, direct, { seconds: KNEE_SECONDS }) : { knee: 0, steps: [] };
@@ -289,7 +291,7 @@ async function main() {
           bench: 'mcp',
           tool: 'artifacts.artifact_get',
           secondsPerPoint: SECONDS,
-          cpu: { concurrency: CONCURRENCY, ...cpu },
+          cpu: { concurrency: CONCURRENCY, ...cpu, upstreamCpuMsPerDirectCall: upstreamCpu.cpuMsPerCall },
           rates,
           knee: { secondsPerStep: KNEE_SECONDS, ...knee },
           verdicts,

@@ -33,7 +33,8 @@ function startUpstream(port: number): Promise<Server> {
       seen.push({ method: msg.method, token: req.headers[FORWARD_TOKEN_HEADER] as string | undefined });
       if (msg.method === 'tools/call' && resetNextCall) {
         resetNextCall = false;
-        return req.socket.destroy();
+        req.socket.destroy();
+        return;
       }
       const result =
         msg.method === 'tools/list'
