@@ -79,11 +79,18 @@ export function requestJson(url: string, init: JsonRequest = {}, retried = false
   });
 }
 
-/** One request; resolves with its latency in ms, or rejects on a non-2xx answer. */
+/**
+ * One request; resolves with its latency in ms, or rejects on a non-2xx answer. A reset on a
+ * reused keep-alive socket (the server closed it as the request left) is sent again once, on a
+ * new socket, as `requestJson` does; the latency counts both.
+ */
 export async function send(target: Target, stream: boolean): Promise<number> {
   const body = target.body(stream);
   const signed = target.sign ? await target.sign(body) : {};
-  const started = performance.now();
+  return sendSigned(target, body, signed, performance.now(), false);
+}
+
+function sendSigned(target: Target, body: string, signed: Record<string, string>, started: number, retried: boolean): Promise<number> {
   return new Promise((resolve, reject) => {
     const headers = { ...target.headers, ...signed, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
     const req = http.request(target.url, { agent, method: 'POST', headers }, (res) => {
@@ -97,7 +104,10 @@ export async function send(target: Target, stream: boolean): Promise<number> {
         resolve(ms);
       });
     });
-    req.on('error', reject);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') resolve(sendSigned(target, body, signed, started, true));
+      else reject(err);
+    });
     req.end(body);
   });
 }

@@ -8,8 +8,13 @@
  *    worker JWT, the caller's live lease looked up, argument schema check, `mcp.tool.invoke`
  *    decided and logged, a forward token signed, the upstream's final gate, the tool audit.
  * Added latency = the gateway path's percentile minus the direct one's at the same rate.
+ * Measured in one run, in this order: gateway CPU per call (from /proc, over a closed loop of
+ * BENCH_CALLS calls at BENCH_CONCURRENCY), the open-loop points (BENCH_RATES), and the knee
+ * (`findKnee`). The gateway runs under V8's profiler; `cpuByStage` is what a call cost where.
+ * Targets: CPU ≤ 0.5 ms per call, added p50 ≤ 1 ms and p99 ≤ 5 ms at 100 and 300/s, knee ≥ 1,000/s.
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import pino from 'pino';
 import { FORWARD_TOKEN_HEADER, signForwardToken } from '../src/final-gate/index.js';
 import { createKeyStore } from '../src/keys/index.js';
@@ -19,24 +24,135 @@ import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { cliArgs, startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { agent, freePort, load, percentiles, send, startChild, type Target } from './lib.js';
+import { agent, findKnee, freePort, load, percentiles, processCpuMs, send, startChild, type Target } from './lib.js';
+import { GATEWAY_STAGES, profileArgs, stageBreakdown, type Stage } from './profile.js';
 
-const RATES = (process.env.BENCH_RATES ?? '100,300').split(',').map(Number);
+const RATES = (process.env.BENCH_RATES ?? '100,300').split(',').filter(Boolean).map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const WARMUP_SECONDS = 2;
+const CALLS = Number(process.env.BENCH_CALLS ?? 3000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const KNEE_SECONDS = Number(process.env.BENCH_KNEE_SECONDS ?? Math.min(SECONDS, 5));
+const PROFILE_DIR = join('build', 'bench-profiles', 'mcp');
 const TASK = 'bench-task';
+const TARGET = { cpuMsPerCall: 0.5, addedP50Ms: 1, addedP99Ms: 5, kneePerSecond: 1000 };
+// The MCP SDK (and the zod schemas it parses with) is a stage of its own here.
+const MCP_STAGES: Stage[] = [{ name: 'MCP SDK', match: /^npm:(@modelcontextprotocol\/sdk|zod|zod-to-json-schema)$/ }, ...GATEWAY_STAGES];
+
+/** One target row's outcome, as bench/all.ts gathers them. */
+interface Verdict {
+  path: string;
+  measure: string;
+  cynode: number;
+  peer: number | null;
+  ratio: number | null;
+  target: string;
+  met: boolean;
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** `calls` requests, `CONCURRENCY` at a time, each sent when the one before it on its lane returned. */
+async function closedLoop(target: Target, calls: number): Promise<{ seconds: number; errors: number; firstError?: string }> {
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next++ < calls)
+        await send(target, false).catch((err: Error) => {
+          errors++;
+          firstError ??= err.message;
+        });
+    }),
+  );
+  return { seconds: (performance.now() - started) / 1000, errors, ...(firstError && { firstError }) };
+}
+
+/** CPU the process `pid` spent per call over a closed loop, after a warm-up. */
+async function cpuPerCall(target: Target, pid: number) {
+  await closedLoop(target, Math.min(500, CALLS));
+  const before = processCpuMs(pid);
+  const { seconds, ...run } = await closedLoop(target, CALLS);
+  const used = processCpuMs(pid) - before;
+  return { calls: CALLS, ...run, callsPerSecond: Math.round(CALLS / seconds), cpuMsPerCall: round3(used / CALLS) };
+}
+
+/** The open-loop points: each rate offered to the direct path, then to the gateway, after a warm-up each. */
+async function latencyPoints(direct: Target, gateway: Target) {
+  const rates: Record<
+    string,
+    { ms: Record<string, ReturnType<typeof percentiles> & { errors: number }>; addedMs: { p50: number; p99: number } }
+  > = {};
+  for (const rate of RATES) {
+    const ms: Record<string, ReturnType<typeof percentiles> & { errors: number; firstError?: string }> = {};
+    for (const [name, target] of Object.entries({ direct, gateway })) {
+      await load(target, false, rate, WARMUP_SECONDS);
+      const { latencies, errors, firstError } = await load(target, false, rate, SECONDS);
+      ms[name] = { ...percentiles(latencies), errors, ...(firstError && { firstError }) };
+    }
+    rates[`${rate}/s`] = { ms, addedMs: { p50: round3(ms.gateway!.p50 - ms.direct!.p50), p99: round3(ms.gateway!.p99 - ms.direct!.p99) } };
+  }
+  return rates;
+}
+
+/** The issue's MCP rows: CPU per call, p50 and p99 at each rate (gateway beside direct), the knee. */
+function verdictsOf(cpu: { cpuMsPerCall: number }, rates: Awaited<ReturnType<typeof latencyPoints>>, knee: number): Verdict[] {
+  const path = 'MCP tools/call through /mcp';
+  const out: Verdict[] = [
+    {
+      path,
+      measure: 'gateway CPU per call, ms',
+      cynode: cpu.cpuMsPerCall,
+      peer: null,
+      ratio: null,
+      target: `≤ ${TARGET.cpuMsPerCall} ms`,
+      met: cpu.cpuMsPerCall <= TARGET.cpuMsPerCall,
+    },
+  ];
+  for (const [rate, point] of Object.entries(rates)) {
+    for (const q of ['p50', 'p99'] as const) {
+      const limit = q === 'p50' ? TARGET.addedP50Ms : TARGET.addedP99Ms;
+      const errors = point.ms.gateway!.errors + point.ms.direct!.errors;
+      out.push({
+        path,
+        measure: `${q} latency at ${rate}, ms (peer: a direct call to the upstream)`,
+        cynode: point.ms.gateway![q],
+        peer: point.ms.direct![q],
+        ratio: point.ms.direct![q] > 0 ? round3(point.ms.gateway![q] / point.ms.direct![q]) : null,
+        target: `added ≤ ${limit} ms, 0 errors`,
+        met: point.addedMs[q] <= limit && errors === 0,
+      });
+    }
+  }
+  out.push({
+    path,
+    measure: 'knee, calls/s (added p99 ≤ 10 ms, 0 errors)',
+    cynode: knee,
+    peer: null,
+    ratio: null,
+    target: `≥ ${TARGET.kneePerSecond}/s`,
+    met: knee >= TARGET.kneePerSecond,
+  });
+  return out;
+}
 
 async function main() {
   const db = await createTestDatabase();
   const upstreamPort = await freePort();
-  const gw = await startGatewayProcess({
-    DATABASE_URL: db.url,
-    CYNODE_BUNDLE: await ensureBundle(),
-    CYNODE_LOG_LEVEL: 'info',
-    CYNODE_DATABASE_POOL_MAX: '20',
-    CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${upstreamPort}/mcp`,
-    CYNODE_JOB_LEASE_TTL_MS: '3600000',
-  });
+  const gw = await startGatewayProcess(
+    {
+      DATABASE_URL: db.url,
+      CYNODE_BUNDLE: await ensureBundle(),
+      CYNODE_LOG_LEVEL: 'info',
+      CYNODE_DATABASE_POOL_MAX: '20',
+      CYNODE_MCP_UPSTREAMS: `artifacts=http://127.0.0.1:${upstreamPort}/mcp`,
+      CYNODE_JOB_LEASE_TTL_MS: '3600000',
+    },
+    [],
+    profileArgs(PROFILE_DIR),
+  );
   const control = `http://127.0.0.1:${gw.ports.control}`;
   const upstream = await startChild(
     cliArgs('artifact-server'),
@@ -106,10 +222,14 @@ async function main() {
         params: { name, arguments: { task_id: TASK, name: 'notes.md' } },
       });
     const ok = (text: string) => !text.includes('"error"') && !text.includes('"isError":true');
+    let gatewayCalls = 0; // every request the profile saw, to charge its stages per call
     const gateway: Target = {
       url: `http://127.0.0.1:${gw.ports.mcp}/mcp`,
       headers: { authorization: `Bearer ${registered.token}`, accept: 'application/json, text/event-stream' },
-      body: () => rpc('artifacts.artifact_get'),
+      body: () => {
+        gatewayCalls++;
+        return rpc('artifacts.artifact_get');
+      },
       ok,
     };
     const input = {
@@ -156,23 +276,35 @@ async function main() {
     await send(direct, false);
     await send(gateway, false);
 
-    const rates: Record<string, unknown> = {};
-    for (const rate of RATES) {
-      const paths: Record<string, { p50: number; p99: number; n: number; errors: number; firstError?: string }> = {};
-      for (const [name, target] of Object.entries({ direct, gateway })) {
-        await load(target, false, rate, WARMUP_SECONDS);
-        const { latencies, errors, firstError } = await load(target, false, rate, SECONDS);
-        paths[name] = { ...percentiles(latencies), errors, ...(firstError && { firstError }) };
-      }
-      rates[`${rate}/s`] = {
-        ms: paths,
-        addedMs: {
-          p50: Math.round((paths.gateway!.p50 - paths.direct!.p50) * 1000) / 1000,
-          p99: Math.round((paths.gateway!.p99 - paths.direct!.p99) * 1000) / 1000,
+    const cpu = await cpuPerCall(gateway, gw.child.pid!);
+    // What the upstream spends on one direct call, measured the same way: how fast this machine is right now.
+    const upstreamCpu = await cpuPerCall(direct, upstream.child.pid!);
+    const rates = await latencyPoints(direct, gateway);
+    // BENCH_KNEE_SECONDS=0 (and BENCH_RATES=) leave the CPU figure alone, for a quick look at one change.
+    const knee = KNEE_SECONDS > 0 ? await findKnee(gateway, direct, { seconds: KNEE_SECONDS }) : { knee: 0, steps: [] };
+    gw.child.kill('SIGTERM');
+    await gw.exited;
+    const verdicts = verdictsOf(cpu, rates, knee.knee);
+    console.log(
+      JSON.stringify(
+        {
+          bench: 'mcp',
+          tool: 'artifacts.artifact_get',
+          secondsPerPoint: SECONDS,
+          cpu: { concurrency: CONCURRENCY, ...cpu, upstreamCpuMsPerDirectCall: upstreamCpu.cpuMsPerCall },
+          rates,
+          knee: { secondsPerStep: KNEE_SECONDS, ...knee },
+          verdicts,
+          met: verdicts.every((v) => v.met),
+          cpuByStage: {
+            note: 'sampled by the V8 profiler over the whole run (closed loop, points and knee search), per gateway call',
+            ...stageBreakdown(PROFILE_DIR, gatewayCalls, MCP_STAGES),
+          },
         },
-      };
-    }
-    console.log(JSON.stringify({ bench: 'mcp', tool: 'artifacts.artifact_get', secondsPerPoint: SECONDS, rates }, null, 2));
+        null,
+        2,
+      ),
+    );
   } finally {
     keys.close();
     await keyDb.close();

@@ -12,6 +12,9 @@ export const AGENT_AUDIENCE = 'cynode-mcp';
 /** The agent types a worker may issue tokens for (the worker itself calls as `worker`). */
 export const AGENT_TYPES = ['sandbox', 'pm', 'pa'] as const;
 
+// Verified agent tokens kept at most; past this, the oldest entry goes first.
+const VERIFIED_CACHE_SIZE = 10_000;
+
 /** What an agent token binds: whose agent, of which type, for which task and job. */
 export interface AgentClaims {
   nodeId: string;
@@ -34,6 +37,39 @@ export interface AgentTokens {
  */
 export function createAgentTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number }): AgentTokens {
   const keySet = localKeySet(deps.keys);
+  const verifyOnce = async (token: string): Promise<AgentClaims & { expiresAtMs: number }> => {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, keySet, {
+        issuer: deps.issuer,
+        audience: AGENT_AUDIENCE,
+        typ: AGENT_TOKEN_TYPE,
+        algorithms: [JWT_ALG],
+        requiredClaims: ['sub', 'sid', 'agt', 'task', 'job', 'exp'],
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired)
+        throw new GatewayError('token_expired', 'the agent token has expired; ask the worker for a new one');
+      throw new GatewayError('token_invalid', 'the agent token is not valid');
+    }
+    const { sub, sid, agt, task, job } = payload as Record<string, unknown>;
+    if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string') || issuedInFuture(payload.iat))
+      throw new GatewayError('token_invalid', 'the agent token is not valid');
+    return {
+      nodeId: sub as string,
+      sessionId: sid as string,
+      agentType: agt as string,
+      taskId: task as string,
+      jobId: job as string,
+      expiresAtMs: payload.exp! * 1000,
+    };
+  };
+
+  // Verified tokens, so an agent's every call does not pay for an ES256 verification (as
+  // worker tokens are kept): an entry lives no longer than its token, and the worker's
+  // session and the lease are still checked on every call.
+  const verified = new Map<string, AgentClaims & { expiresAtMs: number }>();
+
   return {
     async issue(c) {
       const key = deps.keys.current();
@@ -49,26 +85,20 @@ export function createAgentTokens(deps: { keys: KeyStore; issuer: string; ttlMs:
       return { token, expiresAt };
     },
     async verify(token) {
-      let payload;
-      try {
-        ({ payload } = await jwtVerify(token, keySet, {
-          issuer: deps.issuer,
-          audience: AGENT_AUDIENCE,
-          typ: AGENT_TOKEN_TYPE,
-          algorithms: [JWT_ALG],
-          requiredClaims: ['sub', 'sid', 'agt', 'task', 'job', 'exp'],
-        }));
-      } catch (err) {
-        if (err instanceof joseErrors.JWTExpired)
-          throw new GatewayError('token_expired', 'the agent token has expired; ask the worker for a new one');
-        throw new GatewayError('token_invalid', 'the agent token is not valid');
-      }
-      const { sub, sid, agt, task, job } = payload as Record<string, unknown>;
-      if ([sub, sid, agt, task, job].some((v) => typeof v !== 'string') || issuedInFuture(payload.iat))
-        throw new GatewayError('token_invalid', 'the agent token is not valid');
-      return { nodeId: sub as string, sessionId: sid as string, agentType: agt as string, taskId: task as string, jobId: job as string };
+      const hit = verified.get(token);
+      if (hit && hit.expiresAtMs > Date.now()) return claimsOf(hit);
+      if (hit) verified.delete(token);
+      const claims = await verifyOnce(token);
+      if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+      verified.set(token, claims);
+      return claimsOf(claims);
     },
   };
+}
+
+/** The claims alone, so no caller holds (or changes) the cached entry. */
+function claimsOf(c: AgentClaims): AgentClaims {
+  return { nodeId: c.nodeId, sessionId: c.sessionId, agentType: c.agentType, taskId: c.taskId, jobId: c.jobId };
 }
 
 /** The answer to `POST /v1/agent-tokens`. */

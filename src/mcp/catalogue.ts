@@ -70,15 +70,20 @@ export interface ToolCatalogueDeps {
 /**
  * The tool catalogue: `api.call` plus the tools each configured upstream lists with
  * `tools/list`, cached for `discoveryTtlMs`. An upstream that cannot be asked keeps the tools
- * it last listed, or contributes none: it never widens the catalogue by failing.
+ * it last listed, or contributes none: it never widens the catalogue by failing. Each
+ * upstream's exported tools are built once per listing, and callers that find a list expired
+ * at the same time wait for one `tools/list`, not one each.
  */
 export function createToolCatalogue(deps: ToolCatalogueDeps): ToolCatalogue {
   const now = deps.now ?? Date.now;
-  const discovered = new Map<string, { at: number; tools: UpstreamTool[] }>();
+  const apiCall: CatalogueTool = { ...API_CALL_TOOL, local: 'api.call' };
+  const discovered = new Map<string, Discovered>();
+  const asking = new Map<string, Promise<Discovered>>();
+  const byName = new Map(deps.upstreams.map((u) => [u.name, u]));
 
-  const upstreamTools = async (upstream: Upstream): Promise<UpstreamTool[]> => {
+  const discover = async (upstream: Upstream): Promise<Discovered> => {
     const cached = discovered.get(upstream.name);
-    if (cached && now() - cached.at < deps.discoveryTtlMs) return cached.tools;
+    let tools: UpstreamTool[];
     try {
       const result = (await deps.client.request(
         upstream,
@@ -88,39 +93,60 @@ export function createToolCatalogue(deps: ToolCatalogueDeps): ToolCatalogue {
       )) as {
         tools?: UpstreamTool[];
       };
-      const tools = (result.tools ?? []).filter(
+      tools = (result.tools ?? []).filter(
         (t) => typeof t?.name === 'string' && TOOL_NAME.test(t.name) && t.inputSchema && typeof t.inputSchema === 'object',
       );
-      discovered.set(upstream.name, { at: now(), tools });
-      return tools;
     } catch (err) {
       deps.logger.warn({ upstream: upstream.name, err: errorMessage(err) }, 'upstream tool discovery failed');
-      return cached?.tools ?? [];
+      return cached ?? { at: -Infinity, tools: [], byName: new Map() };
     }
+    const exported = tools.map((t): CatalogueTool => ({ ...t, name: `${upstream.name}.${t.name}`, upstream, local: t.name }));
+    const fresh = { at: now(), tools: exported, byName: new Map(exported.map((t) => [t.name, t])) };
+    discovered.set(upstream.name, fresh);
+    return fresh;
   };
 
-  const list = async (): Promise<CatalogueTool[]> => {
-    const lists = await Promise.all(deps.upstreams.map(async (u) => ({ u, tools: await upstreamTools(u) })));
-    return [
-      { ...API_CALL_TOOL, local: 'api.call' },
-      ...lists.flatMap(({ u, tools }) => tools.map((t) => ({ ...t, name: `${u.name}.${t.name}`, upstream: u, local: t.name }))),
-    ];
+  const upstreamTools = (upstream: Upstream): Discovered | Promise<Discovered> => {
+    const cached = discovered.get(upstream.name);
+    if (cached && now() - cached.at < deps.discoveryTtlMs) return cached;
+    let pending = asking.get(upstream.name);
+    if (!pending) {
+      pending = discover(upstream).finally(() => asking.delete(upstream.name));
+      asking.set(upstream.name, pending);
+    }
+    return pending;
   };
 
   return {
-    list,
+    async list() {
+      const lists = await Promise.all(deps.upstreams.map(upstreamTools));
+      return [apiCall, ...lists.flatMap((l) => l.tools)];
+    },
     async find(name) {
-      return (await list()).find((t) => t.name === name);
+      if (name === apiCall.name) return apiCall;
+      // Upstream names hold no dot: the exported name's first segment is its upstream.
+      const upstream = byName.get(name.slice(0, name.indexOf('.')));
+      return upstream && (await upstreamTools(upstream)).byName.get(name);
     },
     validator: createValidators(),
   };
 }
 
-/** Compiles input schemas with ajv, each (tool, schema) pair once. */
+/** One upstream's listing: when, and its tools as the gateway exports them. */
+interface Discovered {
+  at: number;
+  tools: CatalogueTool[];
+  byName: Map<string, CatalogueTool>;
+}
+
+/** Compiles input schemas with ajv, each (tool, schema) pair once; a listed tool finds its validator without a look-up key. */
 function createValidators(): (tool: CatalogueTool) => ArgumentValidator {
   const ajv = new Ajv({ allErrors: true, strict: false });
   const validators = new Map<string, ArgumentValidator>();
+  const ofTool = new WeakMap<CatalogueTool, ArgumentValidator>();
   return (tool) => {
+    const known = ofTool.get(tool);
+    if (known) return known;
     const key = `${tool.name}:${JSON.stringify(tool.inputSchema)}`;
     let v = validators.get(key);
     if (!v) {
@@ -134,6 +160,7 @@ function createValidators(): (tool: CatalogueTool) => ArgumentValidator {
       if (validators.size > MAX_VALIDATORS) validators.clear();
       validators.set(key, v);
     }
+    ofTool.set(tool, v);
     return v;
   };
 }

@@ -1,6 +1,4 @@
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 import type { Knex } from 'knex';
 import type { Context } from 'koa';
 import type { DecisionService } from '../decisions/index.js';
@@ -15,10 +13,15 @@ import type { AgentTokens } from './agent-tokens.js';
 import type { ToolAuditEvent } from './audit.js';
 import { createCallerAuthenticator, type McpCaller, type McpCallerAuthenticator } from './caller.js';
 import { createToolCatalogue } from './catalogue.js';
-import { malformedRequest, rpcError } from './json-rpc.js';
-import { createToolCall, type ToolCall } from './tool-call.js';
-import { listVisibleTools, type ListedTool } from './tool-list.js';
+import { rpcError } from './json-rpc.js';
+import { createRpcMethods } from './rpc-methods.js';
+import { createToolCall } from './tool-call.js';
+import { createToolLister } from './tool-list.js';
+import { readMessages } from './transport.js';
 import type { Upstream, UpstreamClient } from './upstreams.js';
+
+/** How long a caller's decided `tools/list` is answered again (see `createToolLister`). */
+const LIST_REUSE_MS = 1000;
 
 /** What the MCP gateway is built from. */
 export interface McpGatewayDeps {
@@ -49,17 +52,20 @@ export interface McpGateway {
 }
 
 /**
- * The MCP gateway: standard MCP over Streamable HTTP (stateless, the official SDK). A caller
- * sees in `tools/list` only the tools `mcp.tool.invoke` lets it call, and every `tools/call`
- * is decided (and audited) before it goes to API Egress or to the configured upstream, with a
+ * The MCP gateway: MCP over Streamable HTTP, stateless, JSON answers. One set of method
+ * handlers serves every request (no server object per request): a caller sees in
+ * `tools/list` only the tools `mcp.tool.invoke` lets it call, and every `tools/call` is
+ * decided (and audited) before it goes to API Egress or to the configured upstream, with a
  * forward token the upstream's final gate checks. Upstream addresses come from config only.
  */
 export function createMcpGateway(deps: McpGatewayDeps): McpGateway {
   const logger = deps.logger.child({ component: 'mcp' });
   const authenticate = createCallerAuthenticator(deps);
   const catalogue = createToolCatalogue({ upstreams: deps.upstreams, client: deps.client, discoveryTtlMs: deps.discoveryTtlMs, logger });
-  const callTool = createToolCall({ ...deps, catalogue, logger });
-  const listTools = (caller: McpCaller) => listVisibleTools({ catalogue, decisions: deps.decisions }, caller);
+  const methods = createRpcMethods({
+    callTool: createToolCall({ ...deps, catalogue, logger }),
+    listTools: createToolLister({ catalogue, decisions: deps.decisions, visibleForMs: LIST_REUSE_MS }),
+  });
 
   return {
     authenticate,
@@ -76,9 +82,24 @@ export function createMcpGateway(deps: McpGatewayDeps): McpGateway {
       } catch (err) {
         return answer(ctx, rpcError(400, ErrorCode.ParseError, `parse error: ${(err as GatewayError).message}`));
       }
-      const malformed = malformedRequest(message);
-      if (malformed) return answer(ctx, rpcError(400, ErrorCode.InvalidParams, `invalid params for ${malformed.method}`));
-      await handOver(ctx, sdkServer(caller, listTools, callTool), message);
+      const read = readMessages(message, {
+        accept: ctx.get('accept'),
+        contentType: ctx.get('content-type'),
+        protocolVersion: ctx.get('mcp-protocol-version') || undefined,
+      });
+      if ('refused' in read) return answer(ctx, read.refused);
+      const answers = await Promise.all(read.requests.map((request) => methods.answer(caller, request)));
+      if (answers.length === 0) {
+        // Only notifications and responses: accepted, nothing to say.
+        ctx.status = 202;
+        ctx.body = '';
+        ctx.remove('Content-Type');
+        return;
+      }
+      ctx.status = 200;
+      ctx.type = 'application/json';
+      // One answer goes alone, as the SDK's transport sends it, even for a batch.
+      ctx.body = JSON.stringify(answers.length === 1 ? answers[0] : answers);
     },
   };
 }
@@ -86,24 +107,4 @@ export function createMcpGateway(deps: McpGatewayDeps): McpGateway {
 function answer(ctx: Context, r: { status: number; body: unknown }): void {
   ctx.status = r.status;
   ctx.body = r.body;
-}
-
-/** A fresh SDK server for one request, answering as this caller. */
-function sdkServer(caller: McpCaller, listTools: (caller: McpCaller) => Promise<ListedTool[]>, callTool: ToolCall): Server {
-  const server = new Server({ name: 'cynode-gateway', version: '1.0.0' }, { capabilities: { tools: { listChanged: false } } });
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: await listTools(caller) }));
-  server.setRequestHandler(CallToolRequestSchema, (request) => callTool(caller, request.params));
-  return server;
-}
-
-/** Lets the SDK answer the request on a stateless transport, closed with the response. */
-async function handOver(ctx: Context, server: Server, message: unknown): Promise<void> {
-  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-  ctx.respond = false;
-  ctx.res.on('close', () => {
-    void transport.close();
-    void server.close();
-  });
-  await server.connect(transport);
-  await transport.handleRequest(ctx.req, ctx.res, message);
 }

@@ -129,6 +129,12 @@ function authorizer(deps: ToolCallDeps) {
   };
 }
 
+// The caller's live lease, by job or by task: one statement text each, so the driver sends the
+// same two texts every time and no query builder runs per call.
+const LEASE_BY_JOB = "select id, task_id from jobs where leased_by = ? and state = 'leased' and lease_expires_at > ? and id = ? limit 1";
+const LEASE_BY_TASK =
+  "select id, task_id from jobs where leased_by = ? and state = 'leased' and lease_expires_at > ? and task_id = ? limit 1";
+
 /**
  * The job behind a call: by job_id when the tool takes one, else the caller's live lease on
  * the task named. An agent acts for the task and job its token names, whatever the arguments say.
@@ -136,10 +142,10 @@ function authorizer(deps: ToolCallDeps) {
 async function leaseFor(knex: Knex, caller: McpCaller, args: Args): Promise<Omit<ToolInvokeContext, 'arguments'>> {
   const task = caller.bound?.taskId ?? (typeof args.task_id === 'string' ? args.task_id : '');
   const jobId = caller.bound?.jobId ?? (isUuid(args.job_id) ? args.job_id : null);
-  const q = knex('jobs').where({ leased_by: caller.worker.nodeId, state: 'leased' }).andWhere('lease_expires_at', '>', new Date());
-  if (jobId) q.where({ id: jobId });
-  else q.where({ task_id: task });
-  const job = (await q.first('id', 'task_id')) as { id: string; task_id: string } | undefined;
+  const { rows } = (await knex.raw(jobId ? LEASE_BY_JOB : LEASE_BY_TASK, [caller.worker.nodeId, new Date(), jobId ?? task])) as {
+    rows: { id: string; task_id: string }[];
+  };
+  const job = rows[0];
   return job ? { task_id: job.task_id, job_id: job.id, lease_active: true } : { task_id: task, job_id: jobId, lease_active: false };
 }
 
@@ -161,7 +167,7 @@ function dispatcher(deps: ToolCallDeps) {
       };
       return { result, outcome: reply.body.status === 'ok' ? 'ok' : reply.body.status, code: reply.body.error?.code ?? null };
     }
-    const result = (await deps.client.request(
+    const result = await deps.client.request(
       tool.upstream,
       'tools/call',
       { name: tool.local, arguments: args },
@@ -171,9 +177,27 @@ function dispatcher(deps: ToolCallDeps) {
         input,
         revision,
       },
-    )) as Record<string, unknown>;
-    return { result, outcome: result.isError === true ? 'error' : 'ok', code: null };
+    );
+    const checked = toolResult(tool.upstream.name, result);
+    return { result: checked, outcome: checked.isError === true ? 'error' : 'ok', code: null };
   };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * An upstream's answer to tools/call as MCP shapes a tool result: an object whose `content`
+ * is a list (an empty one when absent), `structuredContent` an object and `isError` a boolean
+ * when present. Anything else is the upstream's fault: `upstream_error`, and nothing passed on.
+ */
+function toolResult(upstream: string, result: unknown): Record<string, unknown> {
+  const fits =
+    isObject(result) &&
+    (result.content === undefined || Array.isArray(result.content)) &&
+    (result.structuredContent === undefined || isObject(result.structuredContent)) &&
+    (result.isError === undefined || typeof result.isError === 'boolean');
+  if (!fits) throw new GatewayError('upstream_error', `${upstream} answered tools/call with something that is not a tool result`);
+  return result.content === undefined ? { ...result, content: [] } : result;
 }
 
 /**

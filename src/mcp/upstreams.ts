@@ -85,9 +85,8 @@ async function exchange(
   token: string,
 ): Promise<{ status: number; type: string; text: string }> {
   const timedOut = () => new GatewayError('upstream_timeout', `${upstream.name} did not answer within ${deps.timeoutMs} ms`);
-  let res: HttpResponse;
-  try {
-    res = await client.request(upstream.url, {
+  const post = () =>
+    client.request(upstream.url, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
@@ -99,6 +98,15 @@ async function exchange(
       responseTimeoutMs: deps.timeoutMs,
       idleTimeoutMs: deps.timeoutMs,
       maxResponseBytes: deps.maxResponseBytes,
+    });
+  let res: HttpResponse;
+  try {
+    // A reset before any answer is most often a kept-alive connection the upstream closed as
+    // the request left: sent once more, on a new connection. The same single-use token goes
+    // with it, so a request the upstream did read is refused as a replay, never run twice.
+    res = await post().catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET') return post();
+      throw err;
     });
   } catch (err) {
     if (err instanceof HttpTimeoutError) throw timedOut();
