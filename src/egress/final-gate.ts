@@ -22,6 +22,11 @@ import { type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } 
 export interface EgressService {
   /** Takes one forwarded call: verifies, decides again, reserves, injects the credential, calls, settles, audits. */
   handle(token: string | undefined, rawBody: Buffer): Promise<ApiCallReply>;
+  /**
+   * Takes one call from the first gate in this process: no token, no bytes, the decided input
+   * and the parsed call by reference. Everything after the token is the same as `handle`.
+   */
+  handOff(call: HandedOff): Promise<ApiCallReply>;
   /** Charges lapsed reservations; runs on a timer. */
   startReaper(intervalMs: number): { stop(): void };
   /** Resolves once every settlement started so far has landed (shutdown, tests). */
@@ -40,6 +45,13 @@ export type EgressServiceDeps = GateDeps & {
   reservationTtlMs: number;
   metrics?: EgressMetrics;
 };
+
+/** A call the first gate in this process decided on, handed over as it is. */
+export interface HandedOff {
+  requestId: string;
+  input: ApiCallInput;
+  body: { provider: string; operation: string; params: unknown };
+}
 
 /** A forwarded call whose token checked out: the input decided on and the body sent with it. */
 interface Forwarded {
@@ -190,8 +202,43 @@ async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, e
   return { httpStatus: 200, body };
 }
 
+/** Everything the final gate does once it knows the call it was handed: decides again, admits, calls, settles, audits. */
+async function finalGate(gate: FinalGate, forwarded: Forwarded, started: number): Promise<ApiCallReply> {
+  const { deps, log } = gate;
+  const { requestId } = forwarded;
+  const event = gateEvent(requestId, forwarded.input);
+  const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
+    event.outcome = reply.body.status;
+    deps.metrics?.egressCalls.inc({
+      provider: event.provider ?? '',
+      operation: event.operation ?? '',
+      outcome: event.outcome,
+      code: err?.code ?? '',
+    });
+    if (err) event.error_code = err.code;
+    if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
+    event.latency_ms = performance.now() - started;
+    await deps.audit.record(event);
+    return reply;
+  };
+  const held: Held = { reserved: false, estimatedTokens: 0 };
+  try {
+    const decided = await decideAgain(gate, forwarded, event);
+    const secret = await admit(gate, forwarded, decided, event, held);
+    return await finish(await call(gate, forwarded, decided, secret, event, held));
+  } catch (err) {
+    const e = toError(err);
+    if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
+    // The provider answered with an error or not at all: nothing to charge.
+    if (held.reserved) gate.settlements.later(requestId, 0, 'released', held.estimatedTokens);
+    event.cost_usd = 0;
+    return finish(refusal(requestId, e, event.decision_id), e);
+  }
+}
+
 /**
- * API Egress: trusts nothing but a forward token bound to the exact body, decides again on the
+ * API Egress: trusts nothing but a forward token bound to the exact body (or a hand-off from the
+ * first gate in its own process, where no network lies between them), decides again on the
  * input it carries, picks the credential, admits the call against budgets and rate limits,
  * calls the provider, and settles after answering. Every forwarded call is audited here.
  */
@@ -205,39 +252,11 @@ export function createEgressService(deps: EgressServiceDeps): EgressService {
     settlements: createSettlements(deps.ledger, log),
   };
   return {
-    async handle(token, rawBody) {
+    handle: async (token, rawBody) => {
       const started = performance.now();
-      const forwarded = await verified(gate, token, rawBody);
-      const { requestId } = forwarded;
-      const event = gateEvent(requestId, forwarded.input);
-      const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
-        event.outcome = reply.body.status;
-        deps.metrics?.egressCalls.inc({
-          provider: event.provider ?? '',
-          operation: event.operation ?? '',
-          outcome: event.outcome,
-          code: err?.code ?? '',
-        });
-        if (err) event.error_code = err.code;
-        if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
-        event.latency_ms = performance.now() - started;
-        await deps.audit.record(event);
-        return reply;
-      };
-      const held: Held = { reserved: false, estimatedTokens: 0 };
-      try {
-        const decided = await decideAgain(gate, forwarded, event);
-        const secret = await admit(gate, forwarded, decided, event, held);
-        return await finish(await call(gate, forwarded, decided, secret, event, held));
-      } catch (err) {
-        const e = toError(err);
-        if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
-        // The provider answered with an error or not at all: nothing to charge.
-        if (held.reserved) gate.settlements.later(requestId, 0, 'released', held.estimatedTokens);
-        event.cost_usd = 0;
-        return finish(refusal(requestId, e, event.decision_id), e);
-      }
+      return finalGate(gate, await verified(gate, token, rawBody), started);
     },
+    handOff: (call) => finalGate(gate, call, performance.now()),
     settled: () => gate.settlements.settled(),
     startReaper: (intervalMs) => gate.settlements.startReaper(intervalMs),
   };

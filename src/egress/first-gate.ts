@@ -34,8 +34,8 @@ export type ApiCallGatewayDeps = GateDeps & {
   requestTimeoutMs: number;
   metrics?: EgressMetrics;
   /**
-   * The egress role when it runs in this process: the call is handed over without a
-   * network hop, still as a forward token and the exact body, through the same final gate.
+   * The egress role when it runs in this process: the decided call is handed over by
+   * reference (no token, no bytes), to the same final gate, which decides again and audits.
    */
   local?: EgressService;
 };
@@ -87,7 +87,8 @@ async function decide(
   return { req, input, allow: decision.allow, reasons: decision.reasons, decisionId, revision, priced: price !== undefined, table };
 }
 
-// Signs the decided call and hands it to the egress role, here or over the network.
+// Hands the decided call to the egress role: by reference when it runs in this process (no
+// network, so nothing to sign), else signed and bound to the exact body it sends.
 async function forward(
   deps: ApiCallGatewayDeps,
   forwarder: EgressForwarder,
@@ -97,6 +98,10 @@ async function forward(
 ): Promise<ApiCallReply> {
   const { req } = d;
   if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
+  // The egress role audits what happens from here, allowed or not.
+  if (deps.local) {
+    return deps.local.handOff({ requestId, input: d.input, body: { provider: req.provider, operation: req.operation, params: req.params } });
+  }
   const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
   const token = await signForwardToken(
     deps.keys.current(),
@@ -111,8 +116,7 @@ async function forward(
     body,
     deps.forwardTokenTtlMs,
   );
-  // The egress role audits what happens from here, allowed or not.
-  return deps.local ? deps.local.handle(token, Buffer.from(body)) : forwarder.send(body, token);
+  return forwarder.send(body, token);
 }
 
 /**
