@@ -178,7 +178,7 @@ async function main() {
     gw.child.kill('SIGTERM');
     await gw.exited;
     const verdicts = Object.entries(paths).map(([path, m]) => {
-      // A peer that failed its calls (Portkey 1.x cannot relay this server's SSE on Node) has no figure to compare with.
+      // A peer that failed its calls (Portkey answers this fake provider's streams with a 500) has no figure to compare with.
       const pk = path.endsWith('non-streamed') ? portkeyResult.nonStreamed : portkeyResult.streamed;
       const p = pk.errors === 0 ? pk.cpuMsPerCall : null;
       return {
