@@ -9,7 +9,15 @@ import { denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
 import type { EgressService } from './final-gate.js';
 import { createEgressForwarder, type EgressForwarder } from './forward.js';
-import { loadCallContext, parseApiCall, type ParsedCall, policyInput, subjectOf } from './input.js';
+import {
+  type ContextReader,
+  createContextReader,
+  loadCallContext,
+  parseApiCall,
+  type ParsedCall,
+  policyInput,
+  subjectOf,
+} from './input.js';
 import type { Ledger } from './ledger.js';
 import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
 import { adapterFor, PROVIDERS } from './providers/registry.js';
@@ -62,7 +70,7 @@ interface Decided {
 
 // Parse, load the context, price the worst case and decide, filling the audit record in as it goes.
 async function decide(
-  deps: ApiCallGatewayDeps,
+  deps: ApiCallGatewayDeps & { contexts: ContextReader },
   caller: ApiCaller,
   raw: unknown,
   subject: ApiCallInput['subject'],
@@ -100,7 +108,11 @@ async function forward(
   if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
   // The egress role audits what happens from here, allowed or not.
   if (deps.local) {
-    return deps.local.handOff({ requestId, input: d.input, body: { provider: req.provider, operation: req.operation, params: req.params } });
+    return deps.local.handOff({
+      requestId,
+      input: d.input,
+      body: { provider: req.provider, operation: req.operation, params: req.params },
+    });
   }
   const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
   const token = await signForwardToken(
@@ -127,6 +139,7 @@ async function forward(
  */
 export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
   const forwarder = createEgressForwarder({ egressUrl: deps.egressUrl, requestTimeoutMs: deps.requestTimeoutMs });
+  const withContexts = { ...deps, contexts: createContextReader(deps.knex, deps.ledger.now) };
 
   return {
     async call(caller, raw) {
@@ -153,7 +166,7 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
         return reply;
       };
       try {
-        const decided = await decide(deps, caller, raw, subject, event);
+        const decided = await decide(withContexts, caller, raw, subject, event);
         if (!decided.allow) return await refuse(denial('api.call denied', decided.reasons));
         const reply = await forward(deps, forwarder, requestId, caller, decided);
         reply.body.decision_id ??= decided.decisionId;
