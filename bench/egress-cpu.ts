@@ -115,6 +115,18 @@ function workerTarget(url: string, workers: { token: string; jobId: string }[]):
   };
 }
 
+/**
+ * The gateway's database URL: over loopback TCP as the tests connect, or with BENCH_PG_SOCKET=<dir>
+ * over PostgreSQL's Unix socket in that directory (a co-located database), to show what the
+ * loopback TCP stack costs each round trip.
+ */
+function databaseUrl(url: string): string {
+  const dir = process.env.BENCH_PG_SOCKET;
+  if (!dir) return url;
+  const u = new URL(url);
+  return `postgres://${u.username}@/${u.pathname.slice(1)}?host=${encodeURIComponent(dir)}`;
+}
+
 async function main() {
   const fake = await startChild(['--import', 'tsx', join('bench', 'fake-provider-server.ts')], {}, /http:\/\/127\.0\.0\.1:\d+/);
   const fakeUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(fake.output())![0];
@@ -127,7 +139,7 @@ async function main() {
   const db = await createTestDatabase();
   const gw = await startGatewayProcess(
     {
-      DATABASE_URL: db.url,
+      DATABASE_URL: databaseUrl(db.url),
       CYNODE_BUNDLE: await ensureBundle(),
       CYNODE_OPENAI_BASE_URL: fakeUrl,
       CYNODE_LOG_LEVEL: 'info',
@@ -198,6 +210,7 @@ async function main() {
         {
           bench: 'egress-cpu',
           concurrency: CONCURRENCY,
+          database: process.env.BENCH_PG_SOCKET ? 'unix socket' : 'loopback TCP',
           note: 'chat completions, all three roles in one gateway process (the first gate hands calls to the final gate in process)',
           cynode: paths,
           portkey: portkeyResult,

@@ -1,5 +1,11 @@
 import { GatewayError } from '../errors/index.js';
-import { createReplayCache, verifyForwardToken } from '../final-gate/forward-token.js';
+import {
+  createReplayCache,
+  FORWARD_MAC_PREFIX,
+  type ForwardMacKeys,
+  verifyForwardMac,
+  verifyForwardToken,
+} from '../final-gate/forward-token.js';
 import { isUuid } from '../lib/ids.js';
 import { type KeyStore, localKeySet } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
@@ -37,7 +43,10 @@ export interface EgressService {
 export type EgressServiceDeps = GateDeps & {
   ledger: Ledger;
   credentials: CredentialStore;
+  /** The gateway's signing keys: JWT forward tokens verify against their public halves. */
   keys: KeyStore;
+  /** MAC forward tokens (what the first gate sends over the HTTP hop) verify with these. */
+  macKeys: ForwardMacKeys;
   issuer: string;
   forwardTokenTtlMs: number;
   providerUrls: ProviderUrls;
@@ -101,16 +110,13 @@ interface FinalGate {
   settlements: Settlements;
 }
 
-/** Verifies the forward token against the exact body and reads the call it carries. */
+/** Verifies the forward token (a MAC token, or a gateway JWT) against the exact body and reads the call it carries. */
 async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer): Promise<Forwarded> {
   const { deps } = gate;
-  const forward = await verifyForwardToken(token, rawBody, {
-    keys: gate.keySet,
-    issuer: deps.issuer,
-    audience: EGRESS_AUDIENCE,
-    replay: gate.replay,
-    maxTtlMs: deps.forwardTokenTtlMs + 1000,
-  });
+  const options = { issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay: gate.replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 };
+  const forward = token?.startsWith(`${FORWARD_MAC_PREFIX}.`)
+    ? verifyForwardMac(token, rawBody, { ...options, macKeys: deps.macKeys })
+    : await verifyForwardToken(token, rawBody, { ...options, keys: gate.keySet });
   if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
   // The same door as the control plane's, should a signed body ever get past that one.
   const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;

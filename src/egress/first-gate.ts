@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors/index.js';
-import { signForwardToken } from '../final-gate/forward-token.js';
-import type { KeyStore } from '../keys/index.js';
+import { type ForwardMacKeys, signForwardMac } from '../final-gate/forward-token.js';
 import type { EgressMetrics } from './metrics.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
@@ -33,7 +32,8 @@ export interface ApiCallGateway {
 export type ApiCallGatewayDeps = GateDeps & {
   preferences: PreferencesService;
   ledger: Ledger;
-  keys: KeyStore;
+  /** What the forward token of the HTTP hop is signed with (both ends hold the vault's master keys). */
+  macKeys: ForwardMacKeys;
   issuer: string;
   forwardTokenTtlMs: number;
   /** API Egress's base URL (read per call: it is known only once the roles listen). */
@@ -96,7 +96,7 @@ async function decide(
 }
 
 // Hands the decided call to the egress role: by reference when it runs in this process (no
-// network, so nothing to sign), else signed and bound to the exact body it sends.
+// network, so nothing to sign), else under a MAC forward token bound to the exact body it sends.
 async function forward(
   deps: ApiCallGatewayDeps,
   forwarder: EgressForwarder,
@@ -115,8 +115,8 @@ async function forward(
     });
   }
   const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
-  const token = await signForwardToken(
-    deps.keys.current(),
+  const token = signForwardMac(
+    deps.macKeys,
     {
       issuer: deps.issuer,
       audience: EGRESS_AUDIENCE,
