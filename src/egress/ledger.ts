@@ -67,7 +67,7 @@ export interface LedgerDeps {
   onSoftLimit?: () => void;
 }
 
-/** One call's admission as `cynode_egress_admit_batch` takes it (money in micros, times in ISO 8601). */
+/** One call's admission as `cynode_egress_ledger_batch` takes it (money in micros, times in ISO 8601). */
 interface Admission {
   call: string;
   holds: Hold[];
@@ -77,7 +77,7 @@ interface Admission {
   now: string;
 }
 
-/** One call's settlement as `cynode_egress_settle_batch` takes it. */
+/** One call's settlement as `cynode_egress_ledger_batch` takes it. */
 interface Settlement {
   call: string;
   cost: number;
@@ -86,17 +86,29 @@ interface Settlement {
   now: string;
 }
 
-/** The most calls one admission or settlement statement carries. */
+/** The most admissions and settlements one statement carries. */
 const MAX_BATCH = 64;
 
+/** One item of the ledger's group commit, with what its function answers. */
+type LedgerItem = { admit: Admission } | { settle: Settlement };
+type LedgerOutcome = Record<string, unknown>;
+
 /**
- * Group commit of one ledger function: calls that arrive while a statement is in flight go
- * together in the next, each with its own outcome (see migrations/*_batch_egress_ledger.ts).
+ * Group commit of admissions and settlements: the ones that arrive while a statement is in
+ * flight go together in the next, each with its own outcome (migrations/*_batch_egress_ledger.ts).
  */
-function ledgerBatcher<I, O>(knex: Knex, fn: string): Batcher<I, O> {
-  return createBatcher(async (items: I[]) => {
-    const { rows } = (await knex.raw(`SELECT ${fn}(?::jsonb) AS r`, [JSON.stringify(items)])) as { rows: { r: O[] }[] };
-    return rows[0]!.r;
+function ledgerBatcher(knex: Knex): Batcher<LedgerItem, LedgerOutcome> {
+  return createBatcher(async (items: LedgerItem[]) => {
+    const settles = items.flatMap((i) => ('settle' in i ? [i.settle] : []));
+    const admits = items.flatMap((i) => ('admit' in i ? [i.admit] : []));
+    const { rows } = (await knex.raw('SELECT cynode_egress_ledger_batch(?::jsonb, ?::jsonb) AS r', [
+      JSON.stringify(settles),
+      JSON.stringify(admits),
+    ])) as { rows: { r: { settled: LedgerOutcome[]; admitted: LedgerOutcome[] } }[] };
+    const { settled, admitted } = rows[0]!.r;
+    let s = 0;
+    let a = 0;
+    return items.map((i) => ('settle' in i ? settled[s++]! : admitted[a++]!));
   }, MAX_BATCH);
 }
 
@@ -115,20 +127,22 @@ function refusalOf(r: Record<string, unknown>, t: number): Refusal | undefined {
   }
 }
 
-/** Takes every rate limit and reserves `amountUsd` against every hold, all or nothing, at `t`, in the next admission batch. */
+/** Takes every rate limit and reserves `amountUsd` against every hold, all or nothing, at `t`, in the next ledger batch. */
 async function admit(
-  batch: Batcher<Admission, Record<string, unknown>>,
+  batch: Batcher<LedgerItem, LedgerOutcome>,
   t: number,
   call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date },
 ): Promise<Refusal | undefined> {
   const counters = call.takes.map((k) => ({ key: k.key, amount: k.amount, lim: k.limit, window_ms: RATE_WINDOW_MS, tokens: k.tokens }));
   const verdict = await batch.submit({
-    call: call.callId,
-    holds: call.holds,
-    amount: micros(call.amountUsd),
-    counters,
-    expires: call.expiresAt.toISOString(),
-    now: new Date(t).toISOString(),
+    admit: {
+      call: call.callId,
+      holds: call.holds,
+      amount: micros(call.amountUsd),
+      counters,
+      expires: call.expiresAt.toISOString(),
+      now: new Date(t).toISOString(),
+    },
   });
   return refusalOf(verdict, t);
 }
@@ -181,10 +195,11 @@ async function setBudget(
 export function createLedger(deps: LedgerDeps): Ledger {
   const { knex } = deps;
   const now = deps.now ?? Date.now;
-  const admissions = ledgerBatcher<Admission, Record<string, unknown>>(knex, 'cynode_egress_admit_batch');
-  const settlements = ledgerBatcher<Settlement, { ok: boolean; alerts: number }>(knex, 'cynode_egress_settle_batch');
+  const batch = ledgerBatcher(knex);
   const settleAt = async (callId: string, costMicros: number, state: string, tokenRefund: number): Promise<boolean> => {
-    const r = await settlements.submit({ call: callId, cost: costMicros, state, refund: tokenRefund, now: new Date(now()).toISOString() });
+    const r = (await batch.submit({
+      settle: { call: callId, cost: costMicros, state, refund: tokenRefund, now: new Date(now()).toISOString() },
+    })) as { ok: boolean; alerts: number };
     if (r.alerts > 0) deps.onSoftLimit?.();
     return r.ok;
   };
@@ -223,7 +238,7 @@ export function createLedger(deps: LedgerDeps): Ledger {
         .ignore();
     },
     listBudgets: (scope) => (scope ? rowsNow('scope = ?', [scope]) : rowsNow('true', [])),
-    admit: (callId, holds, amountUsd, takes, expiresAt) => admit(admissions, now(), { callId, holds, amountUsd, takes, expiresAt }),
+    admit: (callId, holds, amountUsd, takes, expiresAt) => admit(batch, now(), { callId, holds, amountUsd, takes, expiresAt }),
     settle: (callId, costUsd, state, tokenRefund) => settleAt(callId, micros(costUsd), state, Math.trunc(tokenRefund)),
     async reap() {
       const at = new Date(now());

@@ -102,3 +102,35 @@ test('a batch admits in order: each call sees the ones before it, and a refused 
     reason: 'budget_missing',
   });
 });
+
+test('settlements and admissions sharing statements on two replicas keep every budget balanced', async (t) => {
+  // Room for 50 calls of $0.02 held at once; each settles at $0.01, so settling frees room for later admissions.
+  await ledgers[0]!.setBudget('task', 'mixed', 1, 'test');
+  await ledgers[0]!.setBudget('user', 'um', 100, 'test');
+  const holds: Hold[] = [
+    { scope: 'task', subject_id: 'mixed', required: true },
+    { scope: 'user', subject_id: 'um', required: false },
+  ];
+  const takes = [{ key: 'tpm:mixed', limit: 1_000_000, amount: 100, tokens: true }];
+  let admitted = 0;
+  // 300 calls across both replicas, each settled as soon as it is admitted, so admissions and settlements interleave.
+  await Promise.all(
+    Array.from({ length: 300 }, async (_, i) => {
+      const ledger = ledgers[i % 2]!;
+      const id = randomUUID();
+      if ((await ledger.admit(id, holds, 0.02, takes, later())) !== undefined) return;
+      admitted++;
+      t.true(await ledger.settle(id, 0.01, 'settled', 60));
+    }),
+  );
+  const task = (await ledgers[1]!.getBudget('task', 'mixed'))!;
+  t.is(task.reserved_usd, 0, 'every admitted call settled');
+  t.is(Math.round(task.spent_usd * 1e6), admitted * 10_000);
+  t.true(task.spent_usd <= 1, 'never past the limit');
+  t.true(admitted >= 50, `at least what the budget holds at once was admitted (${admitted})`);
+  t.is(Math.round((await ledgers[0]!.getBudget('user', 'um'))!.spent_usd * 1e6), admitted * 10_000);
+  const { n } = (await dbs[0]!.knex('rate_events').where({ key: 'tpm:mixed' }).first(dbs[0]!.knex.raw('sum(amount)::int AS n'))) as {
+    n: number;
+  };
+  t.is(n, admitted * 40, 'each settlement refunded the tokens its call did not use');
+});
