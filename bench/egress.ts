@@ -5,23 +5,72 @@
  *  - direct: the client calls the fake provider itself, key in hand;
  *  - portkey: through Portkey's open-source gateway (`@portkey-ai/gateway`, pinned), the peer;
  *  - cynode: `POST /v1/api/call` with the orchestrator token (direct routing). That is the
- *    first gate (api.call policy, budgets read, decision logged), a forward token to the egress
- *    role, the final gate (verify, decide again), credential lookup, the atomic rate-limit and
+ *    first gate (api.call policy, budgets read, decision logged), the in-process hand-off to the
+ *    egress role, the final gate (decide again), credential lookup, the atomic rate-limit and
  *    budget reservation in PostgreSQL, the provider call, settlement and the audit record.
  * Added latency = a path's percentile minus direct's at the same rate. Targets: p50 ≤ 1 ms and
  * p99 ≤ 5 ms added, and no more than Portkey adds. Scenarios: a plain chat completion, and a
- * streamed one (the gateway assembles the stream; Portkey passes it through).
+ * streamed one (the gateway assembles the stream; Portkey passes it through). Then the knee of
+ * each (non-streamed): the highest step whose added p99 stays ≤ 10 ms with no errors, cynode's
+ * at least Portkey's (BENCH_KNEE=0 skips it).
  */
 import { join } from 'node:path';
 import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { agent, freePort, load, percentiles, send, startChild, type Target } from './lib.js';
+import { profileArgs, stageBreakdown } from './profile.js';
+import { agent, findKnee, freePort, load, percentiles, send, startChild, type Target } from './lib.js';
 
 const RATES = (process.env.BENCH_RATES ?? '50,150,300').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const WARMUP_SECONDS = 2;
+const KNEE = process.env.BENCH_KNEE !== '0';
+const KNEE_SECONDS = Number(process.env.BENCH_KNEE_SECONDS ?? 5);
+const PROFILE_DIR = join('build', 'bench-profiles', 'egress');
+
+/** One row of the report table. */
+interface Verdict {
+  path: string;
+  measure: string;
+  cynode: number;
+  peer: number | null;
+  ratio: number | null;
+  target: string;
+  met: boolean;
+}
+
+const ratioOf = (cynode: number, peer: number | null) => (peer === null || peer <= 0 ? null : Math.round((cynode / peer) * 100) / 100);
+
+/** The added-latency rows of one scenario at one rate: p50 (≤ 1 ms and ≤ Portkey's) and p99 (≤ 5 ms). */
+function latencyVerdicts(
+  path: string,
+  cynode: { p50: number; p99: number; errors: number },
+  portkey: { p50: number; p99: number; errors: number },
+): Verdict[] {
+  const peer = (v: number) => (portkey.errors === 0 ? v : null);
+  const p50Peer = peer(portkey.p50);
+  return [
+    {
+      path,
+      measure: 'added latency p50 (ms)',
+      cynode: cynode.p50,
+      peer: p50Peer,
+      ratio: ratioOf(cynode.p50, p50Peer),
+      target: "≤ 1 ms and ≤ Portkey's",
+      met: cynode.errors === 0 && cynode.p50 <= 1 && (p50Peer === null || cynode.p50 <= p50Peer),
+    },
+    {
+      path,
+      measure: 'added latency p99 (ms)',
+      cynode: cynode.p99,
+      peer: peer(portkey.p99),
+      ratio: ratioOf(cynode.p99, peer(portkey.p99)),
+      target: '≤ 5 ms',
+      met: cynode.errors === 0 && cynode.p99 <= 5,
+    },
+  ];
+}
 const KEY = 'sk-bench-0123456789abcdefghijklmnopqrstuv';
 
 async function main() {
@@ -34,13 +83,17 @@ async function main() {
     /Ready for connections/,
   );
   const db = await createTestDatabase();
-  const gw = await startGatewayProcess({
-    DATABASE_URL: db.url,
-    CYNODE_BUNDLE: await ensureBundle(),
-    CYNODE_OPENAI_BASE_URL: fakeUrl,
-    CYNODE_LOG_LEVEL: 'info',
-    CYNODE_DATABASE_POOL_MAX: '20',
-  });
+  const gw = await startGatewayProcess(
+    {
+      DATABASE_URL: db.url,
+      CYNODE_BUNDLE: await ensureBundle(),
+      CYNODE_OPENAI_BASE_URL: fakeUrl,
+      CYNODE_LOG_LEVEL: 'info',
+      CYNODE_DATABASE_POOL_MAX: '20',
+    },
+    [],
+    profileArgs(PROFILE_DIR),
+  );
   const control = `http://127.0.0.1:${gw.ports.control}`;
   const admin = (path: string, method: string, body: unknown) =>
     fetch(`${control}${path}`, {
@@ -55,6 +108,8 @@ async function main() {
     await admin('/v1/budgets/task/bench-task', 'PUT', { limit_usd: 1_000_000 });
     await admin('/v1/preferences/system/default/cloud_allowed', 'PUT', { value: true });
 
+    let cynodeRequests = 0;
+    const verdicts: Verdict[] = [];
     const params = (stream: boolean) => ({
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: 'Say hello' }],
@@ -75,7 +130,10 @@ async function main() {
       cynode: {
         url: `${control}/v1/api/call`,
         headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
-        body: (s) => JSON.stringify({ provider: 'openai', operation: 'chat.completions', task_id: 'bench-task', params: params(s) }),
+        body: (s) => {
+          cynodeRequests++;
+          return JSON.stringify({ provider: 'openai', operation: 'chat.completions', task_id: 'bench-task', params: params(s) });
+        },
       },
     };
     // Every path answers before anything is measured.
@@ -98,6 +156,13 @@ async function main() {
         });
         const cynode = added('cynode');
         const portkeyAdded = added('portkey');
+        verdicts.push(
+          ...latencyVerdicts(
+            `api.call ${stream ? 'streamed' : 'non-streamed'} at ${rate}/s`,
+            { ...cynode, errors: paths.cynode!.errors },
+            { ...portkeyAdded, errors: paths.portkey!.errors },
+          ),
+        );
         byRate[`${rate}/s`] = {
           ms: paths,
           addedMs: { cynode, portkey: portkeyAdded },
@@ -114,9 +179,31 @@ async function main() {
       }
       scenarios[stream ? 'chatStreamed' : 'chat'] = byRate;
     }
+    const knees = KNEE
+      ? {
+          cynode: await findKnee(targets.cynode, targets.direct, { seconds: KNEE_SECONDS }),
+          portkey: await findKnee(targets.portkey, targets.direct, { seconds: KNEE_SECONDS }),
+        }
+      : undefined;
+    if (knees) {
+      verdicts.push({
+        path: 'api.call non-streamed',
+        measure: 'knee (calls/s, added p99 ≤ 10 ms, 0 errors)',
+        cynode: knees.cynode.knee,
+        peer: knees.portkey.knee,
+        ratio: ratioOf(knees.cynode.knee, knees.portkey.knee),
+        target: "≥ Portkey's",
+        met: knees.cynode.knee >= knees.portkey.knee,
+      });
+    }
     const spent = await fetch(`${control}/v1/budgets/task/bench-task`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }).then(
       (r) => r.json() as Promise<Record<string, number>>,
     );
+    const stopAndBreakdown = async () => {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
+      return stageBreakdown(PROFILE_DIR, cynodeRequests);
+    };
     console.log(
       JSON.stringify(
         {
@@ -125,7 +212,12 @@ async function main() {
           secondsPerPoint: SECONDS,
           peer: `@portkey-ai/gateway ${(await import('../node_modules/@portkey-ai/gateway/package.json', { with: { type: 'json' } })).default.version}`,
           scenarios,
+          ...(knees && { knees }),
           ledger: { spentUsd: spent.spent_usd, reservedUsd: spent.reserved_usd },
+          verdicts,
+          ...(verdicts.some((v) => !v.met) && {
+            cpuByStage: { note: 'sampled by the V8 profiler over the whole run, per api.call', ...(await stopAndBreakdown()) },
+          }),
         },
         null,
         2,

@@ -1,5 +1,11 @@
 import { GatewayError } from '../errors/index.js';
-import { createReplayCache, verifyForwardToken } from '../final-gate/forward-token.js';
+import {
+  createReplayCache,
+  FORWARD_MAC_PREFIX,
+  type ForwardMacKeys,
+  verifyForwardMac,
+  verifyForwardToken,
+} from '../final-gate/forward-token.js';
 import { isUuid } from '../lib/ids.js';
 import { type KeyStore, localKeySet } from '../keys/index.js';
 import type { Logger } from '../logging/index.js';
@@ -22,6 +28,11 @@ import { type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } 
 export interface EgressService {
   /** Takes one forwarded call: verifies, decides again, reserves, injects the credential, calls, settles, audits. */
   handle(token: string | undefined, rawBody: Buffer): Promise<ApiCallReply>;
+  /**
+   * Takes one call from the first gate in this process: no token, no bytes, the decided input
+   * and the parsed call by reference. Everything after the token is the same as `handle`.
+   */
+  handOff(call: HandedOff): Promise<ApiCallReply>;
   /** Charges lapsed reservations; runs on a timer. */
   startReaper(intervalMs: number): { stop(): void };
   /** Resolves once every settlement started so far has landed (shutdown, tests). */
@@ -32,7 +43,10 @@ export interface EgressService {
 export type EgressServiceDeps = GateDeps & {
   ledger: Ledger;
   credentials: CredentialStore;
+  /** The gateway's signing keys: JWT forward tokens verify against their public halves. */
   keys: KeyStore;
+  /** MAC forward tokens (what the first gate sends over the HTTP hop) verify with these. */
+  macKeys: ForwardMacKeys;
   issuer: string;
   forwardTokenTtlMs: number;
   providerUrls: ProviderUrls;
@@ -40,6 +54,13 @@ export type EgressServiceDeps = GateDeps & {
   reservationTtlMs: number;
   metrics?: EgressMetrics;
 };
+
+/** A call the first gate in this process decided on, handed over as it is. */
+export interface HandedOff {
+  requestId: string;
+  input: ApiCallInput;
+  body: { provider: string; operation: string; params: unknown };
+}
 
 /** A forwarded call whose token checked out: the input decided on and the body sent with it. */
 interface Forwarded {
@@ -89,16 +110,13 @@ interface FinalGate {
   settlements: Settlements;
 }
 
-/** Verifies the forward token against the exact body and reads the call it carries. */
+/** Verifies the forward token (a MAC token, or a gateway JWT) against the exact body and reads the call it carries. */
 async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer): Promise<Forwarded> {
   const { deps } = gate;
-  const forward = await verifyForwardToken(token, rawBody, {
-    keys: gate.keySet,
-    issuer: deps.issuer,
-    audience: EGRESS_AUDIENCE,
-    replay: gate.replay,
-    maxTtlMs: deps.forwardTokenTtlMs + 1000,
-  });
+  const options = { issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay: gate.replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 };
+  const forward = token?.startsWith(`${FORWARD_MAC_PREFIX}.`)
+    ? verifyForwardMac(token, rawBody, { ...options, macKeys: deps.macKeys })
+    : await verifyForwardToken(token, rawBody, { ...options, keys: gate.keySet });
   if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
   // The same door as the control plane's, should a signed body ever get past that one.
   const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
@@ -190,8 +208,43 @@ async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, e
   return { httpStatus: 200, body };
 }
 
+/** Everything the final gate does once it knows the call it was handed: decides again, admits, calls, settles, audits. */
+async function finalGate(gate: FinalGate, forwarded: Forwarded, started: number): Promise<ApiCallReply> {
+  const { deps, log } = gate;
+  const { requestId } = forwarded;
+  const event = gateEvent(requestId, forwarded.input);
+  const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
+    event.outcome = reply.body.status;
+    deps.metrics?.egressCalls.inc({
+      provider: event.provider ?? '',
+      operation: event.operation ?? '',
+      outcome: event.outcome,
+      code: err?.code ?? '',
+    });
+    if (err) event.error_code = err.code;
+    if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
+    event.latency_ms = performance.now() - started;
+    await deps.audit.record(event);
+    return reply;
+  };
+  const held: Held = { reserved: false, estimatedTokens: 0 };
+  try {
+    const decided = await decideAgain(gate, forwarded, event);
+    const secret = await admit(gate, forwarded, decided, event, held);
+    return await finish(await call(gate, forwarded, decided, secret, event, held));
+  } catch (err) {
+    const e = toError(err);
+    if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
+    // The provider answered with an error or not at all: nothing to charge.
+    if (held.reserved) gate.settlements.later(requestId, 0, 'released', held.estimatedTokens);
+    event.cost_usd = 0;
+    return finish(refusal(requestId, e, event.decision_id), e);
+  }
+}
+
 /**
- * API Egress: trusts nothing but a forward token bound to the exact body, decides again on the
+ * API Egress: trusts nothing but a forward token bound to the exact body (or a hand-off from the
+ * first gate in its own process, where no network lies between them), decides again on the
  * input it carries, picks the credential, admits the call against budgets and rate limits,
  * calls the provider, and settles after answering. Every forwarded call is audited here.
  */
@@ -205,39 +258,11 @@ export function createEgressService(deps: EgressServiceDeps): EgressService {
     settlements: createSettlements(deps.ledger, log),
   };
   return {
-    async handle(token, rawBody) {
+    handle: async (token, rawBody) => {
       const started = performance.now();
-      const forwarded = await verified(gate, token, rawBody);
-      const { requestId } = forwarded;
-      const event = gateEvent(requestId, forwarded.input);
-      const finish = async (reply: ApiCallReply, err?: GatewayError): Promise<ApiCallReply> => {
-        event.outcome = reply.body.status;
-        deps.metrics?.egressCalls.inc({
-          provider: event.provider ?? '',
-          operation: event.operation ?? '',
-          outcome: event.outcome,
-          code: err?.code ?? '',
-        });
-        if (err) event.error_code = err.code;
-        if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
-        event.latency_ms = performance.now() - started;
-        await deps.audit.record(event);
-        return reply;
-      };
-      const held: Held = { reserved: false, estimatedTokens: 0 };
-      try {
-        const decided = await decideAgain(gate, forwarded, event);
-        const secret = await admit(gate, forwarded, decided, event, held);
-        return await finish(await call(gate, forwarded, decided, secret, event, held));
-      } catch (err) {
-        const e = toError(err);
-        if (e.code === 'internal') log.error({ err, requestId }, 'egress call failed');
-        // The provider answered with an error or not at all: nothing to charge.
-        if (held.reserved) gate.settlements.later(requestId, 0, 'released', held.estimatedTokens);
-        event.cost_usd = 0;
-        return finish(refusal(requestId, e, event.decision_id), e);
-      }
+      return finalGate(gate, await verified(gate, token, rawBody), started);
     },
+    handOff: (call) => finalGate(gate, call, performance.now()),
     settled: () => gate.settlements.settled(),
     startReaper: (intervalMs) => gate.settlements.startReaper(intervalMs),
   };

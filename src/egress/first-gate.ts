@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors/index.js';
-import { signForwardToken } from '../final-gate/forward-token.js';
-import type { KeyStore } from '../keys/index.js';
+import { type ForwardMacKeys, signForwardMac } from '../final-gate/forward-token.js';
 import type { EgressMetrics } from './metrics.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { PreferencesService } from '../preferences/index.js';
@@ -9,7 +8,15 @@ import { denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
 import type { EgressService } from './final-gate.js';
 import { createEgressForwarder, type EgressForwarder } from './forward.js';
-import { loadCallContext, parseApiCall, type ParsedCall, policyInput, subjectOf } from './input.js';
+import {
+  type ContextReader,
+  createContextReader,
+  loadCallContext,
+  parseApiCall,
+  type ParsedCall,
+  policyInput,
+  subjectOf,
+} from './input.js';
 import type { Ledger } from './ledger.js';
 import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
 import { adapterFor, PROVIDERS } from './providers/registry.js';
@@ -25,7 +32,8 @@ export interface ApiCallGateway {
 export type ApiCallGatewayDeps = GateDeps & {
   preferences: PreferencesService;
   ledger: Ledger;
-  keys: KeyStore;
+  /** What the forward token of the HTTP hop is signed with (both ends hold the vault's master keys). */
+  macKeys: ForwardMacKeys;
   issuer: string;
   forwardTokenTtlMs: number;
   /** API Egress's base URL (read per call: it is known only once the roles listen). */
@@ -34,8 +42,8 @@ export type ApiCallGatewayDeps = GateDeps & {
   requestTimeoutMs: number;
   metrics?: EgressMetrics;
   /**
-   * The egress role when it runs in this process: the call is handed over without a
-   * network hop, still as a forward token and the exact body, through the same final gate.
+   * The egress role when it runs in this process: the decided call is handed over by
+   * reference (no token, no bytes), to the same final gate, which decides again and audits.
    */
   local?: EgressService;
 };
@@ -62,7 +70,7 @@ interface Decided {
 
 // Parse, load the context, price the worst case and decide, filling the audit record in as it goes.
 async function decide(
-  deps: ApiCallGatewayDeps,
+  deps: ApiCallGatewayDeps & { contexts: ContextReader },
   caller: ApiCaller,
   raw: unknown,
   subject: ApiCallInput['subject'],
@@ -87,7 +95,8 @@ async function decide(
   return { req, input, allow: decision.allow, reasons: decision.reasons, decisionId, revision, priced: price !== undefined, table };
 }
 
-// Signs the decided call and hands it to the egress role, here or over the network.
+// Hands the decided call to the egress role: by reference when it runs in this process (no
+// network, so nothing to sign), else under a MAC forward token bound to the exact body it sends.
 async function forward(
   deps: ApiCallGatewayDeps,
   forwarder: EgressForwarder,
@@ -97,9 +106,17 @@ async function forward(
 ): Promise<ApiCallReply> {
   const { req } = d;
   if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
+  // The egress role audits what happens from here, allowed or not.
+  if (deps.local) {
+    return deps.local.handOff({
+      requestId,
+      input: d.input,
+      body: { provider: req.provider, operation: req.operation, params: req.params },
+    });
+  }
   const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
-  const token = await signForwardToken(
-    deps.keys.current(),
+  const token = signForwardMac(
+    deps.macKeys,
     {
       issuer: deps.issuer,
       audience: EGRESS_AUDIENCE,
@@ -111,8 +128,7 @@ async function forward(
     body,
     deps.forwardTokenTtlMs,
   );
-  // The egress role audits what happens from here, allowed or not.
-  return deps.local ? deps.local.handle(token, Buffer.from(body)) : forwarder.send(body, token);
+  return forwarder.send(body, token);
 }
 
 /**
@@ -123,6 +139,7 @@ async function forward(
  */
 export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
   const forwarder = createEgressForwarder({ egressUrl: deps.egressUrl, requestTimeoutMs: deps.requestTimeoutMs });
+  const withContexts = { ...deps, contexts: createContextReader(deps.knex, deps.ledger.now) };
 
   return {
     async call(caller, raw) {
@@ -149,7 +166,7 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
         return reply;
       };
       try {
-        const decided = await decide(deps, caller, raw, subject, event);
+        const decided = await decide(withContexts, caller, raw, subject, event);
         if (!decided.allow) return await refuse(denial('api.call denied', decided.reasons));
         const reply = await forward(deps, forwarder, requestId, caller, decided);
         reply.body.decision_id ??= decided.decisionId;

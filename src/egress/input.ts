@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import { createBatcher } from '../lib/batcher.js';
 import { isTaskId, isUuid } from '../lib/ids.js';
 import type { PreferencesService } from '../preferences/index.js';
 import { type Budget, budgetFromRow, type BudgetRow, BUDGETS_NOW, type BudgetScope } from './budgets.js';
@@ -89,18 +90,57 @@ export interface CallContext {
   budget: CallBudgets;
 }
 
-// One round trip: the job (by id, or the task's latest for direct routing) and the budgets
-// the call would be held against, in their current period.
-const contextQuery = (byId: boolean) => `
-    WITH j AS (
-      SELECT task_id, user_id, project_id, group_id, preferences, requirements, budget_usd, state, leased_by, lease_expires_at
-      FROM jobs WHERE ${byId ? 'id = ?::uuid' : 'task_id = ? ORDER BY created_at DESC'} LIMIT 1)
-    SELECT (SELECT row_to_json(j) FROM j) AS job,
-      (SELECT coalesce(json_agg(b), '[]'::json) FROM (${BUDGETS_NOW}) b
-        WHERE b.model IN ('', ?) AND ((b.scope = 'task' AND b.subject_id = ?) OR (b.scope = 'subject' AND b.subject_id = ?)
-           OR (b.scope = 'user' AND b.subject_id = (SELECT user_id FROM j))
-           OR (b.scope = 'group' AND b.subject_id = (SELECT group_id FROM j))
-           OR (b.scope = 'project' AND b.subject_id = (SELECT project_id FROM j)))) AS budgets`;
+/** What one call's context is read by: its job (by id, or the task's latest for direct routing), model and subject. */
+interface ContextKey {
+  job_id: string | null;
+  task_id: string;
+  model: string;
+  subject_id: string;
+}
+
+/** One call's context as the database answers it. */
+interface ContextRow {
+  job: JobContext | null;
+  budgets: BudgetRow[];
+}
+
+// One round trip for a batch of calls: each call's job (by id, or the task's latest for direct
+// routing) and the budgets the call would be held against, in their current period.
+const CONTEXT_BATCH = `
+    SELECT c.job, c.budgets
+    FROM ROWS FROM (jsonb_to_recordset(?::jsonb) AS (job_id uuid, task_id text, model text, subject_id text))
+      WITH ORDINALITY AS k(job_id, task_id, model, subject_id, i)
+    CROSS JOIN LATERAL (
+      WITH j AS (
+        (SELECT task_id, user_id, project_id, group_id, preferences, requirements, budget_usd, state, leased_by, lease_expires_at
+          FROM jobs WHERE id = k.job_id)
+        UNION ALL
+        (SELECT task_id, user_id, project_id, group_id, preferences, requirements, budget_usd, state, leased_by, lease_expires_at
+          FROM jobs WHERE k.job_id IS NULL AND task_id = k.task_id ORDER BY created_at DESC LIMIT 1))
+      SELECT (SELECT row_to_json(j) FROM j LIMIT 1) AS job,
+        (SELECT coalesce(json_agg(b), '[]'::json) FROM (${BUDGETS_NOW}) b
+          WHERE b.model IN ('', k.model) AND ((b.scope = 'task' AND b.subject_id = k.task_id) OR (b.scope = 'subject' AND b.subject_id = k.subject_id)
+             OR (b.scope = 'user' AND b.subject_id = (SELECT user_id FROM j LIMIT 1))
+             OR (b.scope = 'group' AND b.subject_id = (SELECT group_id FROM j LIMIT 1))
+             OR (b.scope = 'project' AND b.subject_id = (SELECT project_id FROM j LIMIT 1)))) AS budgets) c
+    ORDER BY k.i`;
+
+/** The most calls one context query reads. */
+const MAX_CONTEXT_BATCH = 64;
+
+/** Reads call contexts, group-committed: the calls that arrive while one query is in flight share the next. */
+export interface ContextReader {
+  read(key: ContextKey): Promise<ContextRow>;
+}
+
+/** The context reader over `knex`, reckoning budget periods at `now()` when each batch is read. */
+export function createContextReader(knex: Knex, now: () => number): ContextReader {
+  const batcher = createBatcher(async (keys: ContextKey[]) => {
+    const { rows } = (await knex.raw(CONTEXT_BATCH, [JSON.stringify(keys), new Date(now())])) as { rows: ContextRow[] };
+    return rows;
+  }, MAX_CONTEXT_BATCH);
+  return { read: (key) => batcher.submit(key) };
+}
 
 const noBudgets = (): ScopeBudgets => ({ task: null, user: null, group: null, project: null, subject: null });
 
@@ -110,24 +150,20 @@ const noBudgets = (): ScopeBudgets => ({ task: null, user: null, group: null, pr
  * becomes its task's when the task has none yet.
  */
 export async function loadCallContext(
-  deps: { knex: Knex; ledger: Ledger },
+  deps: { contexts: ContextReader; ledger: Ledger },
   caller: ApiCaller,
   req: ParsedCall,
   subjectId: string,
   model = '',
 ): Promise<CallContext> {
-  const byId = caller.kind === 'worker' || req.job_id !== null;
   if (caller.kind === 'worker' && !req.job_id) {
     throw new GatewayError('job_not_leased', 'a worker calls for a job it leases: job_id is required', { reasons: ['job_not_leased'] });
   }
-  const at = new Date(deps.ledger.now());
-  const { rows } = (await deps.knex.raw(contextQuery(byId), [byId ? req.job_id : req.task_id, at, model, req.task_id, subjectId])) as {
-    rows: { job: JobContext | null; budgets: BudgetRow[] }[];
-  };
-  const job = rows[0]?.job ?? undefined;
+  const row = await deps.contexts.read({ job_id: req.job_id, task_id: req.task_id, model, subject_id: subjectId });
+  const job = row.job ?? undefined;
   checkJob(caller, req, job);
   const budget: CallBudgets = { ...noBudgets(), model: noBudgets() };
-  for (const row of rows[0]?.budgets ?? []) (row.model === '' ? budget : budget.model)[row.scope] = budgetFromRow(row);
+  for (const b of row.budgets) (b.model === '' ? budget : budget.model)[b.scope] = budgetFromRow(b);
   if (!budget.task && job?.budget_usd !== null && job?.budget_usd !== undefined) {
     await deps.ledger.ensureBudget('task', req.task_id, Number(job.budget_usd), 'job');
     budget.task = (await deps.ledger.getBudget('task', req.task_id)) ?? null;

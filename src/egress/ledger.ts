@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { type Batcher, createBatcher } from '../lib/batcher.js';
 import { type Budget, type BudgetOptions, type BudgetRow, BUDGETS_NOW, budgetFromRow, type BudgetScope, micros, usd } from './budgets.js';
 import { pruneFinishedReservations } from '../audit/retention.js';
 
@@ -66,22 +67,53 @@ export interface LedgerDeps {
   onSoftLimit?: () => void;
 }
 
-/** One call to `cynode_egress_admit`: takes every rate limit and reserves `amountUsd` against every hold, all or nothing, at `t`. */
-async function admit(
-  knex: Knex,
-  t: number,
-  call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date },
-): Promise<Refusal | undefined> {
-  const counters = call.takes.map((k) => ({ key: k.key, amount: k.amount, lim: k.limit, window_ms: RATE_WINDOW_MS, tokens: k.tokens }));
-  const { rows } = (await knex.raw('SELECT cynode_egress_admit(?, ?::jsonb, ?, ?::jsonb, ?, ?) AS r', [
-    call.callId,
-    JSON.stringify(call.holds),
-    micros(call.amountUsd),
-    JSON.stringify(counters),
-    call.expiresAt,
-    new Date(t),
-  ])) as { rows: { r: Record<string, unknown> }[] };
-  const r = rows[0]!.r;
+/** One call's admission as `cynode_egress_ledger_batch` takes it (money in micros, times in ISO 8601). */
+interface Admission {
+  call: string;
+  holds: Hold[];
+  amount: number;
+  counters: { key: string; amount: number; lim: number; window_ms: number; tokens: boolean }[];
+  expires: string;
+  now: string;
+}
+
+/** One call's settlement as `cynode_egress_ledger_batch` takes it. */
+interface Settlement {
+  call: string;
+  cost: number;
+  state: string;
+  refund: number;
+  now: string;
+}
+
+/** The most admissions and settlements one statement carries. */
+const MAX_BATCH = 64;
+
+/** One item of the ledger's group commit, with what its function answers. */
+type LedgerItem = { admit: Admission } | { settle: Settlement };
+type LedgerOutcome = Record<string, unknown>;
+
+/**
+ * Group commit of admissions and settlements: the ones that arrive while a statement is in
+ * flight go together in the next, each with its own outcome (migrations/*_batch_egress_ledger.ts).
+ */
+function ledgerBatcher(knex: Knex): Batcher<LedgerItem, LedgerOutcome> {
+  return createBatcher(async (items: LedgerItem[]) => {
+    const settles = items.flatMap((i) => ('settle' in i ? [i.settle] : []));
+    const admits = items.flatMap((i) => ('admit' in i ? [i.admit] : []));
+    const { rows } = (await knex.raw('SELECT cynode_egress_ledger_batch(?::jsonb, ?::jsonb) AS r', [
+      JSON.stringify(settles),
+      JSON.stringify(admits),
+    ])) as { rows: { r: { settled: LedgerOutcome[]; admitted: LedgerOutcome[] } }[] };
+    const { settled, admitted } = rows[0]!.r;
+    let s = 0;
+    let a = 0;
+    return items.map((i) => ('settle' in i ? settled[s++]! : admitted[a++]!));
+  }, MAX_BATCH);
+}
+
+/** A verdict of `cynode_egress_admit` as a refusal, or undefined when the call was admitted at `t`. */
+function refusalOf(r: Record<string, unknown>, t: number): Refusal | undefined {
   if (r.ok === true) return undefined;
   switch (r.reason) {
     case 'rate_limited':
@@ -93,6 +125,26 @@ async function admit(
     default:
       return { reason: 'replayed' };
   }
+}
+
+/** Takes every rate limit and reserves `amountUsd` against every hold, all or nothing, at `t`, in the next ledger batch. */
+async function admit(
+  batch: Batcher<LedgerItem, LedgerOutcome>,
+  t: number,
+  call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date },
+): Promise<Refusal | undefined> {
+  const counters = call.takes.map((k) => ({ key: k.key, amount: k.amount, lim: k.limit, window_ms: RATE_WINDOW_MS, tokens: k.tokens }));
+  const verdict = await batch.submit({
+    admit: {
+      call: call.callId,
+      holds: call.holds,
+      amount: micros(call.amountUsd),
+      counters,
+      expires: call.expiresAt.toISOString(),
+      now: new Date(t).toISOString(),
+    },
+  });
+  return refusalOf(verdict, t);
 }
 
 /** Sets a budget in one transaction: its ended period is closed first, then the definition replaced. */
@@ -143,15 +195,11 @@ async function setBudget(
 export function createLedger(deps: LedgerDeps): Ledger {
   const { knex } = deps;
   const now = deps.now ?? Date.now;
+  const batch = ledgerBatcher(knex);
   const settleAt = async (callId: string, costMicros: number, state: string, tokenRefund: number): Promise<boolean> => {
-    const { rows } = (await knex.raw('SELECT cynode_egress_settle(?, ?, ?, ?, ?) AS r', [
-      callId,
-      costMicros,
-      state,
-      tokenRefund,
-      new Date(now()),
-    ])) as { rows: { r: { ok: boolean; alerts: number } }[] };
-    const r = rows[0]!.r;
+    const r = (await batch.submit({
+      settle: { call: callId, cost: costMicros, state, refund: tokenRefund, now: new Date(now()).toISOString() },
+    })) as { ok: boolean; alerts: number };
     if (r.alerts > 0) deps.onSoftLimit?.();
     return r.ok;
   };
@@ -190,7 +238,7 @@ export function createLedger(deps: LedgerDeps): Ledger {
         .ignore();
     },
     listBudgets: (scope) => (scope ? rowsNow('scope = ?', [scope]) : rowsNow('true', [])),
-    admit: (callId, holds, amountUsd, takes, expiresAt) => admit(knex, now(), { callId, holds, amountUsd, takes, expiresAt }),
+    admit: (callId, holds, amountUsd, takes, expiresAt) => admit(batch, now(), { callId, holds, amountUsd, takes, expiresAt }),
     settle: (callId, costUsd, state, tokenRefund) => settleAt(callId, micros(costUsd), state, Math.trunc(tokenRefund)),
     async reap() {
       const at = new Date(now());
@@ -200,7 +248,8 @@ export function createLedger(deps: LedgerDeps): Ledger {
         .orderBy('expires_at')
         .limit(500)
         .select('call_id', 'amount_micros')) as { call_id: string; amount_micros: string }[];
-      for (const r of lapsed) await settleAt(r.call_id, Number(r.amount_micros), 'expired', 0);
+      // Submitted together, they settle in as few statements as the batch size allows.
+      await Promise.all(lapsed.map((r) => settleAt(r.call_id, Number(r.amount_micros), 'expired', 0)));
       // Moves each key's running total past the takes it deletes (migrations/*_create_rate_windows.ts).
       await knex.raw('SELECT cynode_rate_reap(?)', [new Date(at.getTime() - 2 * RATE_WINDOW_MS)]);
       await pruneFinishedReservations(knex, now());

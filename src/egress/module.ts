@@ -1,4 +1,5 @@
 import type { Core } from '../core/module.js';
+import { forwardMacKeys } from '../final-gate/forward-token.js';
 import { createHttpClient } from '../lib/http-client.js';
 import type { Authenticators } from '../server/app.js';
 import type { Lifecycle } from '../server/lifecycle.js';
@@ -75,9 +76,10 @@ export function startEgress(
   const now = Date.now;
   const alerts = startBudgetAlerts(core, { now, audit, metrics }, life);
   const ledger = createLedger({ knex: db.knex, now, onSoftLimit: () => alerts.kick() });
-  const signing = { keys: core.keys, issuer: config.auth.issuer, forwardTokenTtlMs: config.auth.forwardTokenTtlMs };
+  const signing = { issuer: config.auth.issuer, forwardTokenTtlMs: config.auth.forwardTokenTtlMs, macKeys: forwardMacKeys(ring) };
   const egress = createEgressService({
     ...signing,
+    keys: core.keys,
     knex: db.knex,
     logger,
     decisions: core.decisions,

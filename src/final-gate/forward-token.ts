@@ -1,4 +1,4 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, hkdfSync, randomUUID, timingSafeEqual } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
 import { GatewayError } from '../errors/index.js';
 import { issuedInFuture, JWT_ALG, type SigningKey } from '../keys/index.js';
@@ -128,4 +128,118 @@ export async function verifyForwardToken(
     jti,
     expiresAt: exp * 1000,
   };
+}
+
+/**
+ * The prefix of a MAC forward token: the egress hop's cheaper form, for a hop between two
+ * processes that both hold the vault's master keys (the control plane seals credentials with
+ * them, API Egress opens them). `cfm1.<kid>.<claims, base64url JSON>.<HMAC-SHA256, base64url>`.
+ */
+export const FORWARD_MAC_PREFIX = 'cfm1';
+
+/** Master keys as the vault's key ring holds them (`kid` names a key without revealing it). */
+export interface MacKeySource {
+  current: { kid: string; key: Buffer };
+  byKid(kid: string): { kid: string; key: Buffer } | undefined;
+}
+
+/** The MAC keys of forward tokens: one per master key, derived (HKDF-SHA256) for this one purpose. */
+export interface ForwardMacKeys {
+  current(): { kid: string; key: Buffer };
+  byKid(kid: string): Buffer | undefined;
+}
+
+const MAC_INFO = 'cynode forward token mac v1';
+
+/** MAC keys derived from `source`'s master keys, each derived once; a master key never signs anything itself. */
+export function forwardMacKeys(source: MacKeySource): ForwardMacKeys {
+  const derived = new Map<string, Buffer>();
+  const derive = (master: { kid: string; key: Buffer }) => {
+    let key = derived.get(master.kid);
+    if (!key) {
+      key = Buffer.from(hkdfSync('sha256', master.key, Buffer.from(FORWARD_MAC_PREFIX), MAC_INFO, 32));
+      derived.set(master.kid, key);
+    }
+    return key;
+  };
+  return {
+    current: () => ({ kid: source.current.kid, key: derive(source.current) }),
+    byKid: (kid) => {
+      const master = source.byKid(kid);
+      return master && derive(master);
+    },
+  };
+}
+
+const macOf = (key: Buffer, signed: string) => createHmac('sha256', key).update(signed).digest();
+
+/** Signs a short-lived MAC forward token for one request body: the claims of a JWT forward token, bound the same way. */
+export function signForwardMac(keys: ForwardMacKeys, claims: ForwardClaims, body: Buffer | string, ttlMs: number): string {
+  const { kid, key } = keys.current();
+  const iat = Math.floor(Date.now() / 1000);
+  const payload = {
+    iss: claims.issuer,
+    aud: claims.audience,
+    sub: claims.subject,
+    act: claims.entrypoint,
+    rev: claims.revision,
+    input: claims.input,
+    bh: bodyHash(body),
+    jti: randomUUID(),
+    iat,
+    exp: Math.floor((Date.now() + ttlMs) / 1000),
+  };
+  const signed = `${FORWARD_MAC_PREFIX}.${kid}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+  return `${signed}.${macOf(key, signed).toString('base64url')}`;
+}
+
+/** What verifying a MAC forward token needs: the MAC keys, who we are, and the replay cache. */
+export type MacVerifyOptions = Omit<VerifyOptions, 'keys'> & { macKeys: ForwardMacKeys };
+
+const refuse = (why: string) => new GatewayError('forward_token_invalid', `forward token refused: ${why}`);
+
+/** The claims of a MAC forward token whose MAC checks out under a key the ring still holds. */
+function macClaims(token: string, keys: ForwardMacKeys): Record<string, unknown> {
+  const parts = token.split('.');
+  if (parts.length !== 4 || parts[0] !== FORWARD_MAC_PREFIX) throw refuse('malformed');
+  const [, kid, payload, mac] = parts as [string, string, string, string];
+  const key = keys.byKid(kid);
+  if (!key) throw refuse('unknown key');
+  const expected = macOf(key, `${FORWARD_MAC_PREFIX}.${kid}.${payload}`);
+  const presented = Buffer.from(mac, 'base64url');
+  if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) throw refuse('bad MAC');
+  try {
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as unknown;
+    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new Error('not an object');
+    return claims as Record<string, unknown>;
+  } catch {
+    throw refuse('claims are not a JSON object');
+  }
+}
+
+/**
+ * Verifies a MAC forward token for `body` with the same checks as a JWT forward token: MAC,
+ * issuer, audience, expiry, lifetime, issue time, the body hash, and single use. Every failure
+ * is a 401 with a stable code; the reason never echoes the token.
+ */
+export function verifyForwardMac(token: string, body: Buffer | string, options: MacVerifyOptions): VerifiedForward {
+  const { iss, aud, exp, iat, jti, sub, act, rev, bh, input } = macClaims(token, options.macKeys);
+  if (iss !== options.issuer) throw refuse('unexpected issuer');
+  if (aud !== options.audience) throw refuse('unexpected audience');
+  if (typeof exp !== 'number' || typeof iat !== 'number' || !Number.isInteger(exp) || !Number.isInteger(iat))
+    throw refuse('claims malformed');
+  if (exp * 1000 <= Date.now()) throw refuse('expired');
+  if ((exp - iat) * 1000 > options.maxTtlMs) throw new GatewayError('forward_token_invalid', 'forward token lifetime too long');
+  if (issuedInFuture(iat)) throw new GatewayError('forward_token_invalid', 'forward token issued in the future');
+  if (typeof act !== 'string' || typeof rev !== 'string' || typeof sub !== 'string' || typeof jti !== 'string' || typeof bh !== 'string') {
+    throw new GatewayError('forward_token_invalid', 'forward token claims malformed');
+  }
+  if (input === undefined) throw new GatewayError('forward_token_invalid', 'forward token claims malformed');
+  const expected = Buffer.from(bodyHash(body));
+  const presented = Buffer.from(bh);
+  if (expected.length !== presented.length || !timingSafeEqual(expected, presented)) {
+    throw new GatewayError('forward_body_mismatch', 'the request body is not the one the gateway decided on');
+  }
+  if (!options.replay.claim(jti, exp * 1000)) throw new GatewayError('forward_token_replayed', 'forward token already used');
+  return { issuer: iss, audience: aud, subject: sub, entrypoint: act, input, revision: rev, jti, expiresAt: exp * 1000 };
 }
