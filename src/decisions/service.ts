@@ -3,7 +3,7 @@ import { isGatewayError } from '../errors/index.js';
 import type { Decision, PolicyEngine } from '../policy/index.js';
 import type { DecisionMetrics } from './metrics.js';
 import type { DecisionLog } from './log.js';
-import { maskInput } from './mask.js';
+import { storableInput } from './mask.js';
 
 /** A decision as callers see it: the policy's answer plus what identifies it. */
 export interface DecisionRecord {
@@ -50,14 +50,15 @@ export function createDecisionService(deps: DecisionServiceDeps): DecisionServic
         deps.metrics.decisions.inc({ entrypoint, result });
         deps.metrics.evalSeconds.observe({ entrypoint }, evalNs / 1e9);
       }
-      const masked = maskInput(input, deps.maskPaths);
+      const stored = storableInput(input, deps.maskPaths);
       await deps.log.record({
         decision_id: decisionId,
         path: entrypoint,
-        input: masked.input,
+        input: stored.input,
+        inputJson: stored.json,
         ...(outcome && { result: outcome.decision }),
         ...(failure !== undefined && { error: describeFailure(failure) }),
-        erased: masked.erased,
+        erased: stored.erased,
         revision: outcome?.revision ?? active?.revision ?? null,
         bundle_digest: active?.digest ?? null,
         requested_by: requestedBy ?? null,
