@@ -1,4 +1,4 @@
-import { canonicalJson } from '../lib/canonical-json.js';
+import { canonicalJson, canonicalJsonIfPlain } from '../lib/canonical-json.js';
 
 /** What replaces a masked value in a stored decision. */
 export const MASKED = '[MASKED]';
@@ -11,6 +11,11 @@ export interface StorableInput {
   json: string;
   /** The masks that matched (OPA's decision-log `erased`). */
   erased: string[];
+  /**
+   * Whether `json` is exactly the caller's input (an object of plain JSON values, nothing masked
+   * or replaced), so the policy can be given the text instead of serialising the input again.
+   */
+  exact: boolean;
 }
 
 /**
@@ -21,10 +26,10 @@ export interface StorableInput {
  */
 export function storableInput(input: unknown, pointers: readonly string[]): StorableInput {
   const masked = maskPointers(input, pointers);
-  const json = canonicalJson(masked.input);
-  if (!json.includes('\\u0000')) return { input: masked.input, json, erased: masked.erased };
+  const { text: json, plain } = canonicalJsonIfPlain(masked.input);
+  if (!json.includes('\\u0000')) return { input: masked.input, json, erased: masked.erased, exact: plain && masked.erased.length === 0 };
   const clean = sanitize(masked.input);
-  return { input: clean, json: canonicalJson(clean), erased: masked.erased };
+  return { input: clean, json: canonicalJson(clean), erased: masked.erased, exact: false };
 }
 
 /**

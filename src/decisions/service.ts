@@ -36,11 +36,13 @@ export function createDecisionService(deps: DecisionServiceDeps): DecisionServic
     async decide(entrypoint, input, requestedBy) {
       const decisionId = randomUUID();
       const active = deps.engine.status().active;
+      // Serialised once: the log hashes and stores this text, and the policy reads it when it is the input itself.
+      const stored = storableInput(input, deps.maskPaths);
       const started = process.hrtime.bigint();
       let outcome: { decision: Decision; revision: string } | undefined;
       let failure: unknown;
       try {
-        outcome = deps.engine.evaluate(entrypoint, input);
+        outcome = deps.engine.evaluate(entrypoint, input, stored.exact ? stored.json : undefined);
       } catch (err) {
         failure = err;
       }
@@ -50,7 +52,6 @@ export function createDecisionService(deps: DecisionServiceDeps): DecisionServic
         deps.metrics.decisions.inc({ entrypoint, result });
         deps.metrics.evalSeconds.observe({ entrypoint }, evalNs / 1e9);
       }
-      const stored = storableInput(input, deps.maskPaths);
       await deps.log.record({
         decision_id: decisionId,
         path: entrypoint,

@@ -17,10 +17,26 @@ export function canonicalJson(value: unknown): string {
   return typeof value === 'object' && value !== null ? objectJson(value) : (JSON.stringify(value) ?? 'null');
 }
 
+// Cleared by a value JSON.stringify would write differently (see canonicalJsonIfPlain).
+let plain = true;
+
+/**
+ * `canonicalJson`, and whether the text is also what `JSON.stringify` would say of the value
+ * up to key order: only plain objects, arrays, strings, finite numbers, booleans and null, no
+ * undefined or function in an array. A parser of the text then sees the value itself.
+ */
+export function canonicalJsonIfPlain(value: unknown): { text: string; plain: boolean } {
+  plain = typeof value === 'object' && value !== null;
+  const text = canonicalJson(value);
+  return { text, plain };
+}
+
 // String concatenation (V8 ropes) and one pass per object: no entry arrays, no maps, no joins.
 function objectJson(value: object): string {
   if (value instanceof CanonicalText) return value.text;
   if (Array.isArray(value)) return arrayJson(value);
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) plain = false; // a Date, a Map, a class: toJSON or no own keys
   const record = value as Record<string, unknown>;
   const keys = Object.keys(record).sort();
   let out = '{';
@@ -39,6 +55,7 @@ function arrayJson(items: unknown[]): string {
   for (let i = 0; i < items.length; i++) {
     if (i > 0) out += ',';
     // A hole stays empty, as Array.prototype.map left it.
+    if (!(i in items) || items[i] === undefined) plain = false;
     if (i in items) out += memberJson(items[i] === undefined ? null : items[i]);
   }
   return out + ']';
@@ -52,7 +69,11 @@ function memberJson(value: unknown): string {
       return value ? 'true' : 'false';
     case 'object':
       return value === null ? 'null' : objectJson(value);
+    case 'number':
+      if (!Number.isFinite(value)) plain = false;
+      return JSON.stringify(value);
     default:
+      plain = false; // a function or symbol member: JSON.stringify leaves it out
       return JSON.stringify(value) ?? 'null';
   }
 }
