@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import test from 'ava';
 import { CanonicalText, canonicalJson } from '../../src/lib/canonical-json.js';
+import { chainHash } from '../../src/lib/hash-chain.js';
 import { seeded } from '../helpers/inputs/random.js';
 
 // The form every stored hash was computed with, written the plain way: the fast serializer must
@@ -81,4 +82,11 @@ test('CanonicalText is written as it is, so a value serialised once hashes the s
   t.is(canonicalJson({ ...record, input: new CanonicalText(once) }), canonicalJson(record));
   const hash = (v: unknown) => createHash('sha256').update(canonicalJson(v)).digest('hex');
   t.is(hash({ ...record, input: new CanonicalText(once) }), hash(record));
+});
+
+test('chainHash is SHA-256 over the previous hash, a newline and the canonical record, as stored chains were hashed', (t) => {
+  const prev = 'ab'.repeat(32);
+  const record = { z: 'ünï', a: [1, { y: null, x: 'q' }] };
+  const expected = createHash('sha256').update(prev).update('\n').update(reference(record)).digest('hex');
+  t.is(chainHash(prev, record), expected);
 });
