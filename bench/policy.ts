@@ -129,7 +129,7 @@ const HTTP_SECONDS = Number(process.env.BENCH_POLICY_SECONDS ?? 10);
 const HTTP_ROUNDS = Number(process.env.BENCH_POLICY_ROUNDS ?? 2);
 const WORKERS = process.env.BENCH_WORKERS ?? '2';
 const PROFILE_DIR = join('build', 'bench-profiles', 'policy');
-const PROFILE_REQUESTS = Number(process.env.BENCH_POLICY_PROFILE_REQUESTS ?? 20_000);
+const PROFILE_REQUESTS = Number(process.env.BENCH_POLICY_PROFILE_REQUESTS ?? 40_000);
 
 /** One row of the report table (see bench/all.ts). */
 interface Verdict {

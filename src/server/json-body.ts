@@ -57,17 +57,21 @@ export function parseJsonBody(body: Buffer): unknown {
 // without a walk over the parsed value. Anything else (even a false alarm such as an escaped
 // backslash before "u0000") gets the full walk.
 const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
-const OPEN_BRACE = 0x7b;
-const OPEN_BRACKET = 0x5b;
+// Nesting deeper than MAX_JSON_DEPTH takes more than twice as many characters.
+const SHORT_ENOUGH = 2 * MAX_JSON_DEPTH + 1;
 
 function mayBeUnstorable(text: string): boolean {
   if (SUSPECT_ESCAPE.test(text)) return true;
-  let open = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if ((c === OPEN_BRACE || c === OPEN_BRACKET) && ++open > MAX_JSON_DEPTH) return true;
-  }
-  return false;
+  if (text.length <= SHORT_ENOUGH) return false;
+  const squares = countUpTo(text, '[', MAX_JSON_DEPTH + 1);
+  return squares + countUpTo(text, '{', MAX_JSON_DEPTH + 1 - squares) > MAX_JSON_DEPTH;
+}
+
+// How many times `char` occurs in `text`, counting no further than `max` (jumps with indexOf).
+function countUpTo(text: string, char: string, max: number): number {
+  let n = 0;
+  for (let at = text.indexOf(char); at !== -1 && n < max; at = text.indexOf(char, at + 1)) n++;
+  return n;
 }
 
 /** Reads a request body of at most `limitBytes` (413, checked on Content-Length and while streaming). */

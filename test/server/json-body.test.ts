@@ -36,3 +36,10 @@ test(`nesting is refused past ${MAX_JSON_DEPTH} levels and accepted up to it`, (
   const wide = `[${Array.from({ length: 300 }, () => '{"x":[1]}').join(',')}]`;
   t.is((parse(wide) as unknown[]).length, 300, 'many brackets side by side are shallow');
 });
+
+test('a short body is never walked for depth, and a long one counts both kinds of bracket', (t) => {
+  const mixed = (n: number) => '[{"a":'.repeat(n / 2) + '1' + '}]'.repeat(n / 2);
+  t.notThrows(() => parse(mixed(MAX_JSON_DEPTH)));
+  t.is(refusal(mixed(MAX_JSON_DEPTH + 2)), 'bad_request');
+  t.notThrows(() => parse(`{"pad":"${' '.repeat(400)}","v":${'['.repeat(60)}${']'.repeat(60)}}`));
+});
