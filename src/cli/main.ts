@@ -18,7 +18,9 @@ import { runWorkerCommand } from './worker.js';
 const USAGE = `usage: cynode-gateway <command> [options]
 
 commands:
-  serve [--role control|mcp|egress|all]   run the gateway (default: all roles)
+  serve [--role control|mcp|egress|all] [--workers N]
+                                          run the gateway (default: all roles); --workers N runs N processes
+                                          on the same ports (PostgreSQL only), each a full replica
   migrate [up|down|status] [--all]        apply, revert (last batch, or --all) or list migrations
   policy build [--out FILE] [--revision R] [--unsigned]
                                           compile policies/ into a signed Wasm bundle with opa build
@@ -60,8 +62,14 @@ async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ level: config.log.level, ...(stdio && { destination: pino.destination({ fd: 2, sync: false }) }) });
   switch (command) {
     case 'serve': {
-      const { values } = parseArgs({ args: rest, options: { role: { type: 'string', default: process.env.CYNODE_ROLE ?? 'all' } } });
-      return runServe(config, logger, values.role);
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          role: { type: 'string', default: process.env.CYNODE_ROLE ?? 'all' },
+          workers: { type: 'string', default: process.env.CYNODE_WORKERS ?? '1' },
+        },
+      });
+      return runServe(config, logger, values.role, values.workers);
     }
     case 'migrate':
       return runMigrate(config, logger, rest);

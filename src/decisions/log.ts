@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { CanonicalText } from '../lib/canonical-json.js';
 import { type ChainStart, createChainedLog } from '../lib/chained-log.js';
 import type { ChainBreak } from '../lib/hash-chain.js';
 import type { Logger } from '../logging/index.js';
@@ -8,6 +9,8 @@ export interface DecisionEvent {
   decision_id: string;
   path: string;
   input: unknown;
+  /** The input's canonical JSON when the recorder already made it (`storableInput`): hashed and stored as it is. */
+  inputJson?: string;
   result?: unknown;
   error?: { code: string; message: string };
   erased: string[];
@@ -164,7 +167,7 @@ function hashedFields(e: DecisionEvent): Record<string, unknown> {
   return {
     decision_id: e.decision_id,
     path: e.path,
-    input: e.input ?? null,
+    input: e.inputJson !== undefined ? new CanonicalText(e.inputJson) : (e.input ?? null),
     result: e.result ?? null,
     error: e.error ?? null,
     erased: e.erased,

@@ -3,7 +3,7 @@ import { isGatewayError } from '../errors/index.js';
 import type { Decision, PolicyEngine } from '../policy/index.js';
 import type { DecisionMetrics } from './metrics.js';
 import type { DecisionLog } from './log.js';
-import { maskInput } from './mask.js';
+import { storableInput } from './mask.js';
 
 /** A decision as callers see it: the policy's answer plus what identifies it. */
 export interface DecisionRecord {
@@ -36,11 +36,13 @@ export function createDecisionService(deps: DecisionServiceDeps): DecisionServic
     async decide(entrypoint, input, requestedBy) {
       const decisionId = randomUUID();
       const active = deps.engine.status().active;
+      // Serialised once: the log hashes and stores this text, and the policy reads it when it is the input itself.
+      const stored = storableInput(input, deps.maskPaths);
       const started = process.hrtime.bigint();
       let outcome: { decision: Decision; revision: string } | undefined;
       let failure: unknown;
       try {
-        outcome = deps.engine.evaluate(entrypoint, input);
+        outcome = deps.engine.evaluate(entrypoint, input, stored.exact ? stored.json : undefined);
       } catch (err) {
         failure = err;
       }
@@ -50,14 +52,14 @@ export function createDecisionService(deps: DecisionServiceDeps): DecisionServic
         deps.metrics.decisions.inc({ entrypoint, result });
         deps.metrics.evalSeconds.observe({ entrypoint }, evalNs / 1e9);
       }
-      const masked = maskInput(input, deps.maskPaths);
       await deps.log.record({
         decision_id: decisionId,
         path: entrypoint,
-        input: masked.input,
+        input: stored.input,
+        inputJson: stored.json,
         ...(outcome && { result: outcome.decision }),
         ...(failure !== undefined && { error: describeFailure(failure) }),
-        erased: masked.erased,
+        erased: stored.erased,
         revision: outcome?.revision ?? active?.revision ?? null,
         bundle_digest: active?.digest ?? null,
         requested_by: requestedBy ?? null,

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
+import { CanonicalText } from './canonical-json.js';
 import { findChainBreak, type ChainBreak, chainHash, GENESIS_HASH } from './hash-chain.js';
 import type { Logger } from '../logging/index.js';
 import { createLogThrottle } from './log-throttle.js';
@@ -136,8 +137,28 @@ async function appendBatch<E>(knex: Knex, spec: ChainedLogSpec<E>, insertBatch: 
       prev = hash;
       return row;
     });
-    await trx.raw(insertBatch, [JSON.stringify(rows)]);
+    await trx.raw(insertBatch, [rowsJson(rows)]);
   });
+}
+
+/**
+ * `JSON.stringify(rows)`, except that a field holding CanonicalText (JSON made once, when the
+ * record was queued) is written as it is rather than serialised again.
+ */
+function rowsJson(rows: readonly Record<string, unknown>[]): string {
+  let out = '[';
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    let fields = '';
+    for (const key of Object.keys(row)) {
+      const value = row[key];
+      const text = value instanceof CanonicalText ? value.text : (JSON.stringify(value) as string | undefined);
+      if (text === undefined) continue; // as JSON.stringify leaves out undefined and functions
+      fields += `${fields ? ',' : ''}${JSON.stringify(key)}:${text}`;
+    }
+    out += `${i > 0 ? ',' : ''}{${fields}}`;
+  }
+  return out + ']';
 }
 
 /** Waits for room in a full buffer for at most `timeoutMs`, then refuses with the log's unavailable code. */

@@ -36,8 +36,12 @@ export interface PolicyEngine {
    * in status and rethrown as a BundleError.
    */
   activate(source: string, read: () => Promise<Buffer>): Promise<ActiveBundle>;
-  /** Evaluates one entrypoint; fails closed (throws) on no bundle, undefined or malformed results. */
-  evaluate(entrypoint: string, input: unknown): { decision: Decision; revision: string };
+  /**
+   * Evaluates one entrypoint; fails closed (throws) on no bundle, undefined or malformed results.
+   * `inputJson`, when the caller already holds it, is the input's JSON text (the same value):
+   * the module reads it instead of a fresh serialisation.
+   */
+  evaluate(entrypoint: string, input: unknown, inputJson?: string): { decision: Decision; revision: string };
   /**
    * Replaces the runtime data layered over the bundle's data as `data.runtime` (kill switch,
    * preferences); the next evaluation sees it, no rebuild needed. Survives bundle swaps.
@@ -77,6 +81,8 @@ export interface PolicyEngineDeps {
   inspect?: (policy: LoadedPolicy) => void;
   now?: () => Date;
 }
+
+const utf8 = new TextEncoder();
 
 /** Creates the policy engine. No bundle is active until `activate` succeeds. */
 export function createPolicyEngine(deps: PolicyEngineDeps): PolicyEngine {
@@ -121,9 +127,11 @@ export function createPolicyEngine(deps: PolicyEngineDeps): PolicyEngine {
         throw e;
       }
     },
-    evaluate(entrypoint, input) {
+    evaluate(entrypoint, input, inputJson) {
       if (!current) throw new GatewayError('bundle_unavailable', 'no policy bundle is active');
-      return { decision: evaluateOn(current.policy, entrypoint, input), revision: current.info.revision };
+      // opa-wasm takes an ArrayBuffer as JSON text; only an object input, which it never skips as falsy.
+      const given = inputJson !== undefined && typeof input === 'object' && input !== null ? utf8.encode(inputJson).buffer : input;
+      return { decision: evaluateOn(current.policy, entrypoint, given), revision: current.info.revision };
     },
     recordFailure(source, error) {
       fail(error, source);

@@ -28,12 +28,14 @@ const UNSTORABLE = /\0|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\
  * deeper than `MAX_JSON_DEPTH` or holding a string or key with NUL or an unpaired surrogate.
  */
 export function parseJsonBody(body: Buffer): unknown {
+  const text = body.toString('utf8');
   let value: unknown;
   try {
-    value = JSON.parse(body.toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     throw new GatewayError('invalid_json', 'the body is not valid JSON');
   }
+  if (!mayBeUnstorable(text)) return value;
   // Iterative on purpose: the value may be nested far deeper than the call stack.
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
@@ -49,6 +51,29 @@ export function parseJsonBody(body: Buffer): unknown {
   return value;
 }
 
+// Valid JSON text can hold a NUL or a lone surrogate only as a \u escape (raw control characters
+// are not JSON, and UTF-8 decoding never yields a surrogate), and cannot nest deeper than it
+// has brackets: a body with neither such an escape nor more than MAX_JSON_DEPTH brackets passes
+// without a walk over the parsed value. Anything else (even a false alarm such as an escaped
+// backslash before "u0000") gets the full walk.
+const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+// Nesting deeper than MAX_JSON_DEPTH takes more than twice as many characters.
+const SHORT_ENOUGH = 2 * MAX_JSON_DEPTH + 1;
+
+function mayBeUnstorable(text: string): boolean {
+  if (SUSPECT_ESCAPE.test(text)) return true;
+  if (text.length <= SHORT_ENOUGH) return false;
+  const squares = countUpTo(text, '[', MAX_JSON_DEPTH + 1);
+  return squares + countUpTo(text, '{', MAX_JSON_DEPTH + 1 - squares) > MAX_JSON_DEPTH;
+}
+
+// How many times `char` occurs in `text`, counting no further than `max` (jumps with indexOf).
+function countUpTo(text: string, char: string, max: number): number {
+  let n = 0;
+  for (let at = text.indexOf(char); at !== -1 && n < max; at = text.indexOf(char, at + 1)) n++;
+  return n;
+}
+
 /** Reads a request body of at most `limitBytes` (413, checked on Content-Length and while streaming). */
 export async function readRaw(ctx: Context, limitBytes: number): Promise<Buffer> {
   const declared = Number(ctx.get('content-length') || 0);
@@ -56,15 +81,44 @@ export async function readRaw(ctx: Context, limitBytes: number): Promise<Buffer>
     ctx.set('Connection', 'close');
     throw new GatewayError('payload_too_large', `the body exceeds ${limitBytes} bytes`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limitBytes) {
-      ctx.set('Connection', 'close'); // stop reading; the answer still reaches the client
-      throw new GatewayError('payload_too_large', `the body exceeds ${limitBytes} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+  return new Promise<Buffer>((resolve, reject) => {
+    const req = ctx.req;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limitBytes) {
+        cleanup();
+        req.pause();
+        ctx.set('Connection', 'close'); // stop reading; the answer still reaches the client
+        reject(new GatewayError('payload_too_large', `the body exceeds ${limitBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    // A client that goes away mid-body ends the read as the async iterator did: with an error.
+    const onClose = () => {
+      if (req.complete) return;
+      cleanup();
+      reject(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
