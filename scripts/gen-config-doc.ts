@@ -19,6 +19,10 @@ import { packageRoot } from '../src/lib/package-root.js';
 export const OTHER_ENV: readonly { env: string; description: string }[] = [
   { env: 'CYNODE_CONFIG', description: 'A YAML file layered over config/default.yaml and config/local.yaml (must exist when set).' },
   { env: 'CYNODE_ROLE', description: 'Default of `serve --role`: control, mcp, egress, a comma list, or all (default all).' },
+  {
+    env: 'CYNODE_WORKERS',
+    description: 'Default of `serve --workers`: replica processes on the same ports, 1-64 (default 1; PostgreSQL only above 1).',
+  },
   { env: 'CYNODE_OPA_BIN', description: 'The OPA CLI `policy build|test` runs; default: the pinned build in .tools/bin.' },
   { env: 'CYNODE_ORCH_URL', description: 'Worker: the control plane URL (required).' },
   { env: 'CYNODE_NODE_ID', description: 'Worker: its node id (required).' },
