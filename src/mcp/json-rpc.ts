@@ -74,8 +74,9 @@ const PARAMS_FIT: Record<string, (p: Record<string, unknown> | undefined) => boo
 
 /** Whether a request's params fit its method (any params do for a method this server does not answer). */
 export function paramsFit(request: RpcRequest): boolean {
-  const fit = PARAMS_FIT[request.method];
-  return fit === undefined || (paramsOk(request.params) && fit(request.params));
+  // Own keys only: a method named like an Object member (`__proto__`, `constructor`) is simply unknown.
+  if (!Object.hasOwn(PARAMS_FIT, request.method)) return true;
+  return paramsOk(request.params) && PARAMS_FIT[request.method]!(request.params);
 }
 
 /** An HTTP answer carrying a JSON-RPC error that belongs to no request (`id: null`). */

@@ -81,6 +81,12 @@ test.serial('initialize, ping, unknown methods, batches and notifications answer
   t.is(future.body.result.protocolVersion, LATEST_PROTOCOL_VERSION, 'an unknown version gets the latest');
   t.deepEqual((await post(rpc(3, 'ping'))).body, { jsonrpc: '2.0', id: 3, result: {} });
   t.deepEqual((await post(rpc(4, 'resources/list'))).body.error, { code: -32601, message: 'Method not found' });
+  // Names of Object members are methods like any other unknown one, never a lookup into the prototype.
+  for (const [i, method] of ['__proto__', 'constructor', 'toString', 'hasOwnProperty'].entries()) {
+    const odd = await post(rpc(40 + i, method, {}));
+    t.is(odd.status, 200, method);
+    t.deepEqual(odd.body.error, { code: -32601, message: 'Method not found' }, method);
+  }
 
   const batch = await post([rpc(5, 'ping'), { jsonrpc: '2.0', method: 'notifications/initialized' }, rpc(6, 'nope')]);
   t.is(batch.status, 200);
