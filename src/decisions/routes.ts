@@ -134,8 +134,10 @@ export const DECISION_ROUTES = defineRoutes<DecisionRouteDeps>([
       const id = ctx.params.id!;
       if (!isUuid(id)) throw new GatewayError('not_found', 'no such decision');
       let event = await deps.log.get(id);
-      if (!event && deps.log.pending() > 0) {
-        await deps.log.flush(); // a decision made a moment ago may still be buffered
+      if (!event) {
+        // A decision made a moment ago may still be buffered, or in a batch being written while
+        // the read ran (then nothing is pending any more, yet the read missed it): flush waits for both.
+        await deps.log.flush();
         event = await deps.log.get(id);
       }
       if (!event) throw new GatewayError('not_found', 'no such decision');
