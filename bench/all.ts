@@ -20,6 +20,7 @@ import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { packageRoot } from '../src/lib/package-root.js';
+import type { Verdict } from './lib.js';
 
 /** Every benchmark, in the order they run. */
 // Soak last: it runs at half the knee the api.call benchmarks found.
@@ -168,17 +169,6 @@ function run(bench: Bench): Promise<Outcome> {
       }
     });
   });
-}
-
-/** One target verdict as a benchmark prints it (see docs/benchmarks.md). */
-interface Verdict {
-  path: string;
-  measure: string;
-  cynode: number;
-  peer: number | null;
-  ratio: number | null;
-  target: string;
-  met: boolean;
 }
 
 /** One row of the report's table: a verdict of one benchmark, or why it has none. */

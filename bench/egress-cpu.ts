@@ -18,7 +18,7 @@ import { eventually } from '../test/helpers/http.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { createPsk, poll, registerWorker, submitJob } from '../test/helpers/workers.js';
 import { profileArgs, stageBreakdown } from './profile.js';
-import { agent, freePort, processCpuMs, send, startChild, type Target } from './lib.js';
+import { agent, freePort, processCpuMs, startChild, type Target, closedLoop } from './lib.js';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
@@ -37,27 +37,10 @@ interface Measured {
   cpuMsPerCall: number;
 }
 
-async function closedLoop(target: Target, stream: boolean, calls: number) {
-  let next = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next++ < calls)
-        await send(target, stream).catch((err: Error) => {
-          errors++;
-          firstError ??= err.message;
-        });
-    }),
-  );
-  return { seconds: (performance.now() - started) / 1000, errors, firstError };
-}
-
 async function measure(target: Target, stream: boolean, pid: number): Promise<Measured> {
-  await closedLoop(target, stream, WARMUP);
+  await closedLoop(target, { calls: WARMUP, concurrency: CONCURRENCY, stream });
   const before = processCpuMs(pid);
-  const { seconds, errors, firstError } = await closedLoop(target, stream, CALLS);
+  const { seconds, errors, firstError } = await closedLoop(target, { calls: CALLS, concurrency: CONCURRENCY, stream });
   const used = processCpuMs(pid) - before;
   return {
     calls: CALLS,

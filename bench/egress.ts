@@ -20,7 +20,7 @@ import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { profileArgs, stageBreakdown } from './profile.js';
-import { agent, findKnee, freePort, load, percentiles, send, startChild, type Target } from './lib.js';
+import { agent, findKnee, freePort, load, percentiles, send, startChild, type Target, type Verdict } from './lib.js';
 
 const RATES = (process.env.BENCH_RATES ?? '50,150,300').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -28,17 +28,6 @@ const WARMUP_SECONDS = 2;
 const KNEE = process.env.BENCH_KNEE !== '0';
 const KNEE_SECONDS = Number(process.env.BENCH_KNEE_SECONDS ?? 5);
 const PROFILE_DIR = join('build', 'bench-profiles', 'egress');
-
-/** One row of the report table. */
-interface Verdict {
-  path: string;
-  measure: string;
-  cynode: number;
-  peer: number | null;
-  ratio: number | null;
-  target: string;
-  met: boolean;
-}
 
 const ratioOf = (cynode: number, peer: number | null) => (peer === null || peer <= 0 ? null : Math.round((cynode / peer) * 100) / 100);
 

@@ -226,3 +226,32 @@ export function processFootprint(pid: number): { rssKb: number; fds: number } {
   const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return { rssKb: Number(rss?.[1] ?? 0), fds: readdirSync(`/proc/${pid}/fd`).length };
 }
+
+/** One target verdict as every benchmark prints it and `npm run bench` tabulates it (docs/benchmarks.md). */
+export interface Verdict {
+  path: string;
+  measure: string;
+  cynode: number;
+  peer: number | null;
+  ratio: number | null;
+  target: string;
+  met: boolean;
+}
+
+/** `calls` requests, `concurrency` at a time, each lane sending when its last one returned: time taken and failures. */
+export async function closedLoop(target: Target, options: { calls: number; concurrency: number; stream?: boolean }) {
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: options.concurrency }, async () => {
+      while (next++ < options.calls)
+        await send(target, options.stream ?? false).catch((err: Error) => {
+          errors++;
+          firstError ??= err.message;
+        });
+    }),
+  );
+  return { seconds: (performance.now() - started) / 1000, errors, ...(firstError !== undefined && { firstError }) };
+}

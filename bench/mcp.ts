@@ -24,7 +24,19 @@ import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { cliArgs, startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
-import { agent, findKnee, freePort, load, percentiles, processCpuMs, send, startChild, type Target } from './lib.js';
+import {
+  agent,
+  findKnee,
+  freePort,
+  load,
+  percentiles,
+  processCpuMs,
+  send,
+  startChild,
+  type Target,
+  type Verdict,
+  closedLoop,
+} from './lib.js';
 import { GATEWAY_STAGES, profileArgs, stageBreakdown, type Stage } from './profile.js';
 
 const RATES = (process.env.BENCH_RATES ?? '100,300').split(',').filter(Boolean).map(Number);
@@ -39,42 +51,13 @@ const TARGET = { cpuMsPerCall: 0.5, addedP50Ms: 1, addedP99Ms: 5, kneePerSecond:
 // The MCP SDK (and the zod schemas it parses with) is a stage of its own here.
 const MCP_STAGES: Stage[] = [{ name: 'MCP SDK', match: /^npm:(@modelcontextprotocol\/sdk|zod|zod-to-json-schema)$/ }, ...GATEWAY_STAGES];
 
-/** One target row's outcome, as bench/all.ts gathers them. */
-interface Verdict {
-  path: string;
-  measure: string;
-  cynode: number;
-  peer: number | null;
-  ratio: number | null;
-  target: string;
-  met: boolean;
-}
-
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
-
-/** `calls` requests, `CONCURRENCY` at a time, each sent when the one before it on its lane returned. */
-async function closedLoop(target: Target, calls: number): Promise<{ seconds: number; errors: number; firstError?: string }> {
-  let next = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next++ < calls)
-        await send(target, false).catch((err: Error) => {
-          errors++;
-          firstError ??= err.message;
-        });
-    }),
-  );
-  return { seconds: (performance.now() - started) / 1000, errors, ...(firstError && { firstError }) };
-}
 
 /** CPU the process `pid` spent per call over a closed loop, after a warm-up. */
 async function cpuPerCall(target: Target, pid: number) {
-  await closedLoop(target, Math.min(500, CALLS));
+  await closedLoop(target, { calls: Math.min(500, CALLS), concurrency: CONCURRENCY });
   const before = processCpuMs(pid);
-  const { seconds, ...run } = await closedLoop(target, CALLS);
+  const { seconds, ...run } = await closedLoop(target, { calls: CALLS, concurrency: CONCURRENCY });
   const used = processCpuMs(pid) - before;
   return { calls: CALLS, ...run, callsPerSecond: Math.round(CALLS / seconds), cpuMsPerCall: round3(used / CALLS) };
 }

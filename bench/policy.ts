@@ -26,7 +26,7 @@ import { SEED_WORKER } from '../test/helpers/fixtures.js';
 import { GENERATORS, seeded } from '../test/helpers/inputs/index.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
-import { freePort, processCpuMs } from './lib.js';
+import { freePort, processCpuMs, type Verdict } from './lib.js';
 import { profileArgs, stageBreakdown } from './profile.js';
 
 const logger = pino({ level: 'silent' });
@@ -130,17 +130,6 @@ const HTTP_ROUNDS = Number(process.env.BENCH_POLICY_ROUNDS ?? 2);
 const WORKERS = process.env.BENCH_WORKERS ?? '2';
 const PROFILE_DIR = join('build', 'bench-profiles', 'policy');
 const PROFILE_REQUESTS = Number(process.env.BENCH_POLICY_PROFILE_REQUESTS ?? 40_000);
-
-/** One row of the report table (see bench/all.ts). */
-interface Verdict {
-  path: string;
-  measure: string;
-  cynode: number;
-  peer: number | null;
-  ratio: number | null;
-  target: string;
-  met: boolean;
-}
 
 interface Load {
   seconds?: number;
