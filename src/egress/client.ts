@@ -102,7 +102,7 @@ async function readResult(
   res: HttpResponse,
   scrub: (s: string) => string,
 ): Promise<ProviderResult> {
-  if (req.stream) return adapter.parseStream(operation, scrubbed(parseSse(res.body), scrub));
+  if (req.stream) return adapter.parseStream(operation, readToEnd(scrubbed(parseSse(res.body), scrub), res));
   const text = scrub(await res.text());
   let body: unknown;
   try {
@@ -143,6 +143,37 @@ function providerError(provider: string, status: number, text: string, retryAfte
 
 async function* scrubbed(events: AsyncIterable<SseEvent>, scrub: (s: string) => string): AsyncGenerator<SseEvent> {
   for await (const e of events) yield { event: e.event, data: scrub(e.data) };
+}
+
+/** How long the rest of a stream is read after the adapter has stopped at its terminator. */
+const TAIL_GRACE_MS = 250;
+
+/**
+ * The events of a stream whose adapter stops reading at the terminator (`[DONE]`,
+ * `message_stop`): what follows it, normally only the end of the body, is still read (for at
+ * most TAIL_GRACE_MS), so the keep-alive connection goes back to the pool. Stopping a response
+ * before its end makes Node tear the connection down, and every streamed call would open a new one.
+ */
+function readToEnd<T>(events: AsyncIterable<T>, res: HttpResponse): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const inner = events[Symbol.asyncIterator]();
+      return {
+        next: () => inner.next(),
+        async return() {
+          const timer = setTimeout(() => res.destroy(), TAIL_GRACE_MS);
+          try {
+            while (!(await inner.next()).done);
+          } catch {
+            // The answer is already in: a tail that breaks off changes nothing.
+          } finally {
+            clearTimeout(timer);
+          }
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  };
 }
 
 /** Retry-After in seconds or as an HTTP date, in ms; undefined when absent or unreadable. */

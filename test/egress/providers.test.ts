@@ -137,6 +137,28 @@ test.serial('hangs, stalls and dropped streams fail with timeouts or interruptio
   );
 });
 
+test.serial('streamed answers keep the connection alive: the tail after the terminator is read, for a bounded time', async (t) => {
+  const own = await startFakeProvider();
+  t.teardown(() => own.close());
+  const over = { baseUrl: own.url };
+  const stream = { model: 'gpt-4o-mini', messages, stream: true };
+  for (let i = 0; i < 5; i++) t.is((await call('openai', 'chat.completions', stream, over)).model, 'gpt-4o-mini-2026-01-01');
+  for (let i = 0; i < 5; i++)
+    t.is(
+      (await call('anthropic', 'messages', { model: 'claude-sonnet-4-5', messages, max_tokens: 8, stream: true }, over)).usage
+        .output_tokens,
+      5,
+    );
+  t.is(own.connections(), 1, 'ten streamed calls in turn, one connection');
+  // A provider that never ends the body after [DONE]: the answer still comes at once, and the connection is given up.
+  own.next('linger');
+  const started = performance.now();
+  t.is((await call('openai', 'chat.completions', stream, over)).model, 'gpt-4o-mini-2026-01-01');
+  t.true(performance.now() - started < 1000);
+  await call('openai', 'chat.completions', stream, over);
+  t.is(own.connections(), 2);
+});
+
 test.serial('bad params and unknown providers are refused before any call', async (t) => {
   const before = fake.received.length;
   t.is(

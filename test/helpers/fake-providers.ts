@@ -7,6 +7,7 @@ export type Behaviour =
   | 'hang' // accept, never answer
   | 'stall' // start streaming, then go quiet
   | 'drop' // start streaming, then cut the connection
+  | 'linger' // stream everything, [DONE] included, then keep the body open
   | 'echo-key' // a 400 whose message quotes the credential it was sent
   | { status: number; retryAfter?: string };
 
@@ -26,6 +27,8 @@ export interface Received {
 export interface FakeProvider {
   url: string;
   received: Received[];
+  /** TCP connections accepted so far (keep-alive reuse shows as fewer connections than requests). */
+  connections(): number;
   next(...behaviours: Behaviour[]): void;
   close(): Promise<void>;
 }
@@ -37,6 +40,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
   const queue: Behaviour[] = [];
   const received: Received[] = [];
   const sockets = new Set<import('node:net').Socket>();
+  let connections = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -79,6 +83,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
     });
   });
   server.on('connection', (s) => {
+    connections++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -86,6 +91,7 @@ export async function startFakeProvider(): Promise<FakeProvider> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     received,
+    connections: () => connections,
     next: (...b) => queue.push(...b),
     close: () =>
       new Promise((r) => {
@@ -147,7 +153,8 @@ async function openaiChat(res: ServerResponse, body: Record<string, any>, behavi
   chunk({}, 'stop');
   if (body.stream_options?.include_usage)
     res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [], usage })}\n\n`);
-  res.end('data: [DONE]\n\n');
+  if (behaviour === 'linger') res.write('data: [DONE]\n\n');
+  else res.end('data: [DONE]\n\n');
 }
 
 async function anthropicMessages(res: ServerResponse, body: Record<string, any>, behaviour: Behaviour, entry: Received) {
