@@ -69,9 +69,8 @@ export function createDecisionLog(knex: Knex, logger: Logger, options: DecisionL
       table: 'decision_log',
       lockKey: CHAIN_LOCK,
       columns: COLUMNS,
+      // Stored as hashed: eval_ns, hashed as a string (bigint-safe), reads into its bigint column.
       hashed: hashedFields,
-      // eval_ns is hashed as a string (bigint-safe) and stored as a number.
-      row: (e) => ({ ...hashedFields(e), eval_ns: e.eval_ns }),
       fromRow: (r) => hashedFields(fromRow(r as unknown as Row)),
       unavailable: 'decision_log_unavailable',
     },

@@ -81,8 +81,8 @@ export function createAuditLog(knex: Knex, logger: Logger, options: ChainedLogOp
       table: 'api_audit',
       lockKey: CHAIN_LOCK,
       columns: COLUMNS,
+      // Stored as hashed: the numbers it covers as text read into their numeric and double columns.
       hashed,
-      row: (e) => ({ ...e, at: e.at.toISOString() }),
       fromRow: (r) => hashed(fromRow(r)),
       unavailable: 'audit_unavailable',
     },

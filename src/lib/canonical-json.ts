@@ -44,10 +44,26 @@ function objectJson(value: object): string {
   for (const key of keys) {
     const member = record[key];
     if (member === undefined) continue;
-    out += `${first ? '' : ','}${JSON.stringify(key)}:${memberJson(member)}`;
+    out += `${first ? '' : ','}${quotedKey(key)}:${memberJson(member)}`;
     first = false;
   }
   return out + '}';
+}
+
+// Object keys repeat from value to value (the same schemas, the same records): their JSON is
+// looked up rather than made again, a good part of the cost. Bounded: keys past the limit,
+// or long ones, are quoted each time, as before.
+const QUOTED = new Map<string, string>();
+const QUOTED_MAX = 10_000;
+const QUOTED_KEY_LENGTH = 64;
+
+function quotedKey(key: string): string {
+  let quoted = QUOTED.get(key);
+  if (quoted === undefined) {
+    quoted = JSON.stringify(key);
+    if (QUOTED.size < QUOTED_MAX && key.length <= QUOTED_KEY_LENGTH) QUOTED.set(key, quoted);
+  }
+  return quoted;
 }
 
 function arrayJson(items: unknown[]): string {

@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
-import { CanonicalText } from './canonical-json.js';
-import { findChainBreak, type ChainBreak, chainHash, GENESIS_HASH } from './hash-chain.js';
+import { CHAIN_APPEND_FUNCTION } from '../../migrations/20261202020000_create_chain_append.js';
+import { CanonicalText, canonicalJson } from './canonical-json.js';
+import { findChainBreak, type ChainBreak, GENESIS_HASH } from './hash-chain.js';
 import type { Logger } from '../logging/index.js';
 import { createLogThrottle } from './log-throttle.js';
 
@@ -10,12 +11,18 @@ export interface ChainedLogSpec<E> {
   table: string;
   /** Advisory lock key for the chain's tail: replicas append one batch at a time, so the chain stays linear across processes. */
   lockKey: number;
-  /** `name type` pairs of the stored columns (besides prev_hash and hash), in order. */
+  /**
+   * `name type` pairs of the stored columns (besides prev_hash and hash), in order. The names are
+   * what is inserted; each value is read into the table's own type for its column.
+   */
   columns: string;
   /** What the hash covers; also what `verify` recomputes from a stored row. */
   hashed(e: E): Record<string, unknown>;
-  /** The stored row's fields (the hashed ones, typed for storage). */
-  row(e: E): Record<string, unknown>;
+  /**
+   * The stored row's fields, when they are not the hashed ones as they are (a number the hash
+   * covers as text converts to its column without one): without it, the hashed record is stored.
+   */
+  row?(e: E): Record<string, unknown>;
   /** Rebuilds the hashed fields from a stored row. */
   fromRow(row: Record<string, unknown>): Record<string, unknown>;
   /** Error code when the buffer stays full past the enqueue timeout. */
@@ -61,14 +68,7 @@ const BATCH = 2000;
 /** Creates the writer; a timer flushes the buffer every `flushIntervalMs`. */
 export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLogSpec<E>, options: ChainedLogOptions): ChainedLog<E> {
   const log = logger.child({ component: spec.table });
-  const columns = `${spec.columns}, prev_hash text, hash text`;
-  const names = columns
-    .split(', ')
-    .map((c) => c.split(' ')[0])
-    .join(', ');
-  // One parameter for the whole batch; WITH ORDINALITY keeps seq in chain order.
-  const insertBatch = `INSERT INTO ${spec.table} (${names})
-    SELECT ${names} FROM ROWS FROM (jsonb_to_recordset(?::jsonb) AS (${columns})) WITH ORDINALITY AS x(${names}, n) ORDER BY n`;
+  const names = columnNames(spec.columns);
   const buffer: E[] = [];
   const waiters: (() => void)[] = [];
   let flushing: Promise<void> | undefined;
@@ -78,7 +78,7 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
   const flushOnce = async (): Promise<void> => {
     while (buffer.length > 0) {
       const batch = buffer.slice(0, BATCH);
-      await appendBatch(knex, spec, insertBatch, batch);
+      await appendBatch(knex, spec, names, batch);
       buffer.splice(0, batch.length);
       while (waiters.length > 0 && buffer.length < options.bufferSize) waiters.shift()!();
     }
@@ -125,20 +125,40 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
   };
 }
 
-/** Appends one batch under the chain's advisory lock, each row hashing the one before it. */
-async function appendBatch<E>(knex: Knex, spec: ChainedLogSpec<E>, insertBatch: string, batch: readonly E[]): Promise<void> {
-  await knex.transaction(async (trx) => {
-    await trx.raw('select pg_advisory_xact_lock(?)', [spec.lockKey]);
-    const tail = (await trx(spec.table).orderBy('seq', 'desc').first('hash')) as { hash: string } | undefined;
-    let prev = tail?.hash ?? GENESIS_HASH;
-    const rows = batch.map((e) => {
-      const hash = chainHash(prev, spec.hashed(e));
-      const row = { ...spec.row(e), prev_hash: prev, hash };
-      prev = hash;
-      return row;
+// One autocommit call per batch: the function takes the chain's lock, reads the tail and
+// hashes each record's canonical JSON as chainHash does (see its migration).
+const APPEND = 'select cynode_chain_append(?, ?, ?::text[], ?::json, ?::json) as head';
+// Serialises installs of the function into a database the migrations have not prepared ("chfn").
+const INSTALL_LOCK = 0x63_68_66_6e;
+
+/** The column names of a `name type, ...` list, as a PostgreSQL array literal; refuses anything but plain identifiers. */
+function columnNames(columns: string): string {
+  const names = columns.split(',').map((c) => c.trim().split(/\s+/)[0]!);
+  for (const name of names) if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`chained log: bad column name '${name}'`);
+  return `{${names.join(',')}}`;
+}
+
+/**
+ * Appends one batch in one round trip (`cynode_chain_append`): under the chain's advisory lock,
+ * each row hashing the one before it. A database without the function (a table made by hand,
+ * not by the migrations) gets it once, the definition its migration creates.
+ */
+async function appendBatch<E>(knex: Knex, spec: ChainedLogSpec<E>, names: string, batch: readonly E[]): Promise<void> {
+  let hashed = '[';
+  for (let i = 0; i < batch.length; i++) hashed += `${i > 0 ? ',' : ''}${canonicalJson(spec.hashed(batch[i]!))}`;
+  const row = spec.row;
+  const rows = row ? rowsJson(batch.map((e) => row(e))) : null;
+  const bindings = [spec.table, spec.lockKey, names, `${hashed}]`, rows];
+  try {
+    await knex.raw(APPEND, bindings);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== '42883') throw err; // undefined_function
+    await knex.transaction(async (trx) => {
+      await trx.raw('select pg_advisory_xact_lock(?)', [INSTALL_LOCK]);
+      await trx.raw(CHAIN_APPEND_FUNCTION);
     });
-    await trx.raw(insertBatch, [rowsJson(rows)]);
-  });
+    await knex.raw(APPEND, bindings);
+  }
 }
 
 /**

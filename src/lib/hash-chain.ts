@@ -4,7 +4,11 @@ import { canonicalJson } from './canonical-json.js';
 /** The `prev_hash` of the first row of a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
 
-/** The hash of one chained record: SHA-256 over the previous hash and the record's canonical JSON. */
+/**
+ * The hash of one chained record: SHA-256 over the previous hash and the record's canonical JSON.
+ * The writers have the database compute the same bytes (`cynode_chain_append`: the hex SHA-256
+ * of the UTF-8 of `prev || '\n' || canonical JSON`); this one is what `verify` recomputes.
+ */
 export function chainHash(prevHash: string, record: unknown): string {
   // One update of the joined text: the same bytes as three, one crossing into native code.
   return createHash('sha256')
