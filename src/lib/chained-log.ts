@@ -1,6 +1,5 @@
 import type { Knex } from 'knex';
 import { GatewayError } from '../errors/index.js';
-import { CHAIN_APPEND_FUNCTION } from '../../migrations/20261202020000_create_chain_append.js';
 import { CanonicalText, canonicalJson } from './canonical-json.js';
 import { findChainBreak, type ChainBreak, GENESIS_HASH } from './hash-chain.js';
 import type { Logger } from '../logging/index.js';
@@ -128,8 +127,6 @@ export function createChainedLog<E>(knex: Knex, logger: Logger, spec: ChainedLog
 // One autocommit call per batch: the function takes the chain's lock, reads the tail and
 // hashes each record's canonical JSON as chainHash does (see its migration).
 const APPEND = 'select cynode_chain_append(?, ?, ?::text[], ?::json, ?::json) as head';
-// Serialises installs of the function into a database the migrations have not prepared ("chfn").
-const INSTALL_LOCK = 0x63_68_66_6e;
 
 /** The column names of a `name type, ...` list, as a PostgreSQL array literal; refuses anything but plain identifiers. */
 function columnNames(columns: string): string {
@@ -140,8 +137,8 @@ function columnNames(columns: string): string {
 
 /**
  * Appends one batch in one round trip (`cynode_chain_append`): under the chain's advisory lock,
- * each row hashing the one before it. A database without the function (a table made by hand,
- * not by the migrations) gets it once, the definition its migration creates.
+ * each row hashing the one before it. The function comes with the migrations
+ * (migrations/20261202020000_create_chain_append.ts).
  */
 async function appendBatch<E>(knex: Knex, spec: ChainedLogSpec<E>, names: string, batch: readonly E[]): Promise<void> {
   let hashed = '[';
@@ -149,16 +146,7 @@ async function appendBatch<E>(knex: Knex, spec: ChainedLogSpec<E>, names: string
   const row = spec.row;
   const rows = row ? rowsJson(batch.map((e) => row(e))) : null;
   const bindings = [spec.table, spec.lockKey, names, `${hashed}]`, rows];
-  try {
-    await knex.raw(APPEND, bindings);
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== '42883') throw err; // undefined_function
-    await knex.transaction(async (trx) => {
-      await trx.raw('select pg_advisory_xact_lock(?)', [INSTALL_LOCK]);
-      await trx.raw(CHAIN_APPEND_FUNCTION);
-    });
-    await knex.raw(APPEND, bindings);
-  }
+  await knex.raw(APPEND, bindings);
 }
 
 /**

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { GatewayError } from '../../src/errors/index.js';
 import { createChainedLog, type ChainedLog, type ChainedLogOptions } from '../../src/lib/chained-log.js';
 import { chainHash, findChainBreak, GENESIS_HASH } from '../../src/lib/hash-chain.js';
+import { CHAIN_APPEND_FUNCTION } from '../../migrations/20261202020000_create_chain_append.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
 // The chained-log writer on real PostgreSQL, over a table made for the test: what it writes
@@ -24,6 +25,8 @@ let tables = 0;
 test.before(async () => {
   db = await createTestDatabase();
   knex = knexFactory({ client: 'pg', connection: db.url, pool: { min: 0, max: 4 } });
+  // The tables are made by hand, not by the migrations: the append function is created as its migration does.
+  await knex.raw(CHAIN_APPEND_FUNCTION);
 });
 test.after.always(async () => {
   await Promise.all(logs.map((l) => l.close()));
