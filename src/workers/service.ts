@@ -129,13 +129,15 @@ async function verifyPsk(ctx: Context, req: RegisterRequest): Promise<PskSubject
 
 /**
  * Stores a new session of `report.node_id`, unless another live session holds the node id
- * (one the bearer token did not prove), and records the capability report it came with.
+ * (one the bearer token did not prove), and records the capability report it came with;
+ * answers the stored row. This replica's cache holds it from the write on, so the older
+ * session is refused here at once.
  */
 async function storeSession(
   ctx: Context,
   trx: Knex.Transaction,
   reg: { report: CapabilityReport; sessionId: string; proven: string | null; pskId: string; source: string; at: Date },
-): Promise<void> {
+): Promise<Row> {
   const { report, sessionId, at } = reg;
   const held = (await trx('workers').where({ node_id: report.node_id }).forUpdate().first()) as Row | undefined;
   // The stored row, not this replica's in-memory set, decides at registration: a release made a
@@ -166,6 +168,7 @@ async function storeSession(
     reason: 'registration',
     reported_at: at,
   });
+  return stored!;
 }
 
 /** `POST /register`: PSK, capability report admitted by policy, a new session and its token. */
@@ -178,7 +181,9 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   const proven = await provenSession(deps, req.bearer, report.node_id);
   const sessionId = randomUUID();
   const at = ctx.now();
-  await deps.knex.transaction((trx) => storeSession(ctx, trx, { report, sessionId, proven, pskId, source: req.source, at }));
+  const stored = await deps.knex.transaction((trx) => storeSession(ctx, trx, { report, sessionId, proven, pskId, source: req.source, at }));
+  // Again once committed: a read that began before the commit saw the older row and must not be remembered.
+  ctx.cache.store(stored);
   const { token, expiresAt } = await deps.tokens.issue(report.node_id, sessionId);
   ctx.log.info({ nodeId: report.node_id, pskId, source: req.source, renewed: proven !== null }, 'worker registered');
   return {
