@@ -8,6 +8,7 @@ import type { TlsIdentity } from '../server/tls.js';
 import { type CapabilityReport, parseCapabilityReport, reportDigest } from './capabilities.js';
 import type { PskStore, PskSubject } from './psks.js';
 import type { QuarantineSet } from './quarantine-set.js';
+import { createSessionCache, type SessionCache, type SessionEntry } from './session-cache.js';
 import type { FailureThrottle } from './throttle.js';
 import type { WorkerTokens } from './tokens.js';
 import { type Row, toWorker } from './rows.js';
@@ -73,28 +74,18 @@ export interface WorkerServiceDeps {
   now?: () => Date;
 }
 
-const WORKER_CACHE_MS = 1000;
-
-/** The worker rows this replica read lately, by node id, with when each was read. */
-type WorkerCache = Map<string, { row: Row; at: number }>;
-
 /** What the parts of the worker service share. */
 interface Context {
   deps: WorkerServiceDeps;
   log: Logger;
   now: () => Date;
-  cache: WorkerCache;
+  /** The worker rows this replica read or wrote lately (see session-cache.ts). */
+  cache: SessionCache;
   /**
    * Per node, the sessions the stored row showed quarantined. A quarantine ends the session and
    * a session never comes back, so these stay refused with no further read.
    */
   refused: Map<string, Set<string>>;
-}
-
-/** Remembers `row` as the current one of its node. */
-function cached(ctx: Context, row: Row): Row {
-  ctx.cache.set(row.node_id, { row, at: Date.now() });
-  return row;
 }
 
 /** Asks the register policy about a capability report; a deny is a policy_denied error. */
@@ -138,13 +129,15 @@ async function verifyPsk(ctx: Context, req: RegisterRequest): Promise<PskSubject
 
 /**
  * Stores a new session of `report.node_id`, unless another live session holds the node id
- * (one the bearer token did not prove), and records the capability report it came with.
+ * (one the bearer token did not prove), and records the capability report it came with;
+ * answers the stored row. This replica's cache holds it from the write on, so the older
+ * session is refused here at once.
  */
 async function storeSession(
   ctx: Context,
   trx: Knex.Transaction,
   reg: { report: CapabilityReport; sessionId: string; proven: string | null; pskId: string; source: string; at: Date },
-): Promise<void> {
+): Promise<Row> {
   const { report, sessionId, at } = reg;
   const held = (await trx('workers').where({ node_id: report.node_id }).forUpdate().first()) as Row | undefined;
   // The stored row, not this replica's in-memory set, decides at registration: a release made a
@@ -167,7 +160,7 @@ async function storeSession(
     session_ended_at: null,
   };
   const [stored] = (await trx('workers').insert(row).onConflict('node_id').merge().returning('*')) as Row[];
-  cached(ctx, stored!);
+  ctx.cache.store(stored!);
   await trx('capability_reports').insert({
     node_id: report.node_id,
     session_id: sessionId,
@@ -175,6 +168,7 @@ async function storeSession(
     reason: 'registration',
     reported_at: at,
   });
+  return stored!;
 }
 
 /** `POST /register`: PSK, capability report admitted by policy, a new session and its token. */
@@ -187,7 +181,9 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   const proven = await provenSession(deps, req.bearer, report.node_id);
   const sessionId = randomUUID();
   const at = ctx.now();
-  await deps.knex.transaction((trx) => storeSession(ctx, trx, { report, sessionId, proven, pskId, source: req.source, at }));
+  const stored = await deps.knex.transaction((trx) => storeSession(ctx, trx, { report, sessionId, proven, pskId, source: req.source, at }));
+  // Again once committed: a read that began before the commit saw the older row and must not be remembered.
+  ctx.cache.store(stored);
   const { token, expiresAt } = await deps.tokens.issue(report.node_id, sessionId);
   ctx.log.info({ nodeId: report.node_id, pskId, source: req.source, renewed: proven !== null }, 'worker registered');
   return {
@@ -202,12 +198,6 @@ async function register(ctx: Context, req: RegisterRequest): Promise<Registratio
   };
 }
 
-/** The stored row of `nodeId`, read now and remembered. */
-async function readRow(ctx: Context, nodeId: string): Promise<Row | undefined> {
-  const row = (await ctx.deps.knex('workers').where({ node_id: nodeId }).first()) as Row | undefined;
-  return row && cached(ctx, row);
-}
-
 /**
  * The stored row of a node this replica's set holds as quarantined. A session seen refused
  * before is refused in memory, no round trip: a quarantine reaches every replica's set by
@@ -215,29 +205,27 @@ async function readRow(ctx: Context, nodeId: string): Promise<Row | undefined> {
  * heard of yet, so the stored row decides: a quarantined row once per session, a released
  * one on each call until the set hears of the release.
  */
-async function quarantinedRow(ctx: Context, nodeId: string, sessionId: string): Promise<Row | undefined> {
+async function quarantinedRow(ctx: Context, nodeId: string, sessionId: string): Promise<SessionEntry | undefined> {
   if (ctx.refused.get(nodeId)?.has(sessionId)) throw quarantinedError(nodeId);
-  const row = await readRow(ctx, nodeId);
-  if (row?.quarantined_at) {
+  const entry = await ctx.cache.read(nodeId);
+  if (entry?.row.quarantined_at) {
     ctx.refused.set(nodeId, (ctx.refused.get(nodeId) ?? new Set()).add(sessionId));
     throw quarantinedError(nodeId);
   }
-  return row;
+  return entry;
 }
 
 /** The worker whose current session is `sessionId`, read through the cache. */
 async function session(ctx: Context, nodeId: string, sessionId: string): Promise<Worker> {
-  const hit = ctx.cache.get(nodeId);
-  const row = ctx.deps.quarantined.has(nodeId)
+  const entry = ctx.deps.quarantined.has(nodeId)
     ? await quarantinedRow(ctx, nodeId, sessionId)
-    : hit && Date.now() - hit.at < WORKER_CACHE_MS
-      ? hit.row
-      : await readRow(ctx, nodeId);
-  if (!row) throw new GatewayError('token_invalid', 'the worker token is not valid');
+    : (ctx.cache.fresh(nodeId) ?? (await ctx.cache.read(nodeId)));
+  if (!entry) throw new GatewayError('token_invalid', 'the worker token is not valid');
+  const { row } = entry;
   if (row.quarantined_at) throw quarantinedError(nodeId);
   if (row.session_id !== sessionId) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
   if (row.session_ended_at) throw new GatewayError('session_ended', 'this session has ended; register again');
-  return toWorker(row);
+  return entry.worker;
 }
 
 /** The refusal of a quarantined node's tokens and registrations. */
@@ -258,7 +246,7 @@ async function deregister(ctx: Context, worker: Worker): Promise<void> {
     return rows;
   })) as Row[];
   if (!row) throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
-  cached(ctx, row);
+  ctx.cache.store(row);
   const released = await ctx.deps.releaseLeases([worker.nodeId]);
   ctx.log.info({ nodeId: worker.nodeId, released }, 'worker deregistered');
 }
@@ -304,12 +292,12 @@ async function heartbeat(
       .returning('*');
   })) as Row[];
   if (!row) {
-    ctx.cache.delete(worker.nodeId);
+    ctx.cache.forget(worker.nodeId);
     throw new GatewayError('session_replaced', 'this node registered again; use the newer token');
   }
-  cached(ctx, row);
+  const entry = ctx.cache.store(row);
   if (report) ctx.log.info({ nodeId: worker.nodeId }, 'capability report updated');
-  return toWorker(row);
+  return entry.worker;
 }
 
 /** Creates the worker service: registration, authentication, heartbeats and the worker list. */
@@ -322,7 +310,7 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
     deps,
     log: deps.logger.child({ component: 'workers' }),
     now: deps.now ?? (() => new Date()),
-    cache: new Map(),
+    cache: createSessionCache(deps.knex),
     refused: new Map(),
   };
   return {
@@ -334,7 +322,7 @@ export function createWorkerService(deps: WorkerServiceDeps): WorkerService {
     session: (nodeId, sessionId) => session(ctx, nodeId, sessionId),
     deregister: (worker) => deregister(ctx, worker),
     forget(nodeId) {
-      ctx.cache.delete(nodeId);
+      ctx.cache.forget(nodeId);
       ctx.refused.delete(nodeId);
     },
     heartbeat: (worker, update) => heartbeat(ctx, worker, update),

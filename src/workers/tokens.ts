@@ -7,7 +7,8 @@ export const WORKER_TOKEN_TYPE = 'cynode-worker+jwt';
 /** `aud` of a worker token: the Worker API of this gateway. */
 export const WORKER_AUDIENCE = 'cynode-worker-api';
 
-const VERIFIED_CACHE_SIZE = 10_000;
+/** How many verified tokens a process remembers unless told otherwise. */
+export const VERIFIED_CACHE_SIZE = 10_000;
 
 /** What a verified worker token says. */
 export interface WorkerClaims {
@@ -25,10 +26,15 @@ export interface WorkerTokens {
    * worker is the session that holds its node id, never accepted for anything else.
    */
   verifyForRenewal(token: string, graceMs: number): Promise<WorkerClaims>;
+  /** How many verified tokens this process remembers now (never more than the cache size). */
+  cached(): number;
 }
 
-/** Creates the worker token issuer and verifier over the gateway's signing keys. */
-export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number }): WorkerTokens {
+/**
+ * Creates the worker token issuer and verifier over the gateway's signing keys; `cacheSize`
+ * bounds the verified-token cache ({@link VERIFIED_CACHE_SIZE} unless given).
+ */
+export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs: number; cacheSize?: number | undefined }): WorkerTokens {
   const keySet = localKeySet(deps.keys);
   const verifyWith = async (token: string, graceMs: number): Promise<WorkerClaims> => {
     let payload: JWTPayload;
@@ -50,11 +56,17 @@ export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs
     return { nodeId: payload.sub, sessionId: payload.sid, expiresAt: new Date(payload.exp! * 1000) };
   };
 
-  // Verified tokens, so a worker's every call does not pay for an ES256 verification; an
-  // entry lives no longer than its token. Bounded: the oldest entries go first.
+  // Verified tokens, keyed by the exact token string, so a worker's every call does not pay
+  // for an ES256 verification: any other string (one byte changed) is verified in full, and a
+  // refusal is never remembered. An entry lives no longer than its token's exp; whether the
+  // session still holds is checked on every call by the caller (WorkerService.authenticate),
+  // never cached here. Bounded: the least recently used entry goes first (a Map keeps
+  // insertion order, and a hit is moved to the end).
+  const size = Math.max(1, deps.cacheSize ?? VERIFIED_CACHE_SIZE);
   const verified = new Map<string, WorkerClaims>();
   const remember = (token: string, claims: WorkerClaims) => {
-    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    verified.delete(token);
+    while (verified.size >= size) verified.delete(verified.keys().next().value!);
     verified.set(token, claims);
   };
 
@@ -75,12 +87,18 @@ export function createWorkerTokens(deps: { keys: KeyStore; issuer: string; ttlMs
     },
     async verify(token) {
       const hit = verified.get(token);
-      if (hit && hit.expiresAt.getTime() > Date.now()) return hit;
-      if (hit) verified.delete(token);
+      if (hit) {
+        verified.delete(token);
+        if (hit.expiresAt.getTime() > Date.now()) {
+          verified.set(token, hit);
+          return hit;
+        }
+      }
       const claims = await verifyWith(token, 0);
       remember(token, claims);
       return claims;
     },
     verifyForRenewal: (token, graceMs) => verifyWith(token, graceMs),
+    cached: () => verified.size,
   };
 }
