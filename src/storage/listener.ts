@@ -37,6 +37,8 @@ export function listenChannels(options: ListenOptions): ChannelListener {
   let client: pg.Client | undefined;
   // The channels LISTENed on `client`, the current connection.
   let listening = new Set<string>();
+  // LISTENs sent on the current connection after it started, one at a time (pg queues them, and warns).
+  let listens: Promise<unknown> = Promise.resolve();
   let retry: NodeJS.Timeout | undefined;
   const all = () => Object.values(channels).forEach((fn) => fn());
 
@@ -65,6 +67,7 @@ export function listenChannels(options: ListenOptions): ChannelListener {
       });
       client = c;
       listening = listened;
+      listens = Promise.resolve();
       if (attempt > 1) failures.recovered('listening for changes again');
       all();
     } catch (err) {
@@ -84,10 +87,12 @@ export function listenChannels(options: ListenOptions): ChannelListener {
       const c = client;
       if (known || !c) return;
       // A failure ends the connection; the reconnect listens again.
-      void c.query(`LISTEN ${channel}`).then(
-        () => client === c && listening.add(channel),
-        () => undefined,
-      );
+      listens = listens
+        .then(() => c.query(`LISTEN ${channel}`))
+        .then(
+          () => client === c && listening.add(channel),
+          () => undefined,
+        );
     },
     listening: (channel) => client !== undefined && listening.has(channel),
     async close() {
