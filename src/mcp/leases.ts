@@ -42,7 +42,11 @@ const BY_TASK =
 // Nodes whose leases are remembered at most; past this, the oldest node's go first.
 const MAX_NODES = 10_000;
 
-type Bucket = Map<string, LiveLease & { until: number }>;
+/** A node's remembered leases, and the reads of its leases in flight (calls that miss at once share one). */
+interface Bucket {
+  leases: Map<string, LiveLease & { until: number }>;
+  reading: Map<string, Promise<LiveLease | undefined>>;
+}
 
 /**
  * The live-lease lookup of tools/call. A lease found is answered again for at most `reuseMs`
@@ -50,7 +54,8 @@ type Bucket = Map<string, LiveLease & { until: number }>;
  * ends: every end (result, cancel, requeue, release on deregistration or quarantine) is
  * announced on {@link LEASES_CHANNEL} by a trigger and drops the node's entries here at once.
  * A read that overlapped an announcement for its node, or a reconnect, is not remembered
- * (it may predate the end), and with the listener down every call reads the database.
+ * (it may predate the end), and no call that came after the announcement joins it. With the
+ * listener down every call reads the database.
  */
 export function createLeaseLookup(deps: LeaseLookupDeps): LeaseLookup {
   const reuseMs = Math.min(deps.reuseMs ?? LEASE_REUSE_MS, LEASE_REUSE_MS);
@@ -62,31 +67,39 @@ export function createLeaseLookup(deps: LeaseLookupDeps): LeaseLookup {
     let bucket = buckets.get(nodeId);
     if (!bucket) {
       if (buckets.size >= MAX_NODES) buckets.delete(buckets.keys().next().value!);
-      bucket = new Map();
+      bucket = { leases: new Map(), reading: new Map() };
       buckets.set(nodeId, bucket);
     }
     return bucket;
   };
+  const read = async (nodeId: string, key: LeaseKey, t: number): Promise<LiveLease | undefined> => {
+    const { rows } = (await deps.knex.raw('jobId' in key ? BY_JOB : BY_TASK, [
+      nodeId,
+      new Date(t),
+      'jobId' in key ? key.jobId : key.taskId,
+    ])) as { rows: { id: string; task_id: string; lease_expires_at: Date }[] };
+    const row = rows[0];
+    return row && { jobId: row.id, taskId: row.task_id, expiresAtMs: new Date(row.lease_expires_at).getTime() };
+  };
 
   return {
     async find(nodeId, key) {
-      const name = 'jobId' in key ? `j:${key.jobId}` : `t:${key.taskId}`;
-      const listening = deps.listening();
-      const bucket = listening ? bucketOf(nodeId) : undefined;
-      const hit = bucket?.get(name);
       const t = now();
+      if (!deps.listening()) return read(nodeId, key, t);
+      const name = 'jobId' in key ? `j:${key.jobId}` : `t:${key.taskId}`;
+      const bucket = bucketOf(nodeId);
+      const hit = bucket.leases.get(name);
       if (hit && hit.until > t && hit.expiresAtMs > t) return { jobId: hit.jobId, taskId: hit.taskId, expiresAtMs: hit.expiresAtMs };
-      if (hit) bucket!.delete(name);
-      const { rows } = (await deps.knex.raw('jobId' in key ? BY_JOB : BY_TASK, [
-        nodeId,
-        new Date(t),
-        'jobId' in key ? key.jobId : key.taskId,
-      ])) as { rows: { id: string; task_id: string; lease_expires_at: Date }[] };
-      const row = rows[0];
-      if (!row) return undefined;
-      const lease = { jobId: row.id, taskId: row.task_id, expiresAtMs: new Date(row.lease_expires_at).getTime() };
-      if (bucket && buckets.get(nodeId) === bucket && deps.listening()) bucket.set(name, { ...lease, until: t + reuseMs });
-      return lease;
+      if (hit) bucket.leases.delete(name);
+      let reading = bucket.reading.get(name);
+      if (!reading) {
+        reading = read(nodeId, key, t).finally(() => bucket.reading.delete(name));
+        bucket.reading.set(name, reading);
+        const lease = await reading;
+        if (lease && buckets.get(nodeId) === bucket && deps.listening()) bucket.leases.set(name, { ...lease, until: t + reuseMs });
+      }
+      const lease = await reading;
+      return lease && { ...lease };
     },
     ended(nodeId) {
       if (nodeId === undefined) buckets.clear();

@@ -134,12 +134,24 @@ test.serial('a renewal is no end: nothing is announced and the lease is still re
   await probe.end();
 });
 
-test.serial('a read that overlapped an announcement for its node is not remembered', async (t) => {
+test.serial('calls that miss at once share one read', async (t) => {
+  const job = await leasedJob('node-many');
+  const before = statements;
+  const found = await Promise.all(Array.from({ length: 8 }, () => lookup.find('node-many', { jobId: job.id })));
+  t.is(statements - before, 1);
+  t.true(found.every((l) => l?.jobId === job.id));
+});
+
+test.serial('a read that overlapped an announcement for its node is not remembered, nor joined by later calls', async (t) => {
   const job = await leasedJob('node-race');
+  const before = statements;
   const reading = lookup.find('node-race', { jobId: job.id });
   lookup.ended('node-race'); // announced while the read was in flight: it may have seen the row before the end
+  const after = lookup.find('node-race', { jobId: job.id });
   t.truthy(await reading);
-  t.is((await readsTwice('node-race', { jobId: job.id })).statements, 1, 'the next call read again, and that one is kept');
+  t.truthy(await after);
+  t.is(statements - before, 2, 'the call after the announcement read on its own');
+  t.is((await readsTwice('node-race', { jobId: job.id })).statements, 0, 'the read begun after the announcement is kept');
 });
 
 test.serial('with the LISTEN connection lost nothing is remembered; after the reconnect reuse resumes', async (t) => {
