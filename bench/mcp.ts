@@ -5,7 +5,8 @@
  *  - direct: a JSON-RPC `tools/call` straight to the upstream, with a forward token the bench
  *    signs before the clock starts (the upstream takes nothing without one);
  *  - gateway: the same call as a worker to `/mcp` on the gateway (`artifacts.artifact_get`):
- *    worker JWT, the caller's live lease looked up, argument schema check, `mcp.tool.invoke`
+ *    worker JWT, the caller's live lease looked up (reused for at most 1 s, dropped when a lease
+ *    end is announced), argument schema check, `mcp.tool.invoke`
  *    decided and logged, a forward token signed, the upstream's final gate, the tool audit.
  * Added latency = the gateway path's percentile minus the direct one's at the same rate.
  * Measured in one run, in this order: gateway CPU per call (from /proc, over a closed loop of

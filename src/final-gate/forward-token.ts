@@ -1,5 +1,5 @@
-import { createHash, createHmac, hkdfSync, randomUUID, timingSafeEqual } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose';
+import { createHash, createHmac, hkdfSync, KeyObject, randomUUID, sign, timingSafeEqual } from 'node:crypto';
+import { type CryptoKey, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { GatewayError } from '../errors/index.js';
 import { issuedInFuture, JWT_ALG, type SigningKey } from '../keys/index.js';
 
@@ -27,17 +27,46 @@ export function bodyHash(body: Buffer | string): string {
   return createHash('sha256').update(body).digest('base64url');
 }
 
-/** Signs a short-lived forward token for one request body. */
-export function signForwardToken(key: SigningKey, claims: ForwardClaims, body: Buffer | string, ttlMs: number): Promise<string> {
-  return new SignJWT({ act: claims.entrypoint, input: claims.input, rev: claims.revision, bh: bodyHash(body) })
-    .setProtectedHeader({ alg: JWT_ALG, kid: key.kid, typ: FORWARD_TOKEN_TYPE })
-    .setIssuer(claims.issuer)
-    .setAudience(claims.audience)
-    .setSubject(claims.subject)
-    .setJti(randomUUID())
-    .setIssuedAt()
-    .setExpirationTime(new Date(Date.now() + ttlMs))
-    .sign(key.privateKey);
+// The node:crypto key behind each signing key, and each key's encoded JOSE header: made once per key, not per token.
+const signers = new WeakMap<CryptoKey, { kid: string; key: KeyObject; header: string }>();
+
+function signerOf(key: SigningKey): { key: KeyObject; header: string } {
+  let signer = signers.get(key.privateKey);
+  if (!signer || signer.kid !== key.kid) {
+    const privateKey = KeyObject.from(key.privateKey);
+    if (privateKey.type !== 'private' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+      throw new Error('forward tokens are signed with a P-256 private key (ES256)');
+    const header = Buffer.from(JSON.stringify({ alg: JWT_ALG, kid: key.kid, typ: FORWARD_TOKEN_TYPE })).toString('base64url');
+    signer = { kid: key.kid, key: privateKey, header };
+    signers.set(key.privateKey, signer);
+  }
+  return signer;
+}
+
+/**
+ * Signs a short-lived forward token for one request body: a compact ES256 JWS (`alg`, `kid`,
+ * `typ` header; `iss`, `aud`, `sub`, `act`, `rev`, `input`, the body hash `bh`, a fresh `jti`,
+ * `iat`, `exp` claims), what any JOSE library verifies against the gateway's JWKS. Signed with
+ * node:crypto directly (the raw r||s signature JWS wants), the claims serialised once.
+ */
+export async function signForwardToken(key: SigningKey, claims: ForwardClaims, body: Buffer | string, ttlMs: number): Promise<string> {
+  const signer = signerOf(key);
+  const now = Date.now();
+  const payload = {
+    act: claims.entrypoint,
+    input: claims.input,
+    rev: claims.revision,
+    bh: bodyHash(body),
+    iss: claims.issuer,
+    aud: claims.audience,
+    sub: claims.subject,
+    jti: randomUUID(),
+    iat: Math.floor(now / 1000),
+    exp: Math.floor((now + ttlMs) / 1000),
+  };
+  const signed = `${signer.header}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+  const signature = sign('sha256', Buffer.from(signed), { key: signer.key, dsaEncoding: 'ieee-p1363' });
+  return `${signed}.${signature.toString('base64url')}`;
 }
 
 /** A verified forward token. */

@@ -13,5 +13,6 @@ export {
   type ReplayCache,
   signForwardToken,
   type VerifiedForward,
+  type VerifyOptions,
   verifyForwardToken,
 } from './forward-token.js';

@@ -7,6 +7,7 @@ import type { WorkerService } from '../workers/index.js';
 import { createAgentTokens } from './agent-tokens.js';
 import { createToolAudit } from './audit.js';
 import { parseMcpConfig } from './config.js';
+import { createLeaseLookup, LEASES_CHANNEL } from './leases.js';
 import { createMcpMetrics } from './metrics.js';
 import { MCP_ROUTES } from './routes.js';
 import { createMcpGateway } from './service.js';
@@ -36,8 +37,12 @@ export function startMcp(core: Core, deps: { workers: WorkerService; apiCalls: A
   const toolAudit = createToolAudit(db.knex, logger, config.audit);
   life.add('tool audit', () => toolAudit.close());
   const agentTokens = createAgentTokens({ keys: core.keys, issuer: config.auth.issuer, ttlMs: config.auth.workerTokenTtlMs });
+  // Lease ends from every replica (this one's too) drop what is remembered of the node's
+  // leases; a reconnect drops everything, and while the listener is down nothing is kept.
+  const leases = createLeaseLookup({ knex: db.knex, listening: () => core.listener.listening(LEASES_CHANNEL) });
+  core.listener.on(LEASES_CHANNEL, (nodeId) => leases.ended(nodeId || undefined));
   const gateway = createMcpGateway({
-    knex: db.knex,
+    leases,
     logger,
     decisions: core.decisions,
     workers: deps.workers,

@@ -1,5 +1,4 @@
 import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
-import type { Knex } from 'knex';
 import type { Context } from 'koa';
 import type { DecisionService } from '../decisions/index.js';
 import type { ApiCallGateway } from '../egress/index.js';
@@ -11,6 +10,7 @@ import { parseJsonBody, readRaw } from '../server/json-body.js';
 import type { WorkerService } from '../workers/index.js';
 import type { AgentTokens } from './agent-tokens.js';
 import type { ToolAuditEvent } from './audit.js';
+import type { LeaseLookup } from './leases.js';
 import { createCallerAuthenticator, type McpCaller, type McpCallerAuthenticator } from './caller.js';
 import { createToolCatalogue } from './catalogue.js';
 import { rpcError } from './json-rpc.js';
@@ -25,7 +25,8 @@ const LIST_REUSE_MS = 1000;
 
 /** What the MCP gateway is built from. */
 export interface McpGatewayDeps {
-  knex: Knex;
+  /** Callers' live leases (see `createLeaseLookup`). */
+  leases: LeaseLookup;
   logger: Logger;
   decisions: DecisionService;
   workers: WorkerService;

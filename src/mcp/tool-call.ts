@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { Knex } from 'knex';
 import type { DecisionService } from '../decisions/index.js';
 import type { ApiCallGateway } from '../egress/index.js';
 import { GatewayError, isGatewayError } from '../errors/index.js';
@@ -11,6 +10,7 @@ import type { McpMetrics } from './metrics.js';
 import { ENTRYPOINTS } from '../policy/index.js';
 import type { ToolAuditEvent } from './audit.js';
 import type { McpCaller } from './caller.js';
+import type { LeaseLookup } from './leases.js';
 import type { CatalogueTool, ToolCatalogue } from './catalogue.js';
 import { MCP_DENIED, MCP_UPSTREAM_FAILED } from './errors.js';
 import { type ToolInvokeContext, toolInvokeInput } from './policy-input.js';
@@ -18,7 +18,8 @@ import type { UpstreamClient } from './upstreams.js';
 
 /** What one tools/call needs. */
 export interface ToolCallDeps {
-  knex: Knex;
+  /** The caller's live lease, looked up on every call (remembered for at most a second, dropped when the lease ends). */
+  leases: LeaseLookup;
   decisions: DecisionService;
   apiCalls: ApiCallGateway;
   client: UpstreamClient;
@@ -112,7 +113,7 @@ function authorizer(deps: ToolCallDeps) {
       Object.assign(event, { task_id: caller.bound.taskId, job_id: caller.bound.jobId, reasons: ['job_mismatch'] });
       throw new McpError(MCP_DENIED, `${tool.name} denied: job_mismatch`, { code: 'policy_denied', reasons: ['job_mismatch'] });
     }
-    const lease = await leaseFor(deps.knex, caller, args);
+    const lease = await leaseFor(deps.leases, caller, args);
     Object.assign(event, { task_id: lease.task_id || null, job_id: lease.job_id });
     // Only the task argument reaches the policy (and the decision log), never the payload.
     const input = toolInvokeInput(caller, tool, { ...lease, arguments: typeof args.task_id === 'string' ? { task_id: args.task_id } : {} });
@@ -129,24 +130,15 @@ function authorizer(deps: ToolCallDeps) {
   };
 }
 
-// The caller's live lease, by job or by task: one statement text each, so the driver sends the
-// same two texts every time and no query builder runs per call.
-const LEASE_BY_JOB = "select id, task_id from jobs where leased_by = ? and state = 'leased' and lease_expires_at > ? and id = ? limit 1";
-const LEASE_BY_TASK =
-  "select id, task_id from jobs where leased_by = ? and state = 'leased' and lease_expires_at > ? and task_id = ? limit 1";
-
 /**
  * The job behind a call: by job_id when the tool takes one, else the caller's live lease on
  * the task named. An agent acts for the task and job its token names, whatever the arguments say.
  */
-async function leaseFor(knex: Knex, caller: McpCaller, args: Args): Promise<Omit<ToolInvokeContext, 'arguments'>> {
+async function leaseFor(leases: LeaseLookup, caller: McpCaller, args: Args): Promise<Omit<ToolInvokeContext, 'arguments'>> {
   const task = caller.bound?.taskId ?? (typeof args.task_id === 'string' ? args.task_id : '');
   const jobId = caller.bound?.jobId ?? (isUuid(args.job_id) ? args.job_id : null);
-  const { rows } = (await knex.raw(jobId ? LEASE_BY_JOB : LEASE_BY_TASK, [caller.worker.nodeId, new Date(), jobId ?? task])) as {
-    rows: { id: string; task_id: string }[];
-  };
-  const job = rows[0];
-  return job ? { task_id: job.task_id, job_id: job.id, lease_active: true } : { task_id: task, job_id: jobId, lease_active: false };
+  const job = await leases.find(caller.worker.nodeId, jobId ? { jobId } : { taskId: task });
+  return job ? { task_id: job.taskId, job_id: job.jobId, lease_active: true } : { task_id: task, job_id: jobId, lease_active: false };
 }
 
 /** Sends an allowed call on: `api.call` to API Egress's first gate, any other tool to its upstream. */

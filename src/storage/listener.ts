@@ -18,6 +18,8 @@ export interface ListenOptions {
 export interface ChannelListener {
   /** Listens on `channel` too (now, if connected, and after every reconnect). */
   on(channel: string, handler: (payload?: string) => void): void;
+  /** Whether `channel`'s notifications reach this replica now: connected, and its LISTEN done on this connection. */
+  listening(channel: string): boolean;
   close(): Promise<void>;
 }
 
@@ -33,6 +35,10 @@ export function listenChannels(options: ListenOptions): ChannelListener {
   const failures = createLogThrottle(log);
   let closed = false;
   let client: pg.Client | undefined;
+  // The channels LISTENed on `client`, the current connection.
+  let listening = new Set<string>();
+  // LISTENs sent on the current connection after it started, one at a time (pg queues them, and warns).
+  let listens: Promise<unknown> = Promise.resolve();
   let retry: NodeJS.Timeout | undefined;
   const all = () => Object.values(channels).forEach((fn) => fn());
 
@@ -54,11 +60,14 @@ export function listenChannels(options: ListenOptions): ChannelListener {
       // Only a connection that got as far as listening reconnects on 'end': a failed attempt
       // also ends, and retrying from both places would double the attempts every round.
       c.on('end', () => {
-        if (closed) return;
         client = undefined;
+        listening = new Set();
+        if (closed) return;
         retry = setTimeout(() => void connect(1), 1000);
       });
       client = c;
+      listening = listened;
+      listens = Promise.resolve();
       if (attempt > 1) failures.recovered('listening for changes again');
       all();
     } catch (err) {
@@ -75,8 +84,17 @@ export function listenChannels(options: ListenOptions): ChannelListener {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`not a channel name: ${channel}`);
       const known = channel in channels;
       channels[channel] = handler;
-      if (!known) client?.query(`LISTEN ${channel}`).catch(() => undefined); // a failure ends the connection; the reconnect listens again
+      const c = client;
+      if (known || !c) return;
+      // A failure ends the connection; the reconnect listens again.
+      listens = listens
+        .then(() => c.query(`LISTEN ${channel}`))
+        .then(
+          () => client === c && listening.add(channel),
+          () => undefined,
+        );
     },
+    listening: (channel) => client !== undefined && listening.has(channel),
     async close() {
       closed = true;
       clearTimeout(retry);
