@@ -98,7 +98,12 @@ async function serveProcess(config: Config, logger: Logger, roles: Role[], worke
       );
     };
     process.on('SIGTERM', onSignal);
-    if (worker) joinCluster(ready, () => onSignal('primary'));
+    if (worker)
+      joinCluster(
+        ready,
+        () => onSignal('primary'),
+        (done) => logger.flush(done),
+      );
     else process.on('SIGINT', onSignal);
   });
 }

@@ -52,6 +52,8 @@ async function count(sql: string): Promise<number> {
 
 test.serial('serve --workers 2: one ready line, both workers decide, every decision chained, SIGTERM drains both', async (t) => {
   const gw = await startGatewayProcess({ CYNODE_BUNDLE: bundle, DATABASE_URL: db.url }, ['--workers', '2']);
+  // A failed assertion must not leave the gateway running (the file would never exit).
+  t.teardown(() => void (gw.child.exitCode === null && gw.child.kill('SIGKILL')));
   const ready = lines(gw).filter((l) => l.msg === 'gateway ready');
   t.is(ready.length, 1);
   t.is(ready[0]!.workers, 2);
