@@ -72,6 +72,13 @@ test.before(async () => {
   const decision = await call<{ decision_id: string }>(base, '/v1/data/cynode/register/decision', {
     json: { input: { action: 'register' } },
   });
+  const signIn = await fetch(`${base}/console/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: TEST_ADMIN_TOKEN }),
+  });
+  const consoleCookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0]!;
+  if (signIn.status !== 201 || !consoleCookie.includes('=')) throw new Error(`console sign-in answered ${signIn.status}`);
   const port = (role: Role) => gw.gateway.listening.find((l) => l.role === role)!.port;
   target = {
     ports: { control: port('control'), mcp: port('mcp'), egress: port('egress') },
@@ -79,6 +86,7 @@ test.before(async () => {
     workerToken: worker.token,
     spareWorkerToken: spare.token,
     psk: psk.secret,
+    consoleCookie,
     ids: {
       jobId: job,
       leaseId,

@@ -54,6 +54,8 @@ export interface FuzzTarget {
   /** A second worker's token, for the route that ends the session it is called with (`POST /deregister`). */
   spareWorkerToken: string;
   psk: string;
+  /** `name=value` of a live console session, for the route that answers only to a session cookie. */
+  consoleCookie: string;
   ids: { jobId: string; leaseId: string; credentialId: string; pskId: string; decisionId: string; taskId: string };
   maxBodyBytes: number;
   /** Signs a forward token for exactly these body bytes, as the control plane does, so egress handlers are reached. */
@@ -61,7 +63,7 @@ export interface FuzzTarget {
 }
 
 /** How a route authenticates, which decides what valid and invalid credentials look like. */
-type Auth = 'none' | 'admin' | 'worker' | 'caller' | 'psk' | 'forward';
+type Auth = 'none' | 'admin' | 'worker' | 'caller' | 'psk' | 'forward' | 'console';
 
 /** One fuzzed route: where it lives, how it authenticates, a valid body to start from. */
 export interface RouteSpec {
@@ -103,7 +105,7 @@ const chat = (t: FuzzTarget) => ({
 const jobId = (t: FuzzTarget) => [t.ids.jobId];
 
 /** What the fuzzer knows of one route beyond the table: a valid body, real path parameters, headers. */
-type Sample = Pick<RouteSpec, 'body' | 'params' | 'headers' | 'endsSession'>;
+type Sample = Pick<RouteSpec, 'body' | 'params' | 'headers' | 'endsSession'> & { auth?: Auth };
 
 const prefs: Sample = {
   params: { scope: () => ['system', 'user', 'group', 'project'], id: () => ['default', 'user-f'], key: () => ['cloud_allowed'] },
@@ -133,6 +135,8 @@ const SAMPLES: Record<string, Sample> = {
   // The candidate bundle is a raw gzip body; whatever JSON the fuzzer sends is refused with a stable 4xx.
   'POST /v1/policy/replay': { body: () => ({ bundle: 'not-a-gzip-archive' }) },
   'GET /v1/decisions/{id}/audit': { params: { id: (t) => [t.ids.decisionId] } },
+  // Answers only to a session cookie (a bearer token carries no session: 404), so it is fuzzed with one.
+  'GET /console/session': { auth: 'console' },
   'POST /console/session': { body: (_t, r) => ({ token: r.pick(['not-a-token', 'x'.repeat(64)]) }) },
   'GET /console/assets/{path}': { params: { '*': () => ['app.js', 'app.css', 'index.html'] } },
   'GET /v1/preferences/{scope}/{id}/{key}': prefs,
@@ -546,6 +550,7 @@ function authHeaders(spec: RouteSpec, t: FuzzTarget, r: Random, valid: boolean, 
     caller: [bearer(r.chance(0.5) ? workerToken : t.adminToken)],
     psk: [['x-cynode-psk', t.psk] as [string, string]],
     forward: [], // signed for the final body bytes just before sending (`signForward`)
+    console: [['cookie', t.consoleCookie] as [string, string]],
   }[spec.auth];
   if (valid) return right;
   mutations.push('bad-auth');
