@@ -60,7 +60,7 @@ const REAP_FUNCTION = `
   END $$`;
 
 /** `sql` with `from` replaced by `to`; throws when `from` is not in it, so a changed function cannot be missed. */
-function swap(sql: string, from: string, to: string): string {
+export function swap(sql: string, from: string, to: string): string {
   if (!sql.includes(from)) throw new Error(`rate_windows migration: not found: ${from}`);
   return sql.replace(from, to);
 }
@@ -82,7 +82,7 @@ const ADMIT_WINDOWED = swap(
 
 // The settlement of 20261201004000_add_budget_periods, taking a token refund off the running total too,
 // under the keys' advisory locks (as admission takes them), so a key's row is only ever locked by their holder.
-const SETTLE_WINDOWED = swap(
+export const SETTLE_WINDOWED = swap(
   swap(orReplace(SETTLE_FUNCTION), 'alerts int := 0;', 'alerts int := 0;\n    e record;\n    refunded bigint;'),
   `UPDATE rate_events e SET amount = greatest(0, e.amount - p_token_refund)
         FROM jsonb_to_recordset(r.counters) AS x(key text, tokens boolean)

@@ -20,7 +20,7 @@ export async function up(knex: Knex): Promise<void> {
 
 // p_settles: [{ call, cost, state, refund, now }]; p_admits: [{ call, holds, amount, counters, expires, now }].
 // Answers { settled: [{ ok, alerts }...], admitted: [verdict...] }, each in the order given.
-const LEDGER_BATCH = `
+export const LEDGER_BATCH = `
   CREATE FUNCTION cynode_egress_ledger_batch(p_settles jsonb, p_admits jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
   DECLARE
     k record;
