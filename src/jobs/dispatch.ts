@@ -49,15 +49,18 @@ export interface DispatchDeps {
  * One statement writes a claim's leases, their attempts and every decision, so each claim
  * costs one round trip: the job rows are already locked by the claim. Two JSON parameters:
  * the leases, then the decisions of the jobs left waiting (either list may be empty).
+ * The planner takes any JSON list for 100 rows, and against a table of a few thousand jobs
+ * it would rather scan the table for 100 rows than look each up; the `= ANY(ARRAY(...))`
+ * conditions make the jobs and decisions written reachable by their keys alone.
  */
-const WRITE_CLAIM = `
+export const WRITE_CLAIM = `
   WITH l AS (
          SELECT * FROM jsonb_to_recordset(?::jsonb)
            AS l(job_id uuid, lease_id uuid, attempt int, lease_expires_at timestamptz, deadline timestamptz, decision_id text, node_id text, at timestamptz)
        ), u AS (
          UPDATE jobs j SET state = 'leased', lease_id = l.lease_id, leased_by = l.node_id, lease_expires_at = l.lease_expires_at,
                            attempt_deadline = l.deadline, attempts = j.attempts + 1, updated_at = l.at
-           FROM l WHERE j.id = l.job_id
+           FROM l WHERE j.id = ANY (ARRAY(SELECT job_id FROM l)) AND j.id = l.job_id
          RETURNING j.id
        ), a AS (
          INSERT INTO job_attempts (lease_id, job_id, attempt, node_id, decision_id, leased_at)
@@ -65,7 +68,8 @@ const WRITE_CLAIM = `
          RETURNING lease_id
        ), x AS (
          -- An earlier deny by this node for a job it now leases no longer says anything.
-         DELETE FROM job_decisions o USING l WHERE o.node_id = l.node_id AND o.job_id = l.job_id
+         DELETE FROM job_decisions o USING l
+           WHERE o.job_id = ANY (ARRAY(SELECT job_id FROM l)) AND o.node_id = l.node_id AND o.job_id = l.job_id
        ), d AS (
          INSERT INTO job_decisions (job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, decided_at)
          SELECT job_id, node_id, decision_id, allow, reasons, score, revision, epoch, recheck_at, at
