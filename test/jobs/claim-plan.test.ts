@@ -20,10 +20,30 @@ test("a claim's write reaches its jobs and decisions by key, not by scanning a t
   const [leased, waiting] = (await knex('jobs').select('id').limit(2)) as { id: string }[];
   const at = new Date().toISOString();
   const leases = [
-    { job_id: leased!.id, lease_id: randomUUID(), attempt: 1, lease_expires_at: at, deadline: at, decision_id: 'd1', node_id: 'node-1', at },
+    {
+      job_id: leased!.id,
+      lease_id: randomUUID(),
+      attempt: 1,
+      lease_expires_at: at,
+      deadline: at,
+      decision_id: 'd1',
+      node_id: 'node-1',
+      at,
+    },
   ];
   const decisions = [
-    { job_id: waiting!.id, node_id: 'node-1', decision_id: 'd2', allow: false, reasons: [], score: 0, revision: 'r', epoch: 'e', recheck_at: at, at },
+    {
+      job_id: waiting!.id,
+      node_id: 'node-1',
+      decision_id: 'd2',
+      allow: false,
+      reasons: [],
+      score: 0,
+      revision: 'r',
+      epoch: 'e',
+      recheck_at: at,
+      at,
+    },
   ];
   const { rows } = (await knex.raw(`EXPLAIN (FORMAT JSON) ${WRITE_CLAIM}`, [JSON.stringify(leases), JSON.stringify(decisions)])) as {
     rows: { 'QUERY PLAN': unknown }[];
@@ -33,7 +53,8 @@ test("a claim's write reaches its jobs and decisions by key, not by scanning a t
   const walk = (node: Record<string, unknown>) => {
     const relation = node['Relation Name'] as string | undefined;
     if (relation && node['Node Type'] === 'Seq Scan') scans.push(relation);
-    if (/Index/.test(String(node['Node Type'])) || node['Node Type'] === 'Bitmap Heap Scan') lookups.push(String(relation ?? node['Index Name']));
+    if (/Index/.test(String(node['Node Type'])) || node['Node Type'] === 'Bitmap Heap Scan')
+      lookups.push(String(relation ?? node['Index Name']));
     for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
   };
   walk((rows[0]!['QUERY PLAN'] as { Plan: Record<string, unknown> }[])[0]!.Plan);
