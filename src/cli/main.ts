@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from '../config/index.js';
 import { createLogger } from '../logging/index.js';
 import { StartupError } from '../lib/startup-error.js';
 import { BundleError, ToolchainError } from '../policy/index.js';
+import { isClusterWorker } from '../server/cluster.js';
 import { runAdmin } from './admin.js';
 import { runArtifactServer } from './artifact-server.js';
 import { runAudit } from './audit.js';
@@ -59,7 +60,15 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig({ env: process.env, cwd: process.cwd() });
   // A stdio MCP server's stdout is its protocol channel: its logs go to stderr.
   const stdio = command === 'artifact-server' && rest.includes('--stdio');
-  const logger = createLogger({ level: config.log.level, ...(stdio && { destination: pino.destination({ fd: 2, sync: false }) }) });
+  // A cluster worker shares the primary's stdout and writes each line as it logs it: its
+  // 'worker ready' is in the pipe before it tells the primary (pino's flush of an asynchronous
+  // stream calls back before the write is done), so it precedes the primary's 'gateway ready'.
+  const destination = stdio
+    ? pino.destination({ fd: 2, sync: false })
+    : isClusterWorker()
+      ? pino.destination({ fd: 1, sync: true })
+      : undefined;
+  const logger = createLogger({ level: config.log.level, ...(destination && { destination }) });
   switch (command) {
     case 'serve': {
       const { values } = parseArgs({

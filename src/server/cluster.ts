@@ -99,8 +99,9 @@ export function runClusterPrimary(options: ClusterOptions): Promise<number> {
  * The worker's side: tells the primary it is ready, and calls `onShutdown` when the primary
  * asks it to drain. A Ctrl-C reaches every process of the group; the primary coordinates, so a
  * worker ignores SIGINT. SIGTERM sent to one worker still drains it (and the primary then stops
- * the rest). `flushed` runs its callback once the worker's own log lines are written, so its
- * `worker ready` line is out before the primary's `gateway ready`.
+ * the rest). `flushed` runs its callback once the worker's own log lines are written (a worker
+ * logs synchronously: src/cli/main.ts), so its `worker ready` line is out before the primary's
+ * `gateway ready`.
  */
 export function joinCluster(ready: WorkerReady, onShutdown: () => void, flushed: (done: () => void) => void = (done) => done()): void {
   process.on('message', (m: ClusterMessage) => {
