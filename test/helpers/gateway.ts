@@ -14,8 +14,12 @@ export interface GatewayProcess {
   exited: Promise<number | null>;
 }
 
-/** The CLI as the tests run it: the TypeScript source through tsx. */
+/**
+ * The CLI as the tests run it: the TypeScript source through tsx. With CYNODE_TEST_CLI=dist,
+ * the compiled build as it is deployed (`node dist/src/cli/main.js`): the benchmarks measure that.
+ */
 export function cliArgs(...args: string[]): string[] {
+  if (process.env.CYNODE_TEST_CLI === 'dist') return [join(packageRoot(), 'dist', 'src', 'cli', 'main.js'), ...args];
   return ['--import', 'tsx', join(packageRoot(), 'src', 'cli', 'main.ts'), ...args];
 }
 
