@@ -304,7 +304,7 @@ console.log(
       verdicts,
       ...(profiled && {
         cpuByStage: {
-          note: 'sampled by the V8 profiler over the whole run (registration, warm-up, end to end, fill, drain), per job',
+          note: 'sampled over the whole run (registration, warm-up, end to end, fill, drain), per job',
           ...stageBreakdown(PROFILE_DIR, gateway.jobsProfiled as number),
         },
       }),

@@ -9,6 +9,8 @@
  * Paths, each non-streamed and streamed: direct routing (the orchestrator token) and worker
  * routing (registered workers with real JWTs, each calling for the job it leases). Workers
  * take turns so no one worker's rate limit (the policy's per-worker RPM) is what is measured.
+ * Beside them, the floor (bench/floor-proxy.ts): what a bare node:http proxy costs for the same
+ * call on this machine, before any gateway work.
  */
 import { join } from 'node:path';
 import { ensureBundle } from '../test/helpers/bundle.js';
@@ -119,6 +121,8 @@ async function main() {
     { NODE_ENV: 'production' },
     /Ready for connections/,
   );
+  const floor = await startChild(['--import', 'tsx', join('bench', 'floor-proxy.ts'), fakeUrl, KEY], {}, /http:\/\/127\.0\.0\.1:\d+/);
+  const floorUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(floor.output())![0];
   const db = await createTestDatabase();
   const gw = await startGatewayProcess(
     {
@@ -159,6 +163,11 @@ async function main() {
       headers: { authorization: `Bearer ${KEY}`, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${fakeUrl}/v1` },
       body: (stream) => JSON.stringify(chatParams(stream)),
     };
+    const floorTarget: Target = {
+      url: `${floorUrl}/v1/chat/completions`,
+      headers: {},
+      body: (stream) => JSON.stringify(chatParams(stream)),
+    };
     const pid = gw.child.pid!;
     const paths = {
       'api.call direct, non-streamed': await measure(direct, false, pid),
@@ -170,18 +179,25 @@ async function main() {
       nonStreamed: await measure(peer, false, portkey.child.pid!),
       streamed: await measure(peer, true, portkey.child.pid!),
     };
+    const floorResult = {
+      nonStreamed: await measure(floorTarget, false, floor.child.pid!),
+      streamed: await measure(floorTarget, true, floor.child.pid!),
+    };
     gw.child.kill('SIGTERM');
     await gw.exited;
     const verdicts = Object.entries(paths).map(([path, m]) => {
       // A peer that failed its calls (Portkey answers this fake provider's streams with a 500) has no figure to compare with.
       const pk = path.endsWith('non-streamed') ? portkeyResult.nonStreamed : portkeyResult.streamed;
       const p = pk.errors === 0 ? pk.cpuMsPerCall : null;
+      const f = (path.endsWith('non-streamed') ? floorResult.nonStreamed : floorResult.streamed).cpuMsPerCall;
       return {
         path,
         measure: 'gateway CPU per allowed call (ms)',
         cynode: m.cpuMsPerCall,
         peer: p,
         ratio: p === null ? null : Math.round((m.cpuMsPerCall / p) * 100) / 100,
+        floor: f,
+        ratioToFloor: Math.round((m.cpuMsPerCall / f) * 100) / 100,
         target: `≤ ${TARGET_MS} ms`,
         met: m.errors === 0 && m.cpuMsPerCall <= TARGET_MS,
       };
@@ -197,10 +213,14 @@ async function main() {
           note: 'chat completions, all three roles in one gateway process (the first gate hands calls to the final gate in process)',
           cynode: paths,
           portkey: portkeyResult,
+          floor: {
+            note: 'bench/floor-proxy.ts: the least a node:http proxy does for the same call (no policy, no database)',
+            ...floorResult,
+          },
           verdicts,
           ...(missed && {
             cpuByStage: {
-              note: 'sampled by the V8 profiler over the whole run (every path, warm-up included), per call',
+              note: 'sampled over the whole run (every path, warm-up included), per call',
               ...stageBreakdown(PROFILE_DIR, requests),
             },
           }),
@@ -214,6 +234,7 @@ async function main() {
     await gw.exited;
     fake.child.kill('SIGTERM');
     portkey.child.kill('SIGTERM');
+    floor.child.kill('SIGTERM');
     await db.drop();
     agent.destroy();
   }

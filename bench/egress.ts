@@ -205,7 +205,7 @@ async function main() {
           ledger: { spentUsd: spent.spent_usd, reservedUsd: spent.reserved_usd },
           verdicts,
           ...(verdicts.some((v) => !v.met) && {
-            cpuByStage: { note: 'sampled by the V8 profiler over the whole run, per api.call', ...(await stopAndBreakdown()) },
+            cpuByStage: { note: 'sampled over the whole run, per api.call', ...(await stopAndBreakdown()) },
           }),
         },
         null,

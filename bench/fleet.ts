@@ -306,7 +306,7 @@ console.log(
       verdicts,
       ...(process.env.BENCH_PROFILE !== '0' && {
         cpuByStage: {
-          note: 'sampled by the V8 profiler over the whole run (registration, idle fleet, steady jobs), per job',
+          note: 'sampled over the whole run (registration, idle fleet, steady jobs), per job',
           ...stageBreakdown(PROFILE_DIR, jobsProfiled),
         },
       }),

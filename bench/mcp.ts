@@ -281,7 +281,7 @@ async function main() {
           verdicts,
           met: verdicts.every((v) => v.met),
           cpuByStage: {
-            note: 'sampled by the V8 profiler over the whole run (closed loop, points and knee search), per gateway call',
+            note: 'sampled over the whole run (closed loop, points and knee search), per gateway call',
             ...stageBreakdown(PROFILE_DIR, gatewayCalls, MCP_STAGES),
           },
         },

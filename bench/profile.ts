@@ -1,6 +1,7 @@
 /**
  * What one request costs where: the gateway child runs under V8's sampling profiler
- * (`--cpu-prof`), and each sample is charged to the stage its stack is in. A stage is found
+ * (`--cpu-prof`), or with BENCH_PROFILER=perf under Linux `perf` (CPU time only: perf-profile.ts),
+ * and each sample is charged to the stage its stack is in. A stage is found
  * from the innermost frame that belongs to a known place (a source file of this repo or a
  * package); frames of Node itself (JSON, crypto, sockets, the garbage collector) are charged
  * to the first known frame above them, so `JSON.parse` inside the body reader is "http" and
@@ -8,6 +9,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { isGcFrame, perfPlaceOf, perfWorks, SAMPLE_HZ, startPerf, stopPerf } from './perf-profile.js';
 
 /** One stage and the places whose frames are charged to it (tested in order). */
 export interface Stage {
@@ -20,7 +22,7 @@ export interface Stage {
 export const GATEWAY_STAGES: Stage[] = [
   { name: 'logging', match: /^npm:(pino|pino-std-serializers|sonic-boom|fast-redact|thread-stream)$|^src\/logging\// },
   { name: 'database', match: /^npm:(pg|pg-pool|pg-protocol|pg-types|knex|postgres-\w+)$|^src\/db\// },
-  { name: 'policy', match: /^npm:@open-policy-agent\/|^src\/policy\// },
+  { name: 'policy', match: /^npm:@open-policy-agent\/|^src\/policy\/|^wasm$/ },
   { name: 'token/MAC', match: /^npm:jose$|^src\/keys\/|^src\/final-gate\/forward-token/ },
   { name: 'decision log', match: /^src\/decisions\/|^src\/lib\/(chained-log|hash-chain|canonical-json)/ },
   { name: 'audit', match: /^src\/(egress|mcp|workers)\/audit/ },
@@ -34,10 +36,30 @@ export const GATEWAY_STAGES: Stage[] = [
   { name: 'other packages', match: /^npm:/ },
 ];
 
-/** Node arguments for a child that writes a CPU profile into `dir` (emptied first) when it exits; SIGTERM is fine. */
+/**
+ * The profiler of this run: BENCH_PROFILER (`perf` or `v8`), else `perf` where the machine has a
+ * working `perf` (it counts CPU time only), else V8's.
+ */
+export function profiler(): 'perf' | 'v8' {
+  const chosen = process.env.BENCH_PROFILER;
+  if (chosen === 'perf' || chosen === 'v8') return chosen;
+  return perfWorks() ? 'perf' : 'v8';
+}
+
+/**
+ * Node arguments for a child that is profiled into `dir` (emptied first). With BENCH_PROFILER=perf
+ * the machine's `perf` samples CPU time system-wide from now until `stageBreakdown`, and the child
+ * only publishes its JIT symbols; otherwise the child writes a V8 CPU profile when it exits
+ * (SIGTERM is fine).
+ */
 export function profileArgs(dir: string): string[] {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
+  if (profiler() === 'perf') {
+    startPerf(dir);
+    // The symbol map goes to /tmp/perf-<pid>.map, where perf looks; the log V8 keeps with it stays here.
+    return ['--perf-basic-prof', '--interpreted-frames-native-stack', '--no-logfile-per-isolate', `--logfile=${join(dir, 'v8.log')}`];
+  }
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
@@ -58,8 +80,9 @@ function placeOf(url: string): string | undefined {
   if (!url) return undefined;
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   if (pkg) return `npm:${pkg[1]}`;
-  const src = /\/(src\/.*)$/.exec(url);
-  return src ? src[1] : undefined;
+  // The compiled build (dist/src/x.js) is charged as its source (src/x.ts).
+  const src = /\/(src\/[^:]*?)(?:\.js)?(?::\d+:\d+)?$/.exec(url);
+  return src ? `${src[1]}.ts`.replace(/\.(ts|mjs|cjs)\.ts$/, '.$1') : undefined;
 }
 
 /**
@@ -68,6 +91,7 @@ function placeOf(url: string): string | undefined {
  * loop, GC at the top) are "node internals".
  */
 export function stageBreakdown(dir: string, requests?: number, stages: Stage[] = GATEWAY_STAGES) {
+  if (profiler() === 'perf') return perfBreakdown(requests, stages);
   const files = readdirSync(dir)
     .filter((f) => f.endsWith('.cpuprofile'))
     .map((f) => join(dir, f));
@@ -102,9 +126,13 @@ export function stageBreakdown(dir: string, requests?: number, stages: Stage[] =
   });
   us.delete('(idle)');
   us.delete('(root)');
+  return summary(us, requests, { profiler: 'v8 (wall time while not idle)' });
+}
+
+/** Stage -> [ms, share, ms per request], largest first: one line per stage in the report. */
+function summary(us: Map<string, number>, requests: number | undefined, extra: Record<string, unknown> = {}) {
   const busy = [...us.values()].reduce((a, b) => a + b, 0);
   const round = (x: number) => Math.round(x * 1000) / 1000;
-  // Stage -> [ms, share, ms per request], largest first: one line per stage in the report.
   const stagesOut = Object.fromEntries(
     [...us.entries()]
       .sort((a, b) => b[1] - a[1])
@@ -113,5 +141,52 @@ export function stageBreakdown(dir: string, requests?: number, stages: Stage[] =
         [round(t / 1000), Math.round((t / busy) * 1000) / 1000, ...(requests ? [round(t / 1000 / requests)] : [])],
       ]),
   );
-  return { sampledBusyMs: round(busy / 1000), columns: ['ms', 'share', ...(requests ? ['msPerRequest'] : [])], stages: stagesOut };
+  return {
+    sampledBusyMs: round(busy / 1000),
+    ...extra,
+    columns: ['ms', 'share', ...(requests ? ['msPerRequest'] : [])],
+    stages: stagesOut,
+  };
+}
+
+/**
+ * CPU by stage from `perf` (BENCH_PROFILER=perf), of the gateway process with the most samples:
+ * each sample is charged to the innermost frame of a known place, like a V8 sample; a stack with
+ * none is the garbage collector's or "node internals". `kernelShare` is the part spent in the kernel.
+ */
+function perfBreakdown(requests: number | undefined, stages: Stage[]) {
+  const byPid = stopPerf();
+  const samples = [...byPid.values()].sort((a, b) => b.length - a.length)[0];
+  if (!samples) return { error: 'perf recorded no samples of a gateway (is perf installed and allowed: perf_event_paranoid?)' };
+  const us = new Map<string, number>();
+  const perSampleUs = 1e6 / SAMPLE_HZ;
+  let kernel = 0;
+  for (const { frames, kernel: inKernel, main } of samples) {
+    if (inKernel) kernel++;
+    let stage: string | undefined = main ? undefined : 'helper threads (JIT compilers, concurrent GC, libuv pool)';
+    for (const f of stage ? [] : frames) {
+      const place = perfPlaceOf(f, placeOf);
+      if (place) {
+        stage = stages.find((s) => s.match.test(place))?.name ?? 'other';
+        break;
+      }
+    }
+    // No frame of this repo or a package: Node's own JavaScript says what it was for, if any.
+    stage ??= frames.some(isGcFrame) ? 'garbage collector' : nodeStage(frames);
+    us.set(stage, (us.get(stage) ?? 0) + perSampleUs);
+  }
+  return summary(us, requests, { profiler: 'perf (CPU time)', kernelShare: Math.round((kernel / samples.length) * 1000) / 1000 });
+}
+
+/** A stack with no frame of this repo or a package, by the first of Node's own modules on it. */
+function nodeStage(frames: string[]): string {
+  for (const f of frames) {
+    const mod = / node:([\w/]+)/.exec(f)?.[1];
+    if (!mod) continue;
+    if (/^(_http_|internal\/http|http)/.test(mod)) return 'node http';
+    if (/^(net|internal\/stream_base_commons|internal\/streams\/)/.test(mod)) return 'node sockets and streams';
+    if (/^internal\/process\/task_queues|^internal\/timers|^timers/.test(mod)) return 'node event loop';
+    return 'node internals';
+  }
+  return 'node internals';
 }

@@ -479,7 +479,7 @@ async function main() {
       verdicts: verdicts(growth, errors, ledger.imbalanceMicros, runContext(rate.total, pace.keptUp)),
       cpuByStage: profiled
         ? {
-            note: `sampled by the V8 profiler every ${PROFILE_INTERVAL_US / 1000} ms over the gateway's whole life (start-up and seeding included), per operation of the run`,
+            note: `sampled every ${PROFILE_INTERVAL_US / 1000} ms over the gateway's whole life (start-up and seeding included), per operation of the run`,
             ...stageBreakdown(PROFILE_DIR, operations),
           }
         : { note: 'not profiled (BENCH_SOAK_PROFILE=0)' },

@@ -1,0 +1,119 @@
+/**
+ * The CPU-time profiler of the benchmarks (BENCH_PROFILER=perf): Linux `perf` samples what is on a
+ * CPU, system-wide, and the gateway publishes its JIT symbols (`--perf-basic-prof`), so each sample
+ * of the gateway's process is a native stack with its JavaScript and WebAssembly frames named.
+ * V8's own profiler samples wall time while the thread is not idle: a thread that waits for a CPU
+ * (a socket write that wakes PostgreSQL on the same core, say) is charged to the frame it waits
+ * in, which is not CPU the gateway spent. Here only CPU time is counted, kernel time included,
+ * each sample charged to the first frame of a known place from the leaf up, as in profile.ts.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Samples per second of CPU time. */
+export const SAMPLE_HZ = 499;
+let recording: { child: ChildProcess; file: string; startedMs: number } | undefined;
+
+let works: boolean | undefined;
+
+/** Whether `perf` is installed and may sample every CPU here (a short recording of `true`). */
+export function perfWorks(): boolean {
+  works ??=
+    spawnSync('perf', ['record', '-q', '-e', 'cpu-clock', '-a', '-o', '/dev/null', 'true'], { stdio: 'ignore', timeout: 10_000 }).status ===
+    0;
+  return works;
+}
+
+/** Starts `perf record` system-wide into `dir`, until `stopPerf`. */
+export function startPerf(dir: string): void {
+  if (recording) throw new Error('perf is recording already');
+  const file = join(dir, 'perf.data');
+  const child = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(SAMPLE_HZ), '-a', '-g', '-o', file], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  recording = { child, file, startedMs: Date.now() };
+  // A run that needs no breakdown (every target met) must not leave perf recording behind it.
+  process.once('exit', () => child.kill('SIGINT'));
+}
+
+/** Whether the process `pid` is gone (or a zombie nobody has reaped yet). */
+function exited(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z') ?? true;
+  } catch {
+    return true;
+  }
+}
+
+const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** One sample: its stack's frame names, leaf first, whether it was taken in the kernel, and on the main thread. */
+export interface PerfSample {
+  frames: string[];
+  kernel: boolean;
+  /** False on V8's and libuv's helper threads (compilers, concurrent GC, the thread pool). */
+  main: boolean;
+}
+
+/**
+ * Stops the recording and reads it: per process that published JIT symbols since it started (a
+ * gateway), its samples. Synchronous, as the report is built.
+ */
+export function stopPerf(): Map<number, PerfSample[]> {
+  if (!recording) throw new Error('perf is not recording');
+  const { child, file, startedMs } = recording;
+  recording = undefined;
+  child.kill('SIGINT');
+  for (let waited = 0; !exited(child.pid!) && waited < 60_000; waited += 50) sleep(50);
+  const pids = new Set(
+    readdirSync('/tmp')
+      .map((f) => /^perf-(\d+)\.map$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null && statSync(join('/tmp', m[0])).mtimeMs >= startedMs - 1000)
+      .map((m) => Number(m[1])),
+  );
+  const bySample = new Map<number, PerfSample[]>();
+  if (!existsSync(file) || pids.size === 0) return bySample;
+  const out = spawnSync('perf', ['script', '-i', file, '-F', 'pid,tid,ip,sym,dso'], { maxBuffer: 2 ** 31 - 1, encoding: 'utf8' });
+  let current: PerfSample | undefined;
+  for (const line of out.stdout.split('\n')) {
+    if (line === '') {
+      current = undefined;
+      continue;
+    }
+    if (!line.startsWith('\t') && !line.startsWith(' ')) {
+      const [pid, tid] = line
+        .trim()
+        .split('/')
+        .map((n) => Number.parseInt(n, 10));
+      current = undefined;
+      if (pid !== undefined && pids.has(pid)) {
+        current = { frames: [], kernel: false, main: tid === pid };
+        const list = bySample.get(pid) ?? [];
+        list.push(current);
+        bySample.set(pid, list);
+      }
+      continue;
+    }
+    // "\t ffffffff8123 name ([kernel.kallsyms])" or "\t 7f12 JS:*fn file:///...:1:2 (/tmp/perf-1.map)"
+    if (!current) continue;
+    const frame = /^\s*[0-9a-f]+\s+(.*?)\s+\(([^()]*)\)$/.exec(line);
+    if (!frame) continue;
+    if (current.frames.length === 0) current.kernel = frame[2] === '[kernel.kallsyms]';
+    current.frames.push(frame[1]!);
+  }
+  return bySample;
+}
+
+/** The place of a perf frame: `src/...`, `npm:<package>`, `wasm` for the policy's code, `kernel`, or undefined. */
+export function perfPlaceOf(frame: string, urlPlace: (url: string) => string | undefined): string | undefined {
+  if (frame.startsWith('JS:')) {
+    // WebAssembly functions are named `<name>-<index>-<tier>`; the only Wasm here is the policy.
+    if (/-\d+-(liftoff|turbofan)$/.test(frame)) return 'wasm';
+    return urlPlace(frame.split(' ').slice(1).join(' '));
+  }
+  return undefined;
+}
+
+/** Whether a native frame is the garbage collector's. */
+export const isGcFrame = (frame: string) => /Scavenge|MarkCompact|Heap::|ConcurrentMarking|Sweeper|MinorMS/.test(frame);
