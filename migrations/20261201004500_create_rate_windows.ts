@@ -24,7 +24,7 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 // What a key has taken after p_from; the caller holds the key's advisory lock.
-const USED_FUNCTION = `
+export const USED_FUNCTION = `
   CREATE FUNCTION cynode_rate_used(p_key text, p_from timestamptz) RETURNS bigint LANGUAGE plpgsql AS $$
   DECLARE
     w rate_windows;
@@ -67,7 +67,7 @@ export function swap(sql: string, from: string, to: string): string {
 const orReplace = (sql: string) => swap(sql, 'CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION');
 
 // The admission of 20261201004000_add_budget_periods, reading each key's running total.
-const ADMIT_WINDOWED = swap(
+export const ADMIT_WINDOWED = swap(
   swap(
     orReplace(ADMIT_FUNCTION),
     'SELECT coalesce(sum(e.amount), 0) INTO used FROM rate_events e WHERE e.key = c.key AND e.at > p_now - c.win;',

@@ -39,7 +39,7 @@ const SETTLE_BY_KEY = swap(
 );
 
 // The batch of 20261201012000_batch_egress_ledger, locking the reservations it settles one by one by call id.
-const LEDGER_BATCH_BY_KEY = swap(
+export const LEDGER_BATCH_BY_KEY = swap(
   swap(LEDGER_BATCH, 'CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION'),
   `PERFORM 1 FROM budget_reservations r
       WHERE r.call_id IN (SELECT (s->>'call')::uuid FROM jsonb_array_elements(p_settles) s)
