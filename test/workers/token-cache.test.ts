@@ -84,8 +84,10 @@ test('with the genuine token cached, every altered or forged token is verified i
 });
 
 test('a cached token stops at its exp: the entry never outlives the token', async (t) => {
-  // exp is in whole seconds: a 1 s token issued now expires within 1 s.
-  const { tokens, full } = tokensOf({ ttlMs: 1000 });
+  // exp is in whole seconds (the second issued in, plus the ttl's): a 2 s token issued now has
+  // more than 1 s left, room for the first checks under load, and expires within 2 s. (A 1 s one
+  // issued late in a second could expire before the first check.)
+  const { tokens, full } = tokensOf({ ttlMs: 2000 });
   const { token, expiresAt } = await tokens.issue('cache-node-3', 'session-3');
   t.is(await outcome(tokens, token), 'ok');
   t.is(await outcome(tokens, token), 'ok', 'cached');
