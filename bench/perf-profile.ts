@@ -1,5 +1,5 @@
 /**
- * The CPU-time profiler of the benchmarks (BENCH_PROFILER=perf): Linux `perf` samples what is on a
+ * The CPU-time profiler of the benchmarks (the default where it works; BENCH_PROFILER=perf): Linux `perf` samples what is on a
  * CPU, system-wide, and the gateway publishes its JIT symbols (`--perf-basic-prof`), so each sample
  * of the gateway's process is a native stack with its JavaScript and WebAssembly frames named.
  * V8's own profiler samples wall time while the thread is not idle: a thread that waits for a CPU
@@ -8,7 +8,7 @@
  * each sample charged to the first frame of a known place from the leaf up, as in profile.ts.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Samples per second of CPU time. */
@@ -81,13 +81,13 @@ export function stopPerf(): Map<number, PerfSample[]> {
       current = undefined;
       continue;
     }
-    if (!line.startsWith('\t') && !line.startsWith(' ')) {
-      const [pid, tid] = line
-        .trim()
-        .split('/')
-        .map((n) => Number.parseInt(n, 10));
+    // A sample starts with "pid/tid", right-aligned; its frames follow, one a line.
+    const head = /^\s*(\d+)\/(\d+)\s*$/.exec(line);
+    if (head) {
+      const pid = Number(head[1]);
+      const tid = Number(head[2]);
       current = undefined;
-      if (pid !== undefined && pids.has(pid)) {
+      if (pids.has(pid)) {
         current = { frames: [], kernel: false, main: tid === pid };
         const list = bySample.get(pid) ?? [];
         list.push(current);
@@ -102,10 +102,12 @@ export function stopPerf(): Map<number, PerfSample[]> {
     if (current.frames.length === 0) current.kernel = frame[2] === '[kernel.kallsyms]';
     current.frames.push(frame[1]!);
   }
+  // The symbol maps were for this reading only (each is about a megabyte).
+  for (const pid of pids) rmSync(`/tmp/perf-${pid}.map`, { force: true });
   return bySample;
 }
 
-/** The place of a perf frame: `src/...`, `npm:<package>`, `wasm` for the policy's code, `kernel`, or undefined. */
+/** The place of a perf frame: `src/...`, `npm:<package>`, `wasm` for the policy's code, or undefined (native or Node's own). */
 export function perfPlaceOf(frame: string, urlPlace: (url: string) => string | undefined): string | undefined {
   if (frame.startsWith('JS:')) {
     // WebAssembly functions are named `<name>-<index>-<tier>`; the only Wasm here is the policy.

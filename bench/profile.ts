@@ -1,7 +1,7 @@
 /**
- * What one request costs where: the gateway child runs under V8's sampling profiler
- * (`--cpu-prof`), or with BENCH_PROFILER=perf under Linux `perf` (CPU time only: perf-profile.ts),
- * and each sample is charged to the stage its stack is in. A stage is found
+ * What one request costs where: the gateway child runs under Linux `perf` where it works (CPU
+ * time only: perf-profile.ts), else under V8's sampling profiler (`--cpu-prof`); BENCH_PROFILER
+ * chooses. Each sample is charged to the stage its stack is in. A stage is found
  * from the innermost frame that belongs to a known place (a source file of this repo or a
  * package); frames of Node itself (JSON, crypto, sockets, the garbage collector) are charged
  * to the first known frame above them, so `JSON.parse` inside the body reader is "http" and
@@ -47,8 +47,8 @@ export function profiler(): 'perf' | 'v8' {
 }
 
 /**
- * Node arguments for a child that is profiled into `dir` (emptied first). With BENCH_PROFILER=perf
- * the machine's `perf` samples CPU time system-wide from now until `stageBreakdown`, and the child
+ * Node arguments for a child that is profiled into `dir` (emptied first). Under `perf` the
+ * machine's `perf` samples CPU time system-wide from now until `stageBreakdown`, and the child
  * only publishes its JIT symbols; otherwise the child writes a V8 CPU profile when it exits
  * (SIGTERM is fine).
  */
