@@ -187,9 +187,10 @@ async function main() {
     await gw.exited;
     const verdicts = Object.entries(paths).map(([path, m]) => {
       // A peer that failed its calls (Portkey answers this fake provider's streams with a 500) has no figure to compare with.
-      const pk = path.endsWith('non-streamed') ? portkeyResult.nonStreamed : portkeyResult.streamed;
-      const p = pk.errors === 0 ? pk.cpuMsPerCall : null;
-      const f = (path.endsWith('non-streamed') ? floorResult.nonStreamed : floorResult.streamed).cpuMsPerCall;
+      const kind = path.endsWith('non-streamed') ? 'nonStreamed' : 'streamed';
+      const figure = (r: Measured) => (r.errors === 0 ? r.cpuMsPerCall : null);
+      const p = figure(portkeyResult[kind]);
+      const f = figure(floorResult[kind]);
       return {
         path,
         measure: 'gateway CPU per allowed call (ms)',
@@ -197,7 +198,7 @@ async function main() {
         peer: p,
         ratio: p === null ? null : Math.round((m.cpuMsPerCall / p) * 100) / 100,
         floor: f,
-        ratioToFloor: Math.round((m.cpuMsPerCall / f) * 100) / 100,
+        ratioToFloor: f === null ? null : Math.round((m.cpuMsPerCall / f) * 100) / 100,
         target: `≤ ${TARGET_MS} ms`,
         met: m.errors === 0 && m.cpuMsPerCall <= TARGET_MS,
       };

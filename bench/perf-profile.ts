@@ -106,16 +106,3 @@ export function stopPerf(): Map<number, PerfSample[]> {
   for (const pid of pids) rmSync(`/tmp/perf-${pid}.map`, { force: true });
   return bySample;
 }
-
-/** The place of a perf frame: `src/...`, `npm:<package>`, `wasm` for the policy's code, or undefined (native or Node's own). */
-export function perfPlaceOf(frame: string, urlPlace: (url: string) => string | undefined): string | undefined {
-  if (frame.startsWith('JS:')) {
-    // WebAssembly functions are named `<name>-<index>-<tier>`; the only Wasm here is the policy.
-    if (/-\d+-(liftoff|turbofan)$/.test(frame)) return 'wasm';
-    return urlPlace(frame.split(' ').slice(1).join(' '));
-  }
-  return undefined;
-}
-
-/** Whether a native frame is the garbage collector's. */
-export const isGcFrame = (frame: string) => /Scavenge|MarkCompact|Heap::|ConcurrentMarking|Sweeper|MinorMS/.test(frame);

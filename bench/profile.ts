@@ -9,7 +9,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isGcFrame, perfPlaceOf, perfWorks, SAMPLE_HZ, startPerf, stopPerf } from './perf-profile.js';
+import { perfWorks, SAMPLE_HZ, startPerf, stopPerf } from './perf-profile.js';
 
 /** One stage and the places whose frames are charged to it (tested in order). */
 export interface Stage {
@@ -165,7 +165,7 @@ function perfBreakdown(requests: number | undefined, stages: Stage[]) {
     if (inKernel) kernel++;
     let stage: string | undefined = main ? undefined : 'helper threads (JIT compilers, concurrent GC, libuv pool)';
     for (const f of stage ? [] : frames) {
-      const place = perfPlaceOf(f, placeOf);
+      const place = perfPlaceOf(f);
       if (place) {
         stage = stages.find((s) => s.match.test(place))?.name ?? 'other';
         break;
@@ -177,6 +177,17 @@ function perfBreakdown(requests: number | undefined, stages: Stage[]) {
   }
   return summary(us, requests, { profiler: 'perf (CPU time)', kernelShare: Math.round((kernel / samples.length) * 1000) / 1000 });
 }
+
+/** The place of a perf frame: as `placeOf` for a JavaScript one, `wasm` for the policy's code, undefined for native ones. */
+function perfPlaceOf(frame: string): string | undefined {
+  if (!frame.startsWith('JS:')) return undefined;
+  // WebAssembly functions are named `<name>-<index>-<tier>`; the only Wasm here is the policy.
+  if (/-\d+-(liftoff|turbofan)$/.test(frame)) return 'wasm';
+  return placeOf(frame.split(' ').slice(1).join(' '));
+}
+
+/** Whether a native frame is the garbage collector's. */
+const isGcFrame = (frame: string) => /Scavenge|MarkCompact|Heap::|ConcurrentMarking|Sweeper|MinorMS/.test(frame);
 
 /** A stack with no frame of this repo or a package, by the first of Node's own modules on it. */
 function nodeStage(frames: string[]): string {

@@ -21,7 +21,7 @@ import pg from 'pg';
 import { createTestDatabase } from '../test/helpers/postgres.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { agent, freePort, load, percentiles, processCpuMs, processFootprint, requestJson, send, type Target } from './lib.js';
-import { profileArgs, stageBreakdown } from './profile.js';
+import { profileArgs, profiler, stageBreakdown } from './profile.js';
 import {
   type BenchGateway,
   cloudWorkerReport,
@@ -384,7 +384,10 @@ async function startStack(profiled: boolean) {
       mcpUpstreams: { artifacts: `http://127.0.0.1:${upstreamPort}/mcp` },
       // The MCP agent's lease and every worker token outlive the run (both at most an hour).
       env: { CYNODE_JOB_LEASE_TTL_MS: '3600000', CYNODE_WORKER_TOKEN_TTL_MS: '3600000' },
-      nodeArgs: profiled ? [...profileArgs(PROFILE_DIR), `--cpu-prof-interval=${PROFILE_INTERVAL_US}`] : [],
+      // V8's profiler keeps its samples in memory: fewer of them (perf keeps its own, outside the gateway).
+      nodeArgs: profiled
+        ? [...profileArgs(PROFILE_DIR), ...(profiler() === 'v8' ? [`--cpu-prof-interval=${PROFILE_INTERVAL_US}`] : [])]
+        : [],
     });
     started.push(gw.stop);
     started.push((await startArtifactUpstream(db.url, gw, upstreamPort)).stop);
@@ -479,7 +482,7 @@ async function main() {
       verdicts: verdicts(growth, errors, ledger.imbalanceMicros, runContext(rate.total, pace.keptUp)),
       cpuByStage: profiled
         ? {
-            note: `sampled every ${PROFILE_INTERVAL_US / 1000} ms over the gateway's whole life (start-up and seeding included), per operation of the run`,
+            note: `sampled${profiler() === 'v8' ? ` every ${PROFILE_INTERVAL_US / 1000} ms` : ''} over the gateway's whole life (start-up and seeding included), per operation of the run`,
             ...stageBreakdown(PROFILE_DIR, operations),
           }
         : { note: 'not profiled (BENCH_SOAK_PROFILE=0)' },
