@@ -185,9 +185,16 @@ async function main() {
         met: knees.cynode.knee >= knees.portkey.knee,
       });
     }
-    const spent = await fetch(`${control}/v1/budgets/task/bench-task`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }).then(
-      (r) => r.json() as Promise<Record<string, number>>,
-    );
+    // Prepaid blocks hold their room until their draw window ends and their last call settles.
+    const budgetNow = () =>
+      fetch(`${control}/v1/budgets/task/bench-task`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } }).then(
+        (r) => r.json() as Promise<Record<string, number>>,
+      );
+    let spent = await budgetNow();
+    for (let i = 0; i < 50 && spent.reserved_usd !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      spent = await budgetNow();
+    }
     const stopAndBreakdown = async () => {
       gw.child.kill('SIGTERM');
       await gw.exited;

@@ -28,7 +28,7 @@ export async function down(knex: Knex): Promise<void> {
 }
 
 // The settlement of 20261201004500_create_rate_windows, its refund reading each token key's take by primary key.
-const SETTLE_BY_KEY = swap(
+export const SETTLE_BY_KEY = swap(
   swap(SETTLE_WINDOWED, 'e record;', 'e record;\n    k record;'),
   `FOR e IN SELECT ev.key, ev.at, ev.amount FROM rate_events ev JOIN jsonb_to_recordset(r.counters) AS x(key text, tokens boolean)
           ON x.tokens AND ev.key = x.key

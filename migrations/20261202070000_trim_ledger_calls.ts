@@ -39,7 +39,7 @@ const USED_LEAN = swap(
     END IF;`,
 );
 
-const ADMIT_LEAN = swap(
+export const ADMIT_LEAN = swap(
   swap(ADMIT_WINDOWED, 'verdict jsonb;', 'verdict jsonb;\n    per text;'),
   `PERFORM cynode_budget_roll(b.scope, b.subject_id, b.model, p_now);`,
   `SELECT bu.period INTO per FROM budgets bu WHERE bu.scope = b.scope AND bu.subject_id = b.subject_id AND bu.model = b.model FOR UPDATE;
@@ -48,7 +48,7 @@ const ADMIT_LEAN = swap(
         END IF;`,
 );
 
-const BATCH_LEAN = swap(
+export const BATCH_LEAN = swap(
   swap(LEDGER_BATCH_BY_KEY, 'k record;', 'k record;\n    per text;'),
   `IF k.admitting THEN
         PERFORM cynode_budget_roll(k.scope, k.subject_id, k.model, at);

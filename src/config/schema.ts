@@ -159,6 +159,10 @@ export const CONFIG_SCHEMA = {
     /** A reservation nobody settled within this long is charged in full (the call's replica died). */
     reservationTtlMs: int('CYNODE_EGRESS_RESERVATION_TTL_MS', 10_000, 86_400_000),
     reaperIntervalMs: int('CYNODE_EGRESS_REAPER_INTERVAL_MS', 100, 600_000),
+    /** How long a prepaid block admits the calls of a burst without a database round trip; 0: every call admitted alone. */
+    blockDrawMs: int('CYNODE_EGRESS_BLOCK_DRAW_MS', 0, 10_000),
+    /** The most calls one prepaid block admits. */
+    blockMaxCalls: int('CYNODE_EGRESS_BLOCK_MAX_CALLS', 2, 1000),
   },
   budgets: {
     /** Where a budget's soft-limit alert is posted (once per budget and period); null: metric and audit row only. May carry a token. */

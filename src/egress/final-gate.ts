@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors/index.js';
+import { errorMessage } from '../lib/error-message.js';
 import {
   createReplayCache,
   FORWARD_MAC_PREFIX,
@@ -16,6 +17,7 @@ import type { CredentialStore } from '../vault/index.js';
 import { admissionPlan, estimatedTokens, limitsOf, refusalError } from './admission.js';
 import { answerOf, denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
+import { type BlockAdmission, type BlockOptions, createBlockAdmission } from './blocks.js';
 import type { Ledger } from './ledger.js';
 import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
 import { callPriced, type ProviderCallLimits, type ProviderUrls } from './provider-call.js';
@@ -52,6 +54,8 @@ export type EgressServiceDeps = GateDeps & {
   providerUrls: ProviderUrls;
   call: ProviderCallLimits;
   reservationTtlMs: number;
+  /** Prepaid blocks for calls handed over in this process (blocks.ts); absent or `drawMs` 0: every call admitted alone. */
+  blocks?: BlockOptions;
   metrics?: EgressMetrics;
 };
 
@@ -67,6 +71,11 @@ interface Forwarded {
   requestId: string;
   input: ApiCallInput;
   body: { provider?: unknown; operation?: unknown; params?: unknown };
+  /**
+   * Handed over in this process: no token, so nothing to replay, and the call may draw from a
+   * prepaid block. A call over HTTP is admitted alone, so its id is single-use on every replica.
+   */
+  local?: boolean;
 }
 
 /** The call as the final gate will make it, decided on again and priced. */
@@ -108,6 +117,24 @@ interface FinalGate {
   keySet: ReturnType<typeof localKeySet>;
   replay: ReturnType<typeof createReplayCache>;
   settlements: Settlements;
+  blocks?: BlockAdmission;
+}
+
+/** The least room any budget of a decided call had, and when the first of their periods ends. */
+function roomOf(input: ApiCallInput): { roomUsd: number | null; periodEndsAt: number | null } {
+  type View = { remaining_usd: number; resets_at: string | null } | null;
+  const budget = input.context.budget as Record<string, View> & { model?: Record<string, View> };
+  if (!budget.task) return { roomUsd: null, periodEndsAt: null };
+  let roomUsd = Infinity;
+  let periodEndsAt = Infinity;
+  for (const views of [budget, budget.model ?? {}]) {
+    for (const [scope, view] of Object.entries(views)) {
+      if (scope === 'model' || !view) continue;
+      roomUsd = Math.min(roomUsd, view.remaining_usd);
+      if (view.resets_at) periodEndsAt = Math.min(periodEndsAt, Date.parse(view.resets_at));
+    }
+  }
+  return { roomUsd, periodEndsAt: Number.isFinite(periodEndsAt) ? periodEndsAt : null };
 }
 
 /** Verifies the forward token (a MAC token, or a gateway JWT) against the exact body and reads the call it carries. */
@@ -152,7 +179,8 @@ async function decideAgain({ deps }: FinalGate, { input, body }: Forwarded, even
 }
 
 /** Picks the credential and reserves the worst case and the rate limits, all or nothing; resolves with the credential's secret. */
-async function admit({ deps }: FinalGate, { requestId, input }: Forwarded, d: Decided, event: AuditEvent, held: Held): Promise<string> {
+async function admit(gate: FinalGate, { requestId, input, local }: Forwarded, d: Decided, event: AuditEvent, held: Held): Promise<string> {
+  const { deps } = gate;
   const ctx = input.context;
   const credential = await deps.credentials.revealFor(input.resource.provider, { user: ctx.user_id, group: ctx.group_id });
   event.credential_id = credential.info.id;
@@ -168,7 +196,17 @@ async function admit({ deps }: FinalGate, { requestId, input }: Forwarded, d: De
   };
   const plan = admissionPlan(who, limitsOf(d.decision), held.estimatedTokens);
   const expiresAt = new Date(deps.ledger.now() + deps.reservationTtlMs);
-  const refused = await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, expiresAt);
+  const refused =
+    local && gate.blocks
+      ? await gate.blocks.admit({
+          callId: requestId,
+          holds: plan.holds,
+          amountUsd: d.amountUsd,
+          takes: plan.takes,
+          expiresAt,
+          ...roomOf(input),
+        })
+      : await deps.ledger.admit(requestId, plan.holds, d.amountUsd, plan.takes, expiresAt);
   const err = refusalError(refused, d.amountUsd);
   if (err) throw err;
   held.reserved = true;
@@ -250,20 +288,32 @@ async function finalGate(gate: FinalGate, forwarded: Forwarded, started: number)
  */
 export function createEgressService(deps: EgressServiceDeps): EgressService {
   const log = deps.logger.child({ component: 'egress' });
+  const blocks =
+    deps.blocks && deps.blocks.drawMs > 0
+      ? createBlockAdmission(deps.ledger, {
+          ...deps.blocks,
+          onSettleError: (blockId, err) =>
+            log.error({ blockId, err: errorMessage(err) }, 'settling a prepaid block failed; it will be charged in full when it lapses'),
+        })
+      : undefined;
   const gate: FinalGate = {
     deps,
     log,
     keySet: localKeySet(deps.keys),
     replay: createReplayCache(),
-    settlements: createSettlements(deps.ledger, log),
+    settlements: createSettlements(deps.ledger, log, blocks),
+    ...(blocks && { blocks }),
   };
   return {
     handle: async (token, rawBody) => {
       const started = performance.now();
       return finalGate(gate, await verified(gate, token, rawBody), started);
     },
-    handOff: (call) => finalGate(gate, call, performance.now()),
-    settled: () => gate.settlements.settled(),
+    handOff: (call) => finalGate(gate, { ...call, local: true }, performance.now()),
+    settled: async () => {
+      await gate.settlements.settled();
+      await blocks?.flush();
+    },
     startReaper: (intervalMs) => gate.settlements.startReaper(intervalMs),
   };
 }

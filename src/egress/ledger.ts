@@ -21,6 +21,11 @@ export interface RateTake {
   amount: number;
   /** Token takes are reconciled at settlement to the real count. */
   tokens: boolean;
+  /**
+   * When the take is counted (default: the admission's time). A prepaid block dates its takes
+   * at the end of its draw window, so no call it admits leaves the window before its unit does.
+   */
+  at?: Date;
 }
 
 /** Why admission said no. */
@@ -48,9 +53,10 @@ export interface Ledger {
   admit(callId: string, holds: Hold[], amountUsd: number, takes: RateTake[], expiresAt: Date): Promise<Refusal | undefined>;
   /**
    * Charges `costUsd` and releases the rest; false when the reservation was already settled.
-   * `tokenRefund` is what the token estimate took beyond the real count (negative: it fell short).
+   * `tokenRefund` is what the token estimate took beyond the real count (negative: it fell short);
+   * `unitRefund`, what each non-token take gives back (a prepaid block's calls it did not admit).
    */
-  settle(callId: string, costUsd: number, state: 'settled' | 'released', tokenRefund: number): Promise<boolean>;
+  settle(callId: string, costUsd: number, state: 'settled' | 'released', tokenRefund: number, unitRefund?: number): Promise<boolean>;
   /** Charges lapsed reservations in full and drops rate takes past their window; returns how many lapsed. */
   reap(): Promise<number>;
 }
@@ -72,7 +78,7 @@ interface Admission {
   call: string;
   holds: Hold[];
   amount: number;
-  counters: { key: string; amount: number; lim: number; window_ms: number; tokens: boolean }[];
+  counters: { key: string; amount: number; lim: number; window_ms: number; tokens: boolean; at?: string }[];
   expires: string;
   now: string;
 }
@@ -83,6 +89,8 @@ interface Settlement {
   cost: number;
   state: string;
   refund: number;
+  /** Units each non-token take gives back. */
+  units: number;
   now: string;
 }
 
@@ -133,7 +141,14 @@ async function admit(
   t: number,
   call: { callId: string; holds: Hold[]; amountUsd: number; takes: RateTake[]; expiresAt: Date },
 ): Promise<Refusal | undefined> {
-  const counters = call.takes.map((k) => ({ key: k.key, amount: k.amount, lim: k.limit, window_ms: RATE_WINDOW_MS, tokens: k.tokens }));
+  const counters = call.takes.map((k) => ({
+    key: k.key,
+    amount: k.amount,
+    lim: k.limit,
+    window_ms: RATE_WINDOW_MS,
+    tokens: k.tokens,
+    ...(k.at && { at: k.at.toISOString() }),
+  }));
   const verdict = await batch.submit({
     admit: {
       call: call.callId,
@@ -196,9 +211,9 @@ export function createLedger(deps: LedgerDeps): Ledger {
   const { knex } = deps;
   const now = deps.now ?? Date.now;
   const batch = ledgerBatcher(knex);
-  const settleAt = async (callId: string, costMicros: number, state: string, tokenRefund: number): Promise<boolean> => {
+  const settleAt = async (callId: string, costMicros: number, state: string, tokenRefund: number, unitRefund = 0): Promise<boolean> => {
     const r = (await batch.submit({
-      settle: { call: callId, cost: costMicros, state, refund: tokenRefund, now: new Date(now()).toISOString() },
+      settle: { call: callId, cost: costMicros, state, refund: tokenRefund, units: unitRefund, now: new Date(now()).toISOString() },
     })) as { ok: boolean; alerts: number };
     if (r.alerts > 0) deps.onSoftLimit?.();
     return r.ok;
@@ -239,7 +254,8 @@ export function createLedger(deps: LedgerDeps): Ledger {
     },
     listBudgets: (scope) => (scope ? rowsNow('scope = ?', [scope]) : rowsNow('true', [])),
     admit: (callId, holds, amountUsd, takes, expiresAt) => admit(batch, now(), { callId, holds, amountUsd, takes, expiresAt }),
-    settle: (callId, costUsd, state, tokenRefund) => settleAt(callId, micros(costUsd), state, Math.trunc(tokenRefund)),
+    settle: (callId, costUsd, state, tokenRefund, unitRefund = 0) =>
+      settleAt(callId, micros(costUsd), state, Math.trunc(tokenRefund), Math.trunc(unitRefund)),
     async reap() {
       const at = new Date(now());
       const lapsed = (await knex('budget_reservations')

@@ -10,6 +10,7 @@ import type { PreferencesService } from '../preferences/index.js';
 import type { WorkerService } from '../workers/index.js';
 import { type AuditLog, createAuditLog } from './audit.js';
 import { type BudgetAlerts, createBudgetAlerts } from './budget-alerts.js';
+import { BLOCK_DEFAULTS } from './blocks.js';
 import { createLedger, type Ledger } from './ledger.js';
 import { createEgressMetrics, type EgressMetrics } from './metrics.js';
 import { createSpendQueries } from './spend.js';
@@ -95,6 +96,7 @@ export function startEgress(
       maxRetryWaitMs: config.egress.maxRetryWaitMs,
     },
     reservationTtlMs: config.egress.reservationTtlMs,
+    blocks: { ...BLOCK_DEFAULTS, drawMs: config.egress.blockDrawMs, maxCalls: config.egress.blockMaxCalls },
     metrics,
   });
   life.add('egress calls in flight', () => egress.settled());

@@ -2,6 +2,7 @@ import { errorMessage } from '../lib/error-message.js';
 import { createLogThrottle } from '../lib/log-throttle.js';
 import { type Periodic, startPeriodic } from '../lib/periodic.js';
 import type { Logger } from '../logging/index.js';
+import type { BlockAdmission } from './blocks.js';
 import type { Ledger } from './ledger.js';
 
 /**
@@ -18,11 +19,12 @@ export interface Settlements {
   startReaper(intervalMs: number): Periodic;
 }
 
-/** Settlements against `ledger`, failures logged on `log`. */
-export function createSettlements(ledger: Ledger, log: Logger): Settlements {
+/** Settlements against `ledger` (or the prepaid block a call drew from), failures logged on `log`. */
+export function createSettlements(ledger: Ledger, log: Logger, blocks?: BlockAdmission): Settlements {
   const settling = new Set<Promise<unknown>>();
   return {
     later(requestId, costUsd, state, tokenRefund) {
+      if (blocks?.settle(requestId, costUsd, state, tokenRefund)) return;
       const p = ledger
         .settle(requestId, costUsd, state, tokenRefund)
         .catch((err: unknown) =>

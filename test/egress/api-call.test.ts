@@ -440,6 +440,23 @@ test.serial(
   },
 );
 
+test.serial('a burst on one task is admitted from prepaid blocks, and its spend is exactly what its calls cost', async (t) => {
+  await budget('task-blocks', 10);
+  const results = await Promise.all(Array.from({ length: 60 }, () => apiCall(chat('task-blocks'))));
+  t.deepEqual([...new Set(results.map((r) => r.status))], [200]);
+  const rows = (await gw.gateway.db.knex.raw(`SELECT count(*)::int AS n FROM budget_reservations WHERE holds @> ?::jsonb`, [
+    JSON.stringify([{ scope: 'task', subject_id: 'task-blocks' }]),
+  ])) as { rows: { n: number }[] };
+  t.true(rows.rows[0]!.n < 60, `${rows.rows[0]!.n} reservations for 60 calls`);
+  await gw.gateway.egress.settled();
+  const b = (await call<{ spent_usd: number; reserved_usd: number }>(base, '/v1/budgets/task/task-blocks')).body;
+  t.is(b.reserved_usd, 0, 'every block is settled');
+  t.is(
+    Math.round(b.spent_usd * 1e6),
+    results.reduce((s, r) => s + Math.round(r.body.cost_usd * 1e6), 0),
+  );
+});
+
 test.serial('egress metrics: calls by provider and outcome, provider latency, spend', async (t) => {
   const text = await (await fetch(`${gw.url('egress')}/metrics`)).text();
   t.regex(text, /cynode_egress_calls_total\{provider="openai",operation="chat.completions",outcome="ok",code=""\} [1-9]/);

@@ -96,14 +96,15 @@ test.serial('ten concurrent calls into a hanging provider all time out and relea
   t.true(Date.now() - started < 5000);
   await gw.gateway.egress.settled();
   t.like((await call<Budget>(base, `/v1/budgets/task/${task}`)).body, { reserved_usd: 0, spent_usd: 0 });
-  // Each call did hold a reservation, and each was released at no cost.
+  // Each call was held (alone, or in a prepaid block with others of the burst), and each was released at no cost.
   const held = (await gw.gateway.db.knex.raw(
     `SELECT state, count(*)::int AS n, sum(amount_micros)::int AS amount, sum(cost_micros)::int AS cost FROM budget_reservations
       WHERE holds @> ?::jsonb GROUP BY state`,
     [JSON.stringify([{ scope: 'task', subject_id: task }])],
   )) as { rows: { state: string; n: number; amount: number; cost: number }[] };
   t.is(held.rows.length, 1, JSON.stringify(held.rows));
-  t.like(held.rows[0], { state: 'released', n: 10, cost: 0 });
+  t.like(held.rows[0], { state: 'released', cost: 0 });
+  t.true(held.rows[0]!.n >= 1 && held.rows[0]!.n <= 10, `${held.rows[0]!.n} reservations for 10 calls`);
   t.true(held.rows[0]!.amount > 0, 'a worst case was held while each call ran');
   // The provider recovered: the next call is answered and charged.
   const ok = await call<{ cost_usd: number }>(base, '/v1/api/call', { json: request('openai', task, false) });
