@@ -163,6 +163,8 @@ export const CONFIG_SCHEMA = {
     blockDrawMs: int('CYNODE_EGRESS_BLOCK_DRAW_MS', 0, 10_000),
     /** The most calls one prepaid block admits. */
     blockMaxCalls: int('CYNODE_EGRESS_BLOCK_MAX_CALLS', 2, 1000),
+    /** How long a call's context (its job and budgets) answers the same call again, while lease ends are heard; 0: every call reads it. */
+    contextReuseMs: int('CYNODE_EGRESS_CONTEXT_REUSE_MS', 0, 1000),
   },
   budgets: {
     /** Where a budget's soft-limit alert is posted (once per budget and period); null: metric and audit row only. May carry a token. */

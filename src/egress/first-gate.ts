@@ -10,6 +10,7 @@ import type { EgressService } from './final-gate.js';
 import { createEgressForwarder, type EgressForwarder } from './forward.js';
 import {
   type ContextReader,
+  type ContextReuse,
   createContextReader,
   loadCallContext,
   parseApiCall,
@@ -25,6 +26,8 @@ import { type ApiCaller, type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, 
 /** The first gate: `POST /v1/api/call` on the control plane. */
 export interface ApiCallGateway {
   call(caller: ApiCaller, raw: unknown): Promise<ApiCallReply>;
+  /** A lease ended (of `nodeId`, or any): call contexts read before it are read again. */
+  leaseEnded(nodeId?: string): void;
   close(): void;
 }
 
@@ -40,6 +43,8 @@ export type ApiCallGatewayDeps = GateDeps & {
   egressUrl: () => string;
   region: string;
   requestTimeoutMs: number;
+  /** When a call's context may answer the calls after it; absent: every call reads it. */
+  contextReuse?: ContextReuse;
   metrics?: EgressMetrics;
   /**
    * The egress role when it runs in this process: the decided call is handed over by
@@ -139,7 +144,8 @@ async function forward(
  */
 export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
   const forwarder = createEgressForwarder({ egressUrl: deps.egressUrl, requestTimeoutMs: deps.requestTimeoutMs });
-  const withContexts = { ...deps, contexts: createContextReader(deps.knex, deps.ledger.now) };
+  const contexts = createContextReader(deps.knex, deps.ledger.now, deps.contextReuse);
+  const withContexts = { ...deps, contexts };
 
   return {
     async call(caller, raw) {
@@ -178,6 +184,7 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
         return refuse(e);
       }
     },
+    leaseEnded: (nodeId) => contexts.leaseEnded(nodeId),
     close: () => forwarder.close(),
   };
 }

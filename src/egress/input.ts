@@ -127,19 +127,70 @@ const CONTEXT_BATCH = `
 
 /** The most calls one context query reads. */
 const MAX_CONTEXT_BATCH = 64;
+/** The most contexts remembered; past this, the oldest go first. */
+const MAX_REMEMBERED = 10_000;
 
 /** Reads call contexts, group-committed: the calls that arrive while one query is in flight share the next. */
 export interface ContextReader {
   read(key: ContextKey): Promise<ContextRow>;
+  /** Forgets the context read for `key` (its task's budget was just created). */
+  forget(key: ContextKey): void;
+  /** A lease ended (of `nodeId`, or any with none: the listener reconnected): forgets every context read before. */
+  leaseEnded(nodeId?: string): void;
 }
 
-/** The context reader over `knex`, reckoning budget periods at `now()` when each batch is read. */
-export function createContextReader(knex: Knex, now: () => number): ContextReader {
+/** When a context read may answer the calls after it. */
+export interface ContextReuse {
+  /** How long a context read answers again; 0: every call reads. */
+  reuseMs: number;
+  /** True while this replica hears every end of a lease; false: nothing is remembered. */
+  listening: () => boolean;
+}
+
+const keyOf = (k: ContextKey) => `${k.job_id ?? ''}\u0000${k.task_id}\u0000${k.model}\u0000${k.subject_id}`;
+
+/**
+ * The context reader over `knex`, reckoning budget periods at `now()` when each batch is read.
+ * With `reuse`, a context read answers the same call again for `reuseMs`, while this replica
+ * hears lease ends: any end forgets everything remembered, a read that overlapped an end is
+ * not remembered, nor is a named job that is not leased (the start of a lease is not
+ * announced), and a job whose lease expiry (as read) has passed is read again. Budgets a
+ * remembered context shows are as old as the read; the ledger decides what is admitted.
+ */
+export function createContextReader(knex: Knex, now: () => number, reuse?: ContextReuse): ContextReader {
   const batcher = createBatcher(async (keys: ContextKey[]) => {
     const { rows } = (await knex.raw(CONTEXT_BATCH, [JSON.stringify(keys), new Date(now())])) as { rows: ContextRow[] };
     return rows;
   }, MAX_CONTEXT_BATCH);
-  return { read: (key) => batcher.submit(key) };
+  if (!reuse || reuse.reuseMs <= 0) return { read: (key) => batcher.submit(key), forget: () => {}, leaseEnded: () => {} };
+  const remembered = new Map<string, { row: ContextRow; until: number }>();
+  // Bumped by every lease end, so a read that began before one is not remembered.
+  let epoch = 0;
+  return {
+    async read(key) {
+      const t = now();
+      if (!reuse.listening()) return batcher.submit(key);
+      const name = keyOf(key);
+      const hit = remembered.get(name);
+      const leaseLeft = (row: ContextRow) => !row.job?.lease_expires_at || new Date(row.job.lease_expires_at).getTime() > t;
+      if (hit && hit.until > t && leaseLeft(hit.row)) return hit.row;
+      if (hit) remembered.delete(name);
+      const began = epoch;
+      const row = await batcher.submit(key);
+      // A job named but not leased is read again each time: a lease it gets is announced to nobody.
+      const settled = key.job_id === null || row.job?.state === 'leased';
+      if (epoch === began && settled && reuse.listening()) {
+        if (remembered.size >= MAX_REMEMBERED) remembered.delete(remembered.keys().next().value!);
+        remembered.set(name, { row, until: t + reuse.reuseMs });
+      }
+      return row;
+    },
+    forget: (key) => remembered.delete(keyOf(key)),
+    leaseEnded() {
+      epoch++;
+      remembered.clear();
+    },
+  };
 }
 
 const noBudgets = (): ScopeBudgets => ({ task: null, user: null, group: null, project: null, subject: null });
@@ -159,12 +210,14 @@ export async function loadCallContext(
   if (caller.kind === 'worker' && !req.job_id) {
     throw new GatewayError('job_not_leased', 'a worker calls for a job it leases: job_id is required', { reasons: ['job_not_leased'] });
   }
-  const row = await deps.contexts.read({ job_id: req.job_id, task_id: req.task_id, model, subject_id: subjectId });
+  const key = { job_id: req.job_id, task_id: req.task_id, model, subject_id: subjectId };
+  const row = await deps.contexts.read(key);
   const job = row.job ?? undefined;
   checkJob(caller, req, job);
   const budget: CallBudgets = { ...noBudgets(), model: noBudgets() };
   for (const b of row.budgets) (b.model === '' ? budget : budget.model)[b.scope] = budgetFromRow(b);
   if (!budget.task && job?.budget_usd !== null && job?.budget_usd !== undefined) {
+    deps.contexts.forget(key);
     await deps.ledger.ensureBudget('task', req.task_id, Number(job.budget_usd), 'job');
     budget.task = (await deps.ledger.getBudget('task', req.task_id)) ?? null;
   }

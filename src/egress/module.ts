@@ -11,6 +11,7 @@ import type { WorkerService } from '../workers/index.js';
 import { type AuditLog, createAuditLog } from './audit.js';
 import { type BudgetAlerts, createBudgetAlerts } from './budget-alerts.js';
 import { BLOCK_DEFAULTS } from './blocks.js';
+import { LEASES_CHANNEL } from '../jobs/types.js';
 import { createLedger, type Ledger } from './ledger.js';
 import { createEgressMetrics, type EgressMetrics } from './metrics.js';
 import { createSpendQueries } from './spend.js';
@@ -113,9 +114,11 @@ export function startEgress(
     egressUrl: () => egressUrl,
     region: config.egress.region,
     requestTimeoutMs: config.server.requestTimeoutMs,
+    contextReuse: { reuseMs: config.egress.contextReuseMs, listening: () => core.listener.listening(LEASES_CHANNEL) },
     metrics,
     ...(deps.roles.includes('egress') && config.egress.url === null && { local: egress }),
   });
+  core.listener.on(LEASES_CHANNEL, (nodeId) => apiCalls.leaseEnded(nodeId || undefined));
   life.add('api.call forwarding', () => apiCalls.close());
   const reaper = egress.startReaper(config.egress.reaperIntervalMs);
   life.add('reservation reaper', () => reaper.stop());

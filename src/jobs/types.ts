@@ -62,6 +62,9 @@ export interface AttemptRow {
 /** The NOTIFY channel that wakes long polls on every replica. */
 export const JOBS_CHANNEL = 'cynode_jobs';
 
+/** The NOTIFY channel on which every end of a lease is announced, with the node id that held it (migrations/*_notify_lease_end.ts). */
+export const LEASES_CHANNEL = 'cynode_leases';
+
 /** Null-safe Date → ISO string. */
 export function iso(d: Date | string | null | undefined): string | null {
   return d === null || d === undefined ? null : new Date(d).toISOString();

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
+import { LEASES_CHANNEL } from '../jobs/types.js';
 
-/** The NOTIFY channel on which every end of a lease is announced, with the node id that held it (see the migration). */
-export const LEASES_CHANNEL = 'cynode_leases';
+export { LEASES_CHANNEL };
 
 /** The longest a looked-up lease is answered from memory (the backstop when an announcement is lost). */
 export const LEASE_REUSE_MS = 1000;

@@ -16,7 +16,7 @@ export interface ListenOptions {
 
 /** A running listener: more channels can be added while it runs; `close` ends it. */
 export interface ChannelListener {
-  /** Listens on `channel` too (now, if connected, and after every reconnect). */
+  /** Listens on `channel` too (now, if connected, and after every reconnect); several parts may listen on one channel, each is told. */
   on(channel: string, handler: (payload?: string) => void): void;
   /** Whether `channel`'s notifications reach this replica now: connected, and its LISTEN done on this connection. */
   listening(channel: string): boolean;
@@ -83,7 +83,13 @@ export function listenChannels(options: ListenOptions): ChannelListener {
     on(channel, handler) {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`not a channel name: ${channel}`);
       const known = channel in channels;
-      channels[channel] = handler;
+      const before = channels[channel];
+      channels[channel] = before
+        ? (payload) => {
+            before(payload);
+            handler(payload);
+          }
+        : handler;
       const c = client;
       if (known || !c) return;
       // A failure ends the connection; the reconnect listens again.

@@ -183,6 +183,33 @@ test.serial('a worker calls only for a job it leases; task, user and region come
   t.like(denied[0], { gate: 'gateway', outcome: 'denied', error_code: 'job_not_leased', subject_id: 'cloud-egress-b' });
 });
 
+test.serial('a call for a job whose lease just ended is refused, although its context was read a moment before', async (t) => {
+  const worker = await registerWorker(base, psk, { node_id: 'cloud-egress-end' });
+  const jobId = String(
+    (await submitJob(base, { task_id: 'task-end', user_id: 'user-end', budget_usd: 1, requirements: { labels: ['cloud'] } })).body.id,
+  );
+  let leaseId = '';
+  await eventually(async () => {
+    leaseId = (await poll(base, worker)).body.jobs.find((j) => j.job_id === jobId)?.lease_id ?? '';
+    return leaseId !== '';
+  }, 10_000);
+  for (let i = 0; i < 3; i++) t.is((await apiCall(chat('task-end', { job_id: jobId }), worker.token)).status, 200);
+  const res = await call(base, '/result', {
+    token: worker.token,
+    json: { job_id: jobId, lease_id: leaseId, status: 'succeeded', result: {} },
+  });
+  t.is(res.status, 200);
+  const ended = Date.now();
+  await eventually(
+    async () => (await apiCall(chat('task-end', { job_id: jobId }), worker.token)).body.error?.code === 'job_not_leased',
+    5000,
+    5,
+  );
+  const took = Date.now() - ended;
+  t.log(`refused ${took} ms after the result`);
+  t.true(took < 250, `refused after ${took} ms (contexts are reused for at most 250 ms)`);
+});
+
 async function leaseJob(worker: TestWorker, jobId: string): Promise<boolean> {
   let found = false;
   await eventually(async () => {

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+
 /** The README's Example 1 cloud worker, as its capability report arrives at registration. */
 export const SEED_WORKER = {
   node_id: 'cloud-us-east-1-01',
@@ -43,3 +45,26 @@ export const CLOUD_DISPATCH_INPUT = {
     locality: { waited_ms: 0 },
   },
 };
+
+/** A `jobs` row written straight into the table: queued, or leased by `lease.node` until `lease.until`. */
+export function jobRow(id: string, taskId: string, at: Date, lease?: { node: string; until: Date }) {
+  return {
+    id,
+    task_id: taskId,
+    user_id: 'u',
+    requirements: '{}',
+    preferences: '{}',
+    estimated_cost_usd: 0,
+    payload: '{}',
+    priority: 0,
+    max_attempts: 3,
+    timeout_ms: 60_000,
+    state: lease ? 'leased' : 'queued',
+    attempts: lease ? 1 : 0,
+    available_at: at,
+    ...(lease && { lease_id: randomUUID(), leased_by: lease.node, lease_expires_at: lease.until }),
+    submitted_by: 'test',
+    created_at: at,
+    updated_at: at,
+  };
+}

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { createLeaseLookup, LEASES_CHANNEL, type LeaseLookup } from '../../src/mcp/leases.js';
 import { type ChannelListener, listenChannels } from '../../src/storage/listener.js';
 import { connectAndMigrate, type Database } from '../../src/storage/index.js';
+import { jobRow } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/http.js';
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 
@@ -43,27 +44,7 @@ test.after.always(async () => {
 async function leasedJob(node: string, task = `task-${randomUUID().slice(0, 8)}`): Promise<{ id: string; task: string }> {
   const id = randomUUID();
   const at = new Date(frozen);
-  await db.knex('jobs').insert({
-    id,
-    task_id: task,
-    user_id: 'u',
-    requirements: '{}',
-    preferences: '{}',
-    estimated_cost_usd: 0,
-    payload: '{}',
-    priority: 0,
-    max_attempts: 3,
-    timeout_ms: 60_000,
-    state: 'leased',
-    attempts: 1,
-    available_at: at,
-    lease_id: randomUUID(),
-    leased_by: node,
-    lease_expires_at: new Date(frozen + 3_600_000),
-    submitted_by: 'test',
-    created_at: at,
-    updated_at: at,
-  });
+  await db.knex('jobs').insert(jobRow(id, task, at, { node, until: new Date(frozen + 3_600_000) }));
   return { id, task };
 }
 
