@@ -8,8 +8,9 @@
  * each sample charged to the first frame of a known place from the leaf up, as in profile.ts.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 
 /** Samples per second of CPU time. */
 export const SAMPLE_HZ = 499;
@@ -74,9 +75,18 @@ export function stopPerf(): Map<number, PerfSample[]> {
   );
   const bySample = new Map<number, PerfSample[]>();
   if (!existsSync(file) || pids.size === 0) return bySample;
-  const out = spawnSync('perf', ['script', '-i', file, '-F', 'pid,tid,ip,sym,dso'], { maxBuffer: 2 ** 31 - 1, encoding: 'utf8' });
+  // A long run's script is gigabytes: it goes to a file, read back a chunk at a time, and each
+  // frame name is kept once however many samples share it.
+  const text = `${file}.txt`;
+  const fd = openSync(text, 'w');
+  try {
+    spawnSync('perf', ['script', '-i', file, '-F', 'pid,tid,ip,sym,dso'], { stdio: ['ignore', fd, 'ignore'] });
+  } finally {
+    closeSync(fd);
+  }
+  const names = new Map<string, string>();
   let current: PerfSample | undefined;
-  for (const line of out.stdout.split('\n')) {
+  for (const line of linesOf(text)) {
     if (line === '') {
       current = undefined;
       continue;
@@ -100,9 +110,31 @@ export function stopPerf(): Map<number, PerfSample[]> {
     const frame = /^\s*[0-9a-f]+\s+(.*?)\s+\(([^()]*)\)$/.exec(line);
     if (!frame) continue;
     if (current.frames.length === 0) current.kernel = frame[2] === '[kernel.kallsyms]';
-    current.frames.push(frame[1]!);
+    const name = frame[1]!;
+    let kept = names.get(name);
+    if (kept === undefined) names.set(name, (kept = name));
+    current.frames.push(kept);
   }
+  rmSync(text, { force: true });
   // The symbol maps were for this reading only (each is about a megabyte).
   for (const pid of pids) rmSync(`/tmp/perf-${pid}.map`, { force: true });
   return bySample;
+}
+
+/** The lines of a file, read a megabyte at a time. */
+function* linesOf(path: string): Generator<string> {
+  const fd = openSync(path, 'r');
+  try {
+    const chunk = Buffer.alloc(1 << 20);
+    const utf8 = new StringDecoder('utf8'); // a character split between chunks stays whole
+    let rest = '';
+    for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) {
+      const lines = (rest + utf8.write(chunk.subarray(0, n))).split('\n');
+      rest = lines.pop()!;
+      yield* lines;
+    }
+    if (rest !== '') yield rest;
+  } finally {
+    closeSync(fd);
+  }
 }
