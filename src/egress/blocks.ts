@@ -73,7 +73,10 @@ const MAX_ROUNDS = 8;
 interface Block {
   id: string;
   key: string;
+  openedAt: number;
   drawUntil: number;
+  /** Calls it was opened for. */
+  calls: number;
   /** Money it can still admit, micros. */
   moneyLeft: number;
   /** Calls it can still admit. */
@@ -148,7 +151,9 @@ function blockKey(holds: Hold[], takes: RateTake[]): string {
 export function createBlockAdmission(ledger: Ledger, options: BlockOptions): BlockAdmission {
   const now = () => ledger.now();
   const demand = createDemand(now);
-  const open = new Map<string, Block>();
+  // Per key, the blocks calls draw from, oldest first: the current one and, once it is half
+  // used, the next (opened ahead, so no call of a steady stream waits for an admission).
+  const open = new Map<string, Block[]>();
   const opening = new Map<string, Promise<Block | undefined>>();
   const waiting = new Map<string, number>();
   const drawn = new Map<string, Drawn>();
@@ -184,7 +189,9 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
     if (block.closed) return;
     block.closed = true;
     clearTimeout(block.timer);
-    if (open.get(block.key) === block) open.delete(block.key);
+    const list = open.get(block.key)?.filter((b) => b !== block) ?? [];
+    if (list.length > 0) open.set(block.key, list);
+    else open.delete(block.key);
     finish(block);
   };
 
@@ -207,7 +214,9 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
     const block: Block = {
       id,
       key,
+      openedAt: now(),
       drawUntil,
+      calls: k,
       moneyLeft: micros(call.amountUsd) * k,
       callsLeft: k,
       tokensLeft: call.takes.some((t) => t.tokens) ? tokens * k : Infinity,
@@ -220,10 +229,46 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
     // A block whose window ends while it waits for its admission closes at once.
     block.timer = setTimeout(() => close(block), Math.max(0, drawUntil - now()));
     block.timer.unref();
-    const before = open.get(key);
-    if (before) close(before);
-    open.set(key, block);
+    for (let list = open.get(key); list && list.length >= 2; list = open.get(key)) close(list[0]!);
+    open.set(key, [...(open.get(key) ?? []), block]);
     return block;
+  };
+
+  const drawOpen = (key: string, call: BlockCall, tokens: number): boolean => {
+    const list = open.get(key);
+    if (!list) return false;
+    for (const block of list) {
+      if (draw(block, call, tokens)) {
+        const next = list.some((b) => b !== block && live(b));
+        if (!next && !opening.has(key) && halfUsed(block)) ahead(key, call, tokens);
+        return true;
+      }
+    }
+    return false;
+  };
+
+  const live = (block: Block) => !block.closed && now() < block.drawUntil && block.callsLeft > 0;
+  const halfUsed = (block: Block) => now() - block.openedAt >= (block.drawUntil - block.openedAt) / 2 || block.callsLeft * 2 < block.calls;
+
+  /** How many calls a block for `call` opened now should admit, and until when; k < 2: none. */
+  const plan = (key: string, call: BlockCall, tokens: number) => {
+    const t = now();
+    const drawUntil = Math.min(t + options.drawMs, (call.periodEndsAt ?? Infinity) - 1);
+    // Sized for the burst the last second saw, and at least for the calls already waiting.
+    const burst = Math.max(Math.ceil((demand.of(key) * (drawUntil - t)) / 1000), (waiting.get(key) ?? 0) + 1);
+    return { drawUntil, k: drawUntil - t >= MIN_WINDOW_MS ? sizeOf(call, tokens, burst) : 0 };
+  };
+
+  const startOpening = (key: string, call: BlockCall, k: number, tokens: number, drawUntil: number) => {
+    const p = openBlock(key, call, k, tokens, drawUntil).finally(() => opening.delete(key));
+    opening.set(key, p);
+    return p;
+  };
+
+  /** Opens the next block of `key` while the current one still admits (a refusal leaves things as they are). */
+  const ahead = (key: string, call: BlockCall, tokens: number) => {
+    const { drawUntil, k } = plan(key, call, tokens);
+    if (k >= 2) startOpening(key, call, k, tokens, drawUntil).catch(() => undefined);
   };
 
   return {
@@ -236,7 +281,7 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
       // A call waits for the block being opened for its key rather than going alone, so one
       // replica never holds room in a block while refusing a call that room would admit.
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        if (draw(open.get(key), call, shape.tokens)) return undefined;
+        if (drawOpen(key, call, shape.tokens)) return undefined;
         const pending = opening.get(key);
         if (pending) {
           waiting.set(key, (waiting.get(key) ?? 0) + 1);
@@ -245,15 +290,9 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
           if (!block) return alone();
           continue;
         }
-        const t = now();
-        const drawUntil = Math.min(t + options.drawMs, (call.periodEndsAt ?? Infinity) - 1);
-        // Sized for the burst the last second saw, and at least for the calls already waiting.
-        const burst = Math.max(Math.ceil((demand.of(key) * (drawUntil - t)) / 1000), (waiting.get(key) ?? 0) + 1);
-        const k = drawUntil - t >= MIN_WINDOW_MS ? sizeOf(call, shape.tokens, burst) : 0;
+        const { drawUntil, k } = plan(key, call, shape.tokens);
         if (k < 2) return alone();
-        const p = openBlock(key, call, k, shape.tokens, drawUntil).finally(() => opening.delete(key));
-        opening.set(key, p);
-        const block = await p;
+        const block = await startOpening(key, call, k, shape.tokens, drawUntil);
         // Refused (the budget or a limit has less room than it asked): the call is decided alone.
         if (!block) return alone();
         if (draw(block, call, shape.tokens)) return undefined;
@@ -278,7 +317,7 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
 
     async flush() {
       await Promise.all([...opening.values()]);
-      for (const block of [...open.values()]) close(block);
+      for (const block of [...open.values()].flat()) close(block);
       // Calls still drawing settle on their own; their blocks follow them.
       while (drawn.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
       while (settling.size > 0) await Promise.all([...settling]);

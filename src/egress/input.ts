@@ -151,7 +151,8 @@ const keyOf = (k: ContextKey) => `${k.job_id ?? ''}\u0000${k.task_id}\u0000${k.m
 
 /**
  * The context reader over `knex`, reckoning budget periods at `now()` when each batch is read.
- * With `reuse`, a context read answers the same call again for `reuseMs`, while this replica
+ * With `reuse`, a context read answers the same call again for `reuseMs` (read again in the
+ * background once half of that has passed), while this replica
  * hears lease ends: any end forgets everything remembered, a read that overlapped an end is
  * not remembered, nor is a named job that is not leased (the start of a lease is not
  * announced), and a job whose lease expiry (as read) has passed is read again. Budgets a
@@ -163,9 +164,22 @@ export function createContextReader(knex: Knex, now: () => number, reuse?: Conte
     return rows;
   }, MAX_CONTEXT_BATCH);
   if (!reuse || reuse.reuseMs <= 0) return { read: (key) => batcher.submit(key), forget: () => {}, leaseEnded: () => {} };
-  const remembered = new Map<string, { row: ContextRow; until: number }>();
+  const remembered = new Map<string, { row: ContextRow; readAt: number; refreshing?: boolean }>();
   // Bumped by every lease end, so a read that began before one is not remembered.
   let epoch = 0;
+  // Reads `key` (the read beginning at `t`) and remembers it if nothing may have changed it meanwhile.
+  const readAndKeep = async (key: ContextKey, name: string, t: number): Promise<ContextRow> => {
+    const began = epoch;
+    const row = await batcher.submit(key);
+    // A job named but not leased is read again each time: a lease it gets is announced to nobody.
+    const settled = key.job_id === null || row.job?.state === 'leased';
+    if (epoch === began && settled && reuse.listening()) {
+      remembered.delete(name);
+      if (remembered.size >= MAX_REMEMBERED) remembered.delete(remembered.keys().next().value!);
+      remembered.set(name, { row, readAt: t });
+    }
+    return row;
+  };
   return {
     async read(key) {
       const t = now();
@@ -173,17 +187,16 @@ export function createContextReader(knex: Knex, now: () => number, reuse?: Conte
       const name = keyOf(key);
       const hit = remembered.get(name);
       const leaseLeft = (row: ContextRow) => !row.job?.lease_expires_at || new Date(row.job.lease_expires_at).getTime() > t;
-      if (hit && hit.until > t && leaseLeft(hit.row)) return hit.row;
-      if (hit) remembered.delete(name);
-      const began = epoch;
-      const row = await batcher.submit(key);
-      // A job named but not leased is read again each time: a lease it gets is announced to nobody.
-      const settled = key.job_id === null || row.job?.state === 'leased';
-      if (epoch === began && settled && reuse.listening()) {
-        if (remembered.size >= MAX_REMEMBERED) remembered.delete(remembered.keys().next().value!);
-        remembered.set(name, { row, until: t + reuse.reuseMs });
+      if (hit && t - hit.readAt < reuse.reuseMs && leaseLeft(hit.row)) {
+        // Past half its reuse time, the next read starts now, so a steady caller never waits for one.
+        if (!hit.refreshing && t - hit.readAt >= reuse.reuseMs / 2) {
+          hit.refreshing = true;
+          readAndKeep(key, name, t).catch(() => (hit.refreshing = false));
+        }
+        return hit.row;
       }
-      return row;
+      if (hit) remembered.delete(name);
+      return readAndKeep(key, name, t);
     },
     forget: (key) => remembered.delete(keyOf(key)),
     leaseEnded() {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { BLOCK_DEFAULTS, type BlockCall, createBlockAdmission } from '../../src/egress/blocks.js';
 import { createLedger, type RateTake } from '../../src/egress/ledger.js';
+import { eventually } from '../helpers/http.js';
 import { migratedDatabase } from './migrated-database.js';
 
 let db: Awaited<ReturnType<typeof migratedDatabase>>;
@@ -135,4 +136,34 @@ test.serial('a prepaid block nobody settles (its replica died) lapses and is cha
   clock += 62_000;
   t.true((await ledger.reap()) >= 1);
   t.like(await ledger.getBudget('task', 'died'), { spent_usd: reserved, reserved_usd: 0 });
+});
+
+test('a steady stream draws from the next block, opened while the current one still admits', async (t) => {
+  let clock = Date.now();
+  const ledger = createLedger({ knex: db.knex, now: () => clock });
+  const blocks = createBlockAdmission(ledger, BLOCK_DEFAULTS);
+  await ledger.setBudget('task', 'steady', 100, 'test');
+  const made: BlockCall[] = [];
+  const admit = (c: BlockCall) => {
+    made.push(c);
+    return blocks.admit({ ...c, expiresAt: new Date(clock + 60_000) });
+  };
+  const first = Array.from({ length: 10 }, () => call('steady', 0.01, { rpm: 100_000 }, 100));
+  t.deepEqual(
+    (await Promise.all(first.map(admit))).filter((o) => o !== undefined),
+    [],
+  );
+  const opened = await reservations('steady');
+  // Past half the first block's window, a call still draws from it and the next block opens.
+  clock += 600;
+  t.is(await admit(call('steady', 0.01, { rpm: 100_000 }, 100)), undefined);
+  await eventually(async () => (await reservations('steady')) > opened, 5000);
+  t.is(await reservations('steady'), opened + 1, 'the next block was opened ahead');
+  // Once the first block's window has ended, calls draw from the next without a new admission.
+  clock += 500;
+  for (let i = 0; i < 3; i++) t.is(await admit(call('steady', 0.01, { rpm: 100_000 }, 100)), undefined);
+  t.is(await reservations('steady'), opened + 1);
+  await Promise.all(made.map((c) => blocks.settle(c.callId, 0.001, 'settled', 0) || ledger.settle(c.callId, 0.001, 'settled', 0)));
+  await blocks.flush();
+  t.like(await ledger.getBudget('task', 'steady'), { reserved_usd: 0 });
 });

@@ -60,3 +60,17 @@ test('without reuse every call reads', async (t) => {
   t.not(await reader.read(key), a);
   t.deepEqual(await reader.read(key), a, 'the same context, read again');
 });
+
+test('past half its reuse time a context is read again in the background: the caller is answered at once', async (t) => {
+  let clock = Date.now();
+  const reader = createContextReader(db.knex, () => clock, { reuseMs: 250, listening: () => true });
+  const key = await jobKey(clock + 3_600_000);
+  const first = await reader.read(key);
+  clock += 130;
+  t.is(await reader.read(key), first, 'answered from memory while the next read runs');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const next = await reader.read(key);
+  t.not(next, first, 'the background read replaced it');
+  clock += 200;
+  t.is(await reader.read(key), next, 'and its reuse time counts from when it was read');
+});
