@@ -285,7 +285,12 @@ export function createBlockAdmission(ledger: Ledger, options: BlockOptions): Blo
         const pending = opening.get(key);
         if (pending) {
           waiting.set(key, (waiting.get(key) ?? 0) + 1);
-          const block = await pending.finally(() => waiting.set(key, waiting.get(key)! - 1));
+          // A key nobody waits on is dropped: one entry per task ever seen would only grow.
+          const block = await pending.finally(() => {
+            const left = waiting.get(key)! - 1;
+            if (left > 0) waiting.set(key, left);
+            else waiting.delete(key);
+          });
           if (draw(block, call, shape.tokens)) return undefined;
           if (!block) return alone();
           continue;
