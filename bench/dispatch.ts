@@ -9,7 +9,10 @@
  *    (no job leased twice, every job succeeded), and the CPU one job costs the gateway process and
  *    its PostgreSQL backends in each phase (read from /proc). Targets: ≥ 1,000 jobs/s end to
  *    end, ≥ 2,000 jobs/s drain. The gateway runs under the V8 profiler (BENCH_PROFILE=0 turns it
- *    off), and `cpuByStage` says where its CPU went.
+ *    off), and `cpuByStage` says where its CPU went. Each phase also reports what the load
+ *    generator (this process) and nobody (idle) used of the machine it shares with the gateway.
+ *    BENCH_JOBS sets the jobs per phase, BENCH_WARM the warm-up's, and BENCH_DISPATCH_DRAIN=0
+ *    stops after the end-to-end phase, so the profile covers it alone.
  *  - peer: the same schema driven directly with SQL by 50 connections (claim with
  *    FOR UPDATE SKIP LOCKED, complete), no HTTP, no policy: the database's own ceiling
  *    on this machine, so the ratio shows what the gateway costs on top.
@@ -35,6 +38,8 @@ import { profileArgs, stageBreakdown } from './profile.js';
 const WORKERS = 50;
 const JOBS = Number(process.env.BENCH_JOBS ?? 6000);
 const MAX_JOBS_PER_POLL = 8;
+// Jobs of the warm-up before the measured phases.
+const WARM = Number(process.env.BENCH_WARM ?? 1000);
 // Long polls as the reference worker makes them (it waits 25 s); shorter so a phase ends soon after its last job.
 const POLL_WAIT_MS = 5000;
 // Concurrent submissions from the orchestrator.
@@ -77,7 +82,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       );
     };
 
-    const drive = async (expected: number) => {
+    const drive = async (expected: number, onDone?: () => void) => {
       const claimLatency: number[] = [];
       const resultLatency: number[] = [];
       let done = 0;
@@ -106,7 +111,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
                   body: { job_id: j.job_id, lease_id: j.lease_id, status: 'succeeded', result: { ok: true } },
                 });
                 resultLatency.push(performance.now() - r0);
-                done++;
+                if (++done === expected) onDone?.();
                 lastResultAt = performance.now();
               }),
             );
@@ -116,22 +121,36 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       return { claimLatency, resultLatency, emptyPolls, polls, lastResultAt, done };
     };
 
-    // Warm-up: JIT, pools, Wasm.
-    await submit(300, 20, 'warm');
-    await drive(300);
+    // Warm-up: JIT, pools, Wasm, run as the end-to-end phase is. With 300 jobs the optimizing
+    // compiler was still at work in the measured phase (helper threads: 0.25 ms per job).
+    await Promise.all([submit(WARM, SUBMITTERS, 'warm'), drive(WARM)]);
 
     // End to end: submissions and work at the same time.
     submitLatency.length = 0;
     const e2eWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
     const e2eCpu = cpuMeter(gw.child.pid!, db.name);
     const e2eStart = performance.now();
-    const [, e2e] = await Promise.all([submit(JOBS, SUBMITTERS, 'e2e'), drive(JOBS)]);
+    // CPU is read when the last result is in: the polls still waiting after it are not the run.
+    let e2eCpuPerJob: ReturnType<typeof e2eCpu> | undefined;
+    const [, e2e] = await Promise.all([submit(JOBS, SUBMITTERS, 'e2e'), drive(JOBS, () => (e2eCpuPerJob = e2eCpu(JOBS)))]);
     const e2eMs = e2e.lastResultAt - e2eStart;
-    const e2eCpuPerJob = e2eCpu(JOBS);
     const fillWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
     const e2eSubmitMs = percentiles(submitLatency);
 
-    // Drain: the queue is full before the workers start.
+    // Drain: the queue is full before the workers start (BENCH_DISPATCH_DRAIN=0 skips it, so the profile covers end to end alone).
+    if (process.env.BENCH_DISPATCH_DRAIN === '0')
+      return {
+        workers: WORKERS,
+        jobs: JOBS,
+        endToEnd: {
+          jobsPerSecond: Math.round((JOBS / e2eMs) * 1000),
+          cpu: e2eCpuPerJob,
+          database: workPerJob(e2eWork, fillWork, JOBS),
+          polls: e2e.polls,
+        },
+        drain: { jobsPerSecond: NaN },
+        jobsProfiled: WARM + JOBS,
+      };
     const fillCpu = cpuMeter(gw.child.pid!, db.name);
     const fillStart = performance.now();
     await submit(JOBS, SUBMITTERS, 'drain');
@@ -140,9 +159,9 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
     const drainWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
     const drainCpu = cpuMeter(gw.child.pid!, db.name);
     const drainStart = performance.now();
-    const drain = await drive(JOBS);
+    let drainCpuPerJob: ReturnType<typeof drainCpu> | undefined;
+    const drain = await drive(JOBS, () => (drainCpuPerJob = drainCpu(JOBS)));
     const drainMs = drain.lastResultAt - drainStart;
-    const drainCpuPerJob = drainCpu(JOBS);
     const endWork = { ...(await databaseWork(pgc, db.name)), ...(await claimCounts(base)) };
 
     const { rows } = await pgc.query(`SELECT state, count(*)::int AS n FROM jobs GROUP BY state`);
@@ -175,7 +194,7 @@ async function gatewayRun(): Promise<Record<string, unknown>> {
       },
       submissions: { perSecond: Math.round((JOBS / submitMs) * 1000), cpu: fillCpuPerJob, database: workPerJob(fillWork, drainWork, JOBS) },
       // All three phases and the warm-up: what the profile covers.
-      jobsProfiled: 300 + 2 * JOBS,
+      jobsProfiled: WARM + 2 * JOBS,
       checks: {
         jobsByState: Object.fromEntries(rows.map((r) => [r.state, r.n])),
         dispatchDecisionsRecorded: decisions.rows[0].n,

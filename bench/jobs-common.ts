@@ -93,10 +93,26 @@ export function databaseCpuMs(name: string): number {
 export function cpuMeter(pid: number, database: string) {
   const gateway0 = processCpuMs(pid);
   const database0 = databaseCpuMs(database);
+  const load0 = process.cpuUsage();
+  const idle0 = machineIdle();
   return (jobs: number) => {
     const round = (ms: number) => Math.round((ms / jobs) * 1000) / 1000;
-    return { gatewayMsPerJob: round(processCpuMs(pid) - gateway0), databaseMsPerJob: round(databaseCpuMs(database) - database0) };
+    const load = process.cpuUsage(load0);
+    const idle = machineIdle();
+    return {
+      gatewayMsPerJob: round(processCpuMs(pid) - gateway0),
+      databaseMsPerJob: round(databaseCpuMs(database) - database0),
+      // The clients of the run share the machine: what they cost, and what no one used.
+      loadGeneratorMsPerJob: round((load.user + load.system) / 1000),
+      idleShare: Math.round(((idle.idle - idle0.idle) / Math.max(1, idle.total - idle0.total)) * 100) / 100,
+    };
   };
+}
+
+/** The machine's CPU time so far, in jiffies: idle (and waiting on I/O), and all of it (from /proc/stat). */
+function machineIdle(): { idle: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: fields[3]! + fields[4]!, total: fields.reduce((a, b) => a + b, 0) };
 }
 
 /**
