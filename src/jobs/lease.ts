@@ -71,11 +71,9 @@ async function pollJobs(
     if (closed() || req.signal?.aborted) return [];
     const since = deps.waker.missed();
     // A poll whose worker went away while it waited its turn claims nothing either.
-    const { leased: jobs, leftAllowed } = await claims.run(() => {
-      if (closed() || req.signal?.aborted) return nothing();
-      deps.waker.claiming(want);
-      return deps.knex.transaction((trx) => claimJobs(trx, deps, worker, want, now()));
-    });
+    const { leased: jobs, leftAllowed } = await claims.run(() =>
+      closed() || req.signal?.aborted ? nothing() : deps.knex.transaction((trx) => claimJobs(trx, deps, worker, want, now())),
+    );
     if (jobs.length > 0) deps.metrics?.leasedJobs.inc(jobs.length);
     deps.metrics?.claims.inc({ found: jobs.length > 0 ? 'jobs' : 'none' });
     // Jobs left that this worker could not take (denied, or no room): the next waiting

@@ -8,26 +8,20 @@ import { randomUUID } from 'node:crypto';
  * into allows (a setting, a preference, a bundle) wakes every poll.
  *
  * A wake that finds too few polls waiting (they are busy claiming) is not lost: it bumps
- * `missed()` and keeps the jobs no waiting poll covered as a debt. A claim that starts pays
- * the debt down by the jobs it asks for (it looks after those jobs went in), and a poll whose
- * claim overlapped the wake claims again instead of waiting while debt is left, since its
- * claim may have looked before those jobs were there. So a wake missed by busy polls costs
- * one more claim per poll-sized share of its jobs, not one more claim by every busy poll.
+ * `missed()`, and a poll whose claim overlapped it claims again instead of waiting, since
+ * its claim may have looked before those jobs were there.
  */
 export interface JobWaker {
   /**
    * Resolves on a wake, after `timeoutMs`, or when `signal` aborts, whichever comes first;
    * true when woken. `want` is how many jobs the poll would take; `since`, a reading of
-   * `missed()` taken before the poll's last claim: a wake missed since resolves true at once
-   * while its jobs are not yet covered by claims that started after it, or when it woke every poll.
+   * `missed()` taken before the poll's last claim: a wake missed since resolves true at once.
    */
   wait(timeoutMs: number, signal?: AbortSignal, options?: { want?: number; since?: number }): Promise<boolean>;
   /** Wakes polls that together want at least `count` jobs (every poll when omitted). */
   wake(count?: number): void;
   /** Counts wakes that found too few polls waiting; see `wait`. */
   missed(): number;
-  /** A claim for up to `want` jobs starts: it pays down that much of the missed wakes' debt. */
-  claiming(want: number): void;
   /** Long polls waiting right now. */
   waiting(): number;
   /** This replica on the jobs channel: its own notices come back through LISTEN, and it has woken its polls already. */
@@ -40,23 +34,15 @@ interface Waiter {
   done: (woken: boolean) => void;
 }
 
-/** The most jobs missed wakes keep owed: a bound on the extra claims they can cause. */
-const MAX_DEBT = 1000;
-
 /** Creates the in-process waker; NOTIFY listeners call its `wake` for changes on other replicas. */
 export function createJobWaker(): JobWaker {
   // Insertion order is waiting order: the longest-waiting poll is woken first.
   const waiters = new Set<Waiter>();
   let missed = 0;
-  // Jobs announced while too few polls waited, not yet looked for by a claim that began after.
-  let debt = 0;
-  // The `missed` count at the last missed wake of every poll.
-  let missedAll = -1;
   return {
     origin: randomUUID(),
     wait(timeoutMs, signal, options = {}) {
-      const since = options.since;
-      if (since !== undefined && since !== missed && (debt > 0 || missedAll > since)) return Promise.resolve(true);
+      if (options.since !== undefined && options.since !== missed) return Promise.resolve(true);
       return new Promise<boolean>((resolve) => {
         const waiter: Waiter = {
           want: Math.max(1, options.want ?? 1),
@@ -80,15 +66,9 @@ export function createJobWaker(): JobWaker {
         left -= waiter.want;
         waiter.done(true);
       }
-      if (left <= 0) return;
-      missed++;
-      if (left === Infinity) missedAll = missed;
-      else debt = Math.min(MAX_DEBT, debt + left);
+      if (left > 0) missed++;
     },
     missed: () => missed,
-    claiming(want) {
-      debt = Math.max(0, debt - want);
-    },
     waiting: () => waiters.size,
   };
 }

@@ -66,31 +66,6 @@ test('a wake no poll was waiting for is not lost: a poll that claimed meanwhile 
   t.true(Date.now() - started >= 45);
 });
 
-test('a missed wake sends back as many busy polls as its jobs need, not every busy poll', async (t) => {
-  const waker = createJobWaker();
-  // Three polls are busy claiming (none waits) when three jobs appear.
-  const since = waker.missed();
-  waker.wake(3);
-  t.true(await waker.wait(5000, undefined, { want: 2, since }), 'the first busy poll to finish claims again');
-  waker.claiming(2);
-  t.true(await waker.wait(5000, undefined, { want: 2, since }), 'one job is still not looked for: the second claims again');
-  waker.claiming(2);
-  const started = Date.now();
-  t.false(await waker.wait(50, undefined, { want: 2, since }), 'the jobs are covered: the third waits');
-  t.true(Date.now() - started >= 45);
-  // A claim that began after the wake looked for its jobs already: nobody is sent back for them.
-  const before = waker.missed();
-  waker.wake(2);
-  waker.claiming(8);
-  t.false(await waker.wait(50, undefined, { want: 2, since: before }), 'a claim that started since covered them');
-  // A missed wake of every poll (a setting changed) sends every busy poll back.
-  const all = waker.missed();
-  waker.wake();
-  waker.claiming(8);
-  t.true(await waker.wait(5000, undefined, { since: all }));
-  t.true(await waker.wait(5000, undefined, { since: all }));
-});
-
 test("a replica's own notices are skipped; another replica's wake polls for the jobs they announce", async (t) => {
   const waker = createJobWaker();
   const other = createJobWaker();
