@@ -20,6 +20,11 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {
+    // The examples are plain Node scripts.
+    files: ['examples/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', Response: 'readonly' } },
+  },
+  {
     files: ['src/cli/**/*.ts', 'scripts/**', 'bench/**', 'eslint.config.js', 'ava.config.mjs'],
     rules: { 'no-console': 'off' },
   },

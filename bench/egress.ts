@@ -10,7 +10,9 @@
  *    budget reservation in PostgreSQL, the provider call, settlement and the audit record.
  * Added latency = a path's percentile minus direct's at the same rate. Targets: p50 ≤ 1 ms and
  * p99 ≤ 5 ms added, and no more than Portkey adds. Scenarios: a plain chat completion, and a
- * streamed one (the gateway assembles the stream; Portkey passes it through). Then the knee of
+ * streamed one (the gateway assembles the stream; Portkey passes it through). Then the streams of
+ * the drop-in model APIs (`bench/drop-in.ts`: TTFT added and CPU per streamed call, through
+ * `/openai` and `/anthropic` with an agent token; BENCH_DROPIN=0 skips them). Then the knee of
  * each (non-streamed): the highest step whose added p99 stays ≤ 10 ms with no errors, cynode's
  * at least Portkey's (BENCH_KNEE=0 skips it).
  */
@@ -19,6 +21,7 @@ import { ensureBundle } from '../test/helpers/bundle.js';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
 import { startGatewayProcess } from '../test/helpers/gateway.js';
 import { createTestDatabase } from '../test/helpers/postgres.js';
+import { measureDropIn } from './drop-in.js';
 import { profileArgs, stageBreakdown } from './profile.js';
 import { agent, findKnee, freePort, load, percentiles, send, startChild, type Target, type Verdict } from './lib.js';
 
@@ -77,6 +80,7 @@ async function main() {
       DATABASE_URL: db.url,
       CYNODE_BUNDLE: await ensureBundle(),
       CYNODE_OPENAI_BASE_URL: fakeUrl,
+      CYNODE_ANTHROPIC_BASE_URL: fakeUrl,
       CYNODE_LOG_LEVEL: 'info',
       CYNODE_DATABASE_POOL_MAX: '20',
     },
@@ -94,6 +98,7 @@ async function main() {
     });
   try {
     await admin('/v1/credentials', 'POST', { provider: 'openai', name: 'bench', secret: KEY });
+    await admin('/v1/credentials', 'POST', { provider: 'anthropic', name: 'bench', secret: KEY });
     await admin('/v1/budgets/task/bench-task', 'PUT', { limit_usd: 1_000_000 });
     await admin('/v1/preferences/system/default/cloud_allowed', 'PUT', { value: true });
 
@@ -168,6 +173,18 @@ async function main() {
       }
       scenarios[stream ? 'chatStreamed' : 'chat'] = byRate;
     }
+    const dropIn =
+      process.env.BENCH_DROPIN === '0'
+        ? undefined
+        : await measureDropIn({
+            control,
+            mcp: `http://127.0.0.1:${gw.ports.mcp}`,
+            fakeUrl,
+            portkeyUrl: `http://127.0.0.1:${portkeyPort}`,
+            providerKey: KEY,
+            gatewayPid: gw.child.pid!,
+          });
+    if (dropIn) verdicts.push(...dropIn.verdicts);
     const knees = KNEE
       ? {
           cynode: await findKnee(targets.cynode, targets.direct, { seconds: KNEE_SECONDS }),
@@ -207,7 +224,7 @@ async function main() {
           machine: { cpus: (await import('node:os')).cpus().length },
           secondsPerPoint: SECONDS,
           peer: `@portkey-ai/gateway ${(await import('../node_modules/@portkey-ai/gateway/package.json', { with: { type: 'json' } })).default.version}`,
-          scenarios,
+          scenarios: { ...scenarios, ...(dropIn && { dropInStreamed: dropIn.scenarios }) },
           ...(knees && { knees }),
           ledger: { spentUsd: spent.spent_usd, reservedUsd: spent.reserved_usd },
           verdicts,

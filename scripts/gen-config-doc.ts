@@ -51,6 +51,12 @@ export const OTHER_ENV: readonly { env: string; description: string }[] = [
   },
   { env: 'CYNODE_CLIENT_CERT_FILE', description: 'Worker: PEM client certificate presented to the control plane (mutual TLS).' },
   { env: 'CYNODE_CLIENT_KEY_FILE', description: 'Worker: PEM key of CYNODE_CLIENT_CERT_FILE.' },
+  {
+    env: 'CYNODE_AGENT_COMMAND',
+    description: 'Worker: the command agent jobs run, a JSON list or words split on spaces, no shell (absent: no agent jobs).',
+  },
+  { env: 'CYNODE_MCP_URL', description: "Worker: the MCP gateway's base URL for agents (default: the control plane host, port 12083)." },
+  { env: 'CYNODE_AGENT_MAX_OUTPUT_BYTES', description: "Worker: the most of an agent's stdout kept as its result (default 1048576)." },
 ];
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');

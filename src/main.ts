@@ -6,6 +6,7 @@ import { startExport } from './export/module.js';
 import { parseLeaseRefs, releaseLeasesOf } from './jobs/index.js';
 import { startJobs } from './jobs/module.js';
 import { startMcp } from './mcp/module.js';
+import { startModelApi } from './model-api/module.js';
 import { startOps } from './ops/module.js';
 import { startAuditCheckpoints } from './audit/module.js';
 import { startReplay } from './replay/module.js';
@@ -17,7 +18,7 @@ import { startWorkers } from './workers/module.js';
 
 /**
  * The composition root: starts the modules in dependency order (core, decision-log export, jobs,
- * workers, egress, MCP, ops, replay, audit checkpoints, console), then the listeners of the
+ * workers, egress, MCP, the drop-in model APIs, ops, replay, audit checkpoints, console), then the listeners of the
  * roles asked for. Every module records its stops as it
  * starts its parts, so a shutdown and a start that fails half way take the same path: every
  * part started so far is stopped, in reverse order. Nothing below reads `process.env`.
@@ -32,6 +33,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
     const workers = startWorkers(core, { renew: (w, l) => jobs.leases.renew(w, l), parseLeases: parseLeaseRefs, releaseLeases }, life);
     const egress = startEgress(core, { workers: workers.workers, preferences: core.runtime.preferences, roles }, life);
     const mcp = startMcp(core, { workers: workers.workers, apiCalls: egress.apiCalls }, life);
+    const models = startModelApi({ apiCalls: egress.apiCalls, callers: mcp.callers });
     const ops = startOps(core, [jobs.refreshGauges]);
     const replay = startReplay(core);
     startAuditCheckpoints(core, [egress.audit, mcp.toolAudit, workers.audit], life);
@@ -50,6 +52,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
           ...workers.routes,
           ...jobs.routes,
           ...mcp.routes,
+          ...models.routes,
           ...ui.routes,
         ],
         authenticators: {
@@ -57,6 +60,7 @@ export async function startGateway({ config, logger, roles }: GatewayOptions): P
           ...workers.authenticators,
           ...egress.authenticators,
           ...mcp.authenticators,
+          ...models.authenticators,
           ...ops.authenticators,
           ...ui.authenticators,
         },

@@ -6,6 +6,7 @@ import { JOB_ADMIN_ROUTES, JOB_WORKER_ROUTES } from './jobs/index.js';
 import { KEY_ROUTES } from './keys/index.js';
 import { MCP_ROUTES } from './mcp/index.js';
 import { METRICS_ROUTES } from './metrics/index.js';
+import { MODEL_API_ROUTES } from './model-api/index.js';
 import { OPENAPI_ROUTES } from './openapi/routes.js';
 import { PREFERENCE_ROUTES } from './preferences/index.js';
 import { REPLAY_ROUTES } from './replay/index.js';
@@ -40,6 +41,7 @@ export const ROUTE_TABLE: readonly RouteEntry[] = [
   ...JOB_WORKER_ROUTES,
   ...API_CALL_ROUTES,
   ...MCP_ROUTES,
+  ...MODEL_API_ROUTES,
   ...EGRESS_ROUTES,
   ...CONSOLE_ROUTES,
 ];

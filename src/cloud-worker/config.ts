@@ -1,3 +1,4 @@
+import type { AgentConfig } from './agent.js';
 import { checkGatewayUrl, type GatewayTransport, GatewayTransportError, readGatewayTransport } from '../lib/gateway-transport.js';
 
 /**
@@ -13,6 +14,8 @@ export interface WorkerConfig {
   pollWaitMs: number;
   /** The CAs it trusts, the client certificate it presents, whether plain HTTP off this machine is allowed. */
   transport: GatewayTransport;
+  /** How it runs `agent` jobs (`CYNODE_AGENT_COMMAND`); absent: it runs none. */
+  agent?: AgentConfig;
 }
 
 /** A missing or malformed variable, named. */
@@ -60,7 +63,47 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
     rate_limits: { ...(rpm && { rpm }), ...(tpm && { tpm }) },
     reachable_endpoints: env.CYNODE_CAP_REACHABLE_ENDPOINTS ? list(env.CYNODE_CAP_REACHABLE_ENDPOINTS) : [orchUrl],
   };
-  return { orchUrl, nodeId, psk, report, pollWaitMs: int('CYNODE_WORKER_POLL_WAIT_MS', 25_000, 0, 30_000)!, transport };
+  const agent = readAgent(env, orchUrl, transport, int('CYNODE_AGENT_MAX_OUTPUT_BYTES', 1_048_576, 1, 64 * 1_048_576)!);
+  return {
+    orchUrl,
+    nodeId,
+    psk,
+    report,
+    pollWaitMs: int('CYNODE_WORKER_POLL_WAIT_MS', 25_000, 0, 30_000)!,
+    transport,
+    ...(agent && { agent }),
+  };
+}
+
+/**
+ * `CYNODE_AGENT_COMMAND`: a JSON list (`["node","agent.mjs"]`) or words split on spaces, run
+ * without a shell; `CYNODE_MCP_URL`: the MCP gateway (default: the control plane's host on
+ * port 12083, the MCP port).
+ */
+function readAgent(env: NodeJS.ProcessEnv, orchUrl: string, transport: GatewayTransport, maxOutputBytes: number): AgentConfig | undefined {
+  const raw = env.CYNODE_AGENT_COMMAND?.trim();
+  if (!raw) return undefined;
+  let command: unknown = raw.split(/\s+/);
+  if (raw.startsWith('[')) {
+    try {
+      command = JSON.parse(raw);
+    } catch {
+      throw new WorkerConfigError('CYNODE_AGENT_COMMAND must be a JSON list of strings or words separated by spaces');
+    }
+  }
+  if (!Array.isArray(command) || command.length === 0 || !command.every((c) => typeof c === 'string' && c !== ''))
+    throw new WorkerConfigError('CYNODE_AGENT_COMMAND must be a JSON list of strings or words separated by spaces');
+  const fallback = new URL(orchUrl);
+  fallback.port = '12083';
+  const mcpUrl = (env.CYNODE_MCP_URL?.trim() || fallback.origin).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^\s]+$/.test(mcpUrl)) throw new WorkerConfigError('CYNODE_MCP_URL must be an http(s) URL');
+  try {
+    checkGatewayUrl(mcpUrl, transport.allowInsecure, 'CYNODE_MCP_URL');
+  } catch (err) {
+    if (err instanceof GatewayTransportError) throw new WorkerConfigError(err.message);
+    throw err;
+  }
+  return { command: command as string[], mcpUrl, maxOutputBytes };
 }
 
 /** `CYNODE_CA_FILE`, the client certificate pair and `CYNODE_ALLOW_INSECURE`, checked against the URL before any connection. */

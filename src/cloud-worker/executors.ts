@@ -1,3 +1,4 @@
+import { type AgentConfig, runAgent } from './agent.js';
 import { ApiError, type WorkerClient } from './client.js';
 
 /** The outcome of running one job: a result, or an error the gateway can retry or not. */
@@ -11,6 +12,8 @@ export interface JobContext {
   payload: Record<string, unknown>;
   client: WorkerClient;
   signal: AbortSignal;
+  /** How `agent` jobs run on this worker (its own configuration); absent: it runs none. */
+  agent?: AgentConfig;
 }
 
 type Executor = (job: JobContext) => Promise<JobOutcome>;
@@ -23,6 +26,8 @@ const fail = (code: string, message: string, retryable: boolean): JobOutcome => 
  * - `echo`: returns `payload.input` after `payload.delay_ms` (a stand-in for local work).
  * - `api.call`: one provider call through the gateway's API Egress (`POST /v1/api/call`),
  *   with the job's lease; the worker never holds a provider key.
+ * - `agent`: runs the worker's configured agent command against the gateway's drop-in model
+ *   APIs with a fresh agent token for the job (`agent.ts`); `payload.input` is its stdin.
  * - `fail`: reports `payload.code` as a failure (`payload.retryable`), for drills of the
  *   retry and dead-letter paths.
  */
@@ -46,6 +51,7 @@ export const EXECUTORS: Record<string, Executor> = {
       throw err;
     }
   },
+  agent: (job) => runAgent(job, job.agent),
   async fail(job) {
     return fail(
       String(job.payload.code ?? 'job_failed'),

@@ -160,6 +160,7 @@ async function runJob(run: Run, job: LeasedJob): Promise<void> {
       payload: job.payload,
       client: run.client,
       signal: r.abort.signal,
+      ...(run.config.agent && { agent: run.config.agent }),
     }).catch((err: unknown): JobOutcome => ({
       status: 'failed',
       error: { code: 'worker_error', message: describe(err), retryable: true },

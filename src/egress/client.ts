@@ -40,12 +40,46 @@ export async function callProvider(
   options: CallOptions,
 ): Promise<CallOutcome> {
   const started = performance.now();
+  const { res, attempts, ttftMs, scrub } = await connect(adapter, req, options);
+  try {
+    const result = await readResult(adapter, operation, req, res, scrub);
+    return { ...result, attempts, latencyMs: performance.now() - started, ttftMs };
+  } catch (err) {
+    throw answerError(adapter.name, err, options);
+  } finally {
+    res.destroy();
+  }
+}
+
+/** A provider's 2xx answer whose headers are in, with what the attempts took. */
+export interface Connected {
+  res: HttpResponse;
+  attempts: number;
+  /** Time to the answer's headers, ms. */
+  ttftMs: number;
+  /** Replaces the credential in provider text with a marker. */
+  scrub: (text: string) => string;
+}
+
+/**
+ * Sends the request until a 2xx answer's headers arrive, retrying only what the provider
+ * refused before doing any work; a refusal becomes its GatewayError. With `signal`, an abort
+ * stops the attempts at once (Node's AbortError, not retried).
+ */
+export async function connect(
+  adapter: ProviderAdapter,
+  req: PreparedRequest,
+  options: CallOptions,
+  signal?: AbortSignal,
+): Promise<Connected> {
+  const started = performance.now();
   const scrub = (text: string) => (options.secret ? text.split(options.secret).join(REDACTED) : text);
   for (let attempt = 1; ; attempt++) {
     let res: HttpResponse;
     try {
-      res = await send(adapter, req, options);
+      res = await send(adapter, req, options, signal);
     } catch (err) {
+      if (signal?.aborted) throw err;
       const timedOut = err instanceof HttpTimeoutError;
       if (timedOut && attempt <= options.maxRetries) continue;
       if (timedOut) throw new GatewayError('provider_timeout', `${adapter.name} did not answer within ${options.connectTimeoutMs} ms`);
@@ -59,18 +93,15 @@ export async function callProvider(
       );
     }
     const ttftMs = performance.now() - started;
+    if (res.status >= 200 && res.status < 300) return { res, attempts: attempt, ttftMs, scrub };
     try {
-      if (res.status < 200 || res.status >= 300) {
-        const text = scrub(await res.text());
-        const wait = retryAfterMs(res.headers['retry-after'] ?? null);
-        if (RETRYABLE.has(res.status) && attempt <= options.maxRetries && (wait ?? 0) <= options.maxRetryWaitMs) {
-          await sleep(wait ?? backoff(attempt));
-          continue;
-        }
-        throw providerError(adapter.name, res.status, text, wait);
+      const text = scrub(await res.text());
+      const wait = retryAfterMs(res.headers['retry-after'] ?? null);
+      if (RETRYABLE.has(res.status) && attempt <= options.maxRetries && (wait ?? 0) <= options.maxRetryWaitMs && !signal?.aborted) {
+        await sleep(wait ?? backoff(attempt));
+        continue;
       }
-      const result = await readResult(adapter, operation, req, res, scrub);
-      return { ...result, attempts: attempt, latencyMs: performance.now() - started, ttftMs };
+      throw providerError(adapter.name, res.status, text, wait);
     } catch (err) {
       throw answerError(adapter.name, err, options);
     } finally {
@@ -80,7 +111,7 @@ export async function callProvider(
 }
 
 /** POSTs the prepared request; resolves once the answer's headers arrive. */
-function send(adapter: ProviderAdapter, req: PreparedRequest, options: CallOptions): Promise<HttpResponse> {
+function send(adapter: ProviderAdapter, req: PreparedRequest, options: CallOptions, signal?: AbortSignal): Promise<HttpResponse> {
   return client.request(new URL(options.baseUrl.replace(/\/+$/, '') + req.path), {
     method: 'POST',
     headers: {
@@ -91,6 +122,7 @@ function send(adapter: ProviderAdapter, req: PreparedRequest, options: CallOptio
     body: JSON.stringify(req.body),
     responseTimeoutMs: options.connectTimeoutMs,
     idleTimeoutMs: options.idleTimeoutMs,
+    ...(signal && { signal }),
   });
 }
 
@@ -114,7 +146,7 @@ async function readResult(
 }
 
 /** What went wrong once the headers were in, as the error the call fails with. */
-function answerError(provider: string, err: unknown, options: CallOptions): GatewayError {
+export function answerError(provider: string, err: unknown, options: CallOptions): GatewayError {
   if (err instanceof GatewayError) return err;
   if (err instanceof HttpTimeoutError && err.phase === 'idle')
     return new GatewayError('provider_timeout', `${provider} went quiet for ${options.idleTimeoutMs} ms mid-answer`);
@@ -146,7 +178,7 @@ async function* scrubbed(events: AsyncIterable<SseEvent>, scrub: (s: string) => 
 }
 
 /** How long the rest of a stream is read after the adapter has stopped at its terminator. */
-const TAIL_GRACE_MS = 250;
+export const TAIL_GRACE_MS = 250;
 
 /**
  * The events of a stream whose adapter stops reading at the terminator (`[DONE]`,

@@ -1,4 +1,4 @@
-import { GatewayError } from '../errors/index.js';
+import { GatewayError, isErrorCode } from '../errors/index.js';
 import { errorMessage } from '../lib/error-message.js';
 import {
   createReplayCache,
@@ -19,17 +19,22 @@ import { answerOf, denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
 import { type BlockAdmission, type BlockOptions, createBlockAdmission } from './blocks.js';
 import type { Ledger } from './ledger.js';
-import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, worstCaseCost } from './pricing.js';
-import { callPriced, type ProviderCallLimits, type ProviderUrls } from './provider-call.js';
+import { type ModelPrice, priceOf, type PriceTable, priceTableFrom, type Usage, worstCaseCost } from './pricing.js';
+import { callPriced, type ProviderCallLimits, type ProviderUrls, relayPriced } from './provider-call.js';
+import type { ProviderRelay, RelayOutcome } from './relay.js';
 import { adapterFor } from './providers/registry.js';
 import type { PreparedRequest, ProviderAdapter } from './providers/types.js';
 import { createSettlements, type Settlements } from './settlement.js';
-import { type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } from './types.js';
+import { type ApiCallAnswer, type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, type GateDeps } from './types.js';
 
 /** The final gate: API Egress on its own port. */
 export interface EgressService {
-  /** Takes one forwarded call: verifies, decides again, reserves, injects the credential, calls, settles, audits. */
-  handle(token: string | undefined, rawBody: Buffer): Promise<ApiCallReply>;
+  /**
+   * Takes one forwarded call: verifies, decides again, reserves, injects the credential, calls,
+   * settles, audits. A body that asks for a relay (`"relay": true`) has its answer written to
+   * the relay `relay()` makes, as the provider sends it.
+   */
+  handle(token: string | undefined, rawBody: Buffer, relay?: () => ProviderRelay): Promise<ApiCallReply>;
   /**
    * Takes one call from the first gate in this process: no token, no bytes, the decided input
    * and the parsed call by reference. Everything after the token is the same as `handle`.
@@ -64,6 +69,8 @@ export interface HandedOff {
   requestId: string;
   input: ApiCallInput;
   body: { provider: string; operation: string; params: unknown };
+  /** Where the provider's answer goes as it arrives (the drop-in model APIs); absent: answered as an api.call result. */
+  relay?: ProviderRelay;
 }
 
 /** A forwarded call whose token checked out: the input decided on and the body sent with it. */
@@ -76,6 +83,7 @@ interface Forwarded {
    * prepaid block. A call over HTTP is admitted alone, so its id is single-use on every replica.
    */
   local?: boolean;
+  relay?: ProviderRelay;
 }
 
 /** The call as the final gate will make it, decided on again and priced. */
@@ -138,7 +146,7 @@ function roomOf(input: ApiCallInput): { roomUsd: number | null; periodEndsAt: nu
 }
 
 /** Verifies the forward token (a MAC token, or a gateway JWT) against the exact body and reads the call it carries. */
-async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer): Promise<Forwarded> {
+async function verified(gate: FinalGate, token: string | undefined, rawBody: Buffer, relay?: () => ProviderRelay): Promise<Forwarded> {
   const { deps } = gate;
   const options = { issuer: deps.issuer, audience: EGRESS_AUDIENCE, replay: gate.replay, maxTtlMs: deps.forwardTokenTtlMs + 1000 };
   const forward = token?.startsWith(`${FORWARD_MAC_PREFIX}.`)
@@ -146,12 +154,19 @@ async function verified(gate: FinalGate, token: string | undefined, rawBody: Buf
     : await verifyForwardToken(token, rawBody, { ...options, keys: gate.keySet });
   if (forward.entrypoint !== ENTRYPOINTS.apiCall) throw new GatewayError('forward_token_invalid', 'the forward token is not for api.call');
   // The same door as the control plane's, should a signed body ever get past that one.
-  const body = parseJsonBody(rawBody) as { request_id?: unknown; provider?: unknown; operation?: unknown; params?: unknown } | null;
+  const body = parseJsonBody(rawBody) as {
+    request_id?: unknown;
+    provider?: unknown;
+    operation?: unknown;
+    params?: unknown;
+    relay?: unknown;
+  } | null;
   if (body === null || typeof body !== 'object' || Array.isArray(body))
     throw new GatewayError('bad_request', 'the forwarded body is not a JSON object');
   const input = forward.input as ApiCallInput;
   if (!isUuid(body.request_id)) throw new GatewayError('bad_request', 'request_id is missing');
-  return { requestId: body.request_id, input, body };
+  if (body.relay !== undefined && (body.relay !== true || !relay)) throw new GatewayError('bad_request', 'this answer cannot be relayed');
+  return { requestId: body.request_id, input, body, ...(body.relay === true && relay && { relay: relay() }) };
 }
 
 /** Decides again on the forwarded input, checks the body is the call decided on, and prices its worst case. */
@@ -213,8 +228,22 @@ async function admit(gate: FinalGate, { requestId, input, local }: Forwarded, d:
   return credential.secret;
 }
 
+/** A provider call that has answered: its settlement follows, and the audit records what it cost. */
+function settleCalled(
+  gate: FinalGate,
+  f: Forwarded,
+  held: Held,
+  event: AuditEvent,
+  o: { model: string; usage: Usage; costUsd: number; usedTokens: number; attempts: number; ttftMs: number },
+): void {
+  held.reserved = false;
+  gate.settlements.later(f.requestId, o.costUsd, 'settled', held.estimatedTokens - o.usedTokens);
+  Object.assign(event, { model_served: o.model, tokens: o.usage, cost_usd: o.costUsd, attempts: o.attempts, ttft_ms: o.ttftMs });
+}
+
 /** Calls the provider for an admitted call and builds the answer; settlement follows it. */
 async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, event: AuditEvent, held: Held): Promise<ApiCallReply> {
+  if (f.relay) return relayed(gate, f, f.relay, d, secret, event, held);
   const { provider, operation } = f.input.resource;
   const { outcome, costUsd, usedTokens } = await callPriced(gate.deps, {
     provider,
@@ -226,15 +255,7 @@ async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, e
   });
   if (costUsd > d.amountUsd)
     gate.log.warn({ requestId: f.requestId, cost: costUsd, amount: d.amountUsd }, 'a provider billed more than the worst case reserved');
-  held.reserved = false;
-  gate.settlements.later(f.requestId, costUsd, 'settled', held.estimatedTokens - usedTokens);
-  Object.assign(event, {
-    model_served: outcome.model,
-    tokens: outcome.usage,
-    cost_usd: costUsd,
-    attempts: outcome.attempts,
-    ttft_ms: outcome.ttftMs,
-  });
+  settleCalled(gate, f, held, event, { ...outcome, costUsd, usedTokens });
   const body = answerOf(f.requestId, {
     result: outcome.result,
     usage: outcome.usage,
@@ -244,6 +265,49 @@ async function call(gate: FinalGate, f: Forwarded, d: Decided, secret: string, e
     decision_id: event.decision_id,
   });
   return { httpStatus: 200, body };
+}
+
+/**
+ * Calls the provider for an admitted call and relays its answer as it arrives. Once the answer
+ * has begun it is charged whatever happens to it: in full when it completes, else for the
+ * input and the output delivered (the adapter's upper bound). The reply is for the audit and
+ * the metrics: the caller has had the provider's answer.
+ */
+async function relayed(
+  gate: FinalGate,
+  f: Forwarded,
+  relay: ProviderRelay,
+  d: Decided,
+  secret: string,
+  event: AuditEvent,
+  held: Held,
+): Promise<ApiCallReply> {
+  const { provider, operation } = f.input.resource;
+  const { outcome, costUsd, usedTokens } = await relayPriced(
+    gate.deps,
+    { provider, operation, adapter: d.adapter, prepared: d.prepared, secret, price: d.price },
+    relay,
+  );
+  settleCalled(gate, f, held, event, { ...outcome, costUsd, usedTokens });
+  const error = relayError(outcome);
+  const body = answerOf(f.requestId, {
+    status: error ? 'error' : 'ok',
+    error,
+    usage: outcome.usage,
+    cost_usd: costUsd,
+    model: outcome.model,
+    price_version: d.table.version,
+    decision_id: event.decision_id,
+  });
+  return { httpStatus: 200, body };
+}
+
+/** Why a relayed answer did not complete, as the audit records it. */
+function relayError(outcome: RelayOutcome): ApiCallAnswer['error'] {
+  if (outcome.ending === 'complete') return null;
+  if (outcome.ending === 'aborted') return { code: 'client_closed', message: 'the caller left before the answer ended' };
+  const code = outcome.failure?.code ?? 'provider_error';
+  return { code: isErrorCode(code) ? code : 'provider_error', message: outcome.failure?.message ?? 'the answer broke off' };
 }
 
 /** Everything the final gate does once it knows the call it was handed: decides again, admits, calls, settles, audits. */
@@ -260,6 +324,7 @@ async function finalGate(gate: FinalGate, forwarded: Forwarded, started: number)
       code: err?.code ?? '',
     });
     if (err) event.error_code = err.code;
+    else if (reply.body.error) event.error_code = reply.body.error.code;
     if (reply.body.error?.reasons) event.reasons = reply.body.error.reasons;
     event.latency_ms = performance.now() - started;
     await deps.audit.record(event);
@@ -305,9 +370,9 @@ export function createEgressService(deps: EgressServiceDeps): EgressService {
     ...(blocks && { blocks }),
   };
   return {
-    handle: async (token, rawBody) => {
+    handle: async (token, rawBody, relay) => {
       const started = performance.now();
-      return finalGate(gate, await verified(gate, token, rawBody), started);
+      return finalGate(gate, await verified(gate, token, rawBody, relay), started);
     },
     handOff: (call) => finalGate(gate, { ...call, local: true }, performance.now()),
     settled: async () => {

@@ -7,6 +7,7 @@ import type { PreferencesService } from '../preferences/index.js';
 import { denial, refusal, toError } from './answer.js';
 import { type AuditEvent, auditEvent } from './audit.js';
 import type { EgressService } from './final-gate.js';
+import type { ProviderRelay } from './relay.js';
 import { createEgressForwarder, type EgressForwarder } from './forward.js';
 import {
   type ContextReader,
@@ -25,7 +26,18 @@ import { type ApiCaller, type ApiCallInput, type ApiCallReply, EGRESS_AUDIENCE, 
 
 /** The first gate: `POST /v1/api/call` on the control plane. */
 export interface ApiCallGateway {
-  call(caller: ApiCaller, raw: unknown): Promise<ApiCallReply>;
+  /**
+   * Decides on one call and hands it to API Egress. With `relay`, the provider's answer is
+   * written there as it arrives (the drop-in model APIs) and the reply only reports the outcome;
+   * a refusal before the answer began is the reply, and nothing has been written.
+   */
+  call(caller: ApiCaller, raw: unknown, relay?: ProviderRelay): Promise<ApiCallReply>;
+  /**
+   * The models of `provider` the `api.call` policy lets this caller use for the job named: each
+   * priced model is decided on for each operation of the provider (stream off, no cost), each
+   * decision recorded, until one allows it. What is listed is not a permission: every call is decided on its own.
+   */
+  allowedModels(caller: ApiCaller, job: { task_id: string; job_id: string | null }, provider: string): Promise<string[]>;
   /** A lease ended (of `nodeId`, or any): call contexts read before it are read again. */
   leaseEnded(nodeId?: string): void;
   close(): void;
@@ -108,6 +120,7 @@ async function forward(
   requestId: string,
   caller: ApiCaller,
   d: Decided,
+  relay: ProviderRelay | undefined,
 ): Promise<ApiCallReply> {
   const { req } = d;
   if (!d.priced) priceOf(d.table, req.provider, d.input.resource.model);
@@ -117,9 +130,16 @@ async function forward(
       requestId,
       input: d.input,
       body: { provider: req.provider, operation: req.operation, params: req.params },
+      ...(relay && { relay }),
     });
   }
-  const body = JSON.stringify({ request_id: requestId, provider: req.provider, operation: req.operation, params: req.params });
+  const body = JSON.stringify({
+    request_id: requestId,
+    provider: req.provider,
+    operation: req.operation,
+    params: req.params,
+    ...(relay && { relay: true }),
+  });
   const token = signForwardMac(
     deps.macKeys,
     {
@@ -133,7 +153,41 @@ async function forward(
     body,
     deps.forwardTokenTtlMs,
   );
-  return forwarder.send(body, token);
+  if (!relay) return forwarder.send(body, token);
+  const adapter = adapterFor(req.provider, req.operation);
+  const broken = { code: 'egress_unavailable', message: 'API Egress broke off mid-answer' };
+  return forwarder.relay(requestId, body, token, relay, () => adapter.streamError(req.operation, broken));
+}
+
+/** See {@link ApiCallGateway.allowedModels}. */
+async function allowedModels(
+  deps: ApiCallGatewayDeps & { contexts: ContextReader },
+  caller: ApiCaller,
+  job: { task_id: string; job_id: string | null },
+  provider: string,
+): Promise<string[]> {
+  const adapter = Object.hasOwn(PROVIDERS, provider) ? PROVIDERS[provider] : undefined;
+  if (!adapter) throw new GatewayError('bad_request', `unknown provider '${provider.slice(0, 64)}'`);
+  const subject = subjectOf(caller);
+  const table = priceTableFrom(deps.policy.bundleData()?.data);
+  const models = Object.keys(table.models)
+    .filter((m) => table.models[m]?.provider === provider)
+    .sort();
+  const allowed: string[] = [];
+  for (const model of models) {
+    const base = { provider, params: null, task_id: job.task_id, job_id: job.job_id };
+    const context = await loadCallContext(deps, caller, { ...base, operation: adapter.operations[0] ?? '' }, subject.id, model);
+    for (const operation of adapter.operations) {
+      const prepared = { path: '', body: {}, stream: false, model, inputChars: 0, maxOutputTokens: 0 };
+      const input = policyInput(deps, { caller, subject, req: { ...base, operation }, prepared, estimatedCostUsd: 0, context });
+      const { decision } = await deps.decisions.decide(ENTRYPOINTS.apiCall, input, `${caller.kind}:${subject.id}`);
+      if (decision.allow) {
+        allowed.push(model);
+        break;
+      }
+    }
+  }
+  return allowed;
 }
 
 /**
@@ -148,7 +202,7 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
   const withContexts = { ...deps, contexts };
 
   return {
-    async call(caller, raw) {
+    async call(caller, raw, relay) {
       const requestId = randomUUID();
       const started = performance.now();
       const subject = subjectOf(caller);
@@ -174,7 +228,7 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
       try {
         const decided = await decide(withContexts, caller, raw, subject, event);
         if (!decided.allow) return await refuse(denial('api.call denied', decided.reasons));
-        const reply = await forward(deps, forwarder, requestId, caller, decided);
+        const reply = await forward(deps, forwarder, requestId, caller, decided, relay);
         reply.body.decision_id ??= decided.decisionId;
         count(reply.body.status, reply.body.error?.code ?? '');
         return reply;
@@ -184,6 +238,7 @@ export function createApiCallGateway(deps: ApiCallGatewayDeps): ApiCallGateway {
         return refuse(e);
       }
     },
+    allowedModels: (caller, job, provider) => allowedModels(withContexts, caller, job, provider),
     leaseEnded: (nodeId) => contexts.leaseEnded(nodeId),
     close: () => forwarder.close(),
   };

@@ -6,6 +6,7 @@ import { FORWARD_TOKEN_HEADER } from '../final-gate/forward-token.js';
 import { bearerToken } from '../lib/bearer.js';
 import { isTaskId, isUuid } from '../lib/ids.js';
 import { readRaw } from '../server/json-body.js';
+import { type ResponseRelay, responseRelay } from '../server/relay.js';
 import { defineRoutes, type RouteContext } from '../server/route.js';
 import type { WorkerService } from '../workers/index.js';
 import type { AuditLog } from './audit.js';
@@ -14,7 +15,7 @@ import type { Ledger } from './ledger.js';
 import type { SpendQueries } from './spend.js';
 import type { EgressService } from './final-gate.js';
 import type { ApiCallGateway } from './first-gate.js';
-import { type ApiCaller, type ApiCallReply, EGRESS_PATH } from './types.js';
+import { type ApiCaller, type ApiCallReply, EGRESS_PATH, RELAYED_HEADER } from './types.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest();
 const CONTROL = ['control'] as const;
@@ -49,7 +50,8 @@ function reply(ctx: RouteContext, r: ApiCallReply): void {
   ctx.body = r.body;
 }
 
-const API_CALL_ERRORS = [
+/** What an `api.call` may be refused with before the provider answers. */
+export const API_CALL_ERRORS = [
   'job_not_leased',
   'job_not_found',
   'policy_denied',
@@ -124,7 +126,14 @@ export const EGRESS_ROUTES = defineRoutes<{ egress: EgressService; maxBodyBytes:
     decides: true,
     async handler(ctx, { egress, maxBodyBytes }) {
       const raw = await readRaw(ctx, maxBodyBytes);
-      reply(ctx, await egress.handle(ctx.get(FORWARD_TOKEN_HEADER) || undefined, raw));
+      // A body that asks for a relay gets the provider's answer as it arrives, marked as such.
+      let relay: ResponseRelay | undefined;
+      const answer = await egress.handle(
+        ctx.get(FORWARD_TOKEN_HEADER) || undefined,
+        raw,
+        () => (relay = responseRelay(ctx, { [RELAYED_HEADER]: '1' })),
+      );
+      if (!relay?.started) reply(ctx, answer);
     },
   },
 ]);

@@ -61,5 +61,7 @@ export interface GateDeps {
 
 /** The audience of forward tokens addressed to API Egress. */
 export const EGRESS_AUDIENCE = 'cynode-egress';
+/** The header by which the egress role says its answer is the provider's, relayed (value `1`). */
+export const RELAYED_HEADER = 'x-cynode-relayed';
 /** Where the egress role takes forwarded calls. */
 export const EGRESS_PATH = '/v1/egress/call';

@@ -65,6 +65,8 @@ export const ERROR_STATUS = {
   egress_unavailable: 503,
   audit_unavailable: 503,
   upstream_error: 502,
+  // The caller closed the connection before the answer ended (nginx's 499; the audit records it).
+  client_closed: 499,
   upstream_timeout: 504,
   upstream_unavailable: 502,
   internal: 500,
@@ -92,6 +94,11 @@ export const ERROR_STATUS = {
 
 /** A stable error code. */
 export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Whether `code` is one of the stable codes. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_STATUS, code);
+}
 
 /** The HTTP status for an error code. */
 export function statusOf(code: ErrorCode): number {

@@ -1,2 +1,2 @@
-export { ERROR_STATUS, type ErrorCode, statusOf } from './codes.js';
+export { ERROR_STATUS, type ErrorCode, isErrorCode, statusOf } from './codes.js';
 export { GatewayError, isGatewayError } from './gateway-error.js';

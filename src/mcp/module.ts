@@ -7,10 +7,10 @@ import type { WorkerService } from '../workers/index.js';
 import { createAgentTokens } from './agent-tokens.js';
 import { createToolAudit } from './audit.js';
 import { parseMcpConfig } from './config.js';
-import { createLeaseLookup, LEASES_CHANNEL } from './leases.js';
+import { createLeaseLookup, type LeaseLookup, LEASES_CHANNEL } from './leases.js';
 import { createMcpMetrics } from './metrics.js';
 import { MCP_ROUTES } from './routes.js';
-import { createMcpGateway } from './service.js';
+import { createMcpGateway, type McpGateway } from './service.js';
 import { createUpstreamClient } from './upstreams.js';
 import type { ToolAudit } from './index.js';
 
@@ -19,6 +19,8 @@ export interface McpModule {
   toolAudit: ToolAudit;
   routes: BoundRoute[];
   authenticators: Pick<Authenticators, 'agent'>;
+  /** How callers are told apart and their leases found: what the drop-in model APIs key on too. */
+  callers: { authenticate: McpGateway['authenticate']; leases: LeaseLookup };
 }
 
 /** Starts the MCP gateway over `api.call` and the upstreams in config (a bad upstream entry stops the start). */
@@ -59,6 +61,7 @@ export function startMcp(core: Core, deps: { workers: WorkerService; apiCalls: A
   return {
     toolAudit,
     routes: bindRoutes(MCP_ROUTES, { gateway, knex: db.knex, agentTokens }),
+    callers: { authenticate: gateway.authenticate, leases },
     authenticators: {
       agent: async (ctx, next) => {
         ctx.state.mcpCaller = await gateway.authenticate(ctx.get('authorization'));

@@ -21,6 +21,7 @@ const SECURITY: Record<Auth, Record<string, string[]>[]> = {
   worker: [{ workerJwt: [] }],
   workerOrAdmin: [{ workerJwt: [] }, { adminToken: [] }],
   agent: [{ workerJwt: [] }, { agentJwt: [] }],
+  modelKey: [{ agentJwt: [] }, { agentApiKey: [] }, { workerJwt: [] }],
   forward: [{ forwardToken: [] }],
   // Public unless auth.metricsToken is set (the empty requirement: no credential needed).
   metrics: [{}, { metricsToken: [] }, { adminToken: [] }],
@@ -35,6 +36,7 @@ const AUTH_ERRORS: Record<Auth, ErrorCode[]> = {
   worker: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
   workerOrAdmin: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
   agent: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
+  modelKey: ['unauthorized', 'token_invalid', 'token_expired', 'session_replaced'],
   forward: [],
   metrics: ['unauthorized'],
 };
@@ -180,6 +182,12 @@ export function buildOpenApiDocument(version: string, operations: readonly Opera
           description: 'The worker JWT from POST /register (ES256, typ cynode-worker+jwt).',
         },
         agentJwt: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'An agent token from POST /v1/agent-tokens.' },
+        agentApiKey: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'x-api-key',
+          description: 'An agent token sent as Anthropic SDKs send their key (the drop-in model APIs).',
+        },
         forwardToken: {
           type: 'apiKey',
           in: 'header',

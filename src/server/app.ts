@@ -90,6 +90,13 @@ function mountRoutes(role: Role, deps: AppDeps): Router {
   const validators = createBodyValidators();
   for (const route of deps.routes.filter((r) => r.roles.includes(role))) {
     const stages: Middleware[] = [];
+    const { errorShape } = route;
+    if (errorShape) {
+      stages.push(async (ctx, next) => {
+        ctx.state.errorShape = errorShape;
+        await next();
+      });
+    }
     const auth = authenticatorOf(route, deps.authenticators);
     if (auth) stages.push(auth);
     if (route.body && !route.body.raw) {

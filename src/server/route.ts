@@ -10,6 +10,8 @@ import type { Role } from './roles.js';
  * - `psk`: a registration PSK; checked by registration itself, in turn per source address.
  * - `worker`: a worker JWT for a live session.
  * - `agent`: a worker JWT or an agent token (the MCP gateway).
+ * - `modelKey`: the key a provider SDK sends (`Authorization: Bearer` or `x-api-key`): an agent
+ *   token or a worker JWT (the job it calls for, and its lease, are checked with the request).
  * - `workerOrAdmin`: a worker JWT for a leased job, or the admin token (direct routing).
  * - `admin`: the admin/orchestrator token.
  * - `reader`: the read-only token, or the admin token (reads that change nothing).
@@ -23,6 +25,7 @@ export const ACCESS_KINDS = [
   'psk',
   'worker',
   'agent',
+  'modelKey',
   'workerOrAdmin',
   'admin',
   'reader',
@@ -72,6 +75,17 @@ export interface BodySpec {
   handlerChecks?: string;
 }
 
+/** A refusal as the error middleware answers it, before it is put in a body. */
+export interface Refusal {
+  status: number;
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/** Puts a route's refusals in the error shape of the API the route stands in for (the drop-in model APIs). */
+export type ErrorShape = (refusal: Refusal) => { status: number; body: unknown };
+
 /** What a handler may read from `ctx.state`, written by the stages before it. */
 export interface RouteState {
   /** The role whose app serves the request. */
@@ -109,6 +123,8 @@ export interface Route<D = never> {
   decides?: boolean;
   /** The schema of this route's own refusals (`errors`) when it is not `Error`. */
   refusal?: string;
+  /** Refusals of this route (its authentication's included) in another API's error shape; absent: the gateway's own. */
+  errorShape?: ErrorShape;
   /** For `all` routes: the methods the API description names. */
   documentedMethods?: readonly DocumentedMethod[];
   handler(ctx: RouteContext, deps: D): unknown;

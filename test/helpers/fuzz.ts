@@ -111,8 +111,23 @@ const prefs: Sample = {
   params: { scope: () => ['system', 'user', 'group', 'project'], id: () => ['default', 'user-f'], key: () => ['cloud_allowed'] },
 };
 
+const chatParams = () => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+const anthropicParams = () => ({ model: 'claude-3-5-haiku-latest', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+// The drop-in model APIs: the worker's JWT names the job it calls for in a header.
+const jobHeader = (t: FuzzTarget): [string, string][] => [['x-cynode-job-id', t.ids.jobId]];
+
 /** Valid requests per route (`METHOD path` as the route table names it); a route with none is fuzzed from its path alone. */
 const SAMPLES: Record<string, Sample> = {
+  'POST /openai/v1/chat/completions': { body: chatParams, headers: jobHeader },
+  'POST /openai/v1/responses': { body: () => ({ model: 'gpt-4o-mini', input: 'hi', max_output_tokens: 4 }), headers: jobHeader },
+  'POST /openai/v1/embeddings': { body: () => ({ model: 'text-embedding-3-small', input: 'hi' }), headers: jobHeader },
+  'GET /openai/v1/models': { headers: jobHeader },
+  'POST /anthropic/v1/messages': { body: anthropicParams, headers: jobHeader },
+  'POST /anthropic/v1/messages/count_tokens': {
+    body: () => ({ model: 'claude-3-5-haiku-latest', messages: [{ role: 'user', content: 'hi' }] }),
+    headers: jobHeader,
+  },
+  'GET /anthropic/v1/models': { headers: jobHeader },
   'GET /v1/bundles/{name}': {
     params: { name: () => ['cynode'] },
     headers: (_t, r) =>
@@ -192,6 +207,7 @@ const AUTH_OF: Record<Access, Auth> = {
   bundleReader: 'admin',
   worker: 'worker',
   agent: 'worker',
+  modelKey: 'worker',
   workerOrAdmin: 'caller',
   psk: 'psk',
   forward: 'forward',
@@ -1004,7 +1020,9 @@ export function judge(req: FuzzRequest, res: RawResponse): Verdict {
   if (req.method === 'HEAD' && /^application\/json/.test(res.headers['content-type'] ?? '')) return { status: res.status, code: 'head' }; // no body to read a code from
   if (!/^application\/json/.test(res.headers['content-type'] ?? ''))
     return { status: res.status, code: 'no-json', problem: `a ${res.status} without a JSON body` };
-  const code = json?.error?.code;
+  // The drop-in Anthropic API answers in Anthropic's shape: the stable code is the error's `type`.
+  const isAnthropic = req.role === 'mcp' && req.target.startsWith('/anthropic/');
+  const code = isAnthropic && json?.type === 'error' ? json?.error?.type : json?.error?.code;
   if (isMcp && json?.jsonrpc === '2.0' && isRpcError(json.error)) return { status: res.status, code: `rpc:${json.error.code}` };
   if (typeof code !== 'string' || typeof json.error.message !== 'string')
     return { status: res.status, code: 'no-code', problem: 'no {error: {code, message}}' };

@@ -26,6 +26,8 @@ const ACCEPTS: Record<Exclude<Access, 'public'>, readonly Credential[]> = {
   metrics: ['admin', 'metrics'],
   worker: ['worker'],
   agent: ['worker', 'agent'],
+  // The worker's JWT is a key too; without X-Cynode-Job-Id it is then refused job_not_leased.
+  modelKey: ['agent', 'worker'],
   workerOrAdmin: ['worker', 'admin'],
   psk: ['psk'],
   forward: ['forward'],
@@ -113,7 +115,11 @@ async function attempt(route: RouteEntry, role: RouteEntry['roles'][number], cre
   const method = route.method.toUpperCase();
   return call(gw.url(role), samplePath(route.path), { method, token, headers, ...(method !== 'GET' && method !== 'DELETE' && { body }) });
 }
-const codeOf = (body: unknown) => (body as { error?: { code?: string } } | null)?.error?.code;
+// The drop-in Anthropic API answers in Anthropic's shape, its stable code as the error's `type`.
+const codeOf = (body: unknown) => {
+  const b = body as { type?: string; error?: { code?: string; type?: string } } | null;
+  return b?.type === 'error' ? b.error?.type : b?.error?.code;
+};
 
 test('every non-public route answers 401 without credentials, refuses every other kind, and lets its own kind through, on every role that serves it', async (t) => {
   let checked = 0;

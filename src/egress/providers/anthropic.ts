@@ -1,6 +1,8 @@
 import { GatewayError } from '../../errors/index.js';
+import { deliveredOutput, jsonOf, type MeterState, meterOf } from './meter.js';
+import type { RawSseEvent } from './sse.js';
 import { modelOf, optionalCap, paramsObject, tokens } from './params.js';
-import type { ProviderAdapter, SseEvent } from './types.js';
+import type { PreparedRequest, ProviderAdapter, SseEvent, StreamMeter } from './types.js';
 
 const DEFAULT_MAX_OUTPUT = 4096;
 const MAX_OUTPUT = 32_768;
@@ -20,17 +22,57 @@ const usageOf = (u: MessageUsage | undefined) => ({
   output_tokens: tokens(u?.output_tokens),
 });
 
-/** Anthropic: `messages`, streaming included; prompt-cache reads and writes counted apart. */
+/**
+ * Follows a relayed messages stream; every event passes on as it is. Usage is what
+ * `message_start` reported, overwritten field by field by the last `message_delta` (its counts
+ * are cumulative: never summed).
+ */
+function messagesMeter(prepared: PreparedRequest): StreamMeter {
+  const out = deliveredOutput(prepared);
+  const reported: MessageUsage = {};
+  const state: MeterState = { complete: false, failure: undefined, model: '' };
+  let seen = false;
+  const relay = (e: RawSseEvent) => {
+    const data = e.carriesData ? jsonOf(e.data) : undefined;
+    if (!data) return e.raw;
+    const type = e.event ?? (data.type as string | undefined);
+    if (type === 'message_start') {
+      if (typeof data.message?.model === 'string') state.model = data.message.model;
+      if (data.message?.usage) Object.assign(reported, data.message.usage);
+      seen = true;
+    } else if (type === 'content_block_start' && data.content_block?.type === 'tool_use') out.add(data.content_block.name);
+    else if (type === 'content_block_delta') {
+      out.add(data.delta?.text);
+      out.add(data.delta?.partial_json);
+      out.add(data.delta?.thinking);
+    } else if (type === 'message_delta' && data.usage) Object.assign(reported, data.usage);
+    else if (type === 'message_stop') state.complete = true;
+    else if (type === 'error')
+      state.failure ??= { code: String(data.error?.type ?? 'provider_error'), message: String(data.error?.message ?? 'error') };
+    return e.raw;
+  };
+  return meterOf(state, relay, () => (state.complete ? usageOf(reported) : out.bound(seen ? usageOf(reported) : {})));
+}
+
+/**
+ * Anthropic: `messages`, streaming included, prompt-cache reads and writes counted apart; and
+ * `messages.count_tokens`, which Anthropic does not bill (reserved and charged at nothing).
+ */
 export const anthropic: ProviderAdapter = {
   name: 'anthropic',
-  operations: ['messages'],
+  operations: ['messages', 'messages.count_tokens'],
 
   prepare(operation, raw) {
-    if (operation !== 'messages') throw new GatewayError('bad_request', `anthropic has no operation '${operation}'`);
+    if (operation !== 'messages' && operation !== 'messages.count_tokens')
+      throw new GatewayError('bad_request', `anthropic has no operation '${operation}'`);
     const p = paramsObject(operation, raw);
     const model = modelOf(p);
     if (!Array.isArray(p.messages) || p.messages.length === 0)
       throw new GatewayError('bad_request', 'params.messages must be a non-empty list');
+    if (operation === 'messages.count_tokens') {
+      if (p.stream !== undefined) throw new GatewayError('bad_request', 'counting tokens does not stream');
+      return { path: '/v1/messages/count_tokens', body: p, stream: false, model, inputChars: 0, maxOutputTokens: 0 };
+    }
     if (p.stream !== undefined && typeof p.stream !== 'boolean') throw new GatewayError('bad_request', 'params.stream must be a boolean');
     const cap = optionalCap(p, 'max_tokens', MAX_OUTPUT) ?? DEFAULT_MAX_OUTPUT;
     const body = { ...p, max_tokens: cap };
@@ -39,9 +81,10 @@ export const anthropic: ProviderAdapter = {
 
   authHeaders: (secret) => ({ 'x-api-key': secret, 'anthropic-version': API_VERSION }),
 
-  parse(_operation, body) {
+  parse(operation, body) {
     const b = body as { model?: string; usage?: MessageUsage };
     if (!b || typeof b !== 'object') throw new GatewayError('provider_error', 'anthropic answered with something that is not JSON');
+    if (operation === 'messages.count_tokens') return { result: body, usage: usageOf(undefined), model: '' };
     return { result: body, usage: usageOf(b.usage), model: typeof b.model === 'string' ? b.model : '' };
   },
 
@@ -90,4 +133,9 @@ export const anthropic: ProviderAdapter = {
       model,
     };
   },
+
+  meter: (_operation, prepared) => messagesMeter(prepared),
+
+  streamError: (_operation, f) =>
+    `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: f.code, message: f.message } })}\n\n`,
 };
