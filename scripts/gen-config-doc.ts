@@ -56,6 +56,8 @@ export const OTHER_ENV: readonly { env: string; description: string }[] = [
     description: 'Worker: the command agent jobs run, a JSON list or words split on spaces, no shell (absent: no agent jobs).',
   },
   { env: 'CYNODE_MCP_URL', description: "Worker: the MCP gateway's base URL for agents (default: the control plane host, port 12083)." },
+  { env: 'CYNODE_JOB_ID', description: 'Agent: set by the worker for the agent of an agent job: the job it runs for.' },
+  { env: 'CYNODE_TASK_ID', description: "Agent: set by the worker for the agent of an agent job: the job's task." },
   { env: 'CYNODE_AGENT_MAX_OUTPUT_BYTES', description: "Worker: the most of an agent's stdout kept as its result (default 1048576)." },
 ];
 

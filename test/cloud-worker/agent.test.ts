@@ -106,6 +106,7 @@ test.serial('the agent sees only the gateway variables (never the PSK) and is ki
     t.is(env.OPENAI_API_KEY, env.ANTHROPIC_API_KEY);
     t.is(env.CYNODE_JOB_ID, jobId);
     t.false(JSON.stringify(env).includes(psk), 'the worker PSK never reaches the agent');
+    t.false(JSON.stringify(env).includes(KEY), 'nor the provider key: the agent holds only its agent token');
     t.is(env.CYNODE_REGISTER_PSK, undefined);
     t.is((await call(base, `/v1/jobs/${jobId}/cancel`, { method: 'POST', json: {} })).status, 200);
     await eventually(() => {

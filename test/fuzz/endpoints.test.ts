@@ -69,6 +69,9 @@ test.before(async () => {
     leaseId = (await poll(base, worker)).body.jobs.find((j) => j.job_id === job)?.lease_id ?? '';
     return leaseId !== '';
   }, 10_000);
+  // A job already cancelled: cancelling it again reaches the handler (job_finished) whatever else the run does.
+  const finished = String((await submitJob(base, { task_id: 'task-fuzz-done', user_id: 'user-f', payload: { kind: 'echo' } })).body.id);
+  await call(base, `/v1/jobs/${finished}/cancel`, { method: 'POST', json: {} });
   const decision = await call<{ decision_id: string }>(base, '/v1/data/cynode/register/decision', {
     json: { input: { action: 'register' } },
   });
@@ -89,6 +92,7 @@ test.before(async () => {
     consoleCookie,
     ids: {
       jobId: job,
+      finishedJobId: finished,
       leaseId,
       credentialId: credential.body.id,
       pskId: psk.id,

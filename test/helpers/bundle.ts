@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { buildBundle, REQUIRED_ENTRYPOINTS } from '../../src/policy/index.js';
 import { packageRoot } from '../../src/lib/package-root.js';
@@ -73,6 +73,25 @@ export async function buildCustomBundle(
     entrypoints: options.entrypoints ?? REQUIRED_ENTRYPOINTS,
     revision: options.revision ?? 'custom',
   });
+  return out;
+}
+
+/**
+ * Builds the real policies with some files changed: `edit` gets each file's text (its path under
+ * `policies/`) and returns it as the bundle should have it. For data a test needs that the shipped
+ * data does not grant (a node's own grant), without a hand-written bundle.
+ */
+export async function buildPoliciesWith(edit: Record<string, (text: string) => string>): Promise<string> {
+  const dir = tempDir('cynode-policies-');
+  cpSync(join(packageRoot(), 'policies'), dir, { recursive: true });
+  for (const [path, change] of Object.entries(edit)) {
+    const before = readFileSync(join(dir, path), 'utf8');
+    const after = change(before);
+    if (after === before) throw new Error(`the edit of ${path} changed nothing`);
+    writeFileSync(join(dir, path), after);
+  }
+  const out = join(tempDir('cynode-bundle-'), 'bundle.tar.gz');
+  await buildBundle({ policiesDir: dir, out, entrypoints: REQUIRED_ENTRYPOINTS, revision: 'edited' });
   return out;
 }
 

@@ -56,7 +56,7 @@ export interface FuzzTarget {
   psk: string;
   /** `name=value` of a live console session, for the route that answers only to a session cookie. */
   consoleCookie: string;
-  ids: { jobId: string; leaseId: string; credentialId: string; pskId: string; decisionId: string; taskId: string };
+  ids: { jobId: string; finishedJobId: string; leaseId: string; credentialId: string; pskId: string; decisionId: string; taskId: string };
   maxBodyBytes: number;
   /** Signs a forward token for exactly these body bytes, as the control plane does, so egress handlers are reached. */
   signForward: (body: Buffer) => Promise<string>;
@@ -182,7 +182,7 @@ const SAMPLES: Record<string, Sample> = {
     headers: (_t, r) => [['idempotency-key', `fuzz-${r.int(1e9)}`]],
   },
   'GET /v1/jobs/{id}': { params: { id: jobId } },
-  'POST /v1/jobs/{id}/cancel': { params: { id: () => ['00000000-0000-4000-8000-000000000000'] } },
+  'POST /v1/jobs/{id}/cancel': { params: { id: (t: FuzzTarget) => ['00000000-0000-4000-8000-000000000000', t.ids.finishedJobId] } },
   'POST /register': { body: (_t, r) => ({ ...SEED_REPORT, node_id: `fuzz-node-${r.int(50)}` }) },
   'POST /status': {
     body: (t) => ({ health: { ok: true }, load: { running: 1 }, jobs: [{ job_id: t.ids.jobId, lease_id: t.ids.leaseId }] }),

@@ -3,6 +3,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import test from 'ava';
 import OpenAI from 'openai';
 import { bootGateway, type BootedGateway } from '../helpers/boot.js';
+import { buildPoliciesWith } from '../helpers/bundle.js';
 import { type FakeProvider, startFakeProvider } from '../helpers/fake-providers.js';
 import { call, eventually } from '../helpers/http.js';
 import { captureLogger } from '../helpers/start.js';
@@ -48,7 +49,16 @@ let agent: { jobId: string; agentToken: string };
 test.before(async () => {
   fake = await startFakeProvider();
   gw = await bootGateway({
-    env: { CYNODE_OPENAI_BASE_URL: fake.url, CYNODE_ANTHROPIC_BASE_URL: fake.url, CYNODE_JOB_LEASE_TTL_MS: '600000' },
+    env: {
+      CYNODE_OPENAI_BASE_URL: fake.url,
+      CYNODE_ANTHROPIC_BASE_URL: fake.url,
+      CYNODE_JOB_LEASE_TTL_MS: '600000',
+      // The shipped grants give provider_openai workers chat and the Responses API; this node may embed too.
+      CYNODE_BUNDLE: await buildPoliciesWith({
+        'config/api_call/data.yaml': (y) =>
+          y.replace('  nodes: {}', '  nodes: {cloud-sdk-01: {openai: {embeddings: {models: {"*": true}}}}}'),
+      }),
+    },
     roles: ['control', 'mcp', 'egress'],
     logger: logs.logger,
   });
