@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import { TEST_ADMIN_TOKEN } from '../test/helpers/config.js';
-import { agent, closedLoop, percentiles, processCpuMs, requestJson, type Verdict } from './lib.js';
+import { agent, closedLoop, openLoop, percentiles, processCpuMs, requestJson, type Verdict } from './lib.js';
 
 const RATE = Number(process.env.BENCH_DROPIN_RATE ?? 20);
 const SECONDS = Number(process.env.BENCH_DROPIN_SECONDS ?? 8);
@@ -50,27 +50,11 @@ function sendStream(target: StreamTarget): Promise<{ ttft: number; total: number
 async function streamLoad(target: StreamTarget, rate: number, calls: number) {
   const ttft: number[] = [];
   const total: number[] = [];
-  let errors = 0;
-  let firstError: string | undefined;
-  const inflight: Promise<void>[] = [];
-  const start = performance.now();
-  for (let i = 0; i < calls; i++) {
-    const wait = start + (i * 1000) / rate - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    inflight.push(
-      sendStream(target).then(
-        (s) => {
-          ttft.push(s.ttft);
-          total.push(s.total);
-        },
-        (err: Error) => {
-          errors++;
-          firstError ??= err.message;
-        },
-      ),
-    );
-  }
-  await Promise.all(inflight);
+  const { errors, firstError } = await openLoop(calls, rate, async () => {
+    const s = await sendStream(target);
+    ttft.push(s.ttft);
+    total.push(s.total);
+  });
   return { ttft: percentiles(ttft), total: percentiles(total), errors, ...(firstError && { firstError }) };
 }
 

@@ -143,28 +143,33 @@ function sendSigned(target: Target, body: string, signed: Record<string, string>
 
 /** Open-loop load at `rate` per second for `seconds`: latencies of the answers, count of failures. */
 export async function load(target: Target, stream: boolean, rate: number, seconds: number) {
-  const total = Math.round(rate * seconds);
   const latencies: number[] = [];
+  const { errors, firstError } = await openLoop(
+    Math.round(rate * seconds),
+    rate,
+    async () => void latencies.push(await send(target, stream)),
+  );
+  return { latencies, errors, firstError };
+}
+
+/** `calls` runs of `one`, started on schedule at `rate` per second whether or not earlier ones ended (open loop); failures counted. */
+export async function openLoop(calls: number, rate: number, one: () => Promise<void>) {
   let errors = 0;
   let firstError: string | undefined;
   const inflight: Promise<void>[] = [];
   const start = performance.now();
-  for (let i = 0; i < total; i++) {
-    const due = start + (i * 1000) / rate;
-    const wait = due - performance.now();
+  for (let i = 0; i < calls; i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     inflight.push(
-      send(target, stream).then(
-        (ms) => void latencies.push(ms),
-        (err: Error) => {
-          errors++;
-          firstError ??= err.message;
-        },
-      ),
+      one().catch((err: Error) => {
+        errors++;
+        firstError ??= err.message;
+      }),
     );
   }
   await Promise.all(inflight);
-  return { latencies, errors, firstError };
+  return { errors, firstError };
 }
 
 export function freePort(): Promise<number> {

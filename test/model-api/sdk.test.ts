@@ -44,6 +44,22 @@ const failure = async (p: Promise<unknown>) =>
     (e: unknown) => e,
   )) as (InstanceType<typeof OpenAI.APIError> & InstanceType<typeof Anthropic.APIError>) | undefined;
 
+/** A streamed chat call through the OpenAI SDK, read until it ends or raises: the text that arrived and the error. */
+async function streamUntilError(key: string) {
+  const stream = await openai(key).chat.completions.create({
+    model: 'gpt-4o-mini',
+    messages: [{ role: 'user', content: 'x' }],
+    stream: true,
+  });
+  let text = '';
+  const err = await failure(
+    (async () => {
+      for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    })(),
+  );
+  return { text, err };
+}
+
 let agent: { jobId: string; agentToken: string };
 
 test.before(async () => {
@@ -347,17 +363,7 @@ test.serial('a provider error mid-stream reaches the SDK as the provider error e
   const task = 'task-sdk-mid';
   const job = await leasedJob(worker, task);
   fake.next('error-mid-stream');
-  const stream = await openai(job.agentToken).chat.completions.create({
-    model: 'gpt-4o-mini',
-    messages: [{ role: 'user', content: 'x' }],
-    stream: true,
-  });
-  let text = '';
-  const err = await failure(
-    (async () => {
-      for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
-    })(),
-  );
+  const { text, err } = await streamUntilError(job.agentToken);
   t.true(err instanceof OpenAI.APIError);
   t.regex(String(err?.message), /fake overload mid-stream/);
   t.is(text, 'Hello from');
@@ -383,3 +389,25 @@ test.serial('a provider error mid-stream reaches the SDK as the provider error e
     'a broken stream is charged for what it delivered',
   );
 });
+
+test.serial(
+  'a provider that cuts the connection mid-stream: the SDK raises the gateway error event, and the call is charged',
+  async (t) => {
+    const task = 'task-sdk-drop';
+    const job = await leasedJob(worker, task);
+    fake.next('drop');
+    const { text, err } = await streamUntilError(job.agentToken);
+    t.true(err instanceof OpenAI.APIError);
+    t.is(err?.code, 'provider_stream_interrupted');
+    // The socket is destroyed right after the second word, which may or may not have left.
+    t.true(['Hello', 'Hello from'].includes(text), `what arrived before the break reached the caller: '${text}'`);
+    const audited = () =>
+      gw.gateway.db.knex('api_audit').where({ task_id: task, gate: 'egress' }).select('cost_usd', 'error_code') as Promise<
+        { cost_usd: string; error_code: string }[]
+      >;
+    await eventually(async () => (await audited()).length === 1, 5000);
+    const [row] = await audited();
+    t.is(row?.error_code, 'provider_stream_interrupted');
+    t.true(Number(row?.cost_usd) > 0);
+  },
+);

@@ -1,11 +1,9 @@
 import { GatewayError } from '../../errors/index.js';
 import { deliveredOutput, jsonOf, type MeterState, meterOf } from './meter.js';
 import type { RawSseEvent } from './sse.js';
-import { modelOf, optionalCap, paramsObject, tokens } from './params.js';
+import { DEFAULT_MAX_OUTPUT, MAX_OUTPUT, modelOf, optionalCap, paramsObject, tokens } from './params.js';
 import type { PreparedRequest, ProviderAdapter, SseEvent, StreamMeter } from './types.js';
 
-const DEFAULT_MAX_OUTPUT = 4096;
-const MAX_OUTPUT = 32_768;
 const API_VERSION = '2023-06-01';
 
 interface MessageUsage {

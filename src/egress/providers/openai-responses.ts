@@ -2,12 +2,8 @@ import { GatewayError } from '../../errors/index.js';
 import type { Usage } from '../pricing.js';
 import { deliveredOutput, type EventJson, jsonOf, type MeterState, meterOf } from './meter.js';
 import type { RawSseEvent } from './sse.js';
-import { optionalCap, tokens } from './params.js';
+import { cachedUsage, DEFAULT_MAX_OUTPUT, MAX_OUTPUT, optionalCap } from './params.js';
 import type { PreparedRequest, ProviderResult, SseEvent, StreamFailure, StreamMeter } from './types.js';
-
-/** The output cap when the caller sets none, and the most it may ask for. */
-const DEFAULT_MAX_OUTPUT = 4096;
-const MAX_OUTPUT = 32_768;
 
 interface ResponsesUsage {
   input_tokens?: number;
@@ -16,15 +12,8 @@ interface ResponsesUsage {
 }
 
 /** The Responses API's usage as the price table counts it. */
-export const responsesUsage = (u: ResponsesUsage | undefined): Usage => {
-  const cached = tokens(u?.input_tokens_details?.cached_tokens);
-  return {
-    input_tokens: Math.max(0, tokens(u?.input_tokens) - cached),
-    cached_input_tokens: cached,
-    cache_write_tokens: 0,
-    output_tokens: tokens(u?.output_tokens),
-  };
-};
+export const responsesUsage = (u: ResponsesUsage | undefined): Usage =>
+  cachedUsage(u?.input_tokens, u?.input_tokens_details?.cached_tokens, u?.output_tokens);
 
 // Fields that make the provider add input the request does not carry (a stored conversation, a
 // stored prompt): the worst case could not be bounded from the request, so it could not be reserved.

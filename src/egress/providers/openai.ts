@@ -1,13 +1,9 @@
 import { GatewayError } from '../../errors/index.js';
 import { type DeliveredOutput, deliveredOutput, jsonOf, type MeterState, meterOf } from './meter.js';
 import { prepareResponses, readResponsesStream, responsesMeter, responsesStreamError, responsesUsage } from './openai-responses.js';
-import { modelOf, optionalCap, paramsObject, tokens } from './params.js';
+import { cachedUsage, DEFAULT_MAX_OUTPUT, MAX_OUTPUT, modelOf, optionalCap, paramsObject } from './params.js';
 import { dataOf, type RawSseEvent } from './sse.js';
 import type { PreparedRequest, ProviderAdapter, ProviderResult, SseEvent, StreamMeter } from './types.js';
-
-/** The output cap when the caller sets none, and the most it may ask for. */
-const DEFAULT_MAX_OUTPUT = 4096;
-const MAX_OUTPUT = 32_768;
 
 interface ChatUsage {
   prompt_tokens?: number;
@@ -15,15 +11,7 @@ interface ChatUsage {
   prompt_tokens_details?: { cached_tokens?: number };
 }
 
-const usageOf = (u: ChatUsage | undefined) => {
-  const cached = tokens(u?.prompt_tokens_details?.cached_tokens);
-  return {
-    input_tokens: Math.max(0, tokens(u?.prompt_tokens) - cached),
-    cached_input_tokens: cached,
-    cache_write_tokens: 0,
-    output_tokens: tokens(u?.completion_tokens),
-  };
-};
+const usageOf = (u: ChatUsage | undefined) => cachedUsage(u?.prompt_tokens, u?.prompt_tokens_details?.cached_tokens, u?.completion_tokens);
 
 type Params = ReturnType<typeof paramsObject>;
 
